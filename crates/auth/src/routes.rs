@@ -1,0 +1,269 @@
+//! The auth API: register, login, refresh, logout, me. Paths and JSON follow the seed.
+
+use std::sync::Arc;
+
+use axum::extract::{FromRef, FromRequestParts, State};
+use axum::http::request::Parts;
+use axum::routing::{get, post};
+use axum::Router;
+use banter_core::{Password, User, UserId, Username};
+use banter_http::{ApiJson, Envelope};
+use banter_store::{NewRefreshToken, Rotation};
+use serde::{Deserialize, Serialize};
+
+use crate::token::{digest, RefreshSecret};
+use crate::{AuthState, Claims, Error, TokenKeys};
+
+/// The auth API's routes, with their state.
+pub fn router(state: AuthState) -> Router {
+    Router::new()
+        .route("/api/v1/register", post(register))
+        .route("/api/v1/login", post(login))
+        .route("/api/v1/refresh", post(refresh))
+        .route("/api/v1/logout", post(logout))
+        .route("/api/v1/me", get(me))
+        .with_state(state)
+}
+
+impl FromRef<AuthState> for Arc<TokenKeys> {
+    fn from_ref(state: &AuthState) -> Self {
+        state.tokens.clone()
+    }
+}
+
+/// The user a valid `Authorization: Bearer <JWT>` names. Any handler that takes it requires
+/// one; without it the request is answered 401 before the handler runs.
+#[derive(Debug, Clone)]
+pub struct AuthUser {
+    pub id: UserId,
+    pub username: Username,
+    pub claims: Claims,
+}
+
+impl<S> FromRequestParts<S> for AuthUser
+where
+    Arc<TokenKeys>: FromRef<S>,
+    S: Send + Sync,
+{
+    type Rejection = Error;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        let header =
+            parts
+                .headers
+                .get(axum::http::header::AUTHORIZATION)
+                .ok_or(Error::Unauthorized(
+                    "an Authorization: Bearer token is required",
+                ))?;
+        let token = header
+            .to_str()
+            .ok()
+            .and_then(|h| {
+                h.strip_prefix("Bearer ")
+                    .or_else(|| h.strip_prefix("bearer "))
+            })
+            .map(str::trim)
+            .ok_or(Error::Unauthorized(
+                "the Authorization header must be: Bearer <token>",
+            ))?;
+        let claims = Arc::<TokenKeys>::from_ref(state).verify(token)?;
+        Ok(Self {
+            id: claims.user_id()?,
+            username: Username::from_stored(claims.name.clone()),
+            claims,
+        })
+    }
+}
+
+#[derive(Deserialize)]
+struct CredentialsInput {
+    username: String,
+    password: String,
+}
+
+#[derive(Deserialize)]
+struct RefreshInput {
+    refresh_token: String,
+}
+
+#[derive(Serialize)]
+struct UserView {
+    id: UserId,
+    username: Username,
+    created_at: String,
+}
+
+impl From<User> for UserView {
+    fn from(u: User) -> Self {
+        Self {
+            id: u.id,
+            username: u.username,
+            created_at: u
+                .created_at
+                .to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+        }
+    }
+}
+
+#[derive(Serialize)]
+struct TokenPair {
+    token: String,
+    refresh_token: String,
+    token_type: &'static str,
+    expires_in: u64,
+    refresh_expires_in: u64,
+    user: UserView,
+}
+
+async fn register(
+    State(state): State<AuthState>,
+    ApiJson(input): ApiJson<CredentialsInput>,
+) -> Result<Envelope<UserView>, Error> {
+    let username = Username::parse(&input.username)?;
+    let password = Password::parse(&input.password)?;
+    // Checked first so that a taken name costs no hashing.
+    if state.store.credentials(username.as_str()).await?.is_some() {
+        metrics::counter!("banter_registrations_total", "outcome" => "taken").increment(1);
+        return Err(Error::UsernameTaken);
+    }
+    let hash = state.hasher.hash(password).await?;
+    let user = state
+        .store
+        .create_user(&username, &hash, banter_store::now())
+        .await
+        .map_err(|e| match e {
+            // Lost a race with another registration of the same name.
+            banter_store::StoreError::Conflict(_) => Error::UsernameTaken,
+            other => other.into(),
+        })?;
+    metrics::counter!("banter_registrations_total", "outcome" => "created").increment(1);
+    tracing::info!(user_id = %user.id, "user registered");
+    Ok(Envelope::created(
+        "User registered successfully",
+        user.into(),
+    ))
+}
+
+async fn login(
+    State(state): State<AuthState>,
+    ApiJson(input): ApiJson<CredentialsInput>,
+) -> Result<Envelope<TokenPair>, Error> {
+    if input.username.is_empty() {
+        return Err(banter_core::ValidationError::new("username", "must not be empty").into());
+    }
+    if input.password.is_empty() {
+        return Err(banter_core::ValidationError::new("password", "must not be empty").into());
+    }
+    let found = state.store.credentials(&input.username).await?;
+    let (user, hash) = match found {
+        Some(c) => (Some(c.user), Some(c.password_hash)),
+        None => (None, None),
+    };
+    // Unknown users are verified against a dummy hash: same work, same answer, same time.
+    let ok = state.hasher.verify(input.password, hash).await?;
+    let user = match (ok, user) {
+        (true, Some(user)) => user,
+        _ => {
+            metrics::counter!("banter_logins_total", "outcome" => "rejected").increment(1);
+            return Err(Error::InvalidCredentials);
+        }
+    };
+    let (refresh_token, record) = new_refresh(&state, user.id, uuid::Uuid::new_v4());
+    state.store.insert_refresh_token(&record).await?;
+    metrics::counter!("banter_logins_total", "outcome" => "ok").increment(1);
+    Ok(Envelope::ok(
+        "Login successful",
+        pair(&state, user, refresh_token)?,
+    ))
+}
+
+/// A new refresh token in `family`: the string for the client, the record for the store.
+fn new_refresh(
+    state: &AuthState,
+    user_id: UserId,
+    family: uuid::Uuid,
+) -> (String, NewRefreshToken) {
+    let now = banter_store::now();
+    let secret = RefreshSecret::generate();
+    let ttl =
+        chrono::Duration::from_std(state.tokens.refresh_ttl).unwrap_or(chrono::Duration::days(30));
+    let record = NewRefreshToken {
+        id: uuid::Uuid::new_v4(),
+        token_hash: secret.digest,
+        user_id,
+        family_id: family,
+        created_at: now,
+        expires_at: now + ttl,
+    };
+    (secret.token, record)
+}
+
+/// The answer to a login or refresh: a new access token beside the given refresh token.
+fn pair(state: &AuthState, user: User, refresh_token: String) -> Result<TokenPair, Error> {
+    let access = state.tokens.issue(user.id, &user.username)?;
+    Ok(TokenPair {
+        token: access.token,
+        refresh_token,
+        token_type: "Bearer",
+        expires_in: access.expires_in,
+        refresh_expires_in: state.tokens.refresh_ttl.as_secs(),
+        user: user.into(),
+    })
+}
+
+async fn refresh(
+    State(state): State<AuthState>,
+    ApiJson(input): ApiJson<RefreshInput>,
+) -> Result<Envelope<TokenPair>, Error> {
+    let presented = digest(&input.refresh_token);
+    // The store takes the user and family from the presented token, not from this record.
+    let (refresh_token, record) = new_refresh(&state, UserId(0), uuid::Uuid::nil());
+    let user_id = match state
+        .store
+        .rotate_refresh_token(&presented, &record, record.created_at)
+        .await?
+    {
+        Rotation::Rotated { user_id } => user_id,
+        Rotation::Reused => {
+            metrics::counter!("banter_refresh_replays_total").increment(1);
+            tracing::warn!("a used refresh token was replayed; its session is revoked");
+            return Err(Error::InvalidRefreshToken);
+        }
+        Rotation::Invalid => return Err(Error::InvalidRefreshToken),
+    };
+    let user = state
+        .store
+        .user(user_id)
+        .await?
+        .ok_or(Error::InvalidRefreshToken)?;
+    Ok(Envelope::ok(
+        "Token refreshed",
+        pair(&state, user, refresh_token)?,
+    ))
+}
+
+async fn logout(
+    State(state): State<AuthState>,
+    user: AuthUser,
+    ApiJson(input): ApiJson<RefreshInput>,
+) -> Result<Envelope<serde_json::Value>, Error> {
+    // Like RFC 7009, an unknown or foreign token is not an error: the session it would name
+    // is not usable either way, and the answer reveals nothing about other users' tokens.
+    let revoked = state
+        .store
+        .revoke_refresh_family(&digest(&input.refresh_token), user.id, banter_store::now())
+        .await?;
+    Ok(Envelope::ok(
+        "Logged out",
+        serde_json::json!({ "revoked": revoked }),
+    ))
+}
+
+async fn me(State(state): State<AuthState>, user: AuthUser) -> Result<Envelope<UserView>, Error> {
+    let found = state
+        .store
+        .user(user.id)
+        .await?
+        .ok_or(Error::Unauthorized("the token's user no longer exists"))?;
+    Ok(Envelope::ok("Current user", found.into()))
+}

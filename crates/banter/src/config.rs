@@ -1,0 +1,246 @@
+//! Command-line and environment settings. The doc comment of each field is its `--help` text;
+//! flags win over environment variables, which keep the seed's names.
+//!
+//! Secrets (`JWT_SECRET`, `DB_PASSWORD`, `DATABASE_URL`) are held in [`Secret`], whose `Debug`
+//! is redacted, so printing a settings struct can never leak them.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+/// banter: a real-time chat server. Rooms, direct messages and history over WebSocket, on one
+/// machine (SQLite) or many (PostgreSQL and Kafka).
+#[derive(Debug, Parser)]
+#[command(name = "banter", version, about, long_about = None)]
+pub struct Cli {
+    /// Log line format.
+    #[arg(long, env = "BANTER_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text, global = true)]
+    pub log_format: LogFormat,
+
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Everything in one process on the embedded defaults (a SQLite file in --data-dir). Needs
+    /// nothing else installed. Give it DATABASE_URL to run on PostgreSQL instead.
+    Serve(ServeArgs),
+    /// The auth service alone (register, login, tokens), on PostgreSQL.
+    Auth(AuthArgs),
+    /// Apply the database schema migrations, then exit.
+    Migrate(MigrateArgs),
+}
+
+/// A secret setting: readable only through [`Secret::expose`], redacted in `Debug`.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("[redacted]")
+    }
+}
+
+impl From<String> for Secret {
+    fn from(s: String) -> Self {
+        Self(s)
+    }
+}
+
+fn secret(s: &str) -> Result<Secret, String> {
+    Ok(Secret(s.to_owned()))
+}
+
+fn duration(s: &str) -> Result<Duration, String> {
+    humantime::parse_duration(s).map_err(|e| format!("{e} (examples: 900s, 15m, 30d)"))
+}
+
+/// Where the database is. `DATABASE_URL` wins over the `DB_*` parts.
+#[derive(Debug, Clone, Args)]
+pub struct DatabaseArgs {
+    /// Database URL: postgres://user:password@host:5432/name, or sqlite://path/to/file.db.
+    #[arg(long, env = "DATABASE_URL", value_parser = secret, hide_env_values = true)]
+    pub database_url: Option<Secret>,
+    /// PostgreSQL host (used when DATABASE_URL is not set).
+    #[arg(long, env = "DB_HOST")]
+    pub db_host: Option<String>,
+    /// PostgreSQL port.
+    #[arg(long, env = "DB_PORT", default_value_t = 5432)]
+    pub db_port: u16,
+    /// PostgreSQL database name.
+    #[arg(long, env = "DB_NAME", default_value = "banter")]
+    pub db_name: String,
+    /// PostgreSQL user.
+    #[arg(long, env = "DB_USER", default_value = "postgres")]
+    pub db_user: String,
+    /// PostgreSQL password.
+    #[arg(long, env = "DB_PASSWORD", value_parser = secret, hide_env_values = true)]
+    pub db_password: Option<Secret>,
+    /// Most connections this process opens to the database.
+    #[arg(long, env = "BANTER_DB_MAX_CONNECTIONS", default_value_t = 10)]
+    pub db_max_connections: u32,
+}
+
+impl DatabaseArgs {
+    /// The configured database URL, or `None` when neither DATABASE_URL nor DB_HOST is set.
+    pub fn url(&self) -> anyhow::Result<Option<Secret>> {
+        if let Some(url) = &self.database_url {
+            return Ok(Some(url.clone()));
+        }
+        let Some(host) = &self.db_host else {
+            return Ok(None);
+        };
+        let mut url = url::Url::parse("postgres://localhost/")?;
+        url.set_host(Some(host))
+            .map_err(|e| anyhow::anyhow!("DB_HOST {host:?} is not a host name: {e}"))?;
+        url.set_port(Some(self.db_port))
+            .map_err(|()| anyhow::anyhow!("DB_PORT is not usable"))?;
+        url.set_username(&self.db_user)
+            .map_err(|()| anyhow::anyhow!("DB_USER is not usable"))?;
+        if let Some(pw) = &self.db_password {
+            url.set_password(Some(pw.expose()))
+                .map_err(|()| anyhow::anyhow!("DB_PASSWORD is not usable"))?;
+        }
+        url.set_path(&self.db_name);
+        Ok(Some(Secret(url.to_string())))
+    }
+
+    /// Like [`DatabaseArgs::url`], for commands that cannot run without a database.
+    pub fn required_url(&self, command: &str) -> anyhow::Result<Secret> {
+        self.url()?.ok_or_else(|| {
+            anyhow::anyhow!(
+                "banter {command} needs a database: set DATABASE_URL \
+                 (postgres://user:password@host:5432/name) or DB_HOST and the other DB_* settings"
+            )
+        })
+    }
+}
+
+/// Token settings.
+#[derive(Debug, Clone, Args)]
+pub struct TokenArgs {
+    /// Secret that signs access tokens (HS256), at least 32 bytes. Every process of one
+    /// deployment must share it.
+    #[arg(long, env = "JWT_SECRET", value_parser = secret, hide_env_values = true)]
+    pub jwt_secret: Option<Secret>,
+    /// How long an access token stays valid.
+    #[arg(long, env = "BANTER_ACCESS_TOKEN_TTL", value_parser = duration, default_value = "15m")]
+    pub access_token_ttl: Duration,
+    /// How long a refresh token stays valid if unused.
+    #[arg(long, env = "BANTER_REFRESH_TOKEN_TTL", value_parser = duration, default_value = "30d")]
+    pub refresh_token_ttl: Duration,
+    /// Password hashes computed at once (each takes 19 MiB and a core for tens of ms).
+    /// Default: the number of cores.
+    #[arg(long, env = "BANTER_HASH_CONCURRENCY")]
+    pub hash_concurrency: Option<usize>,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct ServeArgs {
+    /// Address to listen on (API, WebSocket and web app on one port).
+    #[arg(long, env = "BANTER_LISTEN", default_value = "0.0.0.0:8080")]
+    pub listen: SocketAddr,
+    /// Directory for the SQLite database and the generated JWT secret.
+    #[arg(long, env = "BANTER_DATA_DIR", default_value = "./banter-data")]
+    pub data_dir: PathBuf,
+    #[command(flatten)]
+    pub database: DatabaseArgs,
+    #[command(flatten)]
+    pub tokens: TokenArgs,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct AuthArgs {
+    /// Address to listen on; overrides --port.
+    #[arg(long, env = "BANTER_LISTEN")]
+    pub listen: Option<SocketAddr>,
+    /// Port to listen on, on all interfaces (the seed's AUTH_PORT).
+    #[arg(long, env = "AUTH_PORT", default_value_t = 8080)]
+    pub port: u16,
+    #[command(flatten)]
+    pub database: DatabaseArgs,
+    #[command(flatten)]
+    pub tokens: TokenArgs,
+}
+
+impl AuthArgs {
+    pub fn listen_addr(&self) -> SocketAddr {
+        self.listen
+            .unwrap_or_else(|| SocketAddr::from(([0, 0, 0, 0], self.port)))
+    }
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct MigrateArgs {
+    #[command(flatten)]
+    pub database: DatabaseArgs,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn cli_is_well_formed() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn database_url_wins_and_parts_are_encoded() {
+        let mut db = DatabaseArgs {
+            database_url: None,
+            db_host: Some("db".into()),
+            db_port: 5433,
+            db_name: "go-message-app".into(),
+            db_user: "postgres".into(),
+            db_password: Some(Secret("p@ss:w/rd".into())),
+            db_max_connections: 5,
+        };
+        let url = db.url().expect("url").expect("some");
+        assert_eq!(
+            url.expose(),
+            "postgres://postgres:p%40ss%3Aw%2Frd@db:5433/go-message-app"
+        );
+        db.database_url = Some(Secret("postgres://x@y/z".into()));
+        assert_eq!(
+            db.url().expect("url").expect("some").expose(),
+            "postgres://x@y/z"
+        );
+        db.database_url = None;
+        db.db_host = None;
+        assert!(db.url().expect("url").is_none());
+        assert!(db.required_url("auth").is_err());
+    }
+
+    #[test]
+    fn secrets_never_show_in_debug() {
+        let cli = Cli::try_parse_from([
+            "banter",
+            "auth",
+            "--jwt-secret",
+            "very-secret-value-very-secret-value",
+            "--database-url",
+            "postgres://u:hunter2@h/d",
+        ])
+        .expect("parse");
+        let shown = format!("{cli:?}");
+        assert!(!shown.contains("very-secret-value"), "{shown}");
+        assert!(!shown.contains("hunter2"), "{shown}");
+    }
+}

@@ -1,0 +1,211 @@
+//! banter's processes. Each role is a `launch_*` function that takes its settings, an already
+//! bound listener and a shutdown future, so tests run the real thing on port 0 and stop it
+//! cleanly; `main` only parses the command line and calls [`run`].
+
+pub mod config;
+mod data_dir;
+pub mod telemetry;
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use axum::Router;
+use banter_auth::{password::Hasher, AuthState, TokenKeys};
+use banter_http::ops::{self, Check, Collector};
+use banter_store::DynStore;
+use secrecy::SecretString;
+use tokio::net::TcpListener;
+
+use crate::config::{AuthArgs, Command, MigrateArgs, ServeArgs, TokenArgs};
+
+/// Settings of the auth API, resolved from the command line (or built by tests).
+#[derive(Debug, Clone)]
+pub struct AuthOptions {
+    pub jwt_secret: SecretString,
+    pub access_ttl: Duration,
+    pub refresh_ttl: Duration,
+    pub hash_concurrency: usize,
+}
+
+impl AuthOptions {
+    fn from_args(args: &TokenArgs, secret: SecretString) -> Self {
+        Self {
+            jwt_secret: secret,
+            access_ttl: args.access_token_ttl,
+            refresh_ttl: args.refresh_token_ttl,
+            hash_concurrency: args.hash_concurrency.unwrap_or_else(default_concurrency),
+        }
+    }
+}
+
+fn default_concurrency() -> usize {
+    std::thread::available_parallelism().map_or(2, |n| n.get())
+}
+
+/// Runs one command to completion (for servers: until SIGINT or SIGTERM).
+pub async fn run(command: Command) -> anyhow::Result<()> {
+    match command {
+        Command::Serve(args) => serve(args).await,
+        Command::Auth(args) => auth(args).await,
+        Command::Migrate(args) => migrate(args).await,
+    }
+}
+
+async fn serve(args: ServeArgs) -> anyhow::Result<()> {
+    let dir = data_dir::DataDir::open(&args.data_dir)?;
+    let url = match args.database.url()? {
+        Some(url) => url,
+        None => dir.sqlite_url().into(),
+    };
+    let secret = match &args.tokens.jwt_secret {
+        Some(s) => SecretString::from(s.expose().to_owned()),
+        None => dir.jwt_secret()?,
+    };
+    let store = open_store(url.expose(), args.database.db_max_connections).await?;
+    store.migrate().await.context("applying migrations")?;
+    let listener = bind(args.listen).await?;
+    tracing::info!(
+        "banter serve is listening on http://{} (data in {}, database: {})",
+        listener.local_addr()?,
+        dir.path().display(),
+        store.backend().as_str(),
+    );
+    let options = AuthOptions::from_args(&args.tokens, secret);
+    launch_serve(store, options, listener, shutdown_signal()).await
+}
+
+async fn auth(args: AuthArgs) -> anyhow::Result<()> {
+    let secret = args.tokens.jwt_secret.as_ref().context(
+        "banter auth needs JWT_SECRET (at least 32 bytes, shared by every banter process; \
+         generate one with: openssl rand -base64 48)",
+    )?;
+    let options =
+        AuthOptions::from_args(&args.tokens, SecretString::from(secret.expose().to_owned()));
+    let url = args.database.required_url("auth")?;
+    let store = open_store(url.expose(), args.database.db_max_connections).await?;
+    let listener = bind(args.listen_addr()).await?;
+    tracing::info!(
+        "banter auth is listening on http://{}",
+        listener.local_addr()?
+    );
+    launch_auth(store, options, listener, shutdown_signal()).await
+}
+
+async fn migrate(args: MigrateArgs) -> anyhow::Result<()> {
+    let url = args.database.required_url("migrate")?;
+    let store = open_store(url.expose(), 1).await?;
+    store.migrate().await.context("applying migrations")?;
+    tracing::info!(database = store.backend().as_str(), "migrations applied");
+    store.close().await;
+    Ok(())
+}
+
+async fn open_store(url: &str, max_connections: u32) -> anyhow::Result<DynStore> {
+    banter_store::connect(url, max_connections)
+        .await
+        .context("opening the database")
+}
+
+async fn bind(addr: std::net::SocketAddr) -> anyhow::Result<TcpListener> {
+    TcpListener::bind(addr)
+        .await
+        .with_context(|| format!("listening on {addr}"))
+}
+
+/// Everything in one process. So far that is the auth API and the operations endpoints, the
+/// same as [`launch_auth`]; the gateway and the persist worker join here as they are built.
+pub async fn launch_serve(
+    store: DynStore,
+    options: AuthOptions,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    launch_auth(store, options, listener, shutdown).await
+}
+
+/// The auth service alone.
+pub async fn launch_auth(
+    store: DynStore,
+    options: AuthOptions,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    let app = auth_app(store.clone(), &options)?;
+    serve_http(listener, app, shutdown).await?;
+    store.close().await;
+    Ok(())
+}
+
+fn auth_app(store: DynStore, options: &AuthOptions) -> anyhow::Result<Router> {
+    let tokens = TokenKeys::new(&options.jwt_secret, options.access_ttl, options.refresh_ttl)
+        .map_err(anyhow::Error::msg)?;
+    let hasher = Hasher::new(options.hash_concurrency)?;
+    let state = AuthState {
+        store: store.clone(),
+        hasher: Arc::new(hasher),
+        tokens: Arc::new(tokens),
+    };
+    Ok(ops::finish(banter_auth::router(state).merge(ops::router(
+        database_check(&store),
+        pool_gauges(&store),
+    ))))
+}
+
+fn database_check(store: &DynStore) -> Vec<Check> {
+    let store = store.clone();
+    vec![Check {
+        name: "database",
+        run: Arc::new(move || {
+            let store = store.clone();
+            Box::pin(async move { store.ping().await.map_err(|e| e.to_string()) })
+        }),
+    }]
+}
+
+fn pool_gauges(store: &DynStore) -> Vec<Collector> {
+    let store = store.clone();
+    vec![Arc::new(move || {
+        let stats = store.pool_stats();
+        metrics::gauge!("banter_db_pool_connections").set(f64::from(stats.size));
+        metrics::gauge!("banter_db_pool_idle_connections").set(f64::from(stats.idle));
+    })]
+}
+
+async fn serve_http(
+    listener: TcpListener,
+    app: Router,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    axum::serve(
+        listener,
+        app.into_make_service_with_connect_info::<std::net::SocketAddr>(),
+    )
+    .with_graceful_shutdown(shutdown)
+    .await
+    .context("serving HTTP")
+}
+
+/// Resolves on SIGINT (Ctrl-C) or SIGTERM (what Kubernetes sends).
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => futures::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = futures::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {},
+        () = term => {},
+    }
+    tracing::info!("shutting down");
+}

@@ -1,0 +1,5 @@
+//! The HTTP API, spoken to over real sockets: a real `banter serve` on port 0 per test.
+
+mod auth;
+mod errors;
+mod ops;

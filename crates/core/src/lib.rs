@@ -1,0 +1,32 @@
+//! banter's domain vocabulary, shared by every service: the validated names and bodies that
+//! input is parsed into at the edge, and the records the store hands back.
+//!
+//! Nothing here does I/O. A value of one of these types is valid by construction, so code past
+//! the edge never re-checks it ("parse, don't validate").
+
+mod names;
+mod user;
+
+pub use names::{MessageBody, Password, RoomName, Username};
+pub use user::{User, UserId};
+
+/// Why a piece of client input was refused: which field, and a sentence a person can act on.
+///
+/// The HTTP and WebSocket edges turn it into a `validation_failed` answer that names the field.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{field}: {message}")]
+pub struct ValidationError {
+    /// The input field at fault, as the client spelled it (`username`, `room`, ...).
+    pub field: &'static str,
+    /// What is wrong with it.
+    pub message: String,
+}
+
+impl ValidationError {
+    pub fn new(field: &'static str, message: impl Into<String>) -> Self {
+        Self {
+            field,
+            message: message.into(),
+        }
+    }
+}

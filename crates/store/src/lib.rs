@@ -1,0 +1,212 @@
+//! Where banter keeps what must outlive a process: users, refresh-token families and messages.
+//!
+//! Every service talks to storage through the [`Store`] trait, so the same code runs on the
+//! embedded SQLite file of `banter serve` and on the PostgreSQL of a cluster. [`connect`] picks
+//! the backend from the URL scheme. The two implementations are held to the same behaviour by
+//! one conformance suite (`tests/conformance.rs`) that runs every case on both.
+//!
+//! Errors are deliberately narrow ([`StoreError`]): callers decide on `Conflict` and
+//! `Unavailable`; anything else is an internal fault they log and hide.
+
+mod postgres;
+mod queries;
+mod sqlite;
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use banter_core::{User, UserId, Username};
+use chrono::{DateTime, SubsecRound, Utc};
+use uuid::Uuid;
+
+pub use postgres::PostgresStore;
+pub use sqlite::SqliteStore;
+
+/// A shared handle to whichever backend is configured. Cloning it is an `Arc` increment.
+pub type DynStore = Arc<dyn Store>;
+
+/// What can go wrong in storage, in the terms callers act on.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// A uniqueness rule refused the write (e.g. the username is taken).
+    #[error("conflict: {0}")]
+    Conflict(&'static str),
+    /// The database cannot be reached or is overloaded; retrying later may work.
+    #[error("database unavailable: {0}")]
+    Unavailable(#[source] sqlx::Error),
+    /// Anything else: a bug or a broken schema. Logged, never shown to clients.
+    #[error("database error: {0}")]
+    Other(#[source] sqlx::Error),
+}
+
+impl StoreError {
+    fn from_sqlx(e: sqlx::Error, conflict: &'static str) -> Self {
+        match &e {
+            sqlx::Error::Database(db) if db.is_unique_violation() => Self::Conflict(conflict),
+            sqlx::Error::Database(db) if db.code().as_deref().is_some_and(is_unavailable_code) => {
+                Self::Unavailable(e)
+            }
+            sqlx::Error::PoolTimedOut
+            | sqlx::Error::PoolClosed
+            | sqlx::Error::Io(_)
+            | sqlx::Error::Tls(_) => Self::Unavailable(e),
+            _ => Self::Other(e),
+        }
+    }
+}
+
+/// SQLSTATEs that mean "the database cannot serve us right now" rather than "this query is
+/// wrong": connection exceptions (08), shutdowns and restarts (57P0x), too many connections,
+/// and a database that is gone (SQLite reports busy/locked as 5 and 6).
+fn is_unavailable_code(code: &str) -> bool {
+    code.starts_with("08")
+        || matches!(
+            code,
+            "57P01" | "57P02" | "57P03" | "53300" | "3D000" | "5" | "6"
+        )
+}
+
+impl From<sqlx::Error> for StoreError {
+    fn from(e: sqlx::Error) -> Self {
+        Self::from_sqlx(e, "unique constraint")
+    }
+}
+
+impl From<sqlx::migrate::MigrateError> for StoreError {
+    fn from(e: sqlx::migrate::MigrateError) -> Self {
+        match e {
+            sqlx::migrate::MigrateError::Execute(e) => e.into(),
+            other => Self::Other(sqlx::Error::Migrate(Box::new(other))),
+        }
+    }
+}
+
+/// A user together with the password hash that only the login path needs.
+#[derive(Debug, Clone)]
+pub struct Credentials {
+    pub user: User,
+    /// PHC string (`$argon2id$...`).
+    pub password_hash: String,
+}
+
+/// A refresh token about to be stored: only its digest is kept.
+#[derive(Debug, Clone)]
+pub struct NewRefreshToken {
+    pub id: Uuid,
+    /// SHA-256 of the token the client holds.
+    pub token_hash: Vec<u8>,
+    pub user_id: UserId,
+    /// The login session it belongs to; rotations keep it.
+    pub family_id: Uuid,
+    pub created_at: DateTime<Utc>,
+    pub expires_at: DateTime<Utc>,
+}
+
+/// What presenting a refresh token did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Rotation {
+    /// The token was live: it is now used, and the successor was stored in its family.
+    Rotated { user_id: UserId },
+    /// The token had already been used: someone replayed it, so its whole family is revoked.
+    Reused,
+    /// Unknown, expired or revoked.
+    Invalid,
+}
+
+/// Pool figures for the metrics endpoint.
+#[derive(Debug, Clone, Copy)]
+pub struct PoolStats {
+    pub size: u32,
+    pub idle: u32,
+}
+
+/// Which engine a store runs on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+impl Backend {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Sqlite => "sqlite",
+            Self::Postgres => "postgres",
+        }
+    }
+}
+
+/// The storage operations banter needs. Every method is one transaction.
+#[async_trait]
+pub trait Store: Send + Sync + std::fmt::Debug + 'static {
+    fn backend(&self) -> Backend;
+
+    /// Applies the embedded migrations; safe to run from several processes at once.
+    async fn migrate(&self) -> Result<(), StoreError>;
+
+    /// A round trip to the database, for readiness checks.
+    async fn ping(&self) -> Result<(), StoreError>;
+
+    fn pool_stats(&self) -> PoolStats;
+
+    /// Closes the pool, waiting for connections in use to come back.
+    async fn close(&self);
+
+    /// Creates a user; `Conflict` when the name (compared without case) is taken.
+    async fn create_user(
+        &self,
+        username: &Username,
+        password_hash: &str,
+        created_at: DateTime<Utc>,
+    ) -> Result<User, StoreError>;
+
+    /// Looks a user up by name, without regard to case, for login.
+    async fn credentials(&self, username: &str) -> Result<Option<Credentials>, StoreError>;
+
+    async fn user(&self, id: UserId) -> Result<Option<User>, StoreError>;
+
+    /// Stores the first refresh token of a new family (at login).
+    async fn insert_refresh_token(&self, token: &NewRefreshToken) -> Result<(), StoreError>;
+
+    /// Uses the token whose digest is `presented` and stores `next` (same user, same family)
+    /// in its place, atomically. `next.user_id` and `next.family_id` are taken from the
+    /// presented token, whatever the caller put there.
+    async fn rotate_refresh_token(
+        &self,
+        presented: &[u8],
+        next: &NewRefreshToken,
+        now: DateTime<Utc>,
+    ) -> Result<Rotation, StoreError>;
+
+    /// Revokes the family of the token whose digest is `presented`, if it belongs to `user`.
+    /// Returns whether a live token was found.
+    async fn revoke_refresh_family(
+        &self,
+        presented: &[u8],
+        user: UserId,
+        now: DateTime<Utc>,
+    ) -> Result<bool, StoreError>;
+}
+
+/// Opens the store a URL names: `sqlite://path/to/file.db` or `postgres://...`.
+///
+/// `max_connections` bounds the pool; it does not migrate.
+pub async fn connect(url: &str, max_connections: u32) -> Result<DynStore, StoreError> {
+    if url.starts_with("sqlite:") {
+        Ok(Arc::new(SqliteStore::connect(url, max_connections).await?))
+    } else if url.starts_with("postgres:") || url.starts_with("postgresql:") {
+        Ok(Arc::new(
+            PostgresStore::connect(url, max_connections).await?,
+        ))
+    } else {
+        Err(StoreError::Other(sqlx::Error::Configuration(
+            "the database URL must start with sqlite: or postgres:".into(),
+        )))
+    }
+}
+
+/// The current time at the precision both backends keep (microseconds), so a value read back
+/// equals the value written.
+pub fn now() -> DateTime<Utc> {
+    Utc::now().trunc_subsecs(6)
+}

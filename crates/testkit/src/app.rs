@@ -1,0 +1,163 @@
+//! A real banter server on a port-0 listener, and typed helpers to talk to it.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use banter::AuthOptions;
+use reqwest::StatusCode;
+use secrecy::SecretString;
+use serde_json::{json, Value};
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+
+use crate::{Db, TestDb};
+
+/// The JWT secret every test server signs with, so tests can forge tokens on purpose.
+pub const TEST_JWT_SECRET: &str = "test-secret-test-secret-test-secret-0123";
+
+/// A running `banter serve` (API on one port) with its own fresh database.
+///
+/// Dropping it stops the server and drops the database; [`TestApp::stop`] does the same but
+/// waits for a graceful shutdown and reports its outcome.
+#[derive(Debug)]
+pub struct TestApp {
+    pub addr: SocketAddr,
+    pub base_url: String,
+    pub client: reqwest::Client,
+    pub db: TestDb,
+    shutdown: Option<oneshot::Sender<()>>,
+    server: Option<JoinHandle<anyhow_free::Result>>,
+}
+
+mod anyhow_free {
+    /// The server task's outcome, as text (so this crate needs no anyhow).
+    pub type Result = std::result::Result<(), String>;
+}
+
+/// Options tests may change before spawning.
+#[derive(Debug, Clone)]
+pub struct Options {
+    pub access_ttl: Duration,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Self {
+            access_ttl: Duration::from_secs(900),
+        }
+    }
+}
+
+impl TestApp {
+    pub async fn spawn(db: Db) -> Self {
+        Self::spawn_with(db, Options::default()).await
+    }
+
+    pub async fn spawn_with(db: Db, options: Options) -> Self {
+        let db = TestDb::new(db).await;
+        let store = db.store().await;
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind port 0");
+        let addr = listener.local_addr().expect("local addr");
+        let (tx, rx) = oneshot::channel::<()>();
+        let auth = AuthOptions {
+            jwt_secret: SecretString::from(TEST_JWT_SECRET),
+            access_ttl: options.access_ttl,
+            refresh_ttl: Duration::from_secs(30 * 24 * 3600),
+            hash_concurrency: 2,
+        };
+        let server = tokio::spawn(async move {
+            banter::launch_serve(store, auth, listener, async {
+                let _ = rx.await;
+            })
+            .await
+            .map_err(|e| format!("{e:#}"))
+        });
+        // The listener is bound before launch, so the server accepts from here on; no wait.
+        Self {
+            addr,
+            base_url: format!("http://{addr}"),
+            client: reqwest::Client::new(),
+            db,
+            shutdown: Some(tx),
+            server: Some(server),
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{}", self.base_url, path)
+    }
+
+    /// POSTs JSON; returns the status and the parsed body (Null when it is not JSON).
+    pub async fn post(&self, path: &str, body: &Value, token: Option<&str>) -> (StatusCode, Value) {
+        let mut req = self.client.post(self.url(path)).json(body);
+        if let Some(t) = token {
+            req = req.bearer_auth(t);
+        }
+        Self::read(req.send().await.expect("POST")).await
+    }
+
+    pub async fn get(&self, path: &str, token: Option<&str>) -> (StatusCode, Value) {
+        let mut req = self.client.get(self.url(path));
+        if let Some(t) = token {
+            req = req.bearer_auth(t);
+        }
+        Self::read(req.send().await.expect("GET")).await
+    }
+
+    pub async fn read(resp: reqwest::Response) -> (StatusCode, Value) {
+        let status = resp.status();
+        let text = resp.text().await.expect("body");
+        (status, serde_json::from_str(&text).unwrap_or(Value::Null))
+    }
+
+    pub async fn register(&self, username: &str, password: &str) -> (StatusCode, Value) {
+        self.post(
+            "/api/v1/register",
+            &json!({ "username": username, "password": password }),
+            None,
+        )
+        .await
+    }
+
+    pub async fn login(&self, username: &str, password: &str) -> (StatusCode, Value) {
+        self.post(
+            "/api/v1/login",
+            &json!({ "username": username, "password": password }),
+            None,
+        )
+        .await
+    }
+
+    /// Registers and logs in; returns the login's `data` (token, refresh_token, ...).
+    pub async fn signup(&self, username: &str) -> Value {
+        let (status, body) = self.register(username, "password123").await;
+        assert_eq!(status, StatusCode::CREATED, "register {username}: {body}");
+        let (status, body) = self.login(username, "password123").await;
+        assert_eq!(status, StatusCode::OK, "login {username}: {body}");
+        body["data"].clone()
+    }
+
+    /// Stops the server gracefully and returns how its task ended.
+    pub async fn stop(mut self) -> Result<(), String> {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+        match self.server.take() {
+            Some(handle) => handle.await.map_err(|e| e.to_string())?,
+            None => Ok(()),
+        }
+    }
+}
+
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+        if let Some(handle) = self.server.take() {
+            handle.abort();
+        }
+    }
+}

@@ -1,0 +1,20 @@
+//! Fixtures for banter's tests, which always run the real thing: a real server on port 0,
+//! a real SQLite file, a real PostgreSQL database created for one test and dropped after it.
+//!
+//! PostgreSQL and Kafka come from `scripts/services up` (or `scripts/test`, which runs it):
+//! their addresses are read from `BANTER_TEST_DATABASE_URL` / `BANTER_TEST_KAFKA_BROKERS`,
+//! or from the `.services/env` file that script writes. A test that needs them and finds
+//! neither fails loudly; it never passes by skipping.
+
+mod app;
+mod db;
+
+pub use app::{Options, TestApp, TEST_JWT_SECRET};
+pub use db::{kafka_brokers, postgres_admin_url, TestDb};
+
+/// Which database a test runs on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Db {
+    Sqlite,
+    Postgres,
+}
