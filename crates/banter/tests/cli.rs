@@ -1,0 +1,302 @@
+//! The `banter` binary itself, run as a user would: its help, its refusals, and `serve`,
+//! `auth` and `migrate` started for real.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::Duration;
+
+use banter_testkit::TestDb;
+use serde_json::{json, Value};
+
+/// The settings a developer's shell might hold, removed so each test states its own.
+const ENV: [&str; 12] = [
+    "JWT_SECRET",
+    "DATABASE_URL",
+    "DB_HOST",
+    "DB_PORT",
+    "DB_NAME",
+    "DB_USER",
+    "DB_PASSWORD",
+    "BANTER_LISTEN",
+    "BANTER_DATA_DIR",
+    "AUTH_PORT",
+    "BANTER_LOG_FORMAT",
+    "RUST_LOG",
+];
+
+fn banter() -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_banter"));
+    for var in ENV {
+        cmd.env_remove(var);
+    }
+    cmd
+}
+
+/// A running banter process, killed on drop. Its stderr is collected as it is written.
+struct Running {
+    child: Child,
+    pub base: String,
+    log: mpsc::Receiver<String>,
+    seen: Vec<String>,
+}
+
+impl Running {
+    /// Starts the command and waits for its "listening on http://..." line.
+    fn start(mut cmd: Command) -> Self {
+        let mut child = cmd
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn banter");
+        let stderr = child.stderr.take().expect("stderr");
+        let (tx, log) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        let mut running = Self {
+            child,
+            base: String::new(),
+            log,
+            seen: Vec::new(),
+        };
+        let line = running.wait_for("listening on http://");
+        let addr = line
+            .split("listening on http://")
+            .nth(1)
+            .and_then(|rest| rest.split_whitespace().next())
+            .expect("an address");
+        running.base = format!("http://{addr}");
+        running
+    }
+
+    fn wait_for(&mut self, needle: &str) -> String {
+        loop {
+            match self.log.recv_timeout(Duration::from_secs(60)) {
+                Ok(line) => {
+                    self.seen.push(line.clone());
+                    if line.contains(needle) {
+                        return line;
+                    }
+                }
+                Err(e) => panic!(
+                    "no {needle:?} from banter ({e}); it said:\n{}",
+                    self.seen.join("\n")
+                ),
+            }
+        }
+    }
+
+    /// Everything logged so far (after the process ended, everything).
+    fn logs(&mut self) -> String {
+        while let Ok(line) = self.log.recv_timeout(Duration::from_millis(200)) {
+            self.seen.push(line);
+        }
+        self.seen.join("\n")
+    }
+
+    fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// SIGTERM, as Kubernetes sends, and the exit status.
+    fn terminate(&mut self) -> std::process::ExitStatus {
+        let pid = self.child.id().to_string();
+        Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .expect("kill -TERM");
+        self.child.wait().expect("wait")
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+async fn post(base: &str, path: &str, body: Value, token: Option<&str>) -> (u16, Value) {
+    let mut req = reqwest::Client::new()
+        .post(format!("{base}{path}"))
+        .json(&body);
+    if let Some(t) = token {
+        req = req.bearer_auth(t);
+    }
+    let resp = req.send().await.expect("request");
+    let status = resp.status().as_u16();
+    (status, resp.json().await.unwrap_or(Value::Null))
+}
+
+async fn get(base: &str, path: &str, token: Option<&str>) -> (u16, Value) {
+    let mut req = reqwest::Client::new().get(format!("{base}{path}"));
+    if let Some(t) = token {
+        req = req.bearer_auth(t);
+    }
+    let resp = req.send().await.expect("request");
+    let status = resp.status().as_u16();
+    (status, resp.json().await.unwrap_or(Value::Null))
+}
+
+#[test]
+fn help_describes_every_command_and_setting() {
+    let out = banter().arg("--help").output().expect("run");
+    assert!(out.status.success());
+    let text = String::from_utf8_lossy(&out.stdout);
+    for cmd in ["serve", "auth", "migrate"] {
+        assert!(text.contains(cmd), "{cmd} missing from:\n{text}");
+    }
+    let out = banter().args(["serve", "--help"]).output().expect("run");
+    let text = String::from_utf8_lossy(&out.stdout);
+    for setting in [
+        "BANTER_LISTEN",
+        "BANTER_DATA_DIR",
+        "DATABASE_URL",
+        "DB_HOST",
+        "DB_PASSWORD",
+        "JWT_SECRET",
+        "BANTER_ACCESS_TOKEN_TTL",
+    ] {
+        assert!(text.contains(setting), "{setting} missing from:\n{text}");
+    }
+    let out = banter().args(["auth", "--help"]).output().expect("run");
+    assert!(String::from_utf8_lossy(&out.stdout).contains("AUTH_PORT"));
+}
+
+#[test]
+fn auth_refuses_to_start_without_a_secret_or_a_database() {
+    let out = banter()
+        .args(["auth", "--listen", "127.0.0.1:0"])
+        .env("DATABASE_URL", "postgres://u:p@127.0.0.1:1/x")
+        .output()
+        .expect("run");
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("JWT_SECRET"));
+
+    let out = banter()
+        .args(["auth", "--listen", "127.0.0.1:0"])
+        .env("JWT_SECRET", "short")
+        .env("DATABASE_URL", "postgres://u:p@127.0.0.1:1/x")
+        .output()
+        .expect("run");
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("at least 32 bytes"));
+
+    let out = banter()
+        .args(["auth", "--listen", "127.0.0.1:0"])
+        .env("JWT_SECRET", "x".repeat(40))
+        .output()
+        .expect("run");
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("DATABASE_URL"));
+}
+
+#[tokio::test]
+async fn serve_keeps_users_and_its_secret_across_restarts_and_logs_no_secrets() {
+    let data = tempfile::tempdir().expect("tempdir");
+    let start = || {
+        let mut cmd = banter();
+        cmd.args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+            .arg(data.path());
+        Running::start(cmd)
+    };
+    let mut first = start();
+    let password = "s3cret-pa55word";
+    let (status, body) = post(
+        &first.base,
+        "/api/v1/register",
+        json!({"username": "testuser", "password": password}),
+        None,
+    )
+    .await;
+    assert_eq!(status, 201, "{body}");
+    let (status, body) = post(
+        &first.base,
+        "/api/v1/login",
+        json!({"username": "testuser", "password": password}),
+        None,
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    let token = body["data"]["token"].as_str().expect("token").to_owned();
+    let refresh = body["data"]["refresh_token"]
+        .as_str()
+        .expect("refresh")
+        .to_owned();
+    assert!(data.path().join("banter.db").exists());
+    let secret = std::fs::read_to_string(data.path().join("jwt-secret")).expect("secret kept");
+
+    // SIGTERM is a clean exit.
+    assert!(first.terminate().success());
+    let logs = first.logs();
+    for leak in [password, &token, &refresh, secret.trim()] {
+        assert!(!logs.contains(leak), "a secret reached the log:\n{logs}");
+    }
+
+    // Same data dir: the user and the signing secret are still there.
+    let second = start();
+    let (status, body) = get(&second.base, "/api/v1/me", Some(&token)).await;
+    assert_eq!(status, 200, "the old token is still valid: {body}");
+    assert_eq!(body["data"]["username"], "testuser");
+    let (status, body) = post(
+        &second.base,
+        "/api/v1/refresh",
+        json!({"refresh_token": refresh}),
+        None,
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+}
+
+#[tokio::test]
+async fn migrate_then_auth_on_postgres() {
+    let db = TestDb::postgres().await;
+    for _ in 0..2 {
+        let out = banter()
+            .arg("migrate")
+            .env("DATABASE_URL", &db.url)
+            .output()
+            .expect("run");
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
+    // The seed's DB_* settings, instead of DATABASE_URL.
+    let url = reqwest::Url::parse(&db.url).expect("url");
+    let mut cmd = banter();
+    cmd.args(["auth", "--listen", "127.0.0.1:0"])
+        .env("JWT_SECRET", "a-long-enough-secret-for-the-auth-service")
+        .env("DB_HOST", url.host_str().expect("host"))
+        .env("DB_PORT", url.port().expect("port").to_string())
+        .env("DB_NAME", url.path().trim_start_matches('/'))
+        .env("DB_USER", url.username())
+        .env("DB_PASSWORD", url.password().expect("password"));
+    let auth = Running::start(cmd);
+    let (status, body) = get(&auth.base, "/ready", None).await;
+    assert_eq!(status, 200, "{body}");
+    let (status, body) = post(
+        &auth.base,
+        "/api/v1/register",
+        json!({"username": "pguser", "password": "password123"}),
+        None,
+    )
+    .await;
+    assert_eq!(status, 201, "{body}");
+    let (status, body) = post(
+        &auth.base,
+        "/api/v1/login",
+        json!({"username": "pguser", "password": "password123"}),
+        None,
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["data"]["token_type"], "Bearer");
+}
