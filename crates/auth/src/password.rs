@@ -5,6 +5,7 @@
 //! semaphore: at most `max_concurrent` hashes at once bounds both CPU and memory, and the rest
 //! of a login storm queues instead of thrashing.
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
 
 use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
@@ -30,6 +31,9 @@ pub struct Hasher {
     /// A hash of a random password, verified against when the user does not exist, so that
     /// "no such user" costs the same time as "wrong password" and does not reveal which.
     dummy_hash: String,
+    /// Hashes and verifications run to completion, so tests can see that a login of an
+    /// unknown user did the same work as one with a wrong password.
+    completed: AtomicU64,
 }
 
 impl Hasher {
@@ -44,7 +48,13 @@ impl Hasher {
         Ok(Self {
             permits: Semaphore::new(max_concurrent.max(1)),
             dummy_hash,
+            completed: AtomicU64::new(0),
         })
+    }
+
+    /// How many hashes and verifications this hasher has completed.
+    pub fn completed(&self) -> u64 {
+        self.completed.load(Ordering::Relaxed)
     }
 
     /// The PHC string (`$argon2id$v=19$m=19456,t=2,p=1$...`) of a new password.
@@ -94,6 +104,7 @@ impl Hasher {
             .map_err(|e| Error::Internal(format!("hashing task failed: {e}")))?;
         metrics::histogram!("banter_password_hash_duration_seconds")
             .record(started.elapsed().as_secs_f64());
+        self.completed.fetch_add(1, Ordering::Relaxed);
         Ok(out)
     }
 }

@@ -14,7 +14,7 @@ use anyhow::Context;
 use axum::Router;
 use banter_auth::{password::Hasher, AuthState, TokenKeys};
 use banter_http::ops::{self, Check, Collector};
-use banter_store::DynStore;
+use banter_store::{DynStore, StoreError};
 use secrecy::SecretString;
 use tokio::net::TcpListener;
 
@@ -159,7 +159,16 @@ fn database_check(store: &DynStore) -> Vec<Check> {
         name: "database",
         run: Arc::new(move || {
             let store = store.clone();
-            Box::pin(async move { store.ping().await.map_err(|e| e.to_string()) })
+            Box::pin(async move {
+                store.ping().await.map_err(|e| {
+                    // The detail is for the log; /ready is public and says only what kind.
+                    tracing::warn!(error = %e, "readiness: database check failed");
+                    match e {
+                        StoreError::Unavailable(_) => "unreachable".to_owned(),
+                        StoreError::Conflict(_) | StoreError::Other(_) => "error".to_owned(),
+                    }
+                })
+            })
         }),
     }]
 }

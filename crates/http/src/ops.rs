@@ -91,10 +91,10 @@ async fn health() -> Json<Value> {
 
 async fn ready(State(state): State<OpsState>) -> Response {
     let results = join_all(state.checks.iter().map(|check| async move {
-        let outcome = match tokio_timeout(CHECK_TIMEOUT, (check.run)()).await {
-            Some(Ok(())) => json!({ "state": "up" }),
-            Some(Err(reason)) => json!({ "state": "down", "reason": reason }),
-            None => json!({ "state": "down", "reason": "timed out" }),
+        let outcome = match tokio::time::timeout(CHECK_TIMEOUT, (check.run)()).await {
+            Ok(Ok(())) => json!({ "state": "up" }),
+            Ok(Err(reason)) => json!({ "state": "down", "reason": reason }),
+            Err(_) => json!({ "state": "down", "reason": "timed out" }),
         };
         (check.name, outcome)
     }))
@@ -114,10 +114,6 @@ async fn ready(State(state): State<OpsState>) -> Response {
         "dependencies": dependencies,
     });
     (status, Json(body)).into_response()
-}
-
-async fn tokio_timeout<F: std::future::Future>(d: Duration, f: F) -> Option<F::Output> {
-    tokio::time::timeout(d, f).await.ok()
 }
 
 async fn render_metrics(State(state): State<OpsState>) -> Response {

@@ -104,6 +104,9 @@ macro_rules! impl_store {
             now: DateTime<Utc>,
         ) -> Result<Rotation, StoreError> {
             let mut tx = self.pool.begin().await?;
+            // Write first: the UPDATE takes PostgreSQL's row lock, or SQLite's write lock, at
+            // once, so two concurrent rotations of one token queue up and the second finds it
+            // used, which is a replay. (Reading first would let both see it live.)
             let live = sqlx::query(
                 "UPDATE refresh_tokens SET used_at = $1 \
                  WHERE token_hash = $2 AND used_at IS NULL AND revoked_at IS NULL \
