@@ -38,6 +38,8 @@ pub enum Command {
     Auth(AuthArgs),
     /// Apply the database schema migrations, then exit.
     Migrate(MigrateArgs),
+    /// Grant or revoke a user's admin rights (admins may delete anyone's messages).
+    Admin(AdminArgs),
 }
 
 /// A secret setting: readable only through [`Secret::expose`], redacted in `Debug`.
@@ -189,6 +191,31 @@ impl AuthArgs {
 pub struct MigrateArgs {
     #[command(flatten)]
     pub database: DatabaseArgs,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct AdminArgs {
+    #[command(subcommand)]
+    pub action: AdminAction,
+    /// `banter serve`'s data directory, whose SQLite database is used when no DATABASE_URL
+    /// or DB_HOST is set.
+    #[arg(
+        long,
+        env = "BANTER_DATA_DIR",
+        default_value = "./banter-data",
+        global = true
+    )]
+    pub data_dir: PathBuf,
+    #[command(flatten)]
+    pub database: DatabaseArgs,
+}
+
+#[derive(Debug, Clone, Subcommand)]
+pub enum AdminAction {
+    /// Make a user an admin.
+    Grant { username: String },
+    /// Take a user's admin rights away.
+    Revoke { username: String },
 }
 
 #[cfg(test)]

@@ -13,12 +13,18 @@ use std::time::Duration;
 use anyhow::Context;
 use axum::Router;
 use banter_auth::{password::Hasher, AuthState, TokenKeys};
+use banter_bus::{DynBus, MemoryBus};
+use banter_gateway::{GatewayConfig, GatewayState};
 use banter_http::ops::{self, Check, Collector};
 use banter_store::{DynStore, StoreError};
 use secrecy::SecretString;
 use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
 
-use crate::config::{AuthArgs, Command, MigrateArgs, ServeArgs, TokenArgs};
+use crate::config::{AdminAction, AdminArgs, AuthArgs, Command, MigrateArgs, ServeArgs, TokenArgs};
+
+/// How long shutdown waits for WebSocket connections to close before giving up on them.
+const DRAIN_GRACE: Duration = Duration::from_secs(10);
 
 /// Settings of the auth API, resolved from the command line (or built by tests).
 #[derive(Debug, Clone)]
@@ -40,6 +46,13 @@ impl AuthOptions {
     }
 }
 
+/// Settings of `banter serve`.
+#[derive(Debug, Clone)]
+pub struct ServeOptions {
+    pub auth: AuthOptions,
+    pub gateway: GatewayConfig,
+}
+
 fn default_concurrency() -> usize {
     std::thread::available_parallelism().map_or(2, |n| n.get())
 }
@@ -50,6 +63,7 @@ pub async fn run(command: Command) -> anyhow::Result<()> {
         Command::Serve(args) => serve(args).await,
         Command::Auth(args) => auth(args).await,
         Command::Migrate(args) => migrate(args).await,
+        Command::Admin(args) => admin(args).await,
     }
 }
 
@@ -72,7 +86,10 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         dir.path().display(),
         store.backend().as_str(),
     );
-    let options = AuthOptions::from_args(&args.tokens, secret);
+    let options = ServeOptions {
+        auth: AuthOptions::from_args(&args.tokens, secret),
+        gateway: GatewayConfig::default(),
+    };
     launch_serve(store, options, listener, shutdown_signal()).await
 }
 
@@ -102,6 +119,27 @@ async fn migrate(args: MigrateArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
+async fn admin(args: AdminArgs) -> anyhow::Result<()> {
+    let url = match args.database.url()? {
+        Some(url) => url,
+        None => data_dir::DataDir::open(&args.data_dir)?.sqlite_url().into(),
+    };
+    let store = open_store(url.expose(), 1).await?;
+    store.migrate().await.context("applying migrations")?;
+    let (username, admin) = match &args.action {
+        AdminAction::Grant { username } => (username, true),
+        AdminAction::Revoke { username } => (username, false),
+    };
+    let found = store.set_admin(username, admin).await?;
+    store.close().await;
+    anyhow::ensure!(found, "there is no user named {username:?}");
+    println!(
+        "{username} is {} an admin",
+        if admin { "now" } else { "no longer" }
+    );
+    Ok(())
+}
+
 async fn open_store(url: &str, max_connections: u32) -> anyhow::Result<DynStore> {
     banter_store::connect(url, max_connections)
         .await
@@ -114,15 +152,35 @@ async fn bind(addr: std::net::SocketAddr) -> anyhow::Result<TcpListener> {
         .with_context(|| format!("listening on {addr}"))
 }
 
-/// Everything in one process. So far that is the auth API and the operations endpoints, the
-/// same as [`launch_auth`]; the gateway and the persist worker join here as they are built.
+/// Everything in one process: the auth API, the gateway (WebSocket, history, web page) and the
+/// message log, which here is the store itself behind the in-process bus.
 pub async fn launch_serve(
     store: DynStore,
-    options: AuthOptions,
+    options: ServeOptions,
     listener: TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
-    launch_auth(store, options, listener, shutdown).await
+    let tokens = token_keys(&options.auth)?;
+    let bus: DynBus = Arc::new(MemoryBus::start(store.clone()));
+    let gateway = GatewayState::start(
+        bus,
+        store.clone(),
+        tokens.clone(),
+        options.gateway,
+        CancellationToken::new(),
+    );
+    let app = auth_routes(&store, &options.auth, tokens)?
+        .merge(banter_gateway::router(gateway.clone()))
+        .merge(ops::router(database_check(&store), pool_gauges(&store)));
+    let drain = gateway.clone();
+    serve_http(listener, ops::finish(app), async move {
+        shutdown.await;
+        // Sockets first: they get 1012 and reconnect elsewhere while HTTP drains.
+        drain.drain(DRAIN_GRACE).await;
+    })
+    .await?;
+    store.close().await;
+    Ok(())
 }
 
 /// The auth service alone.
@@ -132,25 +190,31 @@ pub async fn launch_auth(
     listener: TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
-    let app = auth_app(store.clone(), &options)?;
-    serve_http(listener, app, shutdown).await?;
+    let tokens = token_keys(&options)?;
+    let app = auth_routes(&store, &options, tokens)?
+        .merge(ops::router(database_check(&store), pool_gauges(&store)));
+    serve_http(listener, ops::finish(app), shutdown).await?;
     store.close().await;
     Ok(())
 }
 
-fn auth_app(store: DynStore, options: &AuthOptions) -> anyhow::Result<Router> {
-    let tokens = TokenKeys::new(&options.jwt_secret, options.access_ttl, options.refresh_ttl)
-        .map_err(anyhow::Error::msg)?;
-    let hasher = Hasher::new(options.hash_concurrency)?;
+fn token_keys(options: &AuthOptions) -> anyhow::Result<Arc<TokenKeys>> {
+    TokenKeys::new(&options.jwt_secret, options.access_ttl, options.refresh_ttl)
+        .map(Arc::new)
+        .map_err(anyhow::Error::msg)
+}
+
+fn auth_routes(
+    store: &DynStore,
+    options: &AuthOptions,
+    tokens: Arc<TokenKeys>,
+) -> anyhow::Result<Router> {
     let state = AuthState {
         store: store.clone(),
-        hasher: Arc::new(hasher),
-        tokens: Arc::new(tokens),
+        hasher: Arc::new(Hasher::new(options.hash_concurrency)?),
+        tokens,
     };
-    Ok(ops::finish(banter_auth::router(state).merge(ops::router(
-        database_check(&store),
-        pool_gauges(&store),
-    ))))
+    Ok(banter_auth::router(state))
 }
 
 fn database_check(store: &DynStore) -> Vec<Check> {

@@ -300,3 +300,93 @@ async fn migrate_then_auth_on_postgres() {
     assert_eq!(status, 200, "{body}");
     assert_eq!(body["data"]["token_type"], "Bearer");
 }
+
+#[tokio::test]
+async fn acked_messages_survive_kill_9() {
+    let data = tempfile::tempdir().expect("tempdir");
+    let start = || {
+        let mut cmd = banter();
+        cmd.args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+            .arg(data.path());
+        Running::start(cmd)
+    };
+    let mut first = start();
+    let base = first.base.clone();
+    post(
+        &base,
+        "/api/v1/register",
+        json!({"username": "kim", "password": "password123"}),
+        None,
+    )
+    .await;
+    let (_, login) = post(
+        &base,
+        "/api/v1/login",
+        json!({"username": "kim", "password": "password123"}),
+        None,
+    )
+    .await;
+    let token = login["data"]["token"].as_str().expect("token").to_owned();
+    let ws_url = format!(
+        "{}/ws?token={token}&room=durable",
+        base.replace("http", "ws")
+    );
+    let mut ws = banter_testkit::WsClient::connect(&ws_url)
+        .await
+        .expect("connect");
+    ws.recv_until("joined").await;
+
+    // Pipeline sends, and kill the server while some are still in flight.
+    for i in 0..300 {
+        ws.send(&json!({"type":"send","room":"durable","body":format!("m{i}"),"client_id":format!("k{i}")}))
+            .await;
+    }
+    let mut acked = Vec::new();
+    while acked.len() < 150 {
+        let frame = ws.recv().await;
+        if frame["type"] == "ack" {
+            acked.push(frame["id"].as_str().expect("id").to_owned());
+        }
+    }
+    first.child.kill().expect("kill -9");
+    first.child.wait().expect("reaped");
+
+    let second = start();
+    let mut stored = Vec::new();
+    let mut before: Option<String> = None;
+    loop {
+        let path = match &before {
+            Some(c) => format!("/api/v1/rooms/durable/messages?limit=100&before={c}"),
+            None => "/api/v1/rooms/durable/messages?limit=100".to_owned(),
+        };
+        let (status, page) = get(&second.base, &path, Some(&token)).await;
+        assert_eq!(status, 200, "{page}");
+        let messages = page["data"]["messages"]
+            .as_array()
+            .expect("messages")
+            .clone();
+        before = messages
+            .first()
+            .map(|m| m["cursor"].as_str().expect("cursor").to_owned());
+        stored.splice(
+            0..0,
+            messages
+                .iter()
+                .map(|m| m["id"].as_str().expect("id").to_owned()),
+        );
+        if page["data"]["has_more"] != true {
+            break;
+        }
+    }
+    for id in &acked {
+        assert_eq!(
+            stored.iter().filter(|s| *s == id).count(),
+            1,
+            "acked {id} is stored once"
+        );
+    }
+    let mut unique = stored.clone();
+    unique.sort();
+    unique.dedup();
+    assert_eq!(unique.len(), stored.len(), "no duplicates in history");
+}

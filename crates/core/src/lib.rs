@@ -4,9 +4,11 @@
 //! Nothing here does I/O. A value of one of these types is valid by construction, so code past
 //! the edge never re-checks it ("parse, don't validate").
 
+mod message;
 mod names;
 mod user;
 
+pub use message::{rfc3339_millis, ClientId, Cursor, Message, NewMessage};
 pub use names::{MessageBody, Password, RoomName, Username};
 pub use user::{User, UserId};
 

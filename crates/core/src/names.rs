@@ -10,6 +10,35 @@ fn is_name_char(c: char) -> bool {
     c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-')
 }
 
+/// Checks that `input` has `min..=max` characters (not bytes).
+fn check_length(
+    field: &'static str,
+    input: &str,
+    min: usize,
+    max: usize,
+) -> Result<(), ValidationError> {
+    if (min..=max).contains(&input.chars().count()) {
+        Ok(())
+    } else {
+        Err(ValidationError::new(
+            field,
+            format!("must be {min} to {max} characters long"),
+        ))
+    }
+}
+
+/// Checks that `input` uses only `[A-Za-z0-9_.-]`.
+fn check_name_chars(field: &'static str, input: &str) -> Result<(), ValidationError> {
+    if input.chars().all(is_name_char) {
+        Ok(())
+    } else {
+        Err(ValidationError::new(
+            field,
+            "may only contain letters, digits, '_', '.' and '-'",
+        ))
+    }
+}
+
 /// A username: 3 to 32 characters of `[A-Za-z0-9_.-]`.
 ///
 /// Case is kept as registered, but two names that differ only in case are the same user
@@ -23,23 +52,8 @@ impl Username {
 
     /// Parses client input into a username, or says what is wrong with it.
     pub fn parse(input: &str) -> Result<Self, ValidationError> {
-        let len = input.chars().count();
-        if !(Self::MIN_LEN..=Self::MAX_LEN).contains(&len) {
-            return Err(ValidationError::new(
-                "username",
-                format!(
-                    "must be {} to {} characters long",
-                    Self::MIN_LEN,
-                    Self::MAX_LEN
-                ),
-            ));
-        }
-        if !input.chars().all(is_name_char) {
-            return Err(ValidationError::new(
-                "username",
-                "may only contain letters, digits, '_', '.' and '-'",
-            ));
-        }
+        check_length("username", input, Self::MIN_LEN, Self::MAX_LEN)?;
+        check_name_chars("username", input)?;
         Ok(Self(input.to_owned()))
     }
 
@@ -78,17 +92,7 @@ impl Password {
     pub const MAX_LEN: usize = 128;
 
     pub fn parse(input: &str) -> Result<Self, ValidationError> {
-        let len = input.chars().count();
-        if !(Self::MIN_LEN..=Self::MAX_LEN).contains(&len) {
-            return Err(ValidationError::new(
-                "password",
-                format!(
-                    "must be {} to {} characters long",
-                    Self::MIN_LEN,
-                    Self::MAX_LEN
-                ),
-            ));
-        }
+        check_length("password", input, Self::MIN_LEN, Self::MAX_LEN)?;
         Ok(Self(input.to_owned()))
     }
 
@@ -104,7 +108,11 @@ impl fmt::Debug for Password {
 }
 
 /// A room name: 1 to 64 characters of `[A-Za-z0-9_.-]`, or a direct-message room
-/// `dm:<user1>:<user2>` whose two valid usernames are distinct and sorted.
+/// `dm:<user1>:<user2>` of two different valid usernames.
+///
+/// Direct-message names are canonical: usernames are compared without case, so the two names
+/// are lowercased and sorted (`dm:Bob:alice` is parsed as `dm:alice:bob`), and each pair of
+/// users has exactly one room.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct RoomName(String);
 
@@ -113,46 +121,52 @@ impl RoomName {
 
     pub fn parse(input: &str) -> Result<Self, ValidationError> {
         if let Some(rest) = input.strip_prefix("dm:") {
-            let (a, b) = rest.split_once(':').ok_or_else(|| {
-                ValidationError::new("room", "a direct-message room is dm:<user1>:<user2>")
-            })?;
-            let (a, b) = (
-                Username::parse(a).map_err(|_| bad_dm())?,
-                Username::parse(b).map_err(|_| bad_dm())?,
-            );
-            if a >= b {
-                return Err(ValidationError::new(
-                    "room",
-                    "a direct-message room names two different users in sorted order",
-                ));
-            }
-            return Ok(Self(input.to_owned()));
+            let (a, b) = rest.split_once(':').ok_or_else(bad_dm)?;
+            let a = Username::parse(&a.to_ascii_lowercase()).map_err(|_| bad_dm())?;
+            let b = Username::parse(&b.to_ascii_lowercase()).map_err(|_| bad_dm())?;
+            return Self::direct(&a, &b);
         }
-        let len = input.chars().count();
-        if len == 0 || len > Self::MAX_LEN {
-            return Err(ValidationError::new(
-                "room",
-                format!("must be 1 to {} characters long", Self::MAX_LEN),
-            ));
-        }
-        if !input.chars().all(is_name_char) {
-            return Err(ValidationError::new(
-                "room",
-                "may only contain letters, digits, '_', '.' and '-'",
-            ));
-        }
+        check_length("room", input, 1, Self::MAX_LEN)?;
+        check_name_chars("room", input)?;
         Ok(Self(input.to_owned()))
     }
 
-    /// The direct-message room of two users, whichever order they are given in.
+    /// The direct-message room of two different users, whichever order they are given in.
     pub fn direct(a: &Username, b: &Username) -> Result<Self, ValidationError> {
-        let (lo, hi) = if a <= b { (a, b) } else { (b, a) };
-        Self::parse(&format!("dm:{lo}:{hi}"))
+        let (a, b) = (
+            a.as_str().to_ascii_lowercase(),
+            b.as_str().to_ascii_lowercase(),
+        );
+        if a == b {
+            return Err(ValidationError::new(
+                "room",
+                "a direct-message room names two different users",
+            ));
+        }
+        let (lo, hi) = if a < b { (a, b) } else { (b, a) };
+        Ok(Self(format!("dm:{lo}:{hi}")))
     }
 
-    /// The two members of a direct-message room, or `None` for a public room.
+    /// Wraps a name the store already holds (it was parsed when first written).
+    pub fn from_stored(name: String) -> Self {
+        Self(name)
+    }
+
+    /// The two members of a direct-message room (lowercased), or `None` for a public room.
     pub fn direct_members(&self) -> Option<(&str, &str)> {
         self.0.strip_prefix("dm:").and_then(|r| r.split_once(':'))
+    }
+
+    /// Whether `user` may join, read and write this room: anyone for a public room, only its
+    /// two members for a direct-message room.
+    pub fn admits(&self, user: &Username) -> bool {
+        match self.direct_members() {
+            None => true,
+            Some((a, b)) => {
+                let name = user.as_str();
+                name.eq_ignore_ascii_case(a) || name.eq_ignore_ascii_case(b)
+            }
+        }
     }
 
     pub fn as_str(&self) -> &str {
@@ -259,7 +273,10 @@ mod tests {
         assert!(RoomName::parse("").is_err());
         assert!(RoomName::parse("no spaces").is_err());
         assert!(RoomName::parse("dm:alice:bob").is_ok());
-        assert!(RoomName::parse("dm:bob:alice").is_err(), "unsorted");
+        assert!(
+            RoomName::parse("dm:Alice:alice").is_err(),
+            "same user twice"
+        );
         assert!(
             RoomName::parse("dm:alice:alice").is_err(),
             "same user twice"

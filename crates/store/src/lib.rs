@@ -15,7 +15,7 @@ mod sqlite;
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use banter_core::{User, UserId, Username};
+use banter_core::{Cursor, Message, NewMessage, RoomName, User, UserId, Username};
 use chrono::{DateTime, SubsecRound, Utc};
 use uuid::Uuid;
 
@@ -113,6 +113,31 @@ pub enum Rotation {
     Invalid,
 }
 
+/// What appending one message did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Appended {
+    /// Stored, at a new cursor.
+    New(Message),
+    /// The author already sent a message with this `client_id`: this is that message, as it
+    /// was stored then. Nothing new was written.
+    Duplicate(Message),
+}
+
+impl Appended {
+    pub fn message(&self) -> &Message {
+        match self {
+            Self::New(m) | Self::Duplicate(m) => m,
+        }
+    }
+}
+
+/// A room as the rooms list shows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RoomSummary {
+    pub room: RoomName,
+    pub last_message_at: DateTime<Utc>,
+}
+
 /// Pool figures for the metrics endpoint.
 #[derive(Debug, Clone, Copy)]
 pub struct PoolStats {
@@ -177,6 +202,48 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
         next: &NewRefreshToken,
         now: DateTime<Utc>,
     ) -> Result<Rotation, StoreError>;
+
+    /// Whether the user may delete anyone's messages.
+    async fn is_admin(&self, id: UserId) -> Result<bool, StoreError>;
+
+    /// Grants or withdraws admin rights; false when there is no such user.
+    async fn set_admin(&self, username: &str, admin: bool) -> Result<bool, StoreError>;
+
+    /// Appends messages to the local log in order, in one transaction, each at the next
+    /// cursor of partition 0. A message whose author already used its `client_id` is not
+    /// written again: its first copy comes back as [`Appended::Duplicate`].
+    async fn append_messages(&self, batch: &[NewMessage]) -> Result<Vec<Appended>, StoreError>;
+
+    /// Up to `limit` messages of `room` after `after` (from the start with `None`), oldest
+    /// first. Deleted messages are left out.
+    async fn messages_after(
+        &self,
+        room: &RoomName,
+        after: Option<Cursor>,
+        limit: u32,
+    ) -> Result<Vec<Message>, StoreError>;
+
+    /// Up to `limit` messages of `room` just before `before` (the newest with `None`), oldest
+    /// first. Deleted messages are left out.
+    async fn messages_before(
+        &self,
+        room: &RoomName,
+        before: Option<Cursor>,
+        limit: u32,
+    ) -> Result<Vec<Message>, StoreError>;
+
+    /// The cursor of the newest message of `room`, deleted or not.
+    async fn latest_cursor(&self, room: &RoomName) -> Result<Option<Cursor>, StoreError>;
+
+    /// A message that has not been deleted.
+    async fn message(&self, id: uuid::Uuid) -> Result<Option<Message>, StoreError>;
+
+    /// Deletes a message: it leaves history and its body is erased. False when there was no
+    /// such message left to delete.
+    async fn delete_message(&self, id: uuid::Uuid, now: DateTime<Utc>) -> Result<bool, StoreError>;
+
+    /// Every room with messages, newest activity first, at most `limit`.
+    async fn rooms(&self, limit: u32) -> Result<Vec<RoomSummary>, StoreError>;
 
     /// Revokes the family of the token whose digest is `presented`, if it belongs to `user`.
     /// Returns whether a live token was found.

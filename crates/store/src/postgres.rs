@@ -6,13 +6,17 @@
 
 use std::time::Duration;
 
-use banter_core::{User, UserId, Username};
+use banter_core::{ClientId, Cursor, Message, NewMessage, RoomName, User, UserId, Username};
 use chrono::{DateTime, Utc};
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::{PgPool, Row};
 use uuid::Uuid;
 
-use crate::{Backend, Credentials, NewRefreshToken, PoolStats, Rotation, Store, StoreError};
+use crate::queries::cursor_values;
+use crate::{
+    Appended, Backend, Credentials, NewRefreshToken, PoolStats, RoomSummary, Rotation, Store,
+    StoreError,
+};
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
 
@@ -40,12 +44,4 @@ impl PostgresStore {
     }
 }
 
-fn user_from_row(row: &sqlx::postgres::PgRow) -> Result<User, sqlx::Error> {
-    Ok(User {
-        id: UserId(row.try_get("id")?),
-        username: Username::from_stored(row.try_get("username")?),
-        created_at: row.try_get("created_at")?,
-    })
-}
-
-crate::queries::impl_store!(PostgresStore, Backend::Postgres);
+crate::queries::impl_store!(PostgresStore, Backend::Postgres, sqlx::postgres::PgRow);

@@ -6,10 +6,42 @@
 //! copies that could drift apart. What differs (connecting, pragmas, migrations) stays in the
 //! backend's own module.
 
-/// Implements `Store` for `$store`, whose `pool` field is a sqlx pool of its engine. The
-/// calling module provides `MIGRATOR` (its migrations) and `user_from_row` (its row type).
+/// Implements `Store` for `$store`, whose `pool` field is a sqlx pool of its engine, whose rows
+/// are `$row`. The calling module provides `MIGRATOR` (its migrations).
 macro_rules! impl_store {
-    ($store:ty, $backend:expr) => {
+    ($store:ty, $backend:expr, $row:ty) => {
+    fn user_from_row(row: &$row) -> Result<User, sqlx::Error> {
+        Ok(User {
+            id: UserId(row.try_get("id")?),
+            username: Username::from_stored(row.try_get("username")?),
+            created_at: row.try_get("created_at")?,
+        })
+    }
+
+    const MESSAGE_COLUMNS: &str =
+        "id, part, seq, room, author, body, created_at, client_id";
+
+    fn message_from_row(row: &$row) -> Result<Message, sqlx::Error> {
+        let room: String = row.try_get("room")?;
+        let part: i64 = row.try_get("part")?;
+        let seq: i64 = row.try_get("seq")?;
+        let cursor = match (u32::try_from(part), u64::try_from(seq)) {
+            (Ok(p), Ok(s)) => Cursor::new(p, s),
+            _ => return Err(sqlx::Error::Decode(format!("bad cursor {part}/{seq}").into())),
+        };
+        Ok(Message {
+            id: row.try_get("id")?,
+            room: RoomName::from_stored(room),
+            author: Username::from_stored(row.try_get("author")?),
+            body: row.try_get("body")?,
+            created_at: row.try_get("created_at")?,
+            cursor,
+            client_id: row
+                .try_get::<Option<String>, _>("client_id")?
+                .map(ClientId::from_stored),
+        })
+    }
+
     #[async_trait::async_trait]
     impl Store for $store {
         fn backend(&self) -> Backend {
@@ -164,6 +196,172 @@ macro_rules! impl_store {
             Ok(Rotation::Reused)
         }
 
+        async fn is_admin(&self, id: UserId) -> Result<bool, StoreError> {
+            let row = sqlx::query("SELECT is_admin FROM users WHERE id = $1")
+                .bind(id.0)
+                .fetch_optional(&self.pool)
+                .await?;
+            Ok(match row {
+                Some(row) => row.try_get("is_admin")?,
+                None => false,
+            })
+        }
+
+        async fn set_admin(&self, username: &str, admin: bool) -> Result<bool, StoreError> {
+            let done = sqlx::query("UPDATE users SET is_admin = $1 WHERE lower(username) = lower($2)")
+                .bind(admin)
+                .bind(username)
+                .execute(&self.pool)
+                .await?;
+            Ok(done.rows_affected() > 0)
+        }
+
+        async fn append_messages(&self, batch: &[NewMessage]) -> Result<Vec<Appended>, StoreError> {
+            let mut tx = self.pool.begin().await?;
+            let mut out = Vec::with_capacity(batch.len());
+            for m in batch {
+                if let Some(client_id) = &m.client_id {
+                    let first = sqlx::query(&format!(
+                        "SELECT {MESSAGE_COLUMNS} FROM messages WHERE author_id = $1 AND client_id = $2"
+                    ))
+                    .bind(m.author_id.0)
+                    .bind(client_id.as_str())
+                    .fetch_optional(&mut *tx)
+                    .await?;
+                    if let Some(row) = first {
+                        out.push(Appended::Duplicate(message_from_row(&row)?));
+                        continue;
+                    }
+                }
+                // One counter row hands out the local log's offsets; the transaction holds its
+                // lock, so offsets are given in commit order.
+                let seq: i64 = sqlx::query(
+                    "UPDATE counters SET value = value + 1 WHERE name = 'messages' RETURNING value",
+                )
+                .fetch_one(&mut *tx)
+                .await?
+                .try_get("value")?;
+                sqlx::query(
+                    "INSERT INTO messages \
+                     (id, part, seq, room, author_id, author, body, created_at, client_id) \
+                     VALUES ($1, 0, $2, $3, $4, $5, $6, $7, $8)",
+                )
+                .bind(m.id)
+                .bind(seq)
+                .bind(m.room.as_str())
+                .bind(m.author_id.0)
+                .bind(m.author.as_str())
+                .bind(&m.body)
+                .bind(m.created_at)
+                .bind(m.client_id.as_ref().map(ClientId::as_str))
+                .execute(&mut *tx)
+                .await
+                .map_err(|e| StoreError::from_sqlx(e, "message id taken"))?;
+                let seq = u64::try_from(seq).map_err(|_| StoreError::Other(sqlx::Error::Decode("negative offset".into())))?;
+                out.push(Appended::New(m.at(Cursor::new(0, seq))));
+            }
+            tx.commit().await?;
+            Ok(out)
+        }
+
+        async fn messages_after(
+            &self,
+            room: &RoomName,
+            after: Option<Cursor>,
+            limit: u32,
+        ) -> Result<Vec<Message>, StoreError> {
+            let (part, seq) = after.map_or((-1, -1), cursor_values);
+            let rows = sqlx::query(&format!(
+                "SELECT {MESSAGE_COLUMNS} FROM messages \
+                 WHERE room = $1 AND deleted_at IS NULL AND (part, seq) > ($2, $3) \
+                 ORDER BY part, seq LIMIT $4"
+            ))
+            .bind(room.as_str())
+            .bind(part)
+            .bind(seq)
+            .bind(i64::from(limit))
+            .fetch_all(&self.pool)
+            .await?;
+            Ok(rows.iter().map(message_from_row).collect::<Result<_, _>>()?)
+        }
+
+        async fn messages_before(
+            &self,
+            room: &RoomName,
+            before: Option<Cursor>,
+            limit: u32,
+        ) -> Result<Vec<Message>, StoreError> {
+            let (part, seq) = before.map_or((i64::MAX, i64::MAX), cursor_values);
+            let rows = sqlx::query(&format!(
+                "SELECT {MESSAGE_COLUMNS} FROM messages \
+                 WHERE room = $1 AND deleted_at IS NULL AND (part, seq) < ($2, $3) \
+                 ORDER BY part DESC, seq DESC LIMIT $4"
+            ))
+            .bind(room.as_str())
+            .bind(part)
+            .bind(seq)
+            .bind(i64::from(limit))
+            .fetch_all(&self.pool)
+            .await?;
+            let mut page: Vec<Message> = rows.iter().map(message_from_row).collect::<Result<_, _>>()?;
+            page.reverse();
+            Ok(page)
+        }
+
+        async fn latest_cursor(&self, room: &RoomName) -> Result<Option<Cursor>, StoreError> {
+            let row = sqlx::query(
+                "SELECT part, seq FROM messages WHERE room = $1 ORDER BY part DESC, seq DESC LIMIT 1",
+            )
+            .bind(room.as_str())
+            .fetch_optional(&self.pool)
+            .await?;
+            let Some(row) = row else { return Ok(None) };
+            let (part, seq): (i64, i64) = (row.try_get("part")?, row.try_get("seq")?);
+            match (u32::try_from(part), u64::try_from(seq)) {
+                (Ok(p), Ok(s)) => Ok(Some(Cursor::new(p, s))),
+                _ => Err(StoreError::Other(sqlx::Error::Decode("bad cursor".into()))),
+            }
+        }
+
+        async fn message(&self, id: uuid::Uuid) -> Result<Option<Message>, StoreError> {
+            let row = sqlx::query(&format!(
+                "SELECT {MESSAGE_COLUMNS} FROM messages WHERE id = $1 AND deleted_at IS NULL"
+            ))
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?;
+            Ok(row.as_ref().map(message_from_row).transpose()?)
+        }
+
+        async fn delete_message(&self, id: uuid::Uuid, now: DateTime<Utc>) -> Result<bool, StoreError> {
+            let done = sqlx::query(
+                "UPDATE messages SET deleted_at = $1, body = '' WHERE id = $2 AND deleted_at IS NULL",
+            )
+            .bind(now)
+            .bind(id)
+            .execute(&self.pool)
+            .await?;
+            Ok(done.rows_affected() > 0)
+        }
+
+        async fn rooms(&self, limit: u32) -> Result<Vec<RoomSummary>, StoreError> {
+            let rows = sqlx::query(
+                "SELECT room, MAX(created_at) AS last_message_at FROM messages \
+                 WHERE deleted_at IS NULL GROUP BY room ORDER BY last_message_at DESC LIMIT $1",
+            )
+            .bind(i64::from(limit))
+            .fetch_all(&self.pool)
+            .await?;
+            rows.iter()
+                .map(|row| {
+                    Ok(RoomSummary {
+                        room: RoomName::from_stored(row.try_get("room")?),
+                        last_message_at: row.try_get("last_message_at")?,
+                    })
+                })
+                .collect()
+        }
+
         async fn revoke_refresh_family(
             &self,
             presented: &[u8],
@@ -188,3 +386,11 @@ macro_rules! impl_store {
 }
 
 pub(crate) use impl_store;
+
+/// A cursor as the two integer columns that hold it.
+pub(crate) fn cursor_values(c: banter_core::Cursor) -> (i64, i64) {
+    (
+        i64::from(c.partition),
+        i64::try_from(c.offset).unwrap_or(i64::MAX),
+    )
+}

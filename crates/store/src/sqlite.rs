@@ -7,13 +7,17 @@
 use std::str::FromStr;
 use std::time::Duration;
 
-use banter_core::{User, UserId, Username};
+use banter_core::{ClientId, Cursor, Message, NewMessage, RoomName, User, UserId, Username};
 use chrono::{DateTime, Utc};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::{Row, SqlitePool};
 use uuid::Uuid;
 
-use crate::{Backend, Credentials, NewRefreshToken, PoolStats, Rotation, Store, StoreError};
+use crate::queries::cursor_values;
+use crate::{
+    Appended, Backend, Credentials, NewRefreshToken, PoolStats, RoomSummary, Rotation, Store,
+    StoreError,
+};
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
 
@@ -42,12 +46,4 @@ impl SqliteStore {
     }
 }
 
-fn user_from_row(row: &sqlx::sqlite::SqliteRow) -> Result<User, sqlx::Error> {
-    Ok(User {
-        id: UserId(row.try_get("id")?),
-        username: Username::from_stored(row.try_get("username")?),
-        created_at: row.try_get("created_at")?,
-    })
-}
-
-crate::queries::impl_store!(SqliteStore, Backend::Sqlite);
+crate::queries::impl_store!(SqliteStore, Backend::Sqlite, sqlx::sqlite::SqliteRow);

@@ -3,7 +3,8 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use banter::AuthOptions;
+use banter::{AuthOptions, ServeOptions};
+use banter_gateway::GatewayConfig;
 use reqwest::StatusCode;
 use secrecy::SecretString;
 use serde_json::{json, Value};
@@ -38,12 +39,14 @@ mod anyhow_free {
 #[derive(Debug, Clone)]
 pub struct Options {
     pub access_ttl: Duration,
+    pub gateway: GatewayConfig,
 }
 
 impl Default for Options {
     fn default() -> Self {
         Self {
             access_ttl: Duration::from_secs(900),
+            gateway: GatewayConfig::default(),
         }
     }
 }
@@ -61,14 +64,17 @@ impl TestApp {
             .expect("bind port 0");
         let addr = listener.local_addr().expect("local addr");
         let (tx, rx) = oneshot::channel::<()>();
-        let auth = AuthOptions {
-            jwt_secret: SecretString::from(TEST_JWT_SECRET),
-            access_ttl: options.access_ttl,
-            refresh_ttl: Duration::from_secs(30 * 24 * 3600),
-            hash_concurrency: 2,
+        let serve = ServeOptions {
+            auth: AuthOptions {
+                jwt_secret: SecretString::from(TEST_JWT_SECRET),
+                access_ttl: options.access_ttl,
+                refresh_ttl: Duration::from_secs(30 * 24 * 3600),
+                hash_concurrency: 2,
+            },
+            gateway: options.gateway,
         };
         let server = tokio::spawn(async move {
-            banter::launch_serve(store, auth, listener, async {
+            banter::launch_serve(store, serve, listener, async {
                 let _ = rx.await;
             })
             .await
@@ -87,6 +93,25 @@ impl TestApp {
 
     pub fn url(&self, path: &str) -> String {
         format!("{}{}", self.base_url, path)
+    }
+
+    /// The WebSocket URL for `token`, joining `room` (or `general` with `None`).
+    pub fn ws_url(&self, token: &str, room: Option<&str>) -> String {
+        let mut url = format!("ws://{}/ws?token={token}", self.addr);
+        if let Some(room) = room {
+            url.push_str("&room=");
+            url.push_str(room);
+        }
+        url
+    }
+
+    /// Connects a WebSocket client and reads through its first `joined`.
+    pub async fn ws(&self, token: &str, room: Option<&str>) -> crate::WsClient {
+        let mut client = crate::WsClient::connect(&self.ws_url(token, room))
+            .await
+            .unwrap_or_else(|r| panic!("refused: {} {}", r.status, r.body));
+        client.recv_until("joined").await;
+        client
     }
 
     /// POSTs JSON; returns the status and the parsed body (Null when it is not JSON).

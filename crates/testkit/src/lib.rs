@@ -8,9 +8,11 @@
 
 mod app;
 mod db;
+mod ws;
 
 pub use app::{Options, TestApp, TEST_JWT_SECRET};
 pub use db::{kafka_brokers, postgres_admin_url, TestDb};
+pub use ws::{Refused, WsClient, FRAME_TIMEOUT};
 
 /// Which database a test runs on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

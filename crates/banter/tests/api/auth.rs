@@ -231,6 +231,7 @@ async fn short_lived_tokens_expire() {
         Db::Sqlite,
         Options {
             access_ttl: std::time::Duration::from_secs(0),
+            ..Options::default()
         },
     )
     .await;

@@ -1,0 +1,6 @@
+//! The real-time core over real WebSockets against a real `banter serve` on port 0.
+
+mod chat;
+mod limits;
+mod privacy;
+mod resume;

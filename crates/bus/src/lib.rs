@@ -1,0 +1,69 @@
+//! The bus: where the gateway hands over messages and where it hears about them again.
+//!
+//! A [`Bus`] is two things at once. It is the message **log**: [`Bus::publish`] returns only
+//! once a message is durable, with the cursor that places it in its room's total order. And it
+//! is the **fan-out**: every subscriber receives every message and event, messages in log
+//! order, so every reader of a room sees the same sequence.
+//!
+//! - [`MemoryBus`] (`banter serve`): the log is the SQLite (or PostgreSQL) store, written by one
+//!   task that commits sends in batches (group commit), then hands them to subscribers in
+//!   commit order.
+//! - A Kafka bus (scale-out) will implement the same trait: the log is a topic keyed by room.
+
+mod memory;
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use banter_core::{Message, NewMessage, RoomName, Username};
+use banter_store::Appended;
+use tokio::sync::mpsc;
+
+pub use memory::MemoryBus;
+
+/// What travels from the bus to the gateways.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Event {
+    /// A message now durable in the log. Shared: one allocation however many readers.
+    Message(Arc<Message>),
+    /// A message was deleted; readers drop it.
+    Deleted { room: RoomName, id: uuid::Uuid },
+    /// Someone is typing (not stored).
+    Typing { room: RoomName, user: Username },
+}
+
+impl Event {
+    pub fn room(&self) -> &RoomName {
+        match self {
+            Self::Message(m) => &m.room,
+            Self::Deleted { room, .. } | Self::Typing { room, .. } => room,
+        }
+    }
+}
+
+/// Why the bus refused something.
+#[derive(Debug, thiserror::Error)]
+pub enum BusError {
+    /// The log cannot take writes right now (database or broker down, or shutting down). The
+    /// message was not stored; the sender may retry with the same `client_id`.
+    #[error("the message log is unavailable")]
+    Unavailable,
+}
+
+/// The message log and fan-out. Shared as `Arc<dyn Bus>`.
+#[async_trait]
+pub trait Bus: Send + Sync + std::fmt::Debug + 'static {
+    /// Appends a message to the log; resolves once it is durable. A re-sent `client_id`
+    /// resolves to the first message, as [`Appended::Duplicate`], and is not fanned out again.
+    async fn publish(&self, message: NewMessage) -> Result<Appended, BusError>;
+
+    /// Fans out an event that is not part of the log (deletions, typing).
+    async fn announce(&self, event: Event) -> Result<(), BusError>;
+
+    /// Every message and event from now on. A subscriber that does not keep up slows the bus
+    /// down (its channel is bounded); it never misses anything.
+    fn subscribe(&self) -> mpsc::Receiver<Event>;
+}
+
+/// A shared handle to the configured bus.
+pub type DynBus = Arc<dyn Bus>;

@@ -1,0 +1,217 @@
+//! Messages and cursors: what a room is made of, and how a reader says where it got to.
+
+use std::fmt;
+use std::str::FromStr;
+
+use chrono::{DateTime, SecondsFormat, Utc};
+use serde::{Serialize, Serializer};
+use uuid::Uuid;
+
+use crate::{RoomName, UserId, Username, ValidationError};
+
+/// A position in a room's history. Cursors of one room are totally ordered, and every reader
+/// of the room sees its messages in cursor order.
+///
+/// It is a partition of the message log and an offset in it. A room always lives in one
+/// partition (on Kafka, the room is the message key), so comparing the offsets of two cursors
+/// of the same room orders them. On the wire it is opaque: 24 hex digits, which also sort as
+/// strings within a room.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Cursor {
+    pub partition: u32,
+    pub offset: u64,
+}
+
+impl Cursor {
+    pub const fn new(partition: u32, offset: u64) -> Self {
+        Self { partition, offset }
+    }
+
+    /// Parses a cursor a client sent back in `field` (`since`, `before`, ...).
+    pub fn parse(field: &'static str, input: &str) -> Result<Self, ValidationError> {
+        input
+            .parse()
+            .map_err(|()| ValidationError::new(field, "is not a cursor banter gave out"))
+    }
+}
+
+impl fmt::Display for Cursor {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{:08x}{:016x}", self.partition, self.offset)
+    }
+}
+
+impl FromStr for Cursor {
+    type Err = ();
+
+    fn from_str(s: &str) -> Result<Self, ()> {
+        if s.len() != 24 || !s.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return Err(());
+        }
+        let partition = u32::from_str_radix(&s[..8], 16).map_err(|_| ())?;
+        let offset = u64::from_str_radix(&s[8..], 16).map_err(|_| ())?;
+        Ok(Self { partition, offset })
+    }
+}
+
+impl Serialize for Cursor {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+/// The sender's own id for a message, so a re-send after a lost ack makes no duplicate:
+/// 1 to 64 printable ASCII characters.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct ClientId(String);
+
+impl ClientId {
+    pub const MAX_LEN: usize = 64;
+
+    pub fn parse(input: &str) -> Result<Self, ValidationError> {
+        if input.is_empty() || input.len() > Self::MAX_LEN {
+            return Err(ValidationError::new(
+                "client_id",
+                format!("must be 1 to {} characters long", Self::MAX_LEN),
+            ));
+        }
+        if !input.bytes().all(|b| b.is_ascii_graphic()) {
+            return Err(ValidationError::new(
+                "client_id",
+                "may only contain printable ASCII characters without spaces",
+            ));
+        }
+        Ok(Self(input.to_owned()))
+    }
+
+    /// Wraps an id the store already holds.
+    pub fn from_stored(id: String) -> Self {
+        Self(id)
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl Serialize for ClientId {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&self.0)
+    }
+}
+
+/// A message as every reader sees it: the seed's fields (`id`, `room`, `author`, `body`,
+/// `created_at`) plus banter's `cursor` and the sender's `client_id`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Message {
+    pub id: Uuid,
+    pub room: RoomName,
+    pub author: Username,
+    pub body: String,
+    #[serde(serialize_with = "rfc3339_millis")]
+    pub created_at: DateTime<Utc>,
+    pub cursor: Cursor,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub client_id: Option<ClientId>,
+}
+
+/// RFC 3339 in UTC with milliseconds (`2026-11-23T22:50:57.123Z`), like the seed's Go times.
+pub fn rfc3339_millis<S: Serializer>(t: &DateTime<Utc>, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(&t.to_rfc3339_opts(SecondsFormat::Millis, true))
+}
+
+/// A message accepted from a sender, before the log gives it a cursor.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewMessage {
+    pub id: Uuid,
+    pub room: RoomName,
+    pub author_id: UserId,
+    pub author: Username,
+    pub body: String,
+    pub created_at: DateTime<Utc>,
+    pub client_id: Option<ClientId>,
+}
+
+impl NewMessage {
+    /// The message as stored at `cursor`.
+    pub fn at(&self, cursor: Cursor) -> Message {
+        Message {
+            id: self.id,
+            room: self.room.clone(),
+            author: self.author.clone(),
+            body: self.body.clone(),
+            created_at: self.created_at,
+            cursor,
+            client_id: self.client_id.clone(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cursors_round_trip_and_sort_as_strings() {
+        let a = Cursor::new(3, 9);
+        let b = Cursor::new(3, 10);
+        let c = Cursor::new(3, 0x1_0000_0000);
+        for cur in [a, b, c, Cursor::new(u32::MAX, u64::MAX)] {
+            assert_eq!(cur.to_string().parse::<Cursor>(), Ok(cur));
+            assert_eq!(cur.to_string().len(), 24);
+        }
+        assert!(a.to_string() < b.to_string() && b.to_string() < c.to_string());
+        assert!(a < b && b < c);
+    }
+
+    #[test]
+    fn foreign_cursors_are_refused() {
+        for bad in [
+            "",
+            "12",
+            "zzzzzzzzzzzzzzzzzzzzzzzz",
+            "00000000000000000000000g",
+            "+0000000000000000000000a",
+            "0000000000000000000000000",
+            "é0000000000000000000000",
+        ] {
+            let err = Cursor::parse("since", bad).expect_err(bad);
+            assert_eq!(err.field, "since");
+        }
+    }
+
+    #[test]
+    fn client_ids_are_short_and_printable() {
+        assert!(ClientId::parse("c-1").is_ok());
+        assert!(ClientId::parse(&"x".repeat(64)).is_ok());
+        assert!(ClientId::parse(&"x".repeat(65)).is_err());
+        assert!(ClientId::parse("").is_err());
+        assert!(ClientId::parse("has space").is_err());
+        assert!(ClientId::parse("é").is_err());
+    }
+
+    #[test]
+    fn messages_serialize_with_the_seed_fields() {
+        let m = Message {
+            id: Uuid::nil(),
+            room: RoomName::parse("general").expect("room"),
+            author: Username::parse("alice").expect("name"),
+            body: "hi".into(),
+            created_at: DateTime::from_timestamp(1_700_000_000, 123_000_000).expect("time"),
+            cursor: Cursor::new(0, 7),
+            client_id: None,
+        };
+        let v = serde_json::to_value(&m).expect("json");
+        assert_eq!(
+            v,
+            serde_json::json!({
+                "id": "00000000-0000-0000-0000-000000000000",
+                "room": "general",
+                "author": "alice",
+                "body": "hi",
+                "created_at": "2023-11-14T22:13:20.123Z",
+                "cursor": "000000000000000000000007",
+            })
+        );
+    }
+}

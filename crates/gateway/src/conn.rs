@@ -1,0 +1,500 @@
+//! One WebSocket connection: its task reads frames, writes frames, and keeps the promises of
+//! the protocol for this client.
+//!
+//! The task owns both halves of the socket and selects over: frames from the client, frames
+//! queued for it by the hub, acks of its sends (in the order it sent them), a ping timer, its
+//! token's expiry, a kick from the hub, and server shutdown. Nothing it does blocks the others
+//! for long: sends are published concurrently (up to [`MAX_IN_FLIGHT`]) and their acks come
+//! back in order.
+//!
+//! Gap-free join: the connection registers in the room *before* it reads history, so a
+//! message committed meanwhile is either in what it reads or queued for it (or both). It
+//! then remembers the room's cursor it answered in `joined` (its floor) and drops queued
+//! messages at or below it: no gap, no duplicate.
+
+use std::collections::{HashMap, HashSet};
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::ws::{CloseFrame, Message as WsMessage, Utf8Bytes, WebSocket};
+use banter_bus::{BusError, Event};
+use banter_core::{ClientId, Cursor, MessageBody, NewMessage, RoomName, UserId, Username};
+use banter_store::Appended;
+use futures::stream::FuturesOrdered;
+use futures::{Sink, SinkExt, Stream, StreamExt};
+use tokio::sync::mpsc;
+use tokio::time::{Instant, Interval, MissedTickBehavior};
+
+use crate::frames::{self, ClientFrame, FrameError, ServerFrame};
+use crate::hub::{Kick, Member, Outbound};
+use crate::GatewayState;
+
+/// Sends of one connection waiting for durability at once; past this, the connection stops
+/// reading until acks come back (backpressure instead of unbounded buffering).
+pub const MAX_IN_FLIGHT: usize = 64;
+/// Close code for an access token that expired without an `auth` frame.
+pub const CLOSE_TOKEN_EXPIRED: u16 = 4001;
+/// Close code when the server shuts down: the client should reconnect (to another process).
+pub const CLOSE_RESTART: u16 = 1012;
+/// Largest text frame read; bigger ones get a `too_large` error (the socket layer itself
+/// refuses anything over [`crate::MAX_WS_MESSAGE`]).
+pub const MAX_FRAME: usize = 64 * 1024;
+/// History replayed per store query during a join.
+const REPLAY_PAGE: u32 = 500;
+/// Typing events relayed per room per connection: at most one per this period.
+const TYPING_PERIOD: Duration = Duration::from_secs(2);
+
+/// Who is on the other end, as the token said at upgrade.
+#[derive(Debug, Clone)]
+pub struct Peer {
+    pub id: UserId,
+    pub username: Username,
+    /// Unix time at which the current token expires.
+    pub expires_at: i64,
+}
+
+type Ack = Pin<Box<dyn Future<Output = (Option<ClientId>, Result<Appended, BusError>)> + Send>>;
+
+/// Why the loop ended, and so how the socket is closed.
+enum End {
+    /// The client closed or the socket failed: nothing more to send.
+    Gone,
+    Close(u16, &'static str),
+}
+
+struct Conn<S> {
+    state: GatewayState,
+    id: crate::hub::ConnId,
+    peer: Peer,
+    sink: S,
+    member: Member,
+    /// Rooms joined on this connection.
+    rooms: HashSet<RoomName>,
+    /// Per room, the cursor given in `joined`: queued messages at or below it were already
+    /// sent (replayed) or predate the join.
+    floors: HashMap<RoomName, Cursor>,
+    last_typing: HashMap<RoomName, Instant>,
+    acks: FuturesOrdered<Ack>,
+    last_heard: Instant,
+}
+
+/// Runs a connection to its end. `initial` is the room of `?room=` (or `general`).
+pub async fn run(socket: WebSocket, state: GatewayState, peer: Peer, initial: RoomName) {
+    let (sink, stream) = socket.split();
+    serve(sink, stream, state, peer, initial).await;
+}
+
+/// The connection loop, generic over the socket halves so it can be driven by channels too.
+pub async fn serve<S, R>(sink: S, mut stream: R, state: GatewayState, peer: Peer, initial: RoomName)
+where
+    S: Sink<WsMessage, Error = axum::Error> + Unpin + Send,
+    R: Stream<Item = Result<WsMessage, axum::Error>> + Unpin + Send,
+{
+    let (tx, mut queue) = mpsc::channel(state.config.outbound_queue);
+    let kick = Arc::new(Kick::default());
+    let member = Member {
+        user: peer.username.clone(),
+        tx,
+        kick: kick.clone(),
+    };
+    let mut conn = Conn {
+        id: state.hub.next_conn_id(),
+        state: state.clone(),
+        peer,
+        sink,
+        member,
+        rooms: HashSet::new(),
+        floors: HashMap::new(),
+        last_typing: HashMap::new(),
+        acks: FuturesOrdered::new(),
+        last_heard: Instant::now(),
+    };
+    metrics::gauge!("banter_ws_connections").increment(1.0);
+
+    let mut ping = tokio::time::interval(state.config.ping_interval);
+    ping.set_missed_tick_behavior(MissedTickBehavior::Delay);
+    ping.tick().await;
+    let end = match conn.join(initial, None).await {
+        Err(end) => end,
+        Ok(()) => conn.run(&mut stream, &mut queue, &mut ping, &kick).await,
+    };
+    if let End::Close(code, reason) = end {
+        let _ = conn
+            .sink
+            .send(WsMessage::Close(Some(CloseFrame {
+                code,
+                reason: Utf8Bytes::from_static(reason),
+            })))
+            .await;
+    }
+    let _ = conn.sink.close().await;
+    for room in &conn.rooms {
+        state.hub.leave(room, conn.id);
+    }
+    metrics::gauge!("banter_ws_connections").decrement(1.0);
+}
+
+impl<S> Conn<S>
+where
+    S: Sink<WsMessage, Error = axum::Error> + Unpin + Send,
+{
+    async fn run<R>(
+        &mut self,
+        stream: &mut R,
+        queue: &mut mpsc::Receiver<Outbound>,
+        ping: &mut Interval,
+        kick: &Kick,
+    ) -> End
+    where
+        R: Stream<Item = Result<WsMessage, axum::Error>> + Unpin + Send,
+    {
+        let shutdown = self.state.shutdown.clone();
+        let expiry = tokio::time::sleep_until(self.expiry_instant());
+        tokio::pin!(expiry);
+        loop {
+            let outcome = tokio::select! {
+                biased;
+                () = shutdown.cancelled() => return End::Close(CLOSE_RESTART, "server restarting"),
+                code = kick.kicked() => return End::Close(code, "too slow: reconnect and resume"),
+                () = &mut expiry => {
+                    let _ = self.send_frame(&ServerFrame::Error {
+                        code: "token_expired",
+                        message: "the access token expired; reconnect with a fresh one",
+                        client_id: None,
+                    }).await;
+                    return End::Close(CLOSE_TOKEN_EXPIRED, "token expired");
+                }
+                // Queued frames before acks, so a sender usually sees its message, then its ack.
+                Some(out) = queue.recv() => self.forward(out).await,
+                Some((client_id, result)) = self.acks.next(), if !self.acks.is_empty() => {
+                    self.answer_send(client_id, result).await
+                }
+                frame = stream.next(), if self.acks.len() < MAX_IN_FLIGHT => match frame {
+                    None | Some(Err(_)) => return End::Gone,
+                    Some(Ok(frame)) => {
+                        self.last_heard = Instant::now();
+                        match self.on_frame(frame).await {
+                            Ok(Some(new_expiry)) => {
+                                expiry.as_mut().reset(new_expiry);
+                                Ok(())
+                            }
+                            Ok(None) => Ok(()),
+                            Err(end) => Err(end),
+                        }
+                    }
+                },
+                _ = ping.tick() => {
+                    if self.last_heard.elapsed() > self.state.config.idle_timeout {
+                        return End::Close(1001, "idle timeout");
+                    }
+                    self.send(WsMessage::Ping(Default::default())).await
+                }
+            };
+            if let Err(end) = outcome {
+                return end;
+            }
+        }
+    }
+
+    fn expiry_instant(&self) -> Instant {
+        let left = self.peer.expires_at - chrono::Utc::now().timestamp();
+        Instant::now() + Duration::from_secs(u64::try_from(left).unwrap_or(0))
+    }
+
+    /// Writes one frame. A client that does not take it within the write timeout is gone:
+    /// the task must not hang on a dead peer (nor miss its kick or the shutdown).
+    async fn send(&mut self, message: WsMessage) -> Result<(), End> {
+        match tokio::time::timeout(self.state.config.write_timeout, self.sink.send(message)).await {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(_)) => Err(End::Gone),
+            Err(_) => {
+                metrics::counter!("banter_ws_write_timeouts_total").increment(1);
+                Err(End::Gone)
+            }
+        }
+    }
+
+    async fn send_frame(&mut self, frame: &ServerFrame<'_>) -> Result<(), End> {
+        self.send(WsMessage::Text(frame.to_json().into())).await
+    }
+
+    async fn send_error(&mut self, e: &FrameError) -> Result<(), End> {
+        metrics::counter!("banter_ws_frame_errors_total", "code" => e.code).increment(1);
+        self.send_frame(&ServerFrame::from(e)).await
+    }
+
+    /// Writes a queued frame, unless it is a message this connection must not see again.
+    async fn forward(&mut self, out: Outbound) -> Result<(), End> {
+        if let Some(place) = &out.place {
+            let (room, cursor) = &**place;
+            if !self.rooms.contains(room) || self.floors.get(room).is_some_and(|f| cursor <= f) {
+                return Ok(());
+            }
+        }
+        self.send(WsMessage::Text(out.text)).await
+    }
+
+    /// Handles one frame from the client. `Ok(Some(t))` moves the token expiry to `t`.
+    async fn on_frame(&mut self, frame: WsMessage) -> Result<Option<Instant>, End> {
+        let text = match frame {
+            WsMessage::Text(text) => text,
+            WsMessage::Binary(_) => {
+                self.send_error(&FrameError::new(
+                    "validation_failed",
+                    "frames must be JSON text, not binary",
+                ))
+                .await?;
+                return Ok(None);
+            }
+            WsMessage::Close(_) => return Err(End::Gone),
+            // Pings are answered by the socket layer; pongs only prove the client is there.
+            WsMessage::Ping(_) | WsMessage::Pong(_) => return Ok(None),
+        };
+        if text.len() > MAX_FRAME {
+            self.send_error(&FrameError::new(
+                "too_large",
+                format!("frames must be at most {MAX_FRAME} bytes"),
+            ))
+            .await?;
+            return Ok(None);
+        }
+        let parsed = match frames::parse(text.as_str()) {
+            Ok(frame) => frame,
+            Err(e) => {
+                self.send_error(&e).await?;
+                return Ok(None);
+            }
+        };
+        match parsed {
+            ClientFrame::Send {
+                room,
+                body,
+                client_id,
+            } => self.on_send(room, body, client_id).await.map(|()| None),
+            ClientFrame::Join { room, since } => self.join(room, since).await.map(|()| None),
+            ClientFrame::Leave { room } => self.leave(room).await.map(|()| None),
+            ClientFrame::Typing { room } => self.on_typing(room).await.map(|()| None),
+            ClientFrame::Auth { token } => self.on_auth(&token).await,
+        }
+    }
+
+    fn forbidden(room: &RoomName) -> FrameError {
+        FrameError::new(
+            "forbidden",
+            format!("{room} is a direct-message room of two other users"),
+        )
+    }
+
+    /// Joins `room`: registers, sends `members`, replays after `since`, answers `joined`.
+    async fn join(&mut self, room: RoomName, since: Option<Cursor>) -> Result<(), End> {
+        if !room.admits(&self.peer.username) {
+            return self.send_error(&Self::forbidden(&room)).await;
+        }
+        let online = self.state.hub.join(&room, self.id, self.member.clone());
+        self.rooms.insert(room.clone());
+        self.send_frame(&ServerFrame::Members {
+            room: &room,
+            users: online,
+        })
+        .await?;
+        let floor = match since {
+            Some(since) => self.replay(&room, since).await?,
+            None => self.state.store.latest_cursor(&room).await,
+        };
+        let floor = match floor {
+            Ok(floor) => floor,
+            Err(e) => return self.join_failed(&room, &e).await,
+        };
+        match floor {
+            Some(cursor) => {
+                self.floors.insert(room.clone(), cursor);
+            }
+            None => {
+                self.floors.remove(&room);
+            }
+        }
+        self.send_frame(&ServerFrame::Joined {
+            room: &room,
+            cursor: floor,
+        })
+        .await
+    }
+
+    async fn join_failed(
+        &mut self,
+        room: &RoomName,
+        e: &banter_store::StoreError,
+    ) -> Result<(), End> {
+        tracing::warn!(error = %e, "join: reading history failed");
+        self.state.hub.leave(room, self.id);
+        self.rooms.remove(room);
+        self.send_error(&FrameError::new(
+            "unavailable",
+            "history is unavailable right now; join again shortly",
+        ))
+        .await
+    }
+
+    /// Sends every message of `room` after `since`, in order. Returns the last cursor sent
+    /// (`since` when there was nothing to send), or the store's error.
+    async fn replay(
+        &mut self,
+        room: &RoomName,
+        since: Cursor,
+    ) -> Result<Result<Option<Cursor>, banter_store::StoreError>, End> {
+        let mut after = since;
+        loop {
+            let page = match self
+                .state
+                .store
+                .messages_after(room, Some(after), REPLAY_PAGE)
+                .await
+            {
+                Ok(page) => page,
+                Err(e) => return Ok(Err(e)),
+            };
+            let full = page.len() == REPLAY_PAGE as usize;
+            for message in &page {
+                self.send_frame(&ServerFrame::Message(message)).await?;
+                after = message.cursor;
+            }
+            metrics::counter!("banter_ws_replayed_messages_total").increment(page.len() as u64);
+            if !full {
+                return Ok(Ok(Some(after)));
+            }
+        }
+    }
+
+    async fn leave(&mut self, room: RoomName) -> Result<(), End> {
+        self.state.hub.leave(&room, self.id);
+        self.rooms.remove(&room);
+        self.floors.remove(&room);
+        self.send_frame(&ServerFrame::Left { room: &room }).await
+    }
+
+    async fn on_send(
+        &mut self,
+        room: RoomName,
+        body: MessageBody,
+        client_id: Option<ClientId>,
+    ) -> Result<(), End> {
+        if !room.admits(&self.peer.username) {
+            let mut e = Self::forbidden(&room);
+            e.client_id = client_id.map(|c| c.as_str().to_owned());
+            return self.send_error(&e).await;
+        }
+        if !self.rooms.contains(&room) {
+            // Sending to a room joins it, so the sender sees its own message like everyone.
+            self.join(room.clone(), None).await?;
+        }
+        let message = NewMessage {
+            id: uuid::Uuid::now_v7(),
+            room,
+            author_id: self.peer.id,
+            author: self.peer.username.clone(),
+            body: body.as_str().to_owned(),
+            created_at: banter_store::now(),
+            client_id: client_id.clone(),
+        };
+        let bus = self.state.bus.clone();
+        metrics::counter!("banter_ws_sends_total").increment(1);
+        self.acks.push_back(Box::pin(
+            async move { (client_id, bus.publish(message).await) },
+        ));
+        Ok(())
+    }
+
+    async fn answer_send(
+        &mut self,
+        client_id: Option<ClientId>,
+        result: Result<Appended, BusError>,
+    ) -> Result<(), End> {
+        match result {
+            Ok(appended) => {
+                let m = appended.message();
+                self.send_frame(&ServerFrame::Ack {
+                    client_id: client_id.as_ref(),
+                    id: m.id,
+                    room: &m.room,
+                    cursor: m.cursor,
+                    created_at: m.created_at,
+                })
+                .await
+            }
+            Err(BusError::Unavailable) => {
+                let mut e = FrameError::new(
+                    "unavailable",
+                    "the message was not stored; send it again (same client_id) shortly",
+                );
+                e.client_id = client_id.map(|c| c.as_str().to_owned());
+                self.send_error(&e).await
+            }
+        }
+    }
+
+    async fn on_typing(&mut self, room: RoomName) -> Result<(), End> {
+        if !self.rooms.contains(&room) {
+            return self
+                .send_error(&FrameError::new(
+                    "forbidden",
+                    format!("join {room} before typing in it"),
+                ))
+                .await;
+        }
+        let now = Instant::now();
+        if self
+            .last_typing
+            .get(&room)
+            .is_some_and(|t| now.duration_since(*t) < TYPING_PERIOD)
+        {
+            // Typing is a hint that lasts seconds: extra ones inside the period add nothing.
+            return Ok(());
+        }
+        self.last_typing.insert(room.clone(), now);
+        let event = Event::Typing {
+            room,
+            user: self.peer.username.clone(),
+        };
+        if self.state.bus.announce(event).await.is_err() {
+            return self
+                .send_error(&FrameError::new(
+                    "unavailable",
+                    "typing could not be relayed",
+                ))
+                .await;
+        }
+        Ok(())
+    }
+
+    async fn on_auth(&mut self, token: &str) -> Result<Option<Instant>, End> {
+        let claims = match self.state.tokens.verify(token) {
+            Ok(claims) => claims,
+            Err(e) => {
+                let code = if matches!(e, banter_auth::Error::TokenExpired) {
+                    "token_expired"
+                } else {
+                    "unauthorized"
+                };
+                self.send_error(&FrameError::new(code, "that token is not valid"))
+                    .await?;
+                return Ok(None);
+            }
+        };
+        if claims.user_id().ok() != Some(self.peer.id) {
+            self.send_error(&FrameError::new(
+                "forbidden",
+                "the token is for another user",
+            ))
+            .await?;
+            return Ok(None);
+        }
+        self.peer.expires_at = claims.exp;
+        self.send_frame(&ServerFrame::Authenticated {
+            expires_in: claims.exp - chrono::Utc::now().timestamp(),
+        })
+        .await?;
+        Ok(Some(self.expiry_instant()))
+    }
+}

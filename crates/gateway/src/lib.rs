@@ -1,0 +1,156 @@
+//! The gateway: where clients talk. It upgrades `/ws` to WebSocket connections, keeps each
+//! room's members ([`hub`]), hands sends to the bus and fans the bus's messages out to the
+//! rooms' members, serves history and presence over HTTP ([`api`]), and the web page
+//! ([`web`]).
+//!
+//! The gateway does not know which bus it runs on: the in-process one of `banter serve` or
+//! Kafka. Every message reaches sockets through the same path, [`dispatch`]: from the bus, in
+//! log order, serialized once, queued to each member.
+
+pub mod api;
+pub mod conn;
+pub mod frames;
+pub mod hub;
+pub mod web;
+mod ws;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::FromRef;
+use axum::routing::{delete, get};
+use axum::Router;
+use banter_auth::TokenKeys;
+use banter_bus::{DynBus, Event};
+use banter_store::DynStore;
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::frames::ServerFrame;
+use crate::hub::{Hub, Outbound};
+
+/// The largest WebSocket message the socket layer accepts at all. Frames between
+/// [`conn::MAX_FRAME`] and this get a `too_large` error frame and the connection lives on;
+/// bigger ones close it (1009), as reading them would cost memory.
+pub const MAX_WS_MESSAGE: usize = 1024 * 1024;
+
+/// Tunables of the gateway.
+#[derive(Debug, Clone)]
+pub struct GatewayConfig {
+    /// Frames queued per connection before it counts as too slow and is closed (4008).
+    pub outbound_queue: usize,
+    /// How often the server pings each connection.
+    pub ping_interval: Duration,
+    /// A connection that sends nothing (not even a pong) for this long is closed.
+    pub idle_timeout: Duration,
+    /// A frame the client does not take within this long ends the connection.
+    pub write_timeout: Duration,
+}
+
+impl Default for GatewayConfig {
+    fn default() -> Self {
+        Self {
+            outbound_queue: 1024,
+            ping_interval: Duration::from_secs(30),
+            idle_timeout: Duration::from_secs(75),
+            write_timeout: Duration::from_secs(30),
+        }
+    }
+}
+
+/// What the gateway's handlers and connections share. Cloning is a few `Arc` increments.
+#[derive(Debug, Clone)]
+pub struct GatewayState {
+    pub hub: Arc<Hub>,
+    pub bus: DynBus,
+    pub store: DynStore,
+    pub tokens: Arc<TokenKeys>,
+    pub config: Arc<GatewayConfig>,
+    /// Cancelled at shutdown: every connection closes with 1012 and its client reconnects.
+    pub shutdown: CancellationToken,
+    /// Tracks connection tasks, so shutdown can wait until they have said goodbye.
+    pub tasks: TaskTracker,
+}
+
+impl FromRef<GatewayState> for Arc<TokenKeys> {
+    fn from_ref(state: &GatewayState) -> Self {
+        state.tokens.clone()
+    }
+}
+
+impl GatewayState {
+    /// Builds the state and starts [`dispatch`] from the bus.
+    pub fn start(
+        bus: DynBus,
+        store: DynStore,
+        tokens: Arc<TokenKeys>,
+        config: GatewayConfig,
+        shutdown: CancellationToken,
+    ) -> Self {
+        let hub = Arc::new(Hub::new());
+        tokio::spawn(dispatch(hub.clone(), bus.subscribe()));
+        Self {
+            hub,
+            bus,
+            store,
+            tokens,
+            config: Arc::new(config),
+            shutdown,
+            tasks: TaskTracker::new(),
+        }
+    }
+
+    /// Closes every connection (1012) and waits, at most `grace`, for them to finish.
+    pub async fn drain(&self, grace: Duration) {
+        self.shutdown.cancel();
+        self.tasks.close();
+        if tokio::time::timeout(grace, self.tasks.wait())
+            .await
+            .is_err()
+        {
+            tracing::warn!("some connections did not close within {grace:?}");
+        }
+    }
+}
+
+/// The gateway's routes: `/ws`, the history/rooms/presence/delete API, and the web page.
+pub fn router(state: GatewayState) -> Router {
+    Router::new()
+        .route("/ws", get(ws::upgrade))
+        .route("/api/v1/rooms", get(api::rooms))
+        .route("/api/v1/rooms/{room}/messages", get(api::history))
+        .route("/api/v1/rooms/{room}/presence", get(api::presence))
+        .route("/api/v1/messages/{id}", delete(api::delete_message))
+        .merge(web::router())
+        .with_state(state)
+}
+
+/// Moves everything the bus delivers to the members of its room: each event is serialized
+/// once, and the same bytes are queued to every member.
+pub async fn dispatch(hub: Arc<Hub>, mut events: mpsc::Receiver<Event>) {
+    while let Some(event) = events.recv().await {
+        match &event {
+            Event::Message(m) => {
+                let out = Outbound {
+                    text: ServerFrame::Message(m).to_json().into(),
+                    place: Some(Arc::new((m.room.clone(), m.cursor))),
+                };
+                hub.fan_out(&m.room, &out, None);
+                metrics::counter!("banter_messages_fanned_out_total").increment(1);
+            }
+            Event::Deleted { room, id } => {
+                let out = Outbound::frame(&ServerFrame::Deleted { room, id: *id });
+                hub.fan_out(room, &out, None);
+            }
+            Event::Typing { room, user } => {
+                let out = Outbound::frame(&ServerFrame::Typing {
+                    room,
+                    user: user.as_str(),
+                });
+                hub.fan_out(room, &out, Some(user.as_str()));
+            }
+        }
+    }
+    tracing::debug!("bus closed; dispatch stopped");
+}

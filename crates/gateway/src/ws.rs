@@ -1,0 +1,77 @@
+//! `GET /ws`: checks the token and the room *before* upgrading, so a bad or expired token is
+//! an HTTP 401 the client can read, not a socket that opens and dies.
+
+use std::collections::HashMap;
+
+use axum::extract::ws::rejection::WebSocketUpgradeRejection;
+use axum::extract::ws::WebSocketUpgrade;
+use axum::extract::{Query, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use banter_core::{RoomName, Username};
+use banter_http::ApiError;
+
+use crate::conn::{self, Peer};
+use crate::GatewayState;
+
+pub async fn upgrade(
+    State(state): State<GatewayState>,
+    Query(query): Query<HashMap<String, String>>,
+    headers: HeaderMap,
+    ws: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
+) -> Response {
+    // The seed puts the token in the query (browsers cannot set headers on a WebSocket);
+    // other clients may send it as a Bearer header instead.
+    let bearer = headers
+        .get(axum::http::header::AUTHORIZATION)
+        .and_then(|h| h.to_str().ok())
+        .and_then(|h| h.strip_prefix("Bearer "));
+    let Some(token) = query.get("token").map(String::as_str).or(bearer) else {
+        return banter_auth::Error::Unauthorized("a token is required: /ws?token=<JWT>")
+            .into_response();
+    };
+    let claims = match state.tokens.verify(token) {
+        Ok(claims) => claims,
+        Err(e) => return e.into_response(),
+    };
+    let Ok(user_id) = claims.user_id() else {
+        return banter_auth::Error::Unauthorized("the token's subject is not a user id")
+            .into_response();
+    };
+    let username = Username::from_stored(claims.name.clone());
+    let room = match RoomName::parse(query.get("room").map_or("general", String::as_str)) {
+        Ok(room) => room,
+        Err(e) => return ApiError::from(e).into_response(),
+    };
+    if !room.admits(&username) {
+        return ApiError::new(
+            StatusCode::FORBIDDEN,
+            "forbidden",
+            "that direct-message room belongs to two other users",
+        )
+        .into_response();
+    }
+    let ws = match ws {
+        Ok(ws) => ws,
+        Err(_) => {
+            return ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "validation_failed",
+                "this endpoint speaks WebSocket: send an Upgrade request",
+            )
+            .into_response()
+        }
+    };
+    if state.shutdown.is_cancelled() {
+        return ApiError::unavailable().into_response();
+    }
+    let peer = Peer {
+        id: user_id,
+        username,
+        expires_at: claims.exp,
+    };
+    let tasks = state.tasks.clone();
+    ws.max_message_size(crate::MAX_WS_MESSAGE)
+        .max_frame_size(crate::MAX_WS_MESSAGE)
+        .on_upgrade(move |socket| tasks.track_future(conn::run(socket, state, peer, room)))
+}
