@@ -390,3 +390,42 @@ async fn acked_messages_survive_kill_9() {
     unique.dedup();
     assert_eq!(unique.len(), stored.len(), "no duplicates in history");
 }
+
+#[tokio::test]
+async fn admin_grants_and_revokes_on_serves_data_dir() {
+    let data = tempfile::tempdir().expect("tempdir");
+    let mut serve = banter();
+    serve
+        .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+        .arg(data.path());
+    let running = Running::start(serve);
+    let (status, _) = post(
+        &running.base,
+        "/api/v1/register",
+        json!({"username": "Root", "password": "password123"}),
+        None,
+    )
+    .await;
+    assert_eq!(status, 201);
+    let admin = |args: &[&str]| {
+        banter()
+            .arg("admin")
+            .args(args)
+            .arg("--data-dir")
+            .arg(data.path())
+            .output()
+            .expect("run")
+    };
+    let out = admin(&["grant", "root"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("now an admin"));
+    let out = admin(&["revoke", "root"]);
+    assert!(out.status.success());
+    let out = admin(&["grant", "nobody"]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no user named"));
+}

@@ -41,6 +41,8 @@ pub const CLOSE_RESTART: u16 = 1012;
 /// Largest text frame read; bigger ones get a `too_large` error (the socket layer itself
 /// refuses anything over [`crate::MAX_WS_MESSAGE`]).
 pub const MAX_FRAME: usize = 64 * 1024;
+/// How long a closing connection waits for the client's Close reply.
+const CLOSE_GRACE: Duration = Duration::from_secs(5);
 /// History replayed per store query during a join.
 const REPLAY_PAGE: u32 = 500;
 /// Typing events relayed per room per connection: at most one per this period.
@@ -121,13 +123,23 @@ where
         Ok(()) => conn.run(&mut stream, &mut queue, &mut ping, &kick).await,
     };
     if let End::Close(code, reason) = end {
-        let _ = conn
-            .sink
-            .send(WsMessage::Close(Some(CloseFrame {
-                code,
-                reason: Utf8Bytes::from_static(reason),
-            })))
+        let close = WsMessage::Close(Some(CloseFrame {
+            code,
+            reason: Utf8Bytes::from_static(reason),
+        }));
+        if conn.send(close).await.is_ok() {
+            // The closing handshake: read on until the client's Close (or a short timeout).
+            // Dropping the socket with unread input would reset the connection, and the
+            // client could lose the frames still buffered for it, the Close among them.
+            let _ = tokio::time::timeout(CLOSE_GRACE, async {
+                while let Some(Ok(frame)) = stream.next().await {
+                    if matches!(frame, WsMessage::Close(_)) {
+                        break;
+                    }
+                }
+            })
             .await;
+        }
     }
     let _ = conn.sink.close().await;
     for room in &conn.rooms {

@@ -3,8 +3,8 @@
 
 use std::future::Future;
 
-use banter_core::{UserId, Username};
-use banter_store::{now, DynStore, NewRefreshToken, Rotation, StoreError};
+use banter_core::{ClientId, Cursor, NewMessage, RoomName, User, UserId, Username};
+use banter_store::{now, Appended, DynStore, NewRefreshToken, Rotation, StoreError};
 use banter_testkit::{Db, TestDb};
 use chrono::Duration;
 use uuid::Uuid;
@@ -42,6 +42,12 @@ conformance!(
     expired_and_unknown_refresh_tokens_are_invalid,
     concurrent_rotations_of_one_token_let_exactly_one_through,
     logout_revokes_the_family_of_its_owner_only,
+    appended_messages_get_increasing_cursors_in_order,
+    a_client_id_is_stored_once_per_author,
+    history_pages_both_ways_around_a_cursor,
+    deleted_messages_leave_history,
+    rooms_are_listed_by_latest_activity,
+    admin_rights_are_granted_and_revoked,
 );
 
 fn name(s: &str) -> Username {
@@ -295,4 +301,240 @@ async fn logout_revokes_the_family_of_its_owner_only(store: DynStore) {
         .revoke_refresh_family(b"h2", heidi.id, now())
         .await
         .expect("revoke again"));
+}
+
+fn room(s: &str) -> RoomName {
+    RoomName::parse(s).expect("valid room")
+}
+
+fn new_message(author: &User, room_name: &str, body: &str, client_id: Option<&str>) -> NewMessage {
+    NewMessage {
+        id: Uuid::now_v7(),
+        room: room(room_name),
+        author_id: author.id,
+        author: author.username.clone(),
+        body: body.to_owned(),
+        created_at: now(),
+        client_id: client_id.map(|c| ClientId::parse(c).expect("valid client id")),
+    }
+}
+
+async fn append(store: &DynStore, batch: Vec<NewMessage>) -> Vec<Appended> {
+    store.append_messages(&batch).await.expect("append")
+}
+
+async fn appended_messages_get_increasing_cursors_in_order(store: DynStore) {
+    let kim = store
+        .create_user(&name("kim"), "h", now())
+        .await
+        .expect("create");
+    let first = append(
+        &store,
+        vec![
+            new_message(&kim, "a", "one", None),
+            new_message(&kim, "b", "two", None),
+            new_message(&kim, "a", "three", Some("c3")),
+        ],
+    )
+    .await;
+    let second = append(&store, vec![new_message(&kim, "a", "four", None)]).await;
+    let cursors: Vec<Cursor> = first
+        .iter()
+        .chain(&second)
+        .map(|a| a.message().cursor)
+        .collect();
+    assert!(cursors.windows(2).all(|w| w[0] < w[1]), "{cursors:?}");
+    assert!(first
+        .iter()
+        .chain(&second)
+        .all(|a| matches!(a, Appended::New(_))));
+
+    let in_a = store
+        .messages_after(&room("a"), None, 100)
+        .await
+        .expect("read");
+    let bodies: Vec<&str> = in_a.iter().map(|m| m.body.as_str()).collect();
+    assert_eq!(bodies, ["one", "three", "four"]);
+    assert_eq!(
+        in_a[1],
+        *first[2].message(),
+        "what is read is what was stored"
+    );
+    assert_eq!(in_a[1].client_id.as_ref().map(ClientId::as_str), Some("c3"));
+    assert_eq!(
+        store.latest_cursor(&room("a")).await.expect("latest"),
+        Some(in_a[2].cursor)
+    );
+    assert_eq!(
+        store.latest_cursor(&room("empty")).await.expect("latest"),
+        None
+    );
+    assert_eq!(
+        store.message(in_a[0].id).await.expect("get"),
+        Some(in_a[0].clone())
+    );
+}
+
+async fn a_client_id_is_stored_once_per_author(store: DynStore) {
+    let lee = store
+        .create_user(&name("lee"), "h", now())
+        .await
+        .expect("create");
+    let max = store
+        .create_user(&name("max"), "h", now())
+        .await
+        .expect("create");
+    let first = append(&store, vec![new_message(&lee, "r", "hello", Some("x1"))]).await;
+    // Again, later, and twice in one batch: always the first message back.
+    let again = append(
+        &store,
+        vec![
+            new_message(&lee, "r", "hello (resent)", Some("x1")),
+            new_message(&lee, "r", "new", Some("x2")),
+            new_message(&lee, "r", "new (resent)", Some("x2")),
+            // Another author may use the same client id.
+            new_message(&max, "r", "mine", Some("x1")),
+        ],
+    )
+    .await;
+    assert_eq!(again[0], Appended::Duplicate(first[0].message().clone()));
+    assert!(matches!(again[1], Appended::New(_)));
+    assert_eq!(again[2], Appended::Duplicate(again[1].message().clone()));
+    assert!(matches!(again[3], Appended::New(_)));
+    let stored = store
+        .messages_after(&room("r"), None, 100)
+        .await
+        .expect("read");
+    let bodies: Vec<&str> = stored.iter().map(|m| m.body.as_str()).collect();
+    assert_eq!(bodies, ["hello", "new", "mine"]);
+}
+
+async fn history_pages_both_ways_around_a_cursor(store: DynStore) {
+    let ned = store
+        .create_user(&name("ned"), "h", now())
+        .await
+        .expect("create");
+    let batch = (0..10)
+        .map(|i| new_message(&ned, "p", &format!("m{i}"), None))
+        .collect();
+    let all: Vec<_> = append(&store, batch)
+        .await
+        .iter()
+        .map(|a| a.message().clone())
+        .collect();
+    let r = room("p");
+    let bodies =
+        |ms: &[banter_core::Message]| ms.iter().map(|m| m.body.clone()).collect::<Vec<_>>();
+
+    assert_eq!(
+        bodies(&store.messages_before(&r, None, 3).await.expect("newest")),
+        ["m7", "m8", "m9"]
+    );
+    let before = store
+        .messages_before(&r, Some(all[7].cursor), 3)
+        .await
+        .expect("before");
+    assert_eq!(bodies(&before), ["m4", "m5", "m6"]);
+    let before = store
+        .messages_before(&r, Some(all[1].cursor), 3)
+        .await
+        .expect("start");
+    assert_eq!(bodies(&before), ["m0"]);
+    let after = store
+        .messages_after(&r, Some(all[6].cursor), 2)
+        .await
+        .expect("after");
+    assert_eq!(bodies(&after), ["m7", "m8"]);
+    let after = store
+        .messages_after(&r, Some(all[9].cursor), 5)
+        .await
+        .expect("end");
+    assert!(after.is_empty());
+    // A cursor far in the future, or of another partition, is just a position.
+    let far = Cursor::new(0, u64::MAX / 2);
+    assert!(store
+        .messages_after(&r, Some(far), 5)
+        .await
+        .expect("far")
+        .is_empty());
+    assert_eq!(
+        store
+            .messages_before(&r, Some(far), 1)
+            .await
+            .expect("far")
+            .len(),
+        1
+    );
+}
+
+async fn deleted_messages_leave_history(store: DynStore) {
+    let oli = store
+        .create_user(&name("oli"), "h", now())
+        .await
+        .expect("create");
+    let stored = append(
+        &store,
+        vec![
+            new_message(&oli, "d", "keep", None),
+            new_message(&oli, "d", "secret", Some("s1")),
+        ],
+    )
+    .await;
+    let gone = stored[1].message().clone();
+    assert!(store.delete_message(gone.id, now()).await.expect("delete"));
+    assert!(
+        !store.delete_message(gone.id, now()).await.expect("again"),
+        "already deleted"
+    );
+    assert!(!store
+        .delete_message(Uuid::new_v4(), now())
+        .await
+        .expect("unknown"));
+    assert_eq!(store.message(gone.id).await.expect("get"), None);
+    let left = store
+        .messages_after(&room("d"), None, 10)
+        .await
+        .expect("read");
+    assert_eq!(left.len(), 1);
+    assert_eq!(left[0].body, "keep");
+    assert_eq!(
+        store
+            .messages_before(&room("d"), None, 10)
+            .await
+            .expect("read")
+            .len(),
+        1
+    );
+    // Its client id stays taken: a late re-send is still not a new message.
+    let resent = append(&store, vec![new_message(&oli, "d", "secret", Some("s1"))]).await;
+    assert!(matches!(resent[0], Appended::Duplicate(_)));
+}
+
+async fn rooms_are_listed_by_latest_activity(store: DynStore) {
+    let pat = store
+        .create_user(&name("pat"), "h", now())
+        .await
+        .expect("create");
+    append(&store, vec![new_message(&pat, "old", "x", None)]).await;
+    let mut late = new_message(&pat, "dm:pat:zoe", "y", None);
+    late.created_at = now() + Duration::seconds(5);
+    append(&store, vec![late]).await;
+    let rooms = store.rooms(10).await.expect("rooms");
+    let names: Vec<&str> = rooms.iter().map(|r| r.room.as_str()).collect();
+    assert_eq!(names, ["dm:pat:zoe", "old"]);
+    assert!(rooms[0].last_message_at > rooms[1].last_message_at);
+}
+
+async fn admin_rights_are_granted_and_revoked(store: DynStore) {
+    let quinn = store
+        .create_user(&name("Quinn"), "h", now())
+        .await
+        .expect("create");
+    assert!(!store.is_admin(quinn.id).await.expect("is_admin"));
+    assert!(store.set_admin("quinn", true).await.expect("grant"));
+    assert!(store.is_admin(quinn.id).await.expect("is_admin"));
+    assert!(store.set_admin("QUINN", false).await.expect("revoke"));
+    assert!(!store.is_admin(quinn.id).await.expect("is_admin"));
+    assert!(!store.set_admin("nobody", true).await.expect("unknown"));
+    assert!(!store.is_admin(UserId(999_999)).await.expect("unknown id"));
 }

@@ -189,3 +189,51 @@ async fn a_reader_that_cannot_keep_up_is_closed_and_resumes_without_loss() {
         "every message once, in order, across the close"
     );
 }
+
+#[tokio::test]
+async fn silent_connections_are_closed_and_answering_ones_kept() {
+    let app = TestApp::spawn_with(
+        Db::Sqlite,
+        Options {
+            gateway: GatewayConfig {
+                ping_interval: Duration::from_millis(100),
+                idle_timeout: Duration::from_millis(500),
+                ..GatewayConfig::default()
+            },
+            ..Options::default()
+        },
+    )
+    .await;
+    let alice = token(&app.signup("alice").await);
+    let mut silent = app.ws(&alice, None).await;
+    // This one keeps reading, so its client answers every ping with a pong. Its pings also
+    // measure time: ten of them take longer than the idle timeout.
+    let mut lively = app.ws(&alice, None).await;
+    let (stop, mut stopped) = tokio::sync::oneshot::channel::<()>();
+    let (waited, enough) = tokio::sync::oneshot::channel::<()>();
+    let reader = tokio::spawn(async move {
+        let mut waited = Some(waited);
+        let mut pings = 0;
+        loop {
+            tokio::select! {
+                _ = &mut stopped => return lively,
+                m = lively.next_raw() => match m {
+                    Some(Message::Ping(_)) => {
+                        pings += 1;
+                        if pings == 10 {
+                            waited.take().map(|w| w.send(()));
+                        }
+                    }
+                    Some(_) => {}
+                    None => panic!("the lively connection was closed"),
+                },
+            }
+        }
+    });
+    enough.await.expect("ten pings");
+    // Meanwhile the silent one read nothing, so it answered no ping: it was closed as idle.
+    assert_eq!(silent.closed().await, Some(1001));
+    stop.send(()).expect("stop the reader");
+    let mut lively = reader.await.expect("reader");
+    lively.say("general", "still here", "l1").await;
+}
