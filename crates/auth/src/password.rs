@@ -138,15 +138,17 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn unknown_users_and_unreadable_hashes_never_match() {
+    async fn unknown_users_cost_a_full_verification_and_never_match() {
         let h = Hasher::new(1).expect("hasher");
-        assert!(!h
-            .verify("anything at all".into(), None)
-            .await
-            .expect("verify"));
-        assert!(!h
+        let real = h.hash(pw("the password")).await.expect("hash");
+        let before = h.completed();
+        let wrong = h.verify("wrong password".into(), Some(real)).await;
+        let unknown = h.verify("wrong password".into(), None).await;
+        assert!(!wrong.expect("verify") && !unknown.expect("verify"));
+        assert_eq!(h.completed(), before + 2, "both ran argon2 once");
+        let unreadable = h
             .verify("anything".into(), Some("$2a$10$notargon".into()))
-            .await
-            .expect("verify"));
+            .await;
+        assert!(!unreadable.expect("verify"));
     }
 }

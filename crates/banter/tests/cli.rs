@@ -25,6 +25,14 @@ const ENV: [&str; 12] = [
     "RUST_LOG",
 ];
 
+/// `banter serve` on a free loopback port, keeping its data in `data`.
+fn serve_in(data: &std::path::Path) -> Running {
+    let mut cmd = banter();
+    cmd.args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+        .arg(data);
+    Running::start(cmd)
+}
+
 fn banter() -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_banter"));
     for var in ENV {
@@ -199,12 +207,7 @@ fn auth_refuses_to_start_without_a_secret_or_a_database() {
 #[tokio::test]
 async fn serve_keeps_users_and_its_secret_across_restarts_and_logs_no_secrets() {
     let data = tempfile::tempdir().expect("tempdir");
-    let start = || {
-        let mut cmd = banter();
-        cmd.args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
-            .arg(data.path());
-        Running::start(cmd)
-    };
+    let start = || serve_in(data.path());
     let mut first = start();
     let password = "s3cret-pa55word";
     let (status, body) = post(
@@ -304,12 +307,7 @@ async fn migrate_then_auth_on_postgres() {
 #[tokio::test]
 async fn acked_messages_survive_kill_9() {
     let data = tempfile::tempdir().expect("tempdir");
-    let start = || {
-        let mut cmd = banter();
-        cmd.args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
-            .arg(data.path());
-        Running::start(cmd)
-    };
+    let start = || serve_in(data.path());
     let mut first = start();
     let base = first.base.clone();
     post(
@@ -394,11 +392,7 @@ async fn acked_messages_survive_kill_9() {
 #[tokio::test]
 async fn admin_grants_and_revokes_on_serves_data_dir() {
     let data = tempfile::tempdir().expect("tempdir");
-    let mut serve = banter();
-    serve
-        .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
-        .arg(data.path());
-    let running = Running::start(serve);
+    let running = serve_in(data.path());
     let (status, _) = post(
         &running.base,
         "/api/v1/register",

@@ -8,17 +8,20 @@
 //! - [`MemoryBus`] (`banter serve`): the log is the SQLite (or PostgreSQL) store, written by one
 //!   task that commits sends in batches (group commit), then hands them to subscribers in
 //!   commit order.
-//! - A Kafka bus (scale-out) will implement the same trait: the log is a topic keyed by room.
+//! - [`KafkaBus`] (scale-out): the log is the `chat-in` topic keyed by room; every process
+//!   consumes every partition for its fan-out.
 
+mod kafka;
 mod memory;
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
 use banter_core::{Message, NewMessage, RoomName, Username};
 use banter_store::Appended;
 use tokio::sync::mpsc;
 
+pub use kafka::{ensure_topics, KafkaBus, KafkaSettings, Record};
 pub use memory::MemoryBus;
 
 /// What travels from the bus to the gateways.
@@ -67,3 +70,30 @@ pub trait Bus: Send + Sync + std::fmt::Debug + 'static {
 
 /// A shared handle to the configured bus.
 pub type DynBus = Arc<dyn Bus>;
+
+/// Hands events to every subscriber, waiting for room in their queues rather than dropping.
+/// Subscribers whose receiver is gone are forgotten.
+pub(crate) async fn deliver(subscribers: &Mutex<Vec<mpsc::Sender<Event>>>, events: Vec<Event>) {
+    if events.is_empty() {
+        return;
+    }
+    let targets: Vec<_> = subscribers
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .clone();
+    let mut gone = false;
+    for target in &targets {
+        for event in &events {
+            if target.send(event.clone()).await.is_err() {
+                gone = true;
+                break;
+            }
+        }
+    }
+    if gone {
+        subscribers
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .retain(|s| !s.is_closed());
+    }
+}

@@ -13,7 +13,7 @@ use banter_core::NewMessage;
 use banter_store::{Appended, DynStore};
 use tokio::sync::{mpsc, oneshot};
 
-use crate::{Bus, BusError, Event};
+use crate::{deliver, Bus, BusError, Event};
 
 /// Most messages committed in one transaction.
 const MAX_BATCH: usize = 256;
@@ -154,32 +154,5 @@ async fn commit(
                 let _ = reply.send(Err(BusError::Unavailable));
             }
         }
-    }
-}
-
-/// Hands events to every subscriber, waiting for room in their queues rather than dropping.
-/// Subscribers whose receiver is gone are forgotten.
-async fn deliver(subscribers: &Mutex<Vec<mpsc::Sender<Event>>>, events: Vec<Event>) {
-    if events.is_empty() {
-        return;
-    }
-    let targets: Vec<_> = subscribers
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner)
-        .clone();
-    let mut gone = false;
-    for target in &targets {
-        for event in &events {
-            if target.send(event.clone()).await.is_err() {
-                gone = true;
-                break;
-            }
-        }
-    }
-    if gone {
-        subscribers
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .retain(|s| !s.is_closed());
     }
 }

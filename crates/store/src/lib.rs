@@ -131,6 +131,13 @@ impl Appended {
     }
 }
 
+/// A message read back from an external log, with the author's id the row needs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LoggedMessage {
+    pub message: Message,
+    pub author_id: UserId,
+}
+
 /// A room as the rooms list shows it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RoomSummary {
@@ -214,6 +221,12 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
     /// written again: its first copy comes back as [`Appended::Duplicate`].
     async fn append_messages(&self, batch: &[NewMessage]) -> Result<Vec<Appended>, StoreError>;
 
+    /// Stores messages that already have their place in an external log (Kafka: partition and
+    /// offset as the cursor), in one transaction. Idempotent: a message whose id, place, or
+    /// (author, client_id) is already stored is skipped, so redelivery never duplicates.
+    /// Returns how many were new.
+    async fn insert_logged(&self, batch: &[LoggedMessage]) -> Result<u64, StoreError>;
+
     /// Up to `limit` messages of `room` after `after` (from the start with `None`), oldest
     /// first. Deleted messages are left out.
     async fn messages_after(
@@ -234,6 +247,13 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
 
     /// The cursor of the newest message of `room`, deleted or not.
     async fn latest_cursor(&self, room: &RoomName) -> Result<Option<Cursor>, StoreError>;
+
+    /// The message an author sent with `client_id`, deleted or not.
+    async fn message_by_client_id(
+        &self,
+        author: UserId,
+        client_id: &banter_core::ClientId,
+    ) -> Result<Option<Message>, StoreError>;
 
     /// A message that has not been deleted.
     async fn message(&self, id: uuid::Uuid) -> Result<Option<Message>, StoreError>;

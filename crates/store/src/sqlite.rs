@@ -15,8 +15,8 @@ use uuid::Uuid;
 
 use crate::queries::cursor_values;
 use crate::{
-    Appended, Backend, Credentials, NewRefreshToken, PoolStats, RoomSummary, Rotation, Store,
-    StoreError,
+    Appended, Backend, Credentials, LoggedMessage, NewRefreshToken, PoolStats, RoomSummary,
+    Rotation, Store, StoreError,
 };
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");

@@ -4,7 +4,7 @@
 use std::future::Future;
 
 use banter_core::{ClientId, Cursor, NewMessage, RoomName, User, UserId, Username};
-use banter_store::{now, Appended, DynStore, NewRefreshToken, Rotation, StoreError};
+use banter_store::{now, Appended, DynStore, LoggedMessage, NewRefreshToken, Rotation, StoreError};
 use banter_testkit::{Db, TestDb};
 use chrono::Duration;
 use uuid::Uuid;
@@ -48,6 +48,7 @@ conformance!(
     deleted_messages_leave_history,
     rooms_are_listed_by_latest_activity,
     admin_rights_are_granted_and_revoked,
+    logged_messages_are_stored_once_whatever_is_redelivered,
 );
 
 fn name(s: &str) -> Username {
@@ -537,4 +538,42 @@ async fn admin_rights_are_granted_and_revoked(store: DynStore) {
     assert!(!store.is_admin(quinn.id).await.expect("is_admin"));
     assert!(!store.set_admin("nobody", true).await.expect("unknown"));
     assert!(!store.is_admin(UserId(999_999)).await.expect("unknown id"));
+}
+
+async fn logged_messages_are_stored_once_whatever_is_redelivered(store: DynStore) {
+    let rae = store
+        .create_user(&name("rae"), "h", now())
+        .await
+        .expect("create");
+    let logged =
+        |room_name: &str, body: &str, client_id: Option<&str>, cursor: Cursor| LoggedMessage {
+            message: new_message(&rae, room_name, body, client_id).at(cursor),
+            author_id: rae.id,
+        };
+    let batch = vec![
+        logged("k", "one", Some("k1"), Cursor::new(2, 10)),
+        logged("k", "two", None, Cursor::new(2, 11)),
+        logged("other", "three", None, Cursor::new(5, 3)),
+    ];
+    assert_eq!(store.insert_logged(&batch).await.expect("insert"), 3);
+    // Redelivered: nothing new.
+    assert_eq!(store.insert_logged(&batch).await.expect("again"), 0);
+    // The same client id re-sent as another message, later in the log: nothing new.
+    let resent = logged("k", "one (resent)", Some("k1"), Cursor::new(2, 12));
+    assert_eq!(store.insert_logged(&[resent]).await.expect("resent"), 0);
+    let in_k = store
+        .messages_after(&room("k"), None, 10)
+        .await
+        .expect("read");
+    let bodies: Vec<&str> = in_k.iter().map(|m| m.body.as_str()).collect();
+    assert_eq!(bodies, ["one", "two"]);
+    assert_eq!(in_k[0], batch[0].message);
+    // A different message at a place already taken is refused, not silently skipped.
+    let clash = logged("k", "imposter", None, Cursor::new(2, 10));
+    assert!(store.insert_logged(&[clash]).await.is_err());
+    let after = store
+        .messages_after(&room("k"), Some(Cursor::new(2, 10)), 10)
+        .await
+        .expect("read");
+    assert_eq!(after.len(), 1);
 }

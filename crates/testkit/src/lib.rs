@@ -8,10 +8,12 @@
 
 mod app;
 mod db;
+pub mod tokens;
 mod ws;
 
 pub use app::{Options, TestApp, TEST_JWT_SECRET};
 pub use db::{kafka_brokers, postgres_admin_url, TestDb};
+pub use tokens::token_of;
 pub use ws::{Refused, WsClient, FRAME_TIMEOUT};
 
 /// Which database a test runs on.

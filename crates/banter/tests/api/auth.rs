@@ -1,5 +1,6 @@
 //! Register, login, refresh, logout and me, on SQLite and on PostgreSQL.
 
+use banter_testkit::tokens::{claims_for, sign};
 use banter_testkit::{Db, Options, TestApp, TEST_JWT_SECRET};
 use reqwest::StatusCode;
 use serde_json::{json, Value};
@@ -159,10 +160,11 @@ async fn registration_refuses_taken_and_invalid_names() {
 }
 
 #[tokio::test]
-async fn unknown_user_and_wrong_password_get_the_same_answer_after_the_same_work() {
+async fn unknown_user_and_wrong_password_get_the_same_answer() {
+    // That both cost one argon2 verification is checked where it can be counted alone, in
+    // banter_auth::password's unit tests: here other tests hash in the same process.
     let app = TestApp::spawn(Db::Sqlite).await;
     app.signup("mallory").await;
-    let hashes_before = hash_count(&app).await;
     let (s1, wrong_password) = app.login("mallory", "not-the-password").await;
     let (s2, unknown_user) = app.login("nobody-here", "not-the-password").await;
     assert_error(
@@ -172,24 +174,6 @@ async fn unknown_user_and_wrong_password_get_the_same_answer_after_the_same_work
         "invalid_credentials",
     );
     assert_eq!((s1, &wrong_password), (s2, &unknown_user));
-    // Both ran one full argon2 verification: the unknown user against a dummy hash.
-    assert_eq!(hash_count(&app).await, hashes_before + 2);
-}
-
-/// How many argon2 operations the server has run, from /metrics.
-async fn hash_count(app: &TestApp) -> u64 {
-    let text = app
-        .client
-        .get(app.url("/metrics"))
-        .send()
-        .await
-        .expect("metrics")
-        .text()
-        .await
-        .expect("text");
-    text.lines()
-        .find_map(|l| l.strip_prefix("banter_password_hash_duration_seconds_count "))
-        .map_or(0, |v| v.trim().parse().expect("a count"))
 }
 
 #[tokio::test]
@@ -202,13 +186,13 @@ async fn me_requires_a_valid_unexpired_token() {
     assert_error(status, &body, StatusCode::UNAUTHORIZED, "unauthorized");
 
     // A token signed with the right key but expired.
-    let claims = forged_claims(&data, -120);
+    let claims = claims_for(&data, 300, -120);
     let expired = sign(&claims, jsonwebtoken::Algorithm::HS256, TEST_JWT_SECRET);
     let (status, body) = app.get("/api/v1/me", Some(&expired)).await;
     assert_error(status, &body, StatusCode::UNAUTHORIZED, "token_expired");
 
     // The right key under another algorithm, and a wrong key.
-    let claims = forged_claims(&data, 600);
+    let claims = claims_for(&data, 300, 600);
     for bad in [
         sign(&claims, jsonwebtoken::Algorithm::HS384, TEST_JWT_SECRET),
         sign(
@@ -226,7 +210,7 @@ async fn me_requires_a_valid_unexpired_token() {
 }
 
 #[tokio::test]
-async fn short_lived_tokens_expire() {
+async fn tokens_carry_the_required_claims_and_the_configured_lifetime() {
     let app = TestApp::spawn_with(
         Db::Sqlite,
         Options {
@@ -237,8 +221,7 @@ async fn short_lived_tokens_expire() {
     .await;
     let data = app.signup("peggy").await;
     assert_eq!(data["expires_in"], 0);
-    // Leeway is 5 s, so the token is refused once that has passed: check the claims instead
-    // of waiting, and that the server computes exp = iat + ttl.
+    // exp = iat + the configured lifetime (0 here); expiry itself is tested over WebSocket.
     let payload = data["token"]
         .as_str()
         .expect("token")
@@ -254,32 +237,4 @@ async fn short_lived_tokens_expire() {
     for claim in ["sub", "name", "iat", "nbf", "exp", "jti"] {
         assert!(!claims[claim].is_null(), "missing {claim}: {claims}");
     }
-}
-
-fn forged_claims(login: &Value, exp_offset: i64) -> Value {
-    let now = chrono_now();
-    json!({
-        "sub": login["user"]["id"].as_i64().expect("id").to_string(),
-        "name": login["user"]["username"],
-        "iat": now - 300,
-        "nbf": now - 300,
-        "exp": now + exp_offset,
-        "jti": "forged",
-    })
-}
-
-fn chrono_now() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .expect("clock")
-        .as_secs() as i64
-}
-
-fn sign(claims: &Value, alg: jsonwebtoken::Algorithm, secret: &str) -> String {
-    jsonwebtoken::encode(
-        &jsonwebtoken::Header::new(alg),
-        claims,
-        &jsonwebtoken::EncodingKey::from_secret(secret.as_bytes()),
-    )
-    .expect("sign")
 }

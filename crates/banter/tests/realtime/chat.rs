@@ -5,9 +5,7 @@ use std::collections::HashMap;
 use banter_testkit::{Db, TestApp};
 use serde_json::{json, Value};
 
-fn token(login: &Value) -> String {
-    login["token"].as_str().expect("token").to_owned()
-}
+use banter_testkit::token_of as token;
 
 async fn two_users_chatting(db: Db) {
     let app = TestApp::spawn(db).await;

@@ -4,13 +4,11 @@
 use std::time::Duration;
 
 use banter_gateway::GatewayConfig;
-use banter_testkit::{Db, Options, TestApp, TEST_JWT_SECRET};
+use banter_testkit::{Db, Options, TestApp};
 use serde_json::{json, Value};
 use tokio_tungstenite::tungstenite::Message;
 
-fn token(login: &Value) -> String {
-    login["token"].as_str().expect("token").to_owned()
-}
+use banter_testkit::token_of as token;
 
 #[tokio::test]
 async fn bad_frames_get_error_frames_and_the_connection_lives_on() {
@@ -92,16 +90,7 @@ async fn an_expiring_token_closes_the_socket_unless_renewed() {
     let mut renewed = app.ws(&short, None).await;
     let mut lapsing = app.ws(&short, None).await;
 
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .expect("clock")
-        .as_secs() as i64;
-    let fresh = jsonwebtoken::encode(
-        &jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256),
-        &json!({"sub": login["user"]["id"].to_string(), "name": "alice", "iat": now, "nbf": now, "exp": now + 600, "jti": "fresh"}),
-        &jsonwebtoken::EncodingKey::from_secret(TEST_JWT_SECRET.as_bytes()),
-    )
-    .expect("sign");
+    let fresh = banter_testkit::tokens::forge(&login, 0, 600);
     renewed.send(&json!({"type":"auth","token":fresh})).await;
     let ok = renewed.recv_type("authenticated").await;
     assert!(ok["expires_in"].as_i64().is_some_and(|s| s > 500), "{ok}");

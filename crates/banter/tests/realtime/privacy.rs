@@ -1,11 +1,9 @@
 //! Who may connect, and who may see a direct-message room.
 
-use banter_testkit::{Db, TestApp, WsClient, TEST_JWT_SECRET};
-use serde_json::{json, Value};
+use banter_testkit::{Db, TestApp, WsClient};
+use serde_json::json;
 
-fn token(login: &Value) -> String {
-    login["token"].as_str().expect("token").to_owned()
-}
+use banter_testkit::token_of as token;
 
 #[tokio::test]
 async fn bad_tokens_are_refused_before_the_upgrade() {
@@ -21,13 +19,7 @@ async fn bad_tokens_are_refused_before_the_upgrade() {
     assert_eq!(refused.status, 401);
 
     let login = app.signup("alice").await;
-    let now = chrono_now();
-    let expired = jsonwebtoken::encode(
-        &jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256),
-        &json!({"sub": login["user"]["id"].to_string(), "name": "alice", "iat": now - 900, "nbf": now - 900, "exp": now - 60, "jti": "x"}),
-        &jsonwebtoken::EncodingKey::from_secret(TEST_JWT_SECRET.as_bytes()),
-    )
-    .expect("sign");
+    let expired = banter_testkit::tokens::forge(&login, 900, -60);
     let refused = WsClient::connect(&app.ws_url(&expired, None))
         .await
         .expect_err("expired");
@@ -99,11 +91,4 @@ async fn direct_messages_are_for_their_two_users_only() {
         .await
         .expect("delete");
     assert_eq!(resp.status(), 404);
-}
-
-fn chrono_now() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .expect("clock")
-        .as_secs() as i64
 }

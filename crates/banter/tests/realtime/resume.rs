@@ -4,9 +4,7 @@
 use banter_testkit::{Db, TestApp};
 use serde_json::{json, Value};
 
-fn token(login: &Value) -> String {
-    login["token"].as_str().expect("token").to_owned()
-}
+use banter_testkit::token_of as token;
 
 #[tokio::test]
 async fn resume_after_a_disconnect_misses_nothing_and_doubles_nothing() {

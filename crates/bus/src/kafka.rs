@@ -1,0 +1,375 @@
+//! The Kafka bus: the log is the `chat-in` topic, keyed by room, so each room lives in one
+//! partition and Kafka's order within a partition is the room's total order. A message's
+//! cursor is its partition and offset.
+//!
+//! - `publish` produces with an idempotent producer and `acks=all`, and resolves only when
+//!   every in-sync replica has the record: that is the sender's ack. If Kafka does not take
+//!   it within `send_timeout`, the sender gets `Unavailable`, never an ack.
+//! - Fan-out: every process consumes every partition of `chat-in` and `chat-events` from the
+//!   end (manually assigned, no consumer group), so a message reaches its room's members on
+//!   every gateway. Deletions and typing travel on `chat-events`.
+//! - Topics are created by banter with the configured partition count, never by the broker.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use banter_core::{ClientId, Cursor, Message, NewMessage, RoomName, UserId, Username};
+use banter_store::{Appended, DynStore, LoggedMessage};
+use chrono::{DateTime, Utc};
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::client::DefaultClientContext;
+use rdkafka::config::ClientConfig;
+use rdkafka::consumer::{Consumer, StreamConsumer};
+use rdkafka::error::RDKafkaErrorCode;
+use rdkafka::message::Message as _;
+use rdkafka::producer::{FutureProducer, FutureRecord};
+use rdkafka::{Offset, TopicPartitionList};
+use serde::{Deserialize, Serialize};
+use tokio::sync::mpsc;
+
+use crate::{Bus, BusError, Event};
+
+/// Where the Kafka bus lives and how it behaves.
+#[derive(Debug, Clone)]
+pub struct KafkaSettings {
+    /// `host:port,host:port`.
+    pub brokers: String,
+    /// The message log (the seed's `chat-in`).
+    pub topic: String,
+    /// Deletions and typing.
+    pub events_topic: String,
+    /// Partitions of the topics when banter creates them.
+    pub partitions: i32,
+    /// Replication factor of the topics when banter creates them.
+    pub replication: i32,
+    /// How long a send may wait for Kafka before the sender is told `unavailable`.
+    pub send_timeout: Duration,
+}
+
+impl KafkaSettings {
+    pub fn new(brokers: impl Into<String>) -> Self {
+        Self {
+            brokers: brokers.into(),
+            topic: "chat-in".into(),
+            events_topic: "chat-events".into(),
+            partitions: 6,
+            replication: 1,
+            send_timeout: Duration::from_secs(10),
+        }
+    }
+
+    fn client(&self) -> ClientConfig {
+        let mut config = ClientConfig::new();
+        config.set("bootstrap.servers", &self.brokers);
+        config
+    }
+}
+
+/// A message as it sits on `chat-in`: the seed's fields (`id`, `room`, `author`, `body`,
+/// `created_at`), so `kcat -C -t chat-in` shows what seed users expect, plus what banter needs.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Record {
+    pub id: uuid::Uuid,
+    pub room: String,
+    pub author: String,
+    pub author_id: i64,
+    pub body: String,
+    pub created_at: DateTime<Utc>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_id: Option<String>,
+}
+
+impl Record {
+    fn of(m: &NewMessage) -> Self {
+        Self {
+            id: m.id,
+            room: m.room.as_str().to_owned(),
+            author: m.author.as_str().to_owned(),
+            author_id: m.author_id.0,
+            body: m.body.clone(),
+            created_at: m.created_at,
+            client_id: m.client_id.as_ref().map(|c| c.as_str().to_owned()),
+        }
+    }
+
+    /// Validates a record read from the log into the message at `cursor`.
+    pub fn into_logged(self, cursor: Cursor) -> Result<LoggedMessage, String> {
+        let room = RoomName::parse(&self.room).map_err(|e| e.to_string())?;
+        let author = Username::parse(&self.author).map_err(|e| e.to_string())?;
+        let client_id = self
+            .client_id
+            .as_deref()
+            .map(ClientId::parse)
+            .transpose()
+            .map_err(|e| e.to_string())?;
+        Ok(LoggedMessage {
+            message: Message {
+                id: self.id,
+                room,
+                author,
+                body: self.body,
+                created_at: self.created_at,
+                cursor,
+                client_id,
+            },
+            author_id: UserId(self.author_id),
+        })
+    }
+}
+
+/// A record on `chat-events`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+enum EventRecord {
+    Deleted { room: String, id: uuid::Uuid },
+    Typing { room: String, user: String },
+}
+
+/// Creates the bus's topics if they do not exist yet.
+pub async fn ensure_topics(settings: &KafkaSettings) -> Result<(), String> {
+    let admin: AdminClient<DefaultClientContext> = settings
+        .client()
+        .create()
+        .map_err(|e| format!("Kafka admin client: {e}"))?;
+    let topics = [
+        NewTopic::new(
+            &settings.topic,
+            settings.partitions,
+            TopicReplication::Fixed(settings.replication),
+        ),
+        NewTopic::new(
+            &settings.events_topic,
+            settings.partitions,
+            TopicReplication::Fixed(settings.replication),
+        ),
+    ];
+    let options = AdminOptions::new().operation_timeout(Some(Duration::from_secs(30)));
+    let results = admin
+        .create_topics(&topics, &options)
+        .await
+        .map_err(|e| format!("creating Kafka topics: {e}"))?;
+    for result in results {
+        match result {
+            Ok(_) | Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
+            Err((topic, code)) => return Err(format!("creating Kafka topic {topic}: {code}")),
+        }
+    }
+    Ok(())
+}
+
+/// See the module docs. Cloning shares the producer and the subscribers.
+#[derive(Clone)]
+pub struct KafkaBus {
+    producer: FutureProducer,
+    settings: Arc<KafkaSettings>,
+    /// Answers re-sent client ids from what is already persisted.
+    store: DynStore,
+    /// Subscribers' channels; a std mutex held only to push or clone the list.
+    subscribers: Arc<Mutex<Vec<mpsc::Sender<Event>>>>,
+}
+
+impl std::fmt::Debug for KafkaBus {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("KafkaBus")
+            .field("settings", &self.settings)
+            .finish_non_exhaustive()
+    }
+}
+
+impl KafkaBus {
+    /// Creates the topics if needed, starts the producer and the fan-out consumer.
+    pub async fn start(settings: KafkaSettings, store: DynStore) -> Result<Self, String> {
+        ensure_topics(&settings).await?;
+        let producer: FutureProducer = settings
+            .client()
+            .set("enable.idempotence", "true")
+            .set("acks", "all")
+            .set("linger.ms", "1")
+            .set(
+                "message.timeout.ms",
+                settings.send_timeout.as_millis().to_string(),
+            )
+            .create()
+            .map_err(|e| format!("Kafka producer: {e}"))?;
+        let subscribers = Arc::new(Mutex::new(Vec::new()));
+        // Metadata and offset lookups block: keep them off the async workers.
+        let consumer = {
+            let settings = settings.clone();
+            tokio::task::spawn_blocking(move || fan_out_consumer(&settings))
+                .await
+                .map_err(|e| format!("Kafka consumer setup: {e}"))??
+        };
+        tokio::spawn(consume(consumer, settings.clone(), subscribers.clone()));
+        Ok(Self {
+            producer,
+            settings: Arc::new(settings),
+            store,
+            subscribers,
+        })
+    }
+
+    async fn produce(
+        &self,
+        topic: &str,
+        key: &str,
+        payload: &[u8],
+    ) -> Result<(i32, i64), BusError> {
+        let record = FutureRecord::to(topic).key(key).payload(payload);
+        self.producer
+            .send(record, self.settings.send_timeout)
+            .await
+            .map_err(|(e, _)| {
+                tracing::warn!(error = %e, "Kafka did not take a record");
+                metrics::counter!("banter_kafka_produce_failures_total").increment(1);
+                BusError::Unavailable
+            })
+    }
+}
+
+#[async_trait]
+impl Bus for KafkaBus {
+    async fn publish(&self, message: NewMessage) -> Result<Appended, BusError> {
+        if let Some(client_id) = &message.client_id {
+            let earlier = self
+                .store
+                .message_by_client_id(message.author_id, client_id)
+                .await
+                .map_err(|_| BusError::Unavailable)?;
+            if let Some(first) = earlier {
+                return Ok(Appended::Duplicate(first));
+            }
+        }
+        let payload =
+            serde_json::to_vec(&Record::of(&message)).map_err(|_| BusError::Unavailable)?;
+        let (partition, offset) = self
+            .produce(&self.settings.topic, message.room.as_str(), &payload)
+            .await?;
+        let cursor = Cursor::new(
+            u32::try_from(partition).map_err(|_| BusError::Unavailable)?,
+            u64::try_from(offset).map_err(|_| BusError::Unavailable)?,
+        );
+        Ok(Appended::New(message.at(cursor)))
+    }
+
+    async fn announce(&self, event: Event) -> Result<(), BusError> {
+        let record = match &event {
+            Event::Deleted { room, id } => EventRecord::Deleted {
+                room: room.as_str().to_owned(),
+                id: *id,
+            },
+            Event::Typing { room, user } => EventRecord::Typing {
+                room: room.as_str().to_owned(),
+                user: user.as_str().to_owned(),
+            },
+            // Messages are published, not announced.
+            Event::Message(_) => return Ok(()),
+        };
+        let payload = serde_json::to_vec(&record).map_err(|_| BusError::Unavailable)?;
+        self.produce(&self.settings.events_topic, event.room().as_str(), &payload)
+            .await
+            .map(|_| ())
+    }
+
+    fn subscribe(&self) -> mpsc::Receiver<Event> {
+        let (tx, rx) = mpsc::channel(8192);
+        self.subscribers
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .push(tx);
+        rx
+    }
+}
+
+/// A consumer assigned every partition of both topics, from their current end.
+fn fan_out_consumer(settings: &KafkaSettings) -> Result<StreamConsumer, String> {
+    let consumer: StreamConsumer = settings
+        .client()
+        // librdkafka wants a group id even for manual assignment; nothing is committed.
+        .set(
+            "group.id",
+            format!("banter-fanout-{}", uuid::Uuid::new_v4()),
+        )
+        .set("enable.auto.commit", "false")
+        .set("enable.auto.offset.store", "false")
+        .set("fetch.wait.max.ms", "10")
+        .create()
+        .map_err(|e| format!("Kafka consumer: {e}"))?;
+    let mut assignment = TopicPartitionList::new();
+    for topic in [&settings.topic, &settings.events_topic] {
+        let metadata = consumer
+            .fetch_metadata(Some(topic), Duration::from_secs(10))
+            .map_err(|e| format!("Kafka metadata of {topic}: {e}"))?;
+        let partitions = metadata
+            .topics()
+            .first()
+            .map(|t| t.partitions().len())
+            .unwrap_or(0);
+        for p in 0..partitions {
+            let p = i32::try_from(p).map_err(|e| e.to_string())?;
+            // The end is resolved now, not when fetching starts: whatever is produced after
+            // `start` returns is then certain to be heard.
+            let (_, high) = consumer
+                .fetch_watermarks(topic, p, Duration::from_secs(10))
+                .map_err(|e| format!("Kafka offsets of {topic}/{p}: {e}"))?;
+            assignment
+                .add_partition_offset(topic, p, Offset::Offset(high))
+                .map_err(|e| e.to_string())?;
+        }
+    }
+    consumer
+        .assign(&assignment)
+        .map_err(|e| format!("Kafka assign: {e}"))?;
+    Ok(consumer)
+}
+
+async fn consume(
+    consumer: StreamConsumer,
+    settings: KafkaSettings,
+    subscribers: Arc<Mutex<Vec<mpsc::Sender<Event>>>>,
+) {
+    loop {
+        let record = match consumer.recv().await {
+            Ok(record) => record,
+            Err(e) => {
+                // librdkafka retries by itself; this only reports (e.g. a broker went away).
+                tracing::warn!(error = %e, "Kafka fan-out consumer");
+                continue;
+            }
+        };
+        let payload = record.payload().unwrap_or_default();
+        let event = if record.topic() == settings.topic {
+            let cursor = match (
+                u32::try_from(record.partition()),
+                u64::try_from(record.offset()),
+            ) {
+                (Ok(p), Ok(o)) => Cursor::new(p, o),
+                _ => continue,
+            };
+            serde_json::from_slice::<Record>(payload)
+                .map_err(|e| e.to_string())
+                .and_then(|r| r.into_logged(cursor))
+                .map(|logged| Event::Message(Arc::new(logged.message)))
+        } else {
+            serde_json::from_slice::<EventRecord>(payload)
+                .map_err(|e| e.to_string())
+                .and_then(|r| match r {
+                    EventRecord::Deleted { room, id } => Ok(Event::Deleted {
+                        room: RoomName::parse(&room).map_err(|e| e.to_string())?,
+                        id,
+                    }),
+                    EventRecord::Typing { room, user } => Ok(Event::Typing {
+                        room: RoomName::parse(&room).map_err(|e| e.to_string())?,
+                        user: Username::parse(&user).map_err(|e| e.to_string())?,
+                    }),
+                })
+        };
+        match event {
+            Ok(event) => crate::deliver(&subscribers, vec![event]).await,
+            Err(reason) => {
+                metrics::counter!("banter_kafka_bad_records_total").increment(1);
+                tracing::warn!(topic = record.topic(), partition = record.partition(), offset = record.offset(), %reason, "skipping a record that is not a banter message");
+            }
+        }
+    }
+}
