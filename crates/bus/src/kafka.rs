@@ -128,22 +128,26 @@ enum EventRecord {
 
 /// Creates the bus's topics if they do not exist yet.
 pub async fn ensure_topics(settings: &KafkaSettings) -> Result<(), String> {
+    ensure_topic_names(settings, &[&settings.topic, &settings.events_topic]).await
+}
+
+/// Creates the named topics, with the bus's partition count and replication, if they do not
+/// exist yet.
+pub async fn ensure_topic_names(settings: &KafkaSettings, names: &[&str]) -> Result<(), String> {
     let admin: AdminClient<DefaultClientContext> = settings
         .client()
         .create()
         .map_err(|e| format!("Kafka admin client: {e}"))?;
-    let topics = [
-        NewTopic::new(
-            &settings.topic,
-            settings.partitions,
-            TopicReplication::Fixed(settings.replication),
-        ),
-        NewTopic::new(
-            &settings.events_topic,
-            settings.partitions,
-            TopicReplication::Fixed(settings.replication),
-        ),
-    ];
+    let topics: Vec<NewTopic<'_>> = names
+        .iter()
+        .map(|name| {
+            NewTopic::new(
+                name,
+                settings.partitions,
+                TopicReplication::Fixed(settings.replication),
+            )
+        })
+        .collect();
     let options = AdminOptions::new().operation_timeout(Some(Duration::from_secs(30)));
     let results = admin
         .create_topics(&topics, &options)

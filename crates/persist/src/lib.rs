@@ -1,0 +1,285 @@
+//! The persist worker: reads `chat-in` as a consumer group and writes every message into the
+//! store, exactly once.
+//!
+//! - Batches by size and by time: it takes what Kafka has, up to `batch_size`, waiting at
+//!   most `batch_wait` for more once it has one.
+//! - Idempotent writes (`Store::insert_logged`): a redelivered message (after a crash, a
+//!   rebalance, or another worker's retry) is stored once, whatever happens.
+//! - Offsets are committed only after the database transaction committed, so a crash at any
+//!   point redelivers at worst, and never skips.
+//! - A record that can never be stored (not a banter message, an unknown author) goes to the
+//!   dead-letter topic with the reason, instead of blocking its partition forever.
+//! - While the database is down it retries with backoff, without committing; it carries on by
+//!   itself when the database is back.
+//! - On shutdown it finishes the batch in hand, commits, and leaves the group.
+//!
+//! Any number of workers share the partitions through the group.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use banter_bus::{KafkaSettings, Record};
+use banter_core::Cursor;
+use banter_store::{DynStore, LoggedMessage, StoreError};
+use rdkafka::config::ClientConfig;
+use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
+use rdkafka::message::{BorrowedMessage, Header, Message as _, OwnedHeaders};
+use rdkafka::producer::{FutureProducer, FutureRecord};
+use rdkafka::{Offset, TopicPartitionList};
+use tokio_util::sync::CancellationToken;
+
+/// Settings of the persist worker.
+#[derive(Debug, Clone)]
+pub struct PersistSettings {
+    pub kafka: KafkaSettings,
+    /// The consumer group (the seed's `KAFKA_CONSUMER_GROUP`, `persist-svc`).
+    pub group: String,
+    /// Where records that cannot be stored go (the seed's `KAFKA_DLQ_TOPIC`, `chat-dlq`).
+    pub dlq_topic: String,
+    /// Most messages written in one transaction.
+    pub batch_size: usize,
+    /// How long a started batch waits for more messages.
+    pub batch_wait: Duration,
+}
+
+impl PersistSettings {
+    pub fn new(kafka: KafkaSettings) -> Self {
+        Self {
+            kafka,
+            group: "persist-svc".into(),
+            dlq_topic: "chat-dlq".into(),
+            batch_size: 1000,
+            batch_wait: Duration::from_millis(20),
+        }
+    }
+}
+
+/// A record read from Kafka, decoded or not.
+struct Read {
+    topic: String,
+    partition: i32,
+    offset: i64,
+    payload: Vec<u8>,
+    decoded: Result<LoggedMessage, String>,
+}
+
+fn read(record: &BorrowedMessage<'_>) -> Read {
+    let payload = record.payload().unwrap_or_default().to_vec();
+    let decoded = match (
+        u32::try_from(record.partition()),
+        u64::try_from(record.offset()),
+    ) {
+        (Ok(p), Ok(o)) => serde_json::from_slice::<Record>(&payload)
+            .map_err(|e| format!("not a banter message: {e}"))
+            .and_then(|r| r.into_logged(Cursor::new(p, o))),
+        _ => Err("impossible partition or offset".into()),
+    };
+    Read {
+        topic: record.topic().to_owned(),
+        partition: record.partition(),
+        offset: record.offset(),
+        payload,
+        decoded,
+    }
+}
+
+/// Runs the worker until `shutdown` is cancelled. Errors only when Kafka cannot be set up.
+pub async fn run(
+    settings: PersistSettings,
+    store: DynStore,
+    shutdown: CancellationToken,
+) -> Result<(), String> {
+    banter_bus::ensure_topics(&settings.kafka).await?;
+    banter_bus::ensure_topic_names(&settings.kafka, &[&settings.dlq_topic]).await?;
+    let consumer: Arc<StreamConsumer> = ClientConfig::new()
+        .set("bootstrap.servers", &settings.kafka.brokers)
+        .set("group.id", &settings.group)
+        .set("enable.auto.commit", "false")
+        .set("auto.offset.reset", "earliest")
+        .set("isolation.level", "read_committed")
+        .create()
+        .map(Arc::new)
+        .map_err(|e| format!("Kafka consumer: {e}"))?;
+    consumer
+        .subscribe(&[&settings.kafka.topic])
+        .map_err(|e| format!("subscribing to {}: {e}", settings.kafka.topic))?;
+    let dlq: FutureProducer = ClientConfig::new()
+        .set("bootstrap.servers", &settings.kafka.brokers)
+        .set("enable.idempotence", "true")
+        .set("acks", "all")
+        .create()
+        .map_err(|e| format!("Kafka producer: {e}"))?;
+    tracing::info!(group = %settings.group, topic = %settings.kafka.topic, "persist worker started");
+
+    loop {
+        let first = tokio::select! {
+            () = shutdown.cancelled() => break,
+            r = consumer.recv() => r,
+        };
+        let first = match first {
+            Ok(m) => read(&m),
+            Err(e) => {
+                tracing::warn!(error = %e, "reading from Kafka");
+                continue;
+            }
+        };
+        let mut batch = vec![first];
+        let deadline = tokio::time::Instant::now() + settings.batch_wait;
+        while batch.len() < settings.batch_size {
+            match tokio::time::timeout_at(deadline, consumer.recv()).await {
+                Ok(Ok(m)) => batch.push(read(&m)),
+                Ok(Err(e)) => tracing::warn!(error = %e, "reading from Kafka"),
+                Err(_) => break,
+            }
+        }
+        if !store_batch(&settings, &store, &dlq, &batch, &shutdown).await {
+            // Shutting down with the batch unstored: not committed, so it is redelivered.
+            break;
+        }
+        commit(&consumer, &batch).await;
+    }
+    consumer.unsubscribe();
+    tracing::info!("persist worker stopped");
+    Ok(())
+}
+
+/// Stores a batch; returns false if shutdown came before the database took it.
+async fn store_batch(
+    settings: &PersistSettings,
+    store: &DynStore,
+    dlq: &FutureProducer,
+    batch: &[Read],
+    shutdown: &CancellationToken,
+) -> bool {
+    let mut good = Vec::with_capacity(batch.len());
+    for r in batch {
+        match &r.decoded {
+            Ok(logged) => good.push(logged.clone()),
+            Err(reason) => dead_letter(settings, dlq, r, reason).await,
+        }
+    }
+    let mut backoff = Duration::from_millis(100);
+    loop {
+        match store.insert_logged(&good).await {
+            Ok(inserted) => {
+                metrics::counter!("banter_persist_messages_total").increment(inserted);
+                metrics::counter!("banter_persist_redelivered_total")
+                    .increment(good.len() as u64 - inserted);
+                return true;
+            }
+            Err(StoreError::Unavailable(e)) => {
+                metrics::counter!("banter_persist_retries_total").increment(1);
+                tracing::warn!(error = %e, retry_in = ?backoff, "database unavailable; retrying");
+            }
+            Err(e) => {
+                // One bad message fails the whole transaction: store them one by one, and
+                // send the ones that fail on their own to the dead-letter topic.
+                tracing::warn!(error = %e, "batch refused; storing its messages one by one");
+                return store_one_by_one(settings, store, dlq, batch, shutdown).await;
+            }
+        }
+        tokio::select! {
+            () = shutdown.cancelled() => return false,
+            () = tokio::time::sleep(backoff) => {}
+        }
+        backoff = (backoff * 2).min(Duration::from_secs(5));
+    }
+}
+
+async fn store_one_by_one(
+    settings: &PersistSettings,
+    store: &DynStore,
+    dlq: &FutureProducer,
+    batch: &[Read],
+    shutdown: &CancellationToken,
+) -> bool {
+    for r in batch {
+        let Ok(logged) = &r.decoded else { continue };
+        let mut backoff = Duration::from_millis(100);
+        loop {
+            match store.insert_logged(std::slice::from_ref(logged)).await {
+                Ok(inserted) => {
+                    metrics::counter!("banter_persist_messages_total").increment(inserted);
+                    break;
+                }
+                Err(StoreError::Unavailable(_)) => {
+                    tokio::select! {
+                        () = shutdown.cancelled() => return false,
+                        () = tokio::time::sleep(backoff) => {}
+                    }
+                    backoff = (backoff * 2).min(Duration::from_secs(5));
+                }
+                Err(e) => {
+                    dead_letter(settings, dlq, r, &e.to_string()).await;
+                    break;
+                }
+            }
+        }
+    }
+    true
+}
+
+/// Sends a record to the dead-letter topic with why, and where it came from, as headers.
+/// Retries until Kafka takes it: dropping it would lose a message silently.
+async fn dead_letter(settings: &PersistSettings, dlq: &FutureProducer, r: &Read, reason: &str) {
+    metrics::counter!("banter_persist_dead_letters_total").increment(1);
+    tracing::warn!(topic = %r.topic, partition = r.partition, offset = r.offset, %reason, "to the dead-letter topic");
+    let partition = r.partition.to_string();
+    let offset = r.offset.to_string();
+    loop {
+        let headers = OwnedHeaders::new()
+            .insert(Header {
+                key: "reason",
+                value: Some(reason),
+            })
+            .insert(Header {
+                key: "source_topic",
+                value: Some(r.topic.as_str()),
+            })
+            .insert(Header {
+                key: "source_partition",
+                value: Some(partition.as_str()),
+            })
+            .insert(Header {
+                key: "source_offset",
+                value: Some(offset.as_str()),
+            });
+        let record = FutureRecord::to(&settings.dlq_topic)
+            .key(&r.topic)
+            .payload(&r.payload)
+            .headers(headers);
+        match dlq.send(record, Duration::from_secs(10)).await {
+            Ok(_) => return,
+            Err((e, _)) => tracing::warn!(error = %e, "dead-letter topic unavailable; retrying"),
+        }
+    }
+}
+
+/// Commits, per partition, the offset after the last record of the batch. Synchronously (on
+/// a blocking thread): the next batch is read only once these offsets are safe.
+async fn commit(consumer: &Arc<StreamConsumer>, batch: &[Read]) {
+    let mut next: HashMap<(&str, i32), i64> = HashMap::new();
+    for r in batch {
+        let e = next.entry((r.topic.as_str(), r.partition)).or_insert(0);
+        *e = (*e).max(r.offset + 1);
+    }
+    let mut list = TopicPartitionList::new();
+    for ((topic, partition), offset) in next {
+        if list
+            .add_partition_offset(topic, partition, Offset::Offset(offset))
+            .is_err()
+        {
+            return;
+        }
+    }
+    let consumer = consumer.clone();
+    let done = tokio::task::spawn_blocking(move || consumer.commit(&list, CommitMode::Sync)).await;
+    // A partition may have moved to another worker meanwhile: then this commit fails for it,
+    // the new owner redelivers, and the idempotent insert makes that harmless.
+    match done {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => tracing::warn!(error = %e, "committing offsets"),
+        Err(e) => tracing::warn!(error = %e, "committing offsets"),
+    }
+}
