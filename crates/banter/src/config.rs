@@ -38,6 +38,10 @@ pub enum Command {
     Auth(AuthArgs),
     /// Apply the database schema migrations, then exit.
     Migrate(MigrateArgs),
+    /// The WebSocket gateway and web page, on Kafka (fan-out) and PostgreSQL (history).
+    Gateway(GatewayArgs),
+    /// The persist worker: a Kafka consumer group writing messages into PostgreSQL.
+    Persist(PersistArgs),
     /// Grant or revoke a user's admin rights (admins may delete anyone's messages).
     Admin(AdminArgs),
 }
@@ -152,6 +156,110 @@ pub struct TokenArgs {
     pub hash_concurrency: Option<usize>,
 }
 
+/// Where Kafka is, and the topics banter uses.
+#[derive(Debug, Clone, Args)]
+pub struct KafkaArgs {
+    /// Kafka bootstrap servers, comma-separated (host:port,host:port).
+    #[arg(long, env = "KAFKA_BROKERS")]
+    pub kafka_brokers: Option<String>,
+    /// The message log topic (the seed's name).
+    #[arg(long, env = "BANTER_KAFKA_TOPIC", default_value = "chat-in")]
+    pub kafka_topic: String,
+    /// The topic for deletions and typing.
+    #[arg(long, env = "BANTER_KAFKA_EVENTS_TOPIC", default_value = "chat-events")]
+    pub kafka_events_topic: String,
+    /// Partitions of the topics when banter creates them (rooms spread over them; persist
+    /// workers beyond this number stay idle).
+    #[arg(long, env = "BANTER_KAFKA_PARTITIONS", default_value_t = 6)]
+    pub kafka_partitions: i32,
+    /// Replication factor of the topics when banter creates them.
+    #[arg(long, env = "BANTER_KAFKA_REPLICATION", default_value_t = 1)]
+    pub kafka_replication: i32,
+    /// How long a send waits for Kafka before the sender is told `unavailable`.
+    #[arg(long, env = "BANTER_KAFKA_SEND_TIMEOUT", value_parser = duration, default_value = "10s")]
+    pub kafka_send_timeout: Duration,
+}
+
+impl KafkaArgs {
+    /// The bus settings, or `None` when no brokers are configured.
+    pub fn settings(&self) -> Option<banter_bus::KafkaSettings> {
+        let brokers = self.kafka_brokers.as_deref()?.trim();
+        if brokers.is_empty() {
+            return None;
+        }
+        let mut s = banter_bus::KafkaSettings::new(brokers);
+        s.topic.clone_from(&self.kafka_topic);
+        s.events_topic.clone_from(&self.kafka_events_topic);
+        s.partitions = self.kafka_partitions;
+        s.replication = self.kafka_replication;
+        s.send_timeout = self.kafka_send_timeout;
+        Some(s)
+    }
+
+    pub fn required(&self, command: &str) -> anyhow::Result<banter_bus::KafkaSettings> {
+        self.settings().ok_or_else(|| {
+            anyhow::anyhow!("banter {command} needs Kafka: set KAFKA_BROKERS (host:port,...)")
+        })
+    }
+}
+
+/// Settings of the persist worker's consumer group.
+#[derive(Debug, Clone, Args)]
+pub struct PersistGroupArgs {
+    /// The persist workers' consumer group.
+    #[arg(long, env = "KAFKA_CONSUMER_GROUP", default_value = "persist-svc")]
+    pub consumer_group: String,
+    /// Where records that cannot be stored go, with the reason.
+    #[arg(long, env = "KAFKA_DLQ_TOPIC", default_value = "chat-dlq")]
+    pub dlq_topic: String,
+    /// Most messages written in one transaction.
+    #[arg(long, env = "BANTER_PERSIST_BATCH", default_value_t = 1000)]
+    pub batch_size: usize,
+    /// How long a started batch waits for more messages.
+    #[arg(long, env = "BANTER_PERSIST_BATCH_WAIT", value_parser = duration, default_value = "20ms")]
+    pub batch_wait: Duration,
+}
+
+impl PersistGroupArgs {
+    pub fn settings(&self, kafka: banter_bus::KafkaSettings) -> banter_persist::PersistSettings {
+        let mut s = banter_persist::PersistSettings::new(kafka);
+        s.group.clone_from(&self.consumer_group);
+        s.dlq_topic.clone_from(&self.dlq_topic);
+        s.batch_size = self.batch_size.max(1);
+        s.batch_wait = self.batch_wait;
+        s
+    }
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct GatewayArgs {
+    /// Address to listen on; overrides --port.
+    #[arg(long, env = "BANTER_LISTEN")]
+    pub listen: Option<SocketAddr>,
+    /// Port to listen on, on all interfaces (the seed's GATEWAY_PORT).
+    #[arg(long, env = "GATEWAY_PORT", default_value_t = 8081)]
+    pub port: u16,
+    #[command(flatten)]
+    pub database: DatabaseArgs,
+    #[command(flatten)]
+    pub tokens: TokenArgs,
+    #[command(flatten)]
+    pub kafka: KafkaArgs,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct PersistArgs {
+    /// Address of the health, readiness and metrics endpoints.
+    #[arg(long, env = "BANTER_LISTEN", default_value = "0.0.0.0:8082")]
+    pub listen: SocketAddr,
+    #[command(flatten)]
+    pub database: DatabaseArgs,
+    #[command(flatten)]
+    pub kafka: KafkaArgs,
+    #[command(flatten)]
+    pub group: PersistGroupArgs,
+}
+
 #[derive(Debug, Clone, Args)]
 pub struct ServeArgs {
     /// Address to listen on (API, WebSocket and web app on one port).
@@ -164,6 +272,11 @@ pub struct ServeArgs {
     pub database: DatabaseArgs,
     #[command(flatten)]
     pub tokens: TokenArgs,
+    /// With KAFKA_BROKERS set, messages go through Kafka and a persist worker runs inside.
+    #[command(flatten)]
+    pub kafka: KafkaArgs,
+    #[command(flatten)]
+    pub group: PersistGroupArgs,
 }
 
 #[derive(Debug, Clone, Args)]

@@ -13,15 +13,19 @@ use std::time::Duration;
 use anyhow::Context;
 use axum::Router;
 use banter_auth::{password::Hasher, AuthState, TokenKeys};
-use banter_bus::{DynBus, MemoryBus};
+use banter_bus::{DynBus, KafkaBus, MemoryBus};
 use banter_gateway::{GatewayConfig, GatewayState};
 use banter_http::ops::{self, Check, Collector};
+use banter_persist::PersistSettings;
 use banter_store::{DynStore, StoreError};
 use secrecy::SecretString;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
-use crate::config::{AdminAction, AdminArgs, AuthArgs, Command, MigrateArgs, ServeArgs, TokenArgs};
+use crate::config::{
+    AdminAction, AdminArgs, AuthArgs, Command, GatewayArgs, MigrateArgs, PersistArgs, ServeArgs,
+    TokenArgs,
+};
 
 /// How long shutdown waits for WebSocket connections to close before giving up on them.
 const DRAIN_GRACE: Duration = Duration::from_secs(10);
@@ -51,6 +55,8 @@ impl AuthOptions {
 pub struct ServeOptions {
     pub auth: AuthOptions,
     pub gateway: GatewayConfig,
+    /// With Kafka: the bus is Kafka, and a persist worker runs in the process.
+    pub kafka: Option<PersistSettings>,
 }
 
 fn default_concurrency() -> usize {
@@ -63,6 +69,8 @@ pub async fn run(command: Command) -> anyhow::Result<()> {
         Command::Serve(args) => serve(args).await,
         Command::Auth(args) => auth(args).await,
         Command::Migrate(args) => migrate(args).await,
+        Command::Gateway(args) => gateway(args).await,
+        Command::Persist(args) => persist(args).await,
         Command::Admin(args) => admin(args).await,
     }
 }
@@ -89,6 +97,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let options = ServeOptions {
         auth: AuthOptions::from_args(&args.tokens, secret),
         gateway: GatewayConfig::default(),
+        kafka: args.kafka.settings().map(|k| args.group.settings(k)),
     };
     launch_serve(store, options, listener, shutdown_signal()).await
 }
@@ -108,6 +117,47 @@ async fn auth(args: AuthArgs) -> anyhow::Result<()> {
         listener.local_addr()?
     );
     launch_auth(store, options, listener, shutdown_signal()).await
+}
+
+async fn gateway(args: GatewayArgs) -> anyhow::Result<()> {
+    let secret = args
+        .tokens
+        .jwt_secret
+        .as_ref()
+        .context("banter gateway needs JWT_SECRET, the same as banter auth's")?;
+    let options =
+        AuthOptions::from_args(&args.tokens, SecretString::from(secret.expose().to_owned()));
+    let kafka = args.kafka.required("gateway")?;
+    let url = args.database.required_url("gateway")?;
+    let store = open_store(url.expose(), args.database.db_max_connections).await?;
+    let addr = args
+        .listen
+        .unwrap_or_else(|| std::net::SocketAddr::from(([0, 0, 0, 0], args.port)));
+    let listener = bind(addr).await?;
+    tracing::info!(
+        "banter gateway is listening on http://{}",
+        listener.local_addr()?
+    );
+    let config = GatewayConfig::default();
+    launch_gateway(store, options, kafka, config, listener, shutdown_signal()).await
+}
+
+async fn persist(args: PersistArgs) -> anyhow::Result<()> {
+    let kafka = args.kafka.required("persist")?;
+    let url = args.database.required_url("persist")?;
+    let store = open_store(url.expose(), args.database.db_max_connections).await?;
+    let listener = bind(args.listen).await?;
+    tracing::info!(
+        "banter persist is listening on http://{}",
+        listener.local_addr()?
+    );
+    launch_persist(
+        store,
+        args.group.settings(kafka),
+        listener,
+        shutdown_signal(),
+    )
+    .await
 }
 
 async fn migrate(args: MigrateArgs) -> anyhow::Result<()> {
@@ -161,7 +211,21 @@ pub async fn launch_serve(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
     let tokens = token_keys(&options.auth)?;
-    let bus: DynBus = Arc::new(MemoryBus::start(store.clone()));
+    let stop_worker = CancellationToken::new();
+    let bus: DynBus = match &options.kafka {
+        None => Arc::new(MemoryBus::start(store.clone())),
+        Some(persist) => {
+            let bus = KafkaBus::start(persist.kafka.clone(), store.clone())
+                .await
+                .map_err(anyhow::Error::msg)?;
+            tokio::spawn(persist_worker(
+                persist.clone(),
+                store.clone(),
+                stop_worker.clone(),
+            ));
+            Arc::new(bus)
+        }
+    };
     let gateway = GatewayState::start(
         bus,
         store.clone(),
@@ -179,8 +243,68 @@ pub async fn launch_serve(
         drain.drain(DRAIN_GRACE).await;
     })
     .await?;
+    stop_worker.cancel();
     store.close().await;
     Ok(())
+}
+
+/// The gateway alone: WebSocket, history API and web page, on Kafka and the store.
+pub async fn launch_gateway(
+    store: DynStore,
+    options: AuthOptions,
+    kafka: banter_bus::KafkaSettings,
+    config: GatewayConfig,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    let tokens = token_keys(&options)?;
+    let bus = KafkaBus::start(kafka, store.clone())
+        .await
+        .map_err(anyhow::Error::msg)?;
+    let gateway = GatewayState::start(
+        Arc::new(bus),
+        store.clone(),
+        tokens,
+        config,
+        CancellationToken::new(),
+    );
+    let app = banter_gateway::router(gateway.clone())
+        .merge(ops::router(database_check(&store), pool_gauges(&store)));
+    serve_http(listener, ops::finish(app), async move {
+        shutdown.await;
+        gateway.drain(DRAIN_GRACE).await;
+    })
+    .await?;
+    store.close().await;
+    Ok(())
+}
+
+/// The persist worker, with its health, readiness and metrics endpoints on `listener`.
+pub async fn launch_persist(
+    store: DynStore,
+    settings: PersistSettings,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    let stop = CancellationToken::new();
+    let worker = tokio::spawn(banter_persist::run(settings, store.clone(), stop.clone()));
+    let app = ops::finish(ops::router(database_check(&store), pool_gauges(&store)));
+    serve_http(listener, app, shutdown).await?;
+    // Finish the batch in hand, commit its offsets, leave the group.
+    stop.cancel();
+    let outcome = worker.await;
+    store.close().await;
+    match outcome {
+        Ok(result) => result.map_err(anyhow::Error::msg),
+        Err(e) => Err(anyhow::anyhow!("persist worker failed: {e}")),
+    }
+}
+
+/// Runs the in-process persist worker of `serve` on Kafka, logging if it cannot start.
+async fn persist_worker(settings: PersistSettings, store: DynStore, stop: CancellationToken) {
+    if let Err(e) = banter_persist::run(settings, store, stop).await {
+        tracing::error!(error = %e, "the persist worker stopped");
+    }
 }
 
 /// The auth service alone.

@@ -72,6 +72,7 @@ impl TestApp {
                 hash_concurrency: 2,
             },
             gateway: options.gateway,
+            kafka: None,
         };
         let server = tokio::spawn(async move {
             banter::launch_serve(store, serve, listener, async {
