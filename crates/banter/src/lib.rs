@@ -134,10 +134,6 @@ async fn gateway(args: GatewayArgs) -> anyhow::Result<()> {
         .listen
         .unwrap_or_else(|| std::net::SocketAddr::from(([0, 0, 0, 0], args.port)));
     let listener = bind(addr).await?;
-    tracing::info!(
-        "banter gateway is listening on http://{}",
-        listener.local_addr()?
-    );
     let config = GatewayConfig::default();
     launch_gateway(store, options, kafka, config, listener, shutdown_signal()).await
 }
@@ -261,6 +257,11 @@ pub async fn launch_gateway(
     let bus = KafkaBus::start(kafka, store.clone())
         .await
         .map_err(anyhow::Error::msg)?;
+    // Said once the bus is up, so "listening" means ready to chat.
+    tracing::info!(
+        "banter gateway is listening on http://{}",
+        listener.local_addr()?
+    );
     let gateway = GatewayState::start(
         Arc::new(bus),
         store.clone(),

@@ -149,3 +149,38 @@ async fn a_message_sent_on_one_gateway_reaches_the_other_once_and_is_persisted()
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
+
+#[tokio::test]
+async fn resuming_on_another_gateway_gets_what_was_missed_even_before_it_is_persisted() {
+    // No persist worker: the messages exist only in Kafka (and in the gateways' memory).
+    let cluster = Cluster::new().await;
+    let auth = Running::start(cluster.command("auth"));
+    let gateway_a = Running::start(cluster.command("gateway"));
+    let gateway_b = Running::start(cluster.command("gateway"));
+    let alice = login(&auth.base, "alice").await;
+    let bob = login(&auth.base, "bob").await;
+
+    let mut a = ws(&gateway_a.base, &alice, "y").await;
+    let mut b = ws(&gateway_b.base, &bob, "y").await;
+    a.say("y", "seen", "s0").await;
+    let last_seen = b.recv_type("message").await["cursor"]
+        .as_str()
+        .expect("cursor")
+        .to_owned();
+    b.close().await;
+    for i in 1..=3 {
+        a.say("y", &format!("missed {i}"), &format!("s{i}")).await;
+    }
+    // Bob comes back on the other gateway, with his last cursor.
+    let mut b = ws(&gateway_a.base, &bob, "elsewhere").await;
+    let frames = b.join("y", Some(&last_seen)).await;
+    let bodies: Vec<&str> = frames
+        .iter()
+        .filter(|f| f["type"] == "message")
+        .map(|f| f["body"].as_str().expect("body"))
+        .collect();
+    assert_eq!(bodies, ["missed 1", "missed 2", "missed 3"]);
+    // And live from there, once.
+    a.say("y", "live", "s4").await;
+    assert_eq!(b.recv_type("message").await["body"], "live");
+}

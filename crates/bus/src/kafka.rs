@@ -285,8 +285,23 @@ impl Bus for KafkaBus {
     }
 }
 
-/// A consumer assigned every partition of both topics, from their current end.
+/// A consumer assigned every partition of both topics, from their current end. A topic that
+/// was just created may not have its partitions' leaders yet: this waits (30 s at most).
 fn fan_out_consumer(settings: &KafkaSettings) -> Result<StreamConsumer, String> {
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        match try_fan_out_consumer(settings) {
+            Ok(consumer) => return Ok(consumer),
+            Err(e) if std::time::Instant::now() < deadline => {
+                tracing::debug!(error = %e, "Kafka topics not ready yet");
+                std::thread::sleep(Duration::from_millis(200));
+            }
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+fn try_fan_out_consumer(settings: &KafkaSettings) -> Result<StreamConsumer, String> {
     let consumer: StreamConsumer = settings
         .client()
         // librdkafka wants a group id even for manual assignment; nothing is committed.
@@ -309,6 +324,9 @@ fn fan_out_consumer(settings: &KafkaSettings) -> Result<StreamConsumer, String> 
             .first()
             .map(|t| t.partitions().len())
             .unwrap_or(0);
+        if partitions == 0 {
+            return Err(format!("Kafka topic {topic} has no partitions yet"));
+        }
         for p in 0..partitions {
             let p = i32::try_from(p).map_err(|e| e.to_string())?;
             // The end is resolved now, not when fetching starts: whatever is produced after

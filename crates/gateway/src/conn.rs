@@ -315,10 +315,21 @@ where
             Some(since) => self.replay(&room, since).await?,
             None => self.state.store.latest_cursor(&room).await,
         };
-        let floor = match floor {
+        let mut floor = match floor {
             Ok(floor) => floor,
             Err(e) => return self.join_failed(&room, &e).await,
         };
+        // What the store does not have yet (on Kafka, persist lags the log) may be in what
+        // this gateway heard lately: a resume sends it; a plain join starts after it.
+        let ahead = self.state.recent.after(&room, floor);
+        if let Some(newest) = ahead.last() {
+            if since.is_some() {
+                for message in &ahead {
+                    self.send_frame(&ServerFrame::Message(message)).await?;
+                }
+            }
+            floor = Some(newest.cursor);
+        }
         match floor {
             Some(cursor) => {
                 self.floors.insert(room.clone(), cursor);

@@ -11,6 +11,7 @@ pub mod api;
 pub mod conn;
 pub mod frames;
 pub mod hub;
+pub mod recent;
 pub mod web;
 mod ws;
 
@@ -29,6 +30,7 @@ use tokio_util::task::TaskTracker;
 
 use crate::frames::ServerFrame;
 use crate::hub::{Hub, Outbound};
+use crate::recent::Recent;
 
 /// The largest WebSocket message the socket layer accepts at all. Frames between
 /// [`conn::MAX_FRAME`] and this get a `too_large` error frame and the connection lives on;
@@ -46,6 +48,10 @@ pub struct GatewayConfig {
     pub idle_timeout: Duration,
     /// A frame the client does not take within this long ends the connection.
     pub write_timeout: Duration,
+    /// How long recent messages are kept for resumes that history cannot serve yet.
+    pub recent_keep: Duration,
+    /// At most this many recent messages are kept per room.
+    pub recent_per_room: usize,
 }
 
 impl Default for GatewayConfig {
@@ -55,6 +61,8 @@ impl Default for GatewayConfig {
             ping_interval: Duration::from_secs(30),
             idle_timeout: Duration::from_secs(75),
             write_timeout: Duration::from_secs(30),
+            recent_keep: Duration::from_secs(300),
+            recent_per_room: 1000,
         }
     }
 }
@@ -63,6 +71,8 @@ impl Default for GatewayConfig {
 #[derive(Debug, Clone)]
 pub struct GatewayState {
     pub hub: Arc<Hub>,
+    /// What this gateway heard lately, per room, for resumes ahead of the store.
+    pub recent: Arc<Recent>,
     pub bus: DynBus,
     pub store: DynStore,
     pub tokens: Arc<TokenKeys>,
@@ -89,9 +99,11 @@ impl GatewayState {
         shutdown: CancellationToken,
     ) -> Self {
         let hub = Arc::new(Hub::new());
-        tokio::spawn(dispatch(hub.clone(), bus.subscribe()));
+        let recent = Arc::new(Recent::new(config.recent_keep, config.recent_per_room));
+        tokio::spawn(dispatch(hub.clone(), recent.clone(), bus.subscribe()));
         Self {
             hub,
+            recent,
             bus,
             store,
             tokens,
@@ -127,11 +139,23 @@ pub fn router(state: GatewayState) -> Router {
 }
 
 /// Moves everything the bus delivers to the members of its room: each event is serialized
-/// once, and the same bytes are queued to every member.
-pub async fn dispatch(hub: Arc<Hub>, mut events: mpsc::Receiver<Event>) {
-    while let Some(event) = events.recv().await {
+/// once, and the same bytes are queued to every member. Messages are also kept in `recent`.
+pub async fn dispatch(hub: Arc<Hub>, recent: Arc<Recent>, mut events: mpsc::Receiver<Event>) {
+    let mut prune = tokio::time::interval(Duration::from_secs(10));
+    loop {
+        let event = tokio::select! {
+            event = events.recv() => match event {
+                Some(event) => event,
+                None => break,
+            },
+            _ = prune.tick() => {
+                recent.prune();
+                continue;
+            }
+        };
         match &event {
             Event::Message(m) => {
+                recent.push(m.clone());
                 let out = Outbound {
                     text: ServerFrame::Message(m).to_json().into(),
                     place: Some(Arc::new((m.room.clone(), m.cursor))),
