@@ -159,65 +159,55 @@ async fn store_batch(
             Err(reason) => dead_letter(settings, dlq, r, reason).await,
         }
     }
+    match insert_when_available(store, &good, shutdown).await {
+        None => false,
+        Some(Ok(inserted)) => {
+            metrics::counter!("banter_persist_messages_total").increment(inserted);
+            metrics::counter!("banter_persist_redelivered_total")
+                .increment(good.len() as u64 - inserted);
+            true
+        }
+        Some(Err(e)) => {
+            // One bad message fails the whole transaction: store them one by one, and send
+            // the ones that fail on their own to the dead-letter topic.
+            tracing::warn!(error = %e, "batch refused; storing its messages one by one");
+            for r in batch {
+                let Ok(logged) = &r.decoded else { continue };
+                match insert_when_available(store, std::slice::from_ref(logged), shutdown).await {
+                    None => return false,
+                    Some(Ok(inserted)) => {
+                        metrics::counter!("banter_persist_messages_total").increment(inserted);
+                    }
+                    Some(Err(e)) => dead_letter(settings, dlq, r, &e.to_string()).await,
+                }
+            }
+            true
+        }
+    }
+}
+
+/// Inserts, retrying with backoff while the database is unavailable. `None` when shutdown
+/// came first; otherwise the database's answer.
+async fn insert_when_available(
+    store: &DynStore,
+    messages: &[LoggedMessage],
+    shutdown: &CancellationToken,
+) -> Option<Result<u64, StoreError>> {
     let mut backoff = Duration::from_millis(100);
     loop {
-        match store.insert_logged(&good).await {
-            Ok(inserted) => {
-                metrics::counter!("banter_persist_messages_total").increment(inserted);
-                metrics::counter!("banter_persist_redelivered_total")
-                    .increment(good.len() as u64 - inserted);
-                return true;
-            }
+        match store.insert_logged(messages).await {
             Err(StoreError::Unavailable(e)) => {
                 metrics::counter!("banter_persist_retries_total").increment(1);
                 tracing::warn!(error = %e, retry_in = ?backoff, "database unavailable; retrying");
             }
-            Err(e) => {
-                // One bad message fails the whole transaction: store them one by one, and
-                // send the ones that fail on their own to the dead-letter topic.
-                tracing::warn!(error = %e, "batch refused; storing its messages one by one");
-                return store_one_by_one(settings, store, dlq, batch, shutdown).await;
-            }
+            answer => return Some(answer),
         }
         tokio::select! {
-            () = shutdown.cancelled() => return false,
+            () = shutdown.cancelled() => return None,
             () = tokio::time::sleep(backoff) => {}
         }
         backoff = (backoff * 2).min(Duration::from_secs(5));
     }
-}
-
-async fn store_one_by_one(
-    settings: &PersistSettings,
-    store: &DynStore,
-    dlq: &FutureProducer,
-    batch: &[Read],
-    shutdown: &CancellationToken,
-) -> bool {
-    for r in batch {
-        let Ok(logged) = &r.decoded else { continue };
-        let mut backoff = Duration::from_millis(100);
-        loop {
-            match store.insert_logged(std::slice::from_ref(logged)).await {
-                Ok(inserted) => {
-                    metrics::counter!("banter_persist_messages_total").increment(inserted);
-                    break;
-                }
-                Err(StoreError::Unavailable(_)) => {
-                    tokio::select! {
-                        () = shutdown.cancelled() => return false,
-                        () = tokio::time::sleep(backoff) => {}
-                    }
-                    backoff = (backoff * 2).min(Duration::from_secs(5));
-                }
-                Err(e) => {
-                    dead_letter(settings, dlq, r, &e.to_string()).await;
-                    break;
-                }
-            }
-        }
-    }
-    true
 }
 
 /// Sends a record to the dead-letter topic with why, and where it came from, as headers.
