@@ -293,10 +293,20 @@ pub struct AuthArgs {
     pub tokens: TokenArgs,
 }
 
+/// `--listen` when given, else the seed's way: the port on all interfaces.
+fn listen_or_port(listen: Option<SocketAddr>, port: u16) -> SocketAddr {
+    listen.unwrap_or_else(|| SocketAddr::from(([0, 0, 0, 0], port)))
+}
+
 impl AuthArgs {
     pub fn listen_addr(&self) -> SocketAddr {
-        self.listen
-            .unwrap_or_else(|| SocketAddr::from(([0, 0, 0, 0], self.port)))
+        listen_or_port(self.listen, self.port)
+    }
+}
+
+impl GatewayArgs {
+    pub fn listen_addr(&self) -> SocketAddr {
+        listen_or_port(self.listen, self.port)
     }
 }
 

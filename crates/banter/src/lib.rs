@@ -130,10 +130,7 @@ async fn gateway(args: GatewayArgs) -> anyhow::Result<()> {
     let kafka = args.kafka.required("gateway")?;
     let url = args.database.required_url("gateway")?;
     let store = open_store(url.expose(), args.database.db_max_connections).await?;
-    let addr = args
-        .listen
-        .unwrap_or_else(|| std::net::SocketAddr::from(([0, 0, 0, 0], args.port)));
-    let listener = bind(addr).await?;
+    let listener = bind(args.listen_addr()).await?;
     let config = GatewayConfig::default();
     launch_gateway(store, options, kafka, config, listener, shutdown_signal()).await
 }
