@@ -245,6 +245,31 @@ pub struct GatewayArgs {
     pub tokens: TokenArgs,
     #[command(flatten)]
     pub kafka: KafkaArgs,
+    #[command(flatten)]
+    pub presence: PresenceArgs,
+}
+
+/// Presence across gateways.
+#[derive(Debug, Clone, Args)]
+pub struct PresenceArgs {
+    /// How often a gateway tells the others everyone online on it (its heartbeat).
+    #[arg(long, env = "BANTER_PRESENCE_HEARTBEAT", value_parser = duration, default_value = "10s")]
+    pub presence_heartbeat: Duration,
+    /// Users of a gateway not heard from for this long are offline (bounds ghosts of a gateway
+    /// that died); keep it a few heartbeats.
+    #[arg(long, env = "BANTER_PRESENCE_TTL", value_parser = duration, default_value = "30s")]
+    pub presence_ttl: Duration,
+}
+
+impl PresenceArgs {
+    /// The gateway's settings with these.
+    pub fn gateway_config(&self) -> banter_gateway::GatewayConfig {
+        banter_gateway::GatewayConfig {
+            presence_heartbeat: self.presence_heartbeat.max(Duration::from_millis(100)),
+            presence_ttl: self.presence_ttl.max(self.presence_heartbeat),
+            ..banter_gateway::GatewayConfig::default()
+        }
+    }
 }
 
 #[derive(Debug, Clone, Args)]

@@ -131,7 +131,7 @@ async fn gateway(args: GatewayArgs) -> anyhow::Result<()> {
     let url = args.database.required_url("gateway")?;
     let store = open_store(url.expose(), args.database.db_max_connections).await?;
     let listener = bind(args.listen_addr()).await?;
-    let config = GatewayConfig::default();
+    let config = args.presence.gateway_config();
     launch_gateway(store, options, kafka, config, listener, shutdown_signal()).await
 }
 

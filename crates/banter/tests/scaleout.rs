@@ -30,6 +30,9 @@ impl Cluster {
             ("BANTER_KAFKA_PARTITIONS".into(), "3".into()),
             ("KAFKA_CONSUMER_GROUP".into(), format!("persist-{tag}")),
             ("KAFKA_DLQ_TOPIC".into(), format!("chat-dlq-{tag}")),
+            // Short, so that a dead gateway's ghosts go within a test's patience.
+            ("BANTER_PRESENCE_HEARTBEAT".into(), "300ms".into()),
+            ("BANTER_PRESENCE_TTL".into(), "1500ms".into()),
         ];
         let cluster = Self { _db: db, env };
         let out = cluster.command("migrate").output().expect("migrate");
@@ -183,4 +186,86 @@ async fn resuming_on_another_gateway_gets_what_was_missed_even_before_it_is_pers
     // And live from there, once.
     a.say("y", "live", "s4").await;
     assert_eq!(b.recv_type("message").await["body"], "live");
+}
+
+/// Waits for a presence frame saying `user` is in `state`, skipping anything else (news of
+/// what was already known may come first: a gateway learns of others in its own time).
+async fn presence_of(client: &mut WsClient, user: &str, state: &str) {
+    loop {
+        let frame = client.recv_type("presence").await;
+        if frame["user"] == user && frame["state"] == state {
+            return;
+        }
+    }
+}
+
+async fn online_at(gateway: &str, token: &str, room: &str) -> Vec<String> {
+    let page: Value = reqwest::Client::new()
+        .get(format!("{gateway}/api/v1/rooms/{room}/presence"))
+        .bearer_auth(token)
+        .send()
+        .await
+        .expect("presence")
+        .json()
+        .await
+        .expect("json");
+    serde_json::from_value(page["data"]["users"].clone()).expect("users")
+}
+
+#[tokio::test]
+async fn presence_crosses_gateways_and_a_dead_gateway_leaves_no_ghosts() {
+    let cluster = Cluster::new().await;
+    let auth = Running::start(cluster.command("auth"));
+    let mut gateway_a = Running::start(cluster.command("gateway"));
+    let gateway_b = Running::start(cluster.command("gateway"));
+    let alice = login(&auth.base, "alice").await;
+    let bob = login(&auth.base, "bob").await;
+    let carol = login(&auth.base, "carol").await;
+
+    let mut a = ws(&gateway_a.base, &alice, "p").await;
+    let mut b = ws(&gateway_b.base, &bob, "p").await;
+    // Alice, on A, hears Bob come online on B.
+    presence_of(&mut a, "bob", "online").await;
+    // B lists Alice (told by A's change or, at the latest, its next heartbeat).
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
+    while online_at(&gateway_b.base, &bob, "p").await != ["alice", "bob"] {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "B never listed alice"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // A gateway started later learns who is online at once (hello → snapshots).
+    let gateway_c = Running::start(cluster.command("gateway"));
+    let mut c = ws(&gateway_c.base, &carol, "elsewhere").await;
+    let members = c.join("p", None).await;
+    let mut listed: Vec<String> = serde_json::from_value(
+        members
+            .iter()
+            .find(|f| f["type"] == "members")
+            .expect("members")["users"]
+            .clone(),
+    )
+    .expect("users");
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
+    while listed != ["alice", "bob", "carol"] {
+        assert!(tokio::time::Instant::now() < deadline, "C lists {listed:?}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        listed = online_at(&gateway_c.base, &carol, "p").await;
+    }
+
+    // A dies without a word: Alice goes offline for Bob within the presence TTL.
+    gateway_a.kill();
+    let started = std::time::Instant::now();
+    presence_of(&mut b, "alice", "offline").await;
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "alice's ghost lasted {:?}",
+        started.elapsed()
+    );
+    assert_eq!(
+        online_at(&gateway_b.base, &bob, "p").await,
+        ["bob", "carol"]
+    );
+    drop(a);
 }

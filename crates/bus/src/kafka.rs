@@ -28,7 +28,7 @@ use rdkafka::{Offset, TopicPartitionList};
 use serde::{Deserialize, Serialize};
 use tokio::sync::mpsc;
 
-use crate::{Bus, BusError, Event};
+use crate::{Bus, BusError, Event, NodeId, Presence};
 
 /// Where the Kafka bus lives and how it behaves.
 #[derive(Debug, Clone)]
@@ -122,8 +122,122 @@ impl Record {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 enum EventRecord {
-    Deleted { room: String, id: uuid::Uuid },
-    Typing { room: String, user: String },
+    Deleted {
+        room: String,
+        id: uuid::Uuid,
+    },
+    Typing {
+        room: String,
+        user: String,
+    },
+    Presence {
+        node: NodeId,
+        room: String,
+        user: String,
+        online: bool,
+    },
+    PresenceSnapshot {
+        node: NodeId,
+        online: Vec<(String, Vec<String>)>,
+    },
+    PresenceHello {
+        node: NodeId,
+    },
+    PresenceGone {
+        node: NodeId,
+    },
+}
+
+impl EventRecord {
+    /// The record of an event, and its key: the room, or for presence the gateway, so that
+    /// one gateway's presence news stay in order.
+    fn of(event: &Event) -> Option<(Self, String)> {
+        let name = |n: &Username| n.as_str().to_owned();
+        Some(match event {
+            Event::Message(_) => return None,
+            Event::Deleted { room, id } => (
+                Self::Deleted {
+                    room: room.as_str().to_owned(),
+                    id: *id,
+                },
+                room.as_str().to_owned(),
+            ),
+            Event::Typing { room, user } => (
+                Self::Typing {
+                    room: room.as_str().to_owned(),
+                    user: name(user),
+                },
+                room.as_str().to_owned(),
+            ),
+            Event::Presence(p) => {
+                let record = match p {
+                    Presence::Changed {
+                        node,
+                        room,
+                        user,
+                        online,
+                    } => Self::Presence {
+                        node: *node,
+                        room: room.as_str().to_owned(),
+                        user: name(user),
+                        online: *online,
+                    },
+                    Presence::Snapshot { node, online } => Self::PresenceSnapshot {
+                        node: *node,
+                        online: online
+                            .iter()
+                            .map(|(room, users)| {
+                                (room.as_str().to_owned(), users.iter().map(name).collect())
+                            })
+                            .collect(),
+                    },
+                    Presence::Hello { node } => Self::PresenceHello { node: *node },
+                    Presence::Gone { node } => Self::PresenceGone { node: *node },
+                };
+                (record, p.node().to_string())
+            }
+        })
+    }
+
+    fn into_event(self) -> Result<Event, String> {
+        let room = |r: &str| RoomName::parse(r).map_err(|e| e.to_string());
+        let user = |u: &str| Username::parse(u).map_err(|e| e.to_string());
+        Ok(match self {
+            Self::Deleted { room: r, id } => Event::Deleted {
+                room: room(&r)?,
+                id,
+            },
+            Self::Typing { room: r, user: u } => Event::Typing {
+                room: room(&r)?,
+                user: user(&u)?,
+            },
+            Self::Presence {
+                node,
+                room: r,
+                user: u,
+                online,
+            } => Event::Presence(Presence::Changed {
+                node,
+                room: room(&r)?,
+                user: user(&u)?,
+                online,
+            }),
+            Self::PresenceSnapshot { node, online } => Event::Presence(Presence::Snapshot {
+                node,
+                online: online
+                    .iter()
+                    .map(|(r, users)| {
+                        Ok((
+                            room(r)?,
+                            users.iter().map(|u| user(u)).collect::<Result<_, _>>()?,
+                        ))
+                    })
+                    .collect::<Result<_, String>>()?,
+            }),
+            Self::PresenceHello { node } => Event::Presence(Presence::Hello { node }),
+            Self::PresenceGone { node } => Event::Presence(Presence::Gone { node }),
+        })
+    }
 }
 
 /// Creates the bus's topics if they do not exist yet.
@@ -190,6 +304,8 @@ impl KafkaBus {
             .set("enable.idempotence", "true")
             .set("acks", "all")
             .set("linger.ms", "1")
+            // Presence snapshots repeat room and user names: they shrink a lot.
+            .set("compression.type", "lz4")
             .set(
                 "message.timeout.ms",
                 settings.send_timeout.as_millis().to_string(),
@@ -257,20 +373,12 @@ impl Bus for KafkaBus {
     }
 
     async fn announce(&self, event: Event) -> Result<(), BusError> {
-        let record = match &event {
-            Event::Deleted { room, id } => EventRecord::Deleted {
-                room: room.as_str().to_owned(),
-                id: *id,
-            },
-            Event::Typing { room, user } => EventRecord::Typing {
-                room: room.as_str().to_owned(),
-                user: user.as_str().to_owned(),
-            },
-            // Messages are published, not announced.
-            Event::Message(_) => return Ok(()),
+        // Messages are published, not announced.
+        let Some((record, key)) = EventRecord::of(&event) else {
+            return Ok(());
         };
         let payload = serde_json::to_vec(&record).map_err(|_| BusError::Unavailable)?;
-        self.produce(&self.settings.events_topic, event.room().as_str(), &payload)
+        self.produce(&self.settings.events_topic, &key, &payload)
             .await
             .map(|_| ())
     }
@@ -375,16 +483,7 @@ async fn consume(
         } else {
             serde_json::from_slice::<EventRecord>(payload)
                 .map_err(|e| e.to_string())
-                .and_then(|r| match r {
-                    EventRecord::Deleted { room, id } => Ok(Event::Deleted {
-                        room: RoomName::parse(&room).map_err(|e| e.to_string())?,
-                        id,
-                    }),
-                    EventRecord::Typing { room, user } => Ok(Event::Typing {
-                        room: RoomName::parse(&room).map_err(|e| e.to_string())?,
-                        user: Username::parse(&user).map_err(|e| e.to_string())?,
-                    }),
-                })
+                .and_then(EventRecord::into_event)
         };
         match event {
             Ok(event) => crate::deliver(&subscribers, vec![event]).await,

@@ -33,13 +33,44 @@ pub enum Event {
     Deleted { room: RoomName, id: uuid::Uuid },
     /// Someone is typing (not stored).
     Typing { room: RoomName, user: Username },
+    /// Who is online on which gateway (not stored).
+    Presence(Presence),
 }
 
-impl Event {
-    pub fn room(&self) -> &RoomName {
+/// Identifies one gateway process for presence: random at each start.
+pub type NodeId = uuid::Uuid;
+
+/// Presence between gateways. Each gateway knows who is online on its own sockets and tells
+/// the others; what it hears from a gateway that falls silent expires (see the gateway's
+/// `presence` module).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Presence {
+    /// A user's first connection in a room on `node` (online), or its last one closed.
+    Changed {
+        node: NodeId,
+        room: RoomName,
+        user: Username,
+        online: bool,
+    },
+    /// Everyone online on `node`, replacing all that was known of it. Sent periodically (it is
+    /// also the heartbeat) and when another gateway says hello.
+    Snapshot {
+        node: NodeId,
+        online: Vec<(RoomName, Vec<Username>)>,
+    },
+    /// `node` has just started and asks the others for their snapshots.
+    Hello { node: NodeId },
+    /// `node` is shutting down: its users are offline now.
+    Gone { node: NodeId },
+}
+
+impl Presence {
+    pub fn node(&self) -> NodeId {
         match self {
-            Self::Message(m) => &m.room,
-            Self::Deleted { room, .. } | Self::Typing { room, .. } => room,
+            Self::Changed { node, .. }
+            | Self::Snapshot { node, .. }
+            | Self::Hello { node }
+            | Self::Gone { node } => *node,
         }
     }
 }

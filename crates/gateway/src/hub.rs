@@ -5,12 +5,19 @@
 //! and goes offline with their last. Fan-out never waits: each connection has a bounded queue,
 //! and a connection whose queue is full is kicked (closed with 4008, "too slow") instead of
 //! letting the server's memory grow; its client reconnects and resumes with `since`.
+//!
+//! With several gateways, a user is online in a room when they are online there on any
+//! gateway. The hub also keeps what the other gateways said (see [`crate::presence`]), each
+//! entry with the time it was last confirmed, and tells its members only about changes of the
+//! union: a second tab on another gateway is not news, and neither is closing one of two.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicU16, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
 
 use axum::extract::ws::Utf8Bytes;
+use banter_bus::NodeId;
 use banter_core::{Cursor, RoomName, Username};
 use tokio::sync::{mpsc, Notify};
 
@@ -86,61 +93,193 @@ struct Room {
     online: HashMap<String, (Username, usize)>,
 }
 
-/// Rooms and members of this gateway. Shared behind an `Arc`.
+/// A user online in a room on other gateways: on which, and when each last confirmed it.
+#[derive(Debug)]
+struct Remote {
+    user: Username,
+    nodes: HashMap<NodeId, Instant>,
+}
+
+/// A change of a user's presence on this gateway, for the other gateways to hear.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LocalChange {
+    pub room: RoomName,
+    pub user: Username,
+    pub online: bool,
+}
+
+#[derive(Debug, Default)]
+struct Inner {
+    rooms: HashMap<RoomName, Room>,
+    /// What other gateways said, per room, keyed by lowercased name.
+    remote: HashMap<RoomName, HashMap<String, Remote>>,
+}
+
+impl Inner {
+    fn online_here(&self, room: &RoomName, key: &str) -> bool {
+        self.rooms
+            .get(room)
+            .is_some_and(|r| r.online.contains_key(key))
+    }
+
+    fn online_elsewhere(&self, room: &RoomName, key: &str) -> bool {
+        self.remote.get(room).is_some_and(|r| r.contains_key(key))
+    }
+
+    /// Tells this gateway's members of `room` that `user` came online or went offline.
+    fn tell(&self, room: &RoomName, user: &Username, online: bool, except: Option<ConnId>) {
+        if let Some(entry) = self.rooms.get(room) {
+            let frame = Outbound::frame(&ServerFrame::Presence {
+                room,
+                user: user.as_str(),
+                state: if online { "online" } else { "offline" },
+            });
+            send_all(entry, &frame, except, None);
+        }
+    }
+
+    /// Records that `node` has `user` online in `room` as of `at`.
+    fn remote_online(&mut self, node: NodeId, room: &RoomName, user: &Username, at: Instant) {
+        let key = user.as_str().to_ascii_lowercase();
+        let was = self.online_here(room, &key) || self.online_elsewhere(room, &key);
+        self.remote
+            .entry(room.clone())
+            .or_default()
+            .entry(key)
+            .or_insert_with(|| Remote {
+                user: user.clone(),
+                nodes: HashMap::new(),
+            })
+            .nodes
+            .insert(node, at);
+        if !was {
+            self.tell(room, user, true, None);
+        }
+    }
+
+    /// Forgets the entries of `room` for which `gone(node, last confirmed)` holds, telling
+    /// members about users that are offline everywhere as a result.
+    fn remote_forget(&mut self, room: &RoomName, gone: impl Fn(NodeId, Instant) -> bool) {
+        let Some(users) = self.remote.get_mut(room) else {
+            return;
+        };
+        let mut offline = Vec::new();
+        users.retain(|key, remote| {
+            remote.nodes.retain(|node, at| !gone(*node, *at));
+            if remote.nodes.is_empty() {
+                offline.push((key.clone(), remote.user.clone()));
+                false
+            } else {
+                true
+            }
+        });
+        if users.is_empty() {
+            self.remote.remove(room);
+        }
+        for (key, user) in offline {
+            if !self.online_here(room, &key) {
+                self.tell(room, &user, false, None);
+            }
+        }
+    }
+
+    fn remote_rooms(&self) -> Vec<RoomName> {
+        self.remote.keys().cloned().collect()
+    }
+
+    fn online_names(&self, room: &RoomName) -> Vec<String> {
+        let mut names: HashMap<String, &Username> = HashMap::new();
+        if let Some(r) = self.rooms.get(room) {
+            names.extend(r.online.iter().map(|(k, (u, _))| (k.clone(), u)));
+        }
+        if let Some(r) = self.remote.get(room) {
+            for (k, remote) in r {
+                names.entry(k.clone()).or_insert(&remote.user);
+            }
+        }
+        let mut names: Vec<String> = names.values().map(|u| u.as_str().to_owned()).collect();
+        names.sort_unstable();
+        names
+    }
+}
+
+/// Rooms and members of this gateway, and presence from the others. Shared behind an `Arc`.
 #[derive(Debug, Default)]
 pub struct Hub {
     /// One std mutex over all rooms: it is held for map updates and non-blocking `try_send`s
     /// only, never across an await. (Per-room locks can replace it when profiles say so.)
-    rooms: Mutex<HashMap<RoomName, Room>>,
+    inner: Mutex<Inner>,
     next_id: AtomicU64,
+    /// Where this gateway's presence changes go, to be told to the other gateways.
+    changes: Option<mpsc::Sender<LocalChange>>,
 }
 
 impl Hub {
+    /// A hub on its own (nothing tells other gateways about it).
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// A hub whose local presence changes are queued on `changes`.
+    pub fn with_changes(changes: mpsc::Sender<LocalChange>) -> Self {
+        Self {
+            changes: Some(changes),
+            ..Self::default()
+        }
     }
 
     pub fn next_conn_id(&self) -> ConnId {
         self.next_id.fetch_add(1, Ordering::Relaxed)
     }
 
-    fn rooms(&self) -> MutexGuard<'_, HashMap<RoomName, Room>> {
-        self.rooms
+    fn inner(&self) -> MutexGuard<'_, Inner> {
+        self.inner
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    fn changed(&self, room: &RoomName, user: &Username, online: bool) {
+        if let Some(changes) = &self.changes {
+            let change = LocalChange {
+                room: room.clone(),
+                user: user.clone(),
+                online,
+            };
+            // A full queue means the bus is stuck; the next snapshot carries the truth.
+            if changes.try_send(change).is_err() {
+                metrics::counter!("banter_presence_changes_dropped_total").increment(1);
+            }
+        }
     }
 
     /// Adds a connection to a room. Returns the users online there afterwards. When this is
     /// the user's first connection in the room, the others hear it come online.
     pub fn join(&self, room: &RoomName, id: ConnId, member: Member) -> Vec<String> {
-        let mut rooms = self.rooms();
-        let entry = rooms.entry(room.clone()).or_default();
+        let mut inner = self.inner();
+        let key = member.user.as_str().to_ascii_lowercase();
+        let elsewhere = inner.online_elsewhere(room, &key);
+        let entry = inner.rooms.entry(room.clone()).or_default();
         let user = member.user.clone();
         if entry.members.insert(id, member).is_some() {
             // Already a member: nothing changes.
-            return online_names(entry);
+            return inner.online_names(room);
         }
-        let count = entry
-            .online
-            .entry(user.as_str().to_ascii_lowercase())
-            .or_insert_with(|| (user.clone(), 0));
+        let count = entry.online.entry(key).or_insert_with(|| (user.clone(), 0));
         count.1 += 1;
         if count.1 == 1 {
-            let frame = Outbound::frame(&ServerFrame::Presence {
-                room,
-                user: user.as_str(),
-                state: "online",
-            });
-            send_all(entry, &frame, Some(id), None);
+            if !elsewhere {
+                inner.tell(room, &user, true, Some(id));
+            }
+            self.changed(room, &user, true);
         }
-        online_names(entry)
+        inner.online_names(room)
     }
 
     /// Removes a connection from a room. When it was the user's last connection there, the
     /// others hear it go offline.
     pub fn leave(&self, room: &RoomName, id: ConnId) {
-        let mut rooms = self.rooms();
-        let Some(entry) = rooms.get_mut(room) else {
+        let mut inner = self.inner();
+        let Some(entry) = inner.rooms.get_mut(room) else {
             return;
         };
         let Some(member) = entry.members.remove(&id) else {
@@ -156,53 +295,142 @@ impl Hub {
         };
         if last {
             entry.online.remove(&key);
-            let frame = Outbound::frame(&ServerFrame::Presence {
-                room,
-                user: member.user.as_str(),
-                state: "offline",
-            });
-            send_all(entry, &frame, None, None);
+            if !inner.online_elsewhere(room, &key) {
+                inner.tell(room, &member.user, false, None);
+            }
+            self.changed(room, &member.user, false);
         }
-        if entry.members.is_empty() {
-            rooms.remove(room);
+        if inner.rooms.get(room).is_some_and(|r| r.members.is_empty()) {
+            inner.rooms.remove(room);
         }
     }
 
     /// Sends a frame to every member of `room`, except the connections of `except_user`.
     pub fn fan_out(&self, room: &RoomName, frame: &Outbound, except_user: Option<&str>) {
-        let mut rooms = self.rooms();
-        if let Some(entry) = rooms.get_mut(room) {
+        let inner = self.inner();
+        if let Some(entry) = inner.rooms.get(room) {
             send_all(entry, frame, None, except_user);
         }
     }
 
-    /// The users online in a room on this gateway, sorted.
+    /// The users online in a room on any gateway, sorted.
     pub fn online(&self, room: &RoomName) -> Vec<String> {
-        self.rooms().get(room).map(online_names).unwrap_or_default()
+        self.inner().online_names(room)
     }
 
-    /// Every room with someone online here, and how many users.
+    /// Every room with someone online, on any gateway, and how many users.
     pub fn online_counts(&self) -> Vec<(RoomName, usize)> {
-        self.rooms()
-            .iter()
-            .map(|(room, r)| (room.clone(), r.online.len()))
+        let inner = self.inner();
+        let mut counts: HashMap<RoomName, HashSet<&str>> = HashMap::new();
+        for (room, r) in &inner.rooms {
+            counts
+                .entry(room.clone())
+                .or_default()
+                .extend(r.online.keys().map(String::as_str));
+        }
+        for (room, users) in &inner.remote {
+            counts
+                .entry(room.clone())
+                .or_default()
+                .extend(users.keys().map(String::as_str));
+        }
+        counts
+            .into_iter()
+            .filter(|(_, users)| !users.is_empty())
+            .map(|(room, users)| (room, users.len()))
             .collect()
     }
 
     /// Connections currently registered in any room (a connection in two rooms counts twice).
     pub fn memberships(&self) -> usize {
-        self.rooms().values().map(|r| r.members.len()).sum()
+        self.inner().rooms.values().map(|r| r.members.len()).sum()
     }
-}
 
-fn online_names(room: &Room) -> Vec<String> {
-    let mut names: Vec<String> = room
-        .online
-        .values()
-        .map(|(name, _)| name.as_str().to_owned())
-        .collect();
-    names.sort_unstable();
-    names
+    /// Everyone online on this gateway, per room: what a presence snapshot carries.
+    pub fn local_presence(&self) -> Vec<(RoomName, Vec<Username>)> {
+        self.inner()
+            .rooms
+            .iter()
+            .filter(|(_, r)| !r.online.is_empty())
+            .map(|(room, r)| {
+                (
+                    room.clone(),
+                    r.online.values().map(|(u, _)| u.clone()).collect(),
+                )
+            })
+            .collect()
+    }
+
+    /// Another gateway says `user` came online in `room`, or went offline there.
+    pub fn remote_changed(&self, node: NodeId, room: &RoomName, user: &Username, online: bool) {
+        let mut inner = self.inner();
+        if online {
+            inner.remote_online(node, room, user, Instant::now());
+        } else {
+            let key = user.as_str().to_ascii_lowercase();
+            let Some(remote) = inner.remote.get_mut(room).and_then(|r| r.get_mut(&key)) else {
+                return;
+            };
+            remote.nodes.remove(&node);
+            inner.remote_forget(room, |_, _| false);
+        }
+    }
+
+    /// Another gateway's full presence, replacing whatever it said before. It also confirms
+    /// every entry of that gateway as of now.
+    pub fn remote_snapshot(&self, node: NodeId, online: &[(RoomName, Vec<Username>)]) {
+        let now = Instant::now();
+        let mut inner = self.inner();
+        let mut listed: HashSet<(&RoomName, String)> = HashSet::new();
+        for (room, users) in online {
+            for user in users {
+                listed.insert((room, user.as_str().to_ascii_lowercase()));
+                inner.remote_online(node, room, user, now);
+            }
+        }
+        // Whatever the node had and no longer lists is offline there.
+        for room in inner.remote_rooms() {
+            let stale: Vec<String> = inner.remote[&room]
+                .iter()
+                .filter(|(key, r)| {
+                    r.nodes.contains_key(&node) && !listed.contains(&(&room, (*key).clone()))
+                })
+                .map(|(key, _)| key.clone())
+                .collect();
+            if stale.is_empty() {
+                continue;
+            }
+            if let Some(users) = inner.remote.get_mut(&room) {
+                for key in &stale {
+                    if let Some(r) = users.get_mut(key) {
+                        r.nodes.remove(&node);
+                    }
+                }
+            }
+            inner.remote_forget(&room, |_, _| false);
+        }
+    }
+
+    /// Forgets everything a gateway said (it said goodbye).
+    pub fn remote_gone(&self, node: NodeId) {
+        let mut inner = self.inner();
+        for room in inner.remote_rooms() {
+            inner.remote_forget(&room, |n, _| n == node);
+        }
+    }
+
+    /// Forgets what other gateways have not confirmed for `ttl`: a gateway that died without
+    /// saying goodbye leaves no ghosts for longer than that.
+    pub fn expire_remote(&self, ttl: Duration) {
+        self.expire_remote_at(Instant::now(), ttl);
+    }
+
+    fn expire_remote_at(&self, now: Instant, ttl: Duration) {
+        let mut inner = self.inner();
+        for room in inner.remote_rooms() {
+            inner.remote_forget(&room, |_, at| now.duration_since(at) > ttl);
+        }
+    }
 }
 
 fn send_all(room: &Room, frame: &Outbound, except_conn: Option<ConnId>, except_user: Option<&str>) {
@@ -271,6 +499,87 @@ mod tests {
         assert_eq!(hub.online(&room), vec!["bob"]);
         hub.leave(&room, 1);
         assert!(hub.online_counts().is_empty(), "empty rooms are forgotten");
+    }
+
+    fn name(n: &str) -> Username {
+        Username::parse(n).expect("name")
+    }
+
+    #[test]
+    fn presence_is_the_union_over_gateways_and_members_hear_only_its_changes() {
+        let (changes_tx, mut changes) = mpsc::channel(16);
+        let hub = Hub::with_changes(changes_tx);
+        let room = RoomName::parse("general").expect("room");
+        let other = uuid::Uuid::new_v4();
+        let (bob, mut bob_rx) = member("bob", 16);
+        hub.join(&room, 1, bob);
+        assert_eq!(
+            changes.try_recv().expect("told"),
+            LocalChange {
+                room: room.clone(),
+                user: name("bob"),
+                online: true
+            }
+        );
+
+        // Alice comes online on another gateway: bob hears it once, however often confirmed.
+        hub.remote_changed(other, &room, &name("alice"), true);
+        hub.remote_snapshot(other, &[(room.clone(), vec![name("alice")])]);
+        let got = texts(&mut bob_rx);
+        assert_eq!(got.len(), 1, "{got:?}");
+        assert!(got[0].contains("alice") && got[0].contains("online"));
+        assert_eq!(hub.online(&room), ["alice", "bob"]);
+        assert_eq!(hub.online_counts(), [(room.clone(), 2)]);
+
+        // She opens a tab here too, then closes the other gateway's: no news for bob.
+        let (alice, _a) = member("alice", 16);
+        hub.join(&room, 2, alice);
+        hub.remote_changed(other, &room, &name("alice"), false);
+        assert!(texts(&mut bob_rx).is_empty());
+        // Closing the last tab anywhere is news.
+        hub.leave(&room, 2);
+        let got = texts(&mut bob_rx);
+        assert_eq!(got.len(), 1, "{got:?}");
+        assert!(got[0].contains("offline"));
+        assert_eq!(hub.online(&room), ["bob"]);
+    }
+
+    #[test]
+    fn a_snapshot_replaces_and_silence_expires_what_a_gateway_said() {
+        let hub = Hub::new();
+        let room = RoomName::parse("general").expect("room");
+        let (bob, mut bob_rx) = member("bob", 16);
+        hub.join(&room, 1, bob);
+        let (a, b) = (uuid::Uuid::new_v4(), uuid::Uuid::new_v4());
+        hub.remote_snapshot(a, &[(room.clone(), vec![name("alice"), name("carol")])]);
+        hub.remote_snapshot(b, &[(room.clone(), vec![name("carol")])]);
+        assert_eq!(hub.online(&room), ["alice", "bob", "carol"]);
+        texts(&mut bob_rx);
+
+        // Gateway a no longer lists alice: offline; carol is still on a and b.
+        hub.remote_snapshot(a, &[(room.clone(), vec![name("carol")])]);
+        let got = texts(&mut bob_rx);
+        assert_eq!(got.len(), 1, "{got:?}");
+        assert!(got[0].contains("alice") && got[0].contains("offline"));
+
+        // Gateway a says goodbye: carol stays (b has her). Then b falls silent: she expires.
+        hub.remote_gone(a);
+        assert_eq!(hub.online(&room), ["bob", "carol"]);
+        hub.expire_remote_at(Instant::now(), Duration::from_secs(30));
+        assert_eq!(
+            hub.online(&room),
+            ["bob", "carol"],
+            "not silent long enough"
+        );
+        hub.expire_remote_at(
+            Instant::now() + Duration::from_secs(31),
+            Duration::from_secs(30),
+        );
+        assert_eq!(hub.online(&room), ["bob"]);
+        let got = texts(&mut bob_rx);
+        assert_eq!(got.len(), 1, "{got:?}");
+        assert!(got[0].contains("carol") && got[0].contains("offline"));
+        assert!(hub.inner().remote.is_empty(), "nothing left behind");
     }
 
     #[test]

@@ -11,6 +11,7 @@ pub mod api;
 pub mod conn;
 pub mod frames;
 pub mod hub;
+pub mod presence;
 pub mod recent;
 pub mod web;
 mod ws;
@@ -22,9 +23,9 @@ use axum::extract::FromRef;
 use axum::routing::{delete, get};
 use axum::Router;
 use banter_auth::TokenKeys;
-use banter_bus::{DynBus, Event};
+use banter_bus::{DynBus, Event, NodeId};
 use banter_store::DynStore;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, Notify};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
@@ -52,6 +53,10 @@ pub struct GatewayConfig {
     pub recent_keep: Duration,
     /// At most this many recent messages are kept per room.
     pub recent_per_room: usize,
+    /// How often this gateway tells the others everyone online on it.
+    pub presence_heartbeat: Duration,
+    /// Presence another gateway has not confirmed for this long is forgotten.
+    pub presence_ttl: Duration,
 }
 
 impl Default for GatewayConfig {
@@ -63,6 +68,8 @@ impl Default for GatewayConfig {
             write_timeout: Duration::from_secs(30),
             recent_keep: Duration::from_secs(300),
             recent_per_room: 1000,
+            presence_heartbeat: Duration::from_secs(10),
+            presence_ttl: Duration::from_secs(30),
         }
     }
 }
@@ -71,6 +78,8 @@ impl Default for GatewayConfig {
 #[derive(Debug, Clone)]
 pub struct GatewayState {
     pub hub: Arc<Hub>,
+    /// This gateway, for presence across gateways.
+    pub node: NodeId,
     /// What this gateway heard lately, per room, for resumes ahead of the store.
     pub recent: Arc<Recent>,
     pub bus: DynBus,
@@ -98,18 +107,42 @@ impl GatewayState {
         config: GatewayConfig,
         shutdown: CancellationToken,
     ) -> Self {
-        let hub = Arc::new(Hub::new());
+        let node = uuid::Uuid::new_v4();
+        let (changes_tx, changes) = mpsc::channel(presence::CHANGES_QUEUE);
+        let hub = Arc::new(Hub::with_changes(changes_tx));
         let recent = Arc::new(Recent::new(config.recent_keep, config.recent_per_room));
-        tokio::spawn(dispatch(hub.clone(), recent.clone(), bus.subscribe()));
+        let hello = Arc::new(Notify::new());
+        let tasks = TaskTracker::new();
+        tokio::spawn(dispatch(
+            node,
+            hub.clone(),
+            recent.clone(),
+            hello.clone(),
+            bus.subscribe(),
+        ));
+        // Tracked: shutdown waits for its goodbye.
+        tasks.spawn(presence::announce(
+            node,
+            hub.clone(),
+            bus.clone(),
+            changes,
+            hello,
+            presence::Timing {
+                heartbeat: config.presence_heartbeat,
+                ttl: config.presence_ttl,
+            },
+            shutdown.clone(),
+        ));
         Self {
             hub,
+            node,
             recent,
             bus,
             store,
             tokens,
             config: Arc::new(config),
             shutdown,
-            tasks: TaskTracker::new(),
+            tasks,
         }
     }
 
@@ -140,7 +173,13 @@ pub fn router(state: GatewayState) -> Router {
 
 /// Moves everything the bus delivers to the members of its room: each event is serialized
 /// once, and the same bytes are queued to every member. Messages are also kept in `recent`.
-pub async fn dispatch(hub: Arc<Hub>, recent: Arc<Recent>, mut events: mpsc::Receiver<Event>) {
+pub async fn dispatch(
+    node: NodeId,
+    hub: Arc<Hub>,
+    recent: Arc<Recent>,
+    hello: Arc<Notify>,
+    mut events: mpsc::Receiver<Event>,
+) {
     let mut prune = tokio::time::interval(Duration::from_secs(10));
     loop {
         let event = tokio::select! {
@@ -174,6 +213,7 @@ pub async fn dispatch(hub: Arc<Hub>, recent: Arc<Recent>, mut events: mpsc::Rece
                 });
                 hub.fan_out(room, &out, Some(user.as_str()));
             }
+            Event::Presence(p) => presence::heard(node, &hub, &hello, p),
         }
     }
     tracing::debug!("bus closed; dispatch stopped");
