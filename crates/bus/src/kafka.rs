@@ -9,9 +9,14 @@
 //!   end (manually assigned, no consumer group), so a message reaches its room's members on
 //!   every gateway. Deletions and typing travel on `chat-events`.
 //! - Topics are created by banter with the configured partition count, never by the broker.
+//! - A re-sent `client_id` (a client retrying after a lost ack, maybe on another gateway) is
+//!   answered with the first message when it is persisted or was heard lately ([`Seen`]);
+//!   and a second copy that reached the log anyway (the retry raced the first copy's
+//!   fan-out) is not fanned out, and persist keeps only the first: readers see it once.
 
-use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::collections::{HashMap, VecDeque};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use banter_core::{ClientId, Cursor, Message, NewMessage, RoomName, UserId, Username};
@@ -285,6 +290,55 @@ pub struct KafkaBus {
     store: DynStore,
     /// Subscribers' channels; a std mutex held only to push or clone the list.
     subscribers: Arc<Mutex<Vec<mpsc::Sender<Event>>>>,
+    /// Messages with a client id heard lately, for re-sends not yet persisted.
+    seen: Arc<Mutex<Seen>>,
+}
+
+/// How long, and how many, messages with a client id are remembered by [`Seen`].
+const SEEN_KEEP: Duration = Duration::from_secs(300);
+const SEEN_CAP: usize = 200_000;
+
+/// The messages with a client id this process heard on the log lately, by (author, client
+/// id): the first copy of each. Bounded in time and count.
+#[derive(Debug, Default)]
+struct Seen {
+    first: HashMap<(i64, String), Arc<Message>>,
+    order: VecDeque<(Instant, (i64, String))>,
+}
+
+impl Seen {
+    fn get(&self, author: UserId, client_id: &ClientId) -> Option<Arc<Message>> {
+        self.first
+            .get(&(author.0, client_id.as_str().to_owned()))
+            .cloned()
+    }
+
+    /// Remembers `message` unless an earlier copy is known; returns whether it is the first.
+    fn first_copy(&mut self, author: UserId, message: &Arc<Message>) -> bool {
+        let Some(client_id) = &message.client_id else {
+            return true;
+        };
+        let now = Instant::now();
+        while self.order.len() >= SEEN_CAP
+            || self
+                .order
+                .front()
+                .is_some_and(|(at, _)| now.duration_since(*at) > SEEN_KEEP)
+        {
+            if let Some((_, key)) = self.order.pop_front() {
+                self.first.remove(&key);
+            }
+        }
+        let key = (author.0, client_id.as_str().to_owned());
+        match self.first.get(&key) {
+            Some(first) => first.id == message.id,
+            None => {
+                self.first.insert(key.clone(), message.clone());
+                self.order.push_back((now, key));
+                true
+            }
+        }
+    }
 }
 
 impl std::fmt::Debug for KafkaBus {
@@ -313,6 +367,7 @@ impl KafkaBus {
             .create()
             .map_err(|e| format!("Kafka producer: {e}"))?;
         let subscribers = Arc::new(Mutex::new(Vec::new()));
+        let seen = Arc::new(Mutex::new(Seen::default()));
         // Metadata and offset lookups block: keep them off the async workers.
         let consumer = {
             let settings = settings.clone();
@@ -320,12 +375,18 @@ impl KafkaBus {
                 .await
                 .map_err(|e| format!("Kafka consumer setup: {e}"))??
         };
-        tokio::spawn(consume(consumer, settings.clone(), subscribers.clone()));
+        tokio::spawn(consume(
+            consumer,
+            settings.clone(),
+            subscribers.clone(),
+            seen.clone(),
+        ));
         Ok(Self {
             producer,
             settings: Arc::new(settings),
             store,
             subscribers,
+            seen,
         })
     }
 
@@ -351,6 +412,10 @@ impl KafkaBus {
 impl Bus for KafkaBus {
     async fn publish(&self, message: NewMessage) -> Result<Appended, BusError> {
         if let Some(client_id) = &message.client_id {
+            let heard = lock(&self.seen).get(message.author_id, client_id);
+            if let Some(first) = heard {
+                return Ok(Appended::Duplicate(Message::clone(&first)));
+            }
             let earlier = self
                 .store
                 .message_by_client_id(message.author_id, client_id)
@@ -457,6 +522,7 @@ async fn consume(
     consumer: StreamConsumer,
     settings: KafkaSettings,
     subscribers: Arc<Mutex<Vec<mpsc::Sender<Event>>>>,
+    seen: Arc<Mutex<Seen>>,
 ) {
     loop {
         let record = match consumer.recv().await {
@@ -479,11 +545,25 @@ async fn consume(
             serde_json::from_slice::<Record>(payload)
                 .map_err(|e| e.to_string())
                 .and_then(|r| r.into_logged(cursor))
-                .map(|logged| Event::Message(Arc::new(logged.message)))
+                .map(|logged| {
+                    let message = Arc::new(logged.message);
+                    lock(&seen)
+                        .first_copy(logged.author_id, &message)
+                        .then_some(Event::Message(message))
+                })
         } else {
             serde_json::from_slice::<EventRecord>(payload)
                 .map_err(|e| e.to_string())
                 .and_then(EventRecord::into_event)
+                .map(Some)
+        };
+        let event = match event {
+            Ok(Some(event)) => Ok(event),
+            Ok(None) => {
+                metrics::counter!("banter_kafka_duplicates_skipped_total").increment(1);
+                continue;
+            }
+            Err(e) => Err(e),
         };
         match event {
             Ok(event) => crate::deliver(&subscribers, vec![event]).await,
@@ -493,4 +573,8 @@ async fn consume(
             }
         }
     }
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }

@@ -95,3 +95,60 @@ async fn what_one_process_publishes_every_process_hears_in_order() {
     }
     store.close().await;
 }
+
+#[tokio::test]
+async fn a_resent_client_id_is_answered_with_the_first_copy_and_never_heard_twice() {
+    let db = TestDb::postgres().await;
+    let store = db.store().await;
+    let settings = settings();
+    let a = KafkaBus::start(settings.clone(), store.clone())
+        .await
+        .expect("bus a");
+    let b = KafkaBus::start(settings.clone(), store.clone())
+        .await
+        .expect("bus b");
+    let mut at_b = b.subscribe();
+    let Appended::New(first) = a
+        .publish(message("r", "once", Some("c1")))
+        .await
+        .expect("published")
+    else {
+        panic!("a new message");
+    };
+    let Event::Message(heard) = next(&mut at_b).await else {
+        panic!("a message");
+    };
+    assert_eq!(heard.id, first.id);
+
+    // The client retries on another process, before anything is persisted.
+    match b
+        .publish(message("r", "once", Some("c1")))
+        .await
+        .expect("answered")
+    {
+        Appended::Duplicate(m) => assert_eq!((m.id, m.cursor), (first.id, first.cursor)),
+        Appended::New(m) => panic!("a second copy: {m:?}"),
+    }
+
+    // A process that started after the first copy cannot know it: its copy reaches the log,
+    // but those who heard the first do not fan the second out.
+    let late = KafkaBus::start(settings, store.clone())
+        .await
+        .expect("bus c");
+    let Appended::New(second) = late
+        .publish(message("r", "once", Some("c1")))
+        .await
+        .expect("published")
+    else {
+        panic!("the late process has no way to know");
+    };
+    a.publish(message("r", "after", None))
+        .await
+        .expect("published");
+    let Event::Message(next_heard) = next(&mut at_b).await else {
+        panic!("a message");
+    };
+    assert_ne!(next_heard.id, second.id, "the second copy was fanned out");
+    assert_eq!(next_heard.body, "after");
+    store.close().await;
+}
