@@ -226,9 +226,13 @@ pub async fn launch_serve(
         options.gateway,
         CancellationToken::new(),
     );
+    let mut checks = database_check(&store);
+    if let Some(persist) = &options.kafka {
+        checks.push(kafka_check(&persist.kafka)?);
+    }
     let app = auth_routes(&store, &options.auth, tokens)?
         .merge(banter_gateway::router(gateway.clone()))
-        .merge(ops::router(database_check(&store), pool_gauges(&store)));
+        .merge(ops::router(checks, pool_gauges(&store)));
     let drain = gateway.clone();
     serve_http(listener, ops::finish(app), async move {
         shutdown.await;
@@ -251,6 +255,8 @@ pub async fn launch_gateway(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
     let tokens = token_keys(&options)?;
+    let mut checks = database_check(&store);
+    checks.push(kafka_check(&kafka)?);
     let bus = KafkaBus::start(kafka, store.clone())
         .await
         .map_err(anyhow::Error::msg)?;
@@ -266,8 +272,8 @@ pub async fn launch_gateway(
         config,
         CancellationToken::new(),
     );
-    let app = banter_gateway::router(gateway.clone())
-        .merge(ops::router(database_check(&store), pool_gauges(&store)));
+    let app =
+        banter_gateway::router(gateway.clone()).merge(ops::router(checks, pool_gauges(&store)));
     serve_http(listener, ops::finish(app), async move {
         shutdown.await;
         gateway.drain(DRAIN_GRACE).await;
@@ -284,9 +290,11 @@ pub async fn launch_persist(
     listener: TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
+    let mut checks = database_check(&store);
+    checks.push(kafka_check(&settings.kafka)?);
     let stop = CancellationToken::new();
     let worker = tokio::spawn(banter_persist::run(settings, store.clone(), stop.clone()));
-    let app = ops::finish(ops::router(database_check(&store), pool_gauges(&store)));
+    let app = ops::finish(ops::router(checks, pool_gauges(&store)));
     serve_http(listener, app, shutdown).await?;
     // Finish the batch in hand, commit its offsets, leave the group.
     stop.cancel();
@@ -357,6 +365,27 @@ fn database_check(store: &DynStore) -> Vec<Check> {
             })
         }),
     }]
+}
+
+/// Readiness of Kafka: a metadata request for the log topic answered within 1.5 s (inside
+/// the 2 s every check gets).
+fn kafka_check(settings: &banter_bus::KafkaSettings) -> anyhow::Result<Check> {
+    let probe = banter_bus::KafkaProbe::new(settings).map_err(anyhow::Error::msg)?;
+    Ok(Check {
+        name: "kafka",
+        run: Arc::new(move || {
+            let probe = probe.clone();
+            Box::pin(async move {
+                probe
+                    .check(std::time::Duration::from_millis(1500))
+                    .await
+                    .map_err(|e| {
+                        tracing::warn!(error = %e, "readiness: Kafka check failed");
+                        "unreachable".to_owned()
+                    })
+            })
+        }),
+    })
 }
 
 fn pool_gauges(store: &DynStore) -> Vec<Collector> {

@@ -109,6 +109,16 @@ async fn a_message_sent_on_one_gateway_reaches_the_other_once_and_is_persisted()
     let gateway_b = Running::start(cluster.command("gateway"));
     let _persist = Running::start(cluster.command("persist"));
 
+    // Ready means the database and Kafka answer.
+    let ready: Value = reqwest::get(format!("{}/ready", gateway_a.base))
+        .await
+        .expect("ready")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(ready["status"], "ready", "{ready}");
+    assert_eq!(ready["dependencies"]["kafka"]["state"], "up", "{ready}");
+
     let alice = login(&auth.base, "alice").await;
     let bob = login(&auth.base, "bob").await;
     let mut a = ws(&gateway_a.base, &alice, "x").await;

@@ -28,7 +28,7 @@ use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{Consumer, StreamConsumer};
 use rdkafka::error::RDKafkaErrorCode;
 use rdkafka::message::Message as _;
-use rdkafka::producer::{FutureProducer, FutureRecord};
+use rdkafka::producer::{BaseProducer, FutureProducer, FutureRecord, Producer as _};
 use rdkafka::{Offset, TopicPartitionList};
 use serde::{Deserialize, Serialize};
 use tokio::sync::mpsc;
@@ -242,6 +242,53 @@ impl EventRecord {
             Self::PresenceHello { node } => Event::Presence(Presence::Hello { node }),
             Self::PresenceGone { node } => Event::Presence(Presence::Gone { node }),
         })
+    }
+}
+
+/// Asks Kafka for the log topic's metadata: the readiness check of processes that need Kafka.
+/// One client, made once, serves every check.
+#[derive(Clone)]
+pub struct KafkaProbe {
+    client: Arc<BaseProducer>,
+    topic: String,
+}
+
+impl std::fmt::Debug for KafkaProbe {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("KafkaProbe")
+            .field("topic", &self.topic)
+            .finish_non_exhaustive()
+    }
+}
+
+impl KafkaProbe {
+    pub fn new(settings: &KafkaSettings) -> Result<Self, String> {
+        let client: BaseProducer = settings
+            .client()
+            .create()
+            .map_err(|e| format!("Kafka client: {e}"))?;
+        Ok(Self {
+            client: Arc::new(client),
+            topic: settings.topic.clone(),
+        })
+    }
+
+    /// `Ok` when a broker answered a metadata request for the log topic within `timeout`.
+    pub async fn check(&self, timeout: Duration) -> Result<(), String> {
+        let probe = self.clone();
+        tokio::task::spawn_blocking(move || {
+            let metadata = probe
+                .client
+                .client()
+                .fetch_metadata(Some(&probe.topic), timeout)
+                .map_err(|e| e.to_string())?;
+            match metadata.topics().first() {
+                Some(t) if t.error().is_none() && !t.partitions().is_empty() => Ok(()),
+                _ => Err(format!("topic {} is not available", probe.topic)),
+            }
+        })
+        .await
+        .map_err(|e| e.to_string())?
     }
 }
 

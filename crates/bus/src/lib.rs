@@ -21,7 +21,7 @@ use banter_core::{Message, NewMessage, RoomName, Username};
 use banter_store::Appended;
 use tokio::sync::mpsc;
 
-pub use kafka::{ensure_topic_names, ensure_topics, KafkaBus, KafkaSettings, Record};
+pub use kafka::{ensure_topic_names, ensure_topics, KafkaBus, KafkaProbe, KafkaSettings, Record};
 pub use memory::MemoryBus;
 
 /// What travels from the bus to the gateways.
