@@ -26,14 +26,18 @@ use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{Consumer, StreamConsumer};
+use rdkafka::error::KafkaError;
 use rdkafka::error::RDKafkaErrorCode;
 use rdkafka::message::Message as _;
-use rdkafka::producer::{BaseProducer, FutureProducer, FutureRecord, Producer as _};
+use rdkafka::producer::future_producer::OwnedDeliveryResult;
+use rdkafka::producer::{
+    BaseProducer, DeliveryFuture, FutureProducer, FutureRecord, Producer as _,
+};
 use rdkafka::{Offset, TopicPartitionList};
 use serde::{Deserialize, Serialize};
 use tokio::sync::mpsc;
 
-use crate::{Bus, BusError, Event, NodeId, Presence};
+use crate::{Bus, BusError, Event, NodeId, Presence, Receipt};
 
 /// Where the Kafka bus lives and how it behaves.
 #[derive(Debug, Clone)]
@@ -344,6 +348,8 @@ pub struct KafkaBus {
 /// How long, and how many, messages with a client id are remembered by [`Seen`].
 const SEEN_KEEP: Duration = Duration::from_secs(300);
 const SEEN_CAP: usize = 200_000;
+/// How long a send waits for the database to say whether it is a re-send.
+const DEDUP_LOOKUP_TIMEOUT: Duration = Duration::from_millis(250);
 
 /// The messages with a client id this process heard on the log lately, by (author, client
 /// id): the first copy of each. Bounded in time and count.
@@ -437,51 +443,86 @@ impl KafkaBus {
         })
     }
 
+    /// The persisted first copy of a re-send older than what [`Seen`] keeps. Kafka is the
+    /// log, so sends go on while the database is down or slow: then only [`Seen`] answers.
+    async fn persisted(&self, author: UserId, client_id: &ClientId) -> Option<Message> {
+        let lookup = self.store.message_by_client_id(author, client_id);
+        match tokio::time::timeout(DEDUP_LOOKUP_TIMEOUT, lookup).await {
+            Ok(Ok(first)) => first,
+            Ok(Err(e)) => {
+                tracing::debug!(error = %e, "re-send check skipped: database unavailable");
+                metrics::counter!("banter_kafka_dedup_lookups_skipped_total").increment(1);
+                None
+            }
+            Err(_) => {
+                metrics::counter!("banter_kafka_dedup_lookups_skipped_total").increment(1);
+                None
+            }
+        }
+    }
+
     async fn produce(
         &self,
         topic: &str,
         key: &str,
         payload: &[u8],
     ) -> Result<(i32, i64), BusError> {
-        let record = FutureRecord::to(topic).key(key).payload(payload);
-        self.producer
-            .send(record, self.settings.send_timeout)
-            .await
-            .map_err(|(e, _)| {
-                tracing::warn!(error = %e, "Kafka did not take a record");
-                metrics::counter!("banter_kafka_produce_failures_total").increment(1);
-                BusError::Unavailable
-            })
+        delivered(self.enqueue(topic, key, payload).await?.await)
+    }
+
+    /// Puts a record on the producer's queue, waiting (at most `send_timeout`) while the
+    /// queue is full. Records enqueued one after the other keep their order.
+    async fn enqueue(
+        &self,
+        topic: &str,
+        key: &str,
+        payload: &[u8],
+    ) -> Result<DeliveryFuture, BusError> {
+        let deadline = tokio::time::Instant::now() + self.settings.send_timeout;
+        let mut record = FutureRecord::to(topic).key(key).payload(payload);
+        loop {
+            match self.producer.send_result(record) {
+                Ok(delivery) => return Ok(delivery),
+                Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), back))
+                    if tokio::time::Instant::now() < deadline =>
+                {
+                    record = back;
+                    tokio::time::sleep(Duration::from_millis(5)).await;
+                }
+                Err((e, _)) => return Err(produce_failed(&e)),
+            }
+        }
     }
 }
 
 #[async_trait]
 impl Bus for KafkaBus {
-    async fn publish(&self, message: NewMessage) -> Result<Appended, BusError> {
+    async fn submit(&self, message: NewMessage) -> Result<Receipt, BusError> {
         if let Some(client_id) = &message.client_id {
             let heard = lock(&self.seen).get(message.author_id, client_id);
-            if let Some(first) = heard {
-                return Ok(Appended::Duplicate(Message::clone(&first)));
-            }
-            let earlier = self
-                .store
-                .message_by_client_id(message.author_id, client_id)
-                .await
-                .map_err(|_| BusError::Unavailable)?;
-            if let Some(first) = earlier {
-                return Ok(Appended::Duplicate(first));
+            let first = match heard {
+                Some(first) => Some(Message::clone(&first)),
+                None => self.persisted(message.author_id, client_id).await,
+            };
+            if let Some(first) = first {
+                return Ok(Box::pin(async move { Ok(Appended::Duplicate(first)) }));
             }
         }
         let payload =
             serde_json::to_vec(&Record::of(&message)).map_err(|_| BusError::Unavailable)?;
-        let (partition, offset) = self
-            .produce(&self.settings.topic, message.room.as_str(), &payload)
+        // Enqueued in librdkafka now, in call order; the idempotent producer keeps that order
+        // within the partition through retries.
+        let delivery = self
+            .enqueue(&self.settings.topic, message.room.as_str(), &payload)
             .await?;
-        let cursor = Cursor::new(
-            u32::try_from(partition).map_err(|_| BusError::Unavailable)?,
-            u64::try_from(offset).map_err(|_| BusError::Unavailable)?,
-        );
-        Ok(Appended::New(message.at(cursor)))
+        Ok(Box::pin(async move {
+            let (partition, offset) = delivered(delivery.await)?;
+            let cursor = Cursor::new(
+                u32::try_from(partition).map_err(|_| BusError::Unavailable)?,
+                u64::try_from(offset).map_err(|_| BusError::Unavailable)?,
+            );
+            Ok(Appended::New(message.at(cursor)))
+        }))
     }
 
     async fn announce(&self, event: Event) -> Result<(), BusError> {
@@ -503,6 +544,25 @@ impl Bus for KafkaBus {
             .push(tx);
         rx
     }
+}
+
+/// The outcome of a delivery: the record's partition and offset once every in-sync replica
+/// has it.
+fn delivered(
+    outcome: Result<OwnedDeliveryResult, futures::channel::oneshot::Canceled>,
+) -> Result<(i32, i64), BusError> {
+    match outcome {
+        Ok(Ok(place)) => Ok(place),
+        Ok(Err((e, _))) => Err(produce_failed(&e)),
+        // The producer is gone (shutting down).
+        Err(_) => Err(BusError::Unavailable),
+    }
+}
+
+fn produce_failed(e: &KafkaError) -> BusError {
+    tracing::warn!(error = %e, "Kafka did not take a record");
+    metrics::counter!("banter_kafka_produce_failures_total").increment(1);
+    BusError::Unavailable
 }
 
 /// A consumer assigned every partition of both topics, from their current end. A topic that

@@ -84,12 +84,23 @@ pub enum BusError {
     Unavailable,
 }
 
+/// Resolves once a submitted message is durable (or could not be stored).
+pub type Receipt = futures::future::BoxFuture<'static, Result<Appended, BusError>>;
+
 /// The message log and fan-out. Shared as `Arc<dyn Bus>`.
 #[async_trait]
 pub trait Bus: Send + Sync + std::fmt::Debug + 'static {
-    /// Appends a message to the log; resolves once it is durable. A re-sent `client_id`
-    /// resolves to the first message, as [`Appended::Duplicate`], and is not fanned out again.
-    async fn publish(&self, message: NewMessage) -> Result<Appended, BusError>;
+    /// Hands a message to the log. When this returns, its place is taken: a message submitted
+    /// later by the same caller to the same room comes after it in the log, so one client's
+    /// messages keep their order however many are in flight. The receipt resolves once it
+    /// is durable. A re-sent `client_id` resolves to the first message, as
+    /// [`Appended::Duplicate`], and is not fanned out again.
+    async fn submit(&self, message: NewMessage) -> Result<Receipt, BusError>;
+
+    /// Appends a message to the log; resolves once it is durable.
+    async fn publish(&self, message: NewMessage) -> Result<Appended, BusError> {
+        self.submit(message).await?.await
+    }
 
     /// Fans out an event that is not part of the log (deletions, typing).
     async fn announce(&self, event: Event) -> Result<(), BusError>;

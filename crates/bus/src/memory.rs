@@ -13,7 +13,7 @@ use banter_core::NewMessage;
 use banter_store::{Appended, DynStore};
 use tokio::sync::{mpsc, oneshot};
 
-use crate::{deliver, Bus, BusError, Event};
+use crate::{deliver, Bus, BusError, Event, Receipt};
 
 /// Most messages committed in one transaction.
 const MAX_BATCH: usize = 256;
@@ -62,13 +62,16 @@ impl MemoryBus {
 
 #[async_trait]
 impl Bus for MemoryBus {
-    async fn publish(&self, message: NewMessage) -> Result<Appended, BusError> {
+    async fn submit(&self, message: NewMessage) -> Result<Receipt, BusError> {
         let (tx, rx) = oneshot::channel();
+        // The writer takes requests in the order they were queued: that is the log's order.
         self.requests
             .send(Request::Publish(message, tx))
             .await
             .map_err(|_| BusError::Unavailable)?;
-        rx.await.map_err(|_| BusError::Unavailable)?
+        Ok(Box::pin(async move {
+            rx.await.map_err(|_| BusError::Unavailable)?
+        }))
     }
 
     async fn announce(&self, event: Event) -> Result<(), BusError> {

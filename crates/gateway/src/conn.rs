@@ -421,11 +421,14 @@ where
             created_at: banter_store::now(),
             client_id: client_id.clone(),
         };
-        let bus = self.state.bus.clone();
         metrics::counter!("banter_ws_sends_total").increment(1);
-        self.acks.push_back(Box::pin(
-            async move { (client_id, bus.publish(message).await) },
-        ));
+        // Submitted here, in the order the client sent them (so its messages keep their
+        // order in the room); the acks are awaited side by side and answered in that order.
+        let ack: Ack = match self.state.bus.submit(message).await {
+            Ok(receipt) => Box::pin(async move { (client_id, receipt.await) }),
+            Err(e) => Box::pin(async move { (client_id, Err(e)) }),
+        };
+        self.acks.push_back(ack);
         Ok(())
     }
 
