@@ -343,6 +343,8 @@ pub struct KafkaBus {
     subscribers: Arc<Mutex<Vec<mpsc::Sender<Event>>>>,
     /// Messages with a client id heard lately, for re-sends not yet persisted.
     seen: Arc<Mutex<Seen>>,
+    /// Set when a re-send lookup failed: until then, none is tried.
+    lookups_off_until: Arc<Mutex<Option<Instant>>>,
 }
 
 /// How long, and how many, messages with a client id are remembered by [`Seen`].
@@ -350,6 +352,8 @@ const SEEN_KEEP: Duration = Duration::from_secs(300);
 const SEEN_CAP: usize = 200_000;
 /// How long a send waits for the database to say whether it is a re-send.
 const DEDUP_LOOKUP_TIMEOUT: Duration = Duration::from_millis(250);
+/// How long such lookups are skipped after one failed.
+const DEDUP_LOOKUP_PAUSE: Duration = Duration::from_secs(2);
 
 /// The messages with a client id this process heard on the log lately, by (author, client
 /// id): the first copy of each. Bounded in time and count.
@@ -440,25 +444,32 @@ impl KafkaBus {
             store,
             subscribers,
             seen,
+            lookups_off_until: Arc::new(Mutex::new(None)),
         })
     }
 
     /// The persisted first copy of a re-send older than what [`Seen`] keeps. Kafka is the
     /// log, so sends go on while the database is down or slow: then only [`Seen`] answers.
+    /// After a failed lookup, the next ones are skipped for a while (a circuit breaker),
+    /// so that sends do not each wait out the timeout while the database is down.
     async fn persisted(&self, author: UserId, client_id: &ClientId) -> Option<Message> {
-        let lookup = self.store.message_by_client_id(author, client_id);
-        match tokio::time::timeout(DEDUP_LOOKUP_TIMEOUT, lookup).await {
-            Ok(Ok(first)) => first,
-            Ok(Err(e)) => {
-                tracing::debug!(error = %e, "re-send check skipped: database unavailable");
-                metrics::counter!("banter_kafka_dedup_lookups_skipped_total").increment(1);
-                None
-            }
-            Err(_) => {
-                metrics::counter!("banter_kafka_dedup_lookups_skipped_total").increment(1);
-                None
-            }
+        if lock(&self.lookups_off_until).is_some_and(|until| Instant::now() < until) {
+            metrics::counter!("banter_kafka_dedup_lookups_skipped_total").increment(1);
+            return None;
         }
+        let lookup = self.store.message_by_client_id(author, client_id);
+        let failure = match tokio::time::timeout(DEDUP_LOOKUP_TIMEOUT, lookup).await {
+            Ok(Ok(first)) => return first,
+            Ok(Err(e)) => e.to_string(),
+            Err(_) => "timed out".to_owned(),
+        };
+        tracing::warn!(
+            error = %failure,
+            "re-send checks against the database paused for {DEDUP_LOOKUP_PAUSE:?}"
+        );
+        *lock(&self.lookups_off_until) = Some(Instant::now() + DEDUP_LOOKUP_PAUSE);
+        metrics::counter!("banter_kafka_dedup_lookups_skipped_total").increment(1);
+        None
     }
 
     async fn produce(

@@ -98,6 +98,10 @@ pub async fn run(
         .set("enable.auto.commit", "false")
         .set("auto.offset.reset", "earliest")
         .set("isolation.level", "read_committed")
+        // A worker that dies without leaving the group holds its partitions until its session
+        // times out: 10 s (librdkafka's default is 45 s) bounds that pause.
+        .set("session.timeout.ms", "10000")
+        .set("heartbeat.interval.ms", "2000")
         .create()
         .map(Arc::new)
         .map_err(|e| format!("Kafka consumer: {e}"))?;

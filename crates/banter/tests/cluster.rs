@@ -1,0 +1,810 @@
+//! End to end on the local cluster of `scripts/cluster up`: PostgreSQL, Kafka, `auth`, two
+//! `gateway`s and two `persist` workers as separate processes, driven by real WebSocket
+//! clients, checked against the rows in PostgreSQL. It is the seed's topology, and these are
+//! the guarantees of the contract across processes, under load and under faults: a gateway
+//! or a persist worker killed with SIGKILL, PostgreSQL stopped for 20 s, Kafka stopped.
+//!
+//! The cluster is found through `BANTER_TEST_CLUSTER` (a directory), or `.cluster` at the
+//! repository root; without one the tests fail, saying how to start it. They stop parts of
+//! the shared cluster, so they take turns, and each begins by starting whatever an earlier
+//! one left stopped.
+
+use std::collections::{HashMap, VecDeque};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::{SinkExt, StreamExt};
+use serde_json::{json, Value};
+use sqlx::{PgPool, Row};
+use tokio::time::Instant;
+use tokio_tungstenite::tungstenite::Message as WsMessage;
+
+/// One test at a time: they stop and kill parts of the one cluster.
+static TURN: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+const PROCESSES: [&str; 5] = ["auth", "gateway-1", "gateway-2", "persist-1", "persist-2"];
+/// How long anything may take before a test gives up (faults included).
+const PATIENCE: Duration = Duration::from_secs(180);
+
+fn repo_root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+#[derive(Debug, Clone)]
+struct Cluster {
+    dir: PathBuf,
+    auth: String,
+    gateways: Vec<String>,
+    database_url: String,
+}
+
+impl Cluster {
+    fn open() -> Self {
+        let dir = std::env::var_os("BANTER_TEST_CLUSTER")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| repo_root().join(".cluster"));
+        let env = std::fs::read_to_string(dir.join("env")).unwrap_or_else(|e| {
+            panic!(
+                "no cluster in {} ({e}). Start one with `scripts/cluster up` \
+                 (scripts/test does), or point BANTER_TEST_CLUSTER at one",
+                dir.display()
+            )
+        });
+        let vars: HashMap<&str, &str> = env.lines().filter_map(|l| l.split_once('=')).collect();
+        let var = |k: &str| {
+            vars.get(k)
+                .unwrap_or_else(|| panic!("{k} missing from the cluster's env"))
+                .to_string()
+        };
+        Self {
+            dir,
+            auth: var("AUTH_URL"),
+            gateways: var("GATEWAY_URLS").split(',').map(str::to_owned).collect(),
+            database_url: var("DATABASE_URL"),
+        }
+    }
+
+    /// Runs `scripts/cluster ARGS DIR`, failing the test if it fails.
+    async fn script(&self, args: &[&str]) {
+        let mut cmd = tokio::process::Command::new(repo_root().join("scripts/cluster"));
+        cmd.args(args).arg(&self.dir);
+        let out = cmd.output().await.expect("scripts/cluster runs");
+        assert!(
+            out.status.success(),
+            "scripts/cluster {args:?} failed:\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
+    /// Starts whatever is stopped, so each test begins with the whole cluster.
+    async fn heal(&self) {
+        self.script(&["start", "postgres"]).await;
+        self.script(&["start", "kafka"]).await;
+        for name in PROCESSES {
+            self.script(&["start", name]).await;
+        }
+    }
+
+    async fn db(&self) -> PgPool {
+        sqlx::postgres::PgPoolOptions::new()
+            .max_connections(2)
+            .connect(&self.database_url)
+            .await
+            .expect("the cluster's PostgreSQL")
+    }
+
+    /// Registers a user with a fresh name and returns (name, access token).
+    async fn user(&self, prefix: &str) -> (String, String) {
+        let name = format!(
+            "{prefix}{}",
+            &uuid::Uuid::new_v4().simple().to_string()[..10]
+        );
+        let creds = json!({"username": name, "password": "password123"});
+        let http = reqwest::Client::new();
+        let r = http
+            .post(format!("{}/api/v1/register", self.auth))
+            .json(&creds)
+            .send()
+            .await
+            .expect("register");
+        assert_eq!(r.status(), 201, "{:?}", r.text().await);
+        let r: Value = http
+            .post(format!("{}/api/v1/login", self.auth))
+            .json(&creds)
+            .send()
+            .await
+            .expect("login")
+            .json()
+            .await
+            .expect("json");
+        let token = r["data"]["token"].as_str().expect("token").to_owned();
+        (name, token)
+    }
+}
+
+/// Rooms of their own for each test, so tests never see each other's messages.
+fn rooms(n: usize) -> Vec<String> {
+    let tag = &uuid::Uuid::new_v4().simple().to_string()[..8];
+    (0..n).map(|i| format!("e2e-{tag}-{i}")).collect()
+}
+
+type Socket =
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+async fn connect(gateway: &str, token: &str) -> Option<Socket> {
+    let url = format!("{}/ws?token={token}", gateway.replacen("http", "ws", 1));
+    let (socket, _) = tokio::time::timeout(
+        Duration::from_secs(10),
+        tokio_tungstenite::connect_async(url),
+    )
+    .await
+    .ok()?
+    .ok()?;
+    Some(socket)
+}
+
+fn text(frame: &Value) -> WsMessage {
+    WsMessage::text(frame.to_string())
+}
+
+/// A message a sender will send.
+#[derive(Debug, Clone)]
+struct Planned {
+    room: String,
+    client_id: String,
+    body: String,
+}
+
+/// `n` messages per room from `sender`, rooms interleaved; the body says who sent which.
+fn plan(sender: &str, rooms: &[String], n: usize) -> Vec<Planned> {
+    (0..n)
+        .flat_map(|seq| {
+            rooms.iter().map(move |room| Planned {
+                room: room.clone(),
+                client_id: format!("{sender}-{room}-{seq}"),
+                body: format!("{sender} {seq}"),
+            })
+        })
+        .collect()
+}
+
+#[derive(Debug, Default)]
+struct Sent {
+    /// client_id → the acked message's id.
+    acked: HashMap<String, String>,
+    /// Error frames by code.
+    errors: HashMap<String, usize>,
+    reconnects: usize,
+}
+
+/// A client that sends `plan` as a careful client does: at most `window` unacked, pacing
+/// `every` between sends; an `unavailable` answer is retried with the same client id after a
+/// pause, and when its gateway goes away it moves to the next one and re-sends whatever was
+/// not acked, with the same client ids. `acks` counts acks as they come.
+async fn send_reliably(
+    gateways: Vec<String>,
+    first: usize,
+    token: String,
+    plan: Vec<Planned>,
+    window: usize,
+    every: Option<Duration>,
+    acks: Arc<AtomicUsize>,
+) -> Sent {
+    let mut sent = Sent::default();
+    let mut gateway = first;
+    let mut next = 0; // the next planned message never sent
+    let mut retry: VecDeque<usize> = VecDeque::new(); // to send again, in plan order
+    let deadline = Instant::now() + PATIENCE;
+    let mut connected_before = false;
+    while sent.acked.len() < plan.len() {
+        assert!(Instant::now() < deadline, "sender gave up: {sent:?}");
+        let Some(socket) = connect(&gateways[gateway], &token).await else {
+            gateway = (gateway + 1) % gateways.len();
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            continue;
+        };
+        if connected_before {
+            sent.reconnects += 1;
+        }
+        connected_before = true;
+        let (mut sink, mut stream) = socket.split();
+        let mut in_flight: VecDeque<usize> = VecDeque::new();
+        let mut pause_until = Instant::now();
+        let mut pace = every.map(tokio::time::interval);
+        'connection: loop {
+            // Send while the window allows: retries first, in order, then new ones.
+            while in_flight.len() < window && Instant::now() >= pause_until {
+                let i = match retry.pop_front() {
+                    Some(i) => i,
+                    None if next < plan.len() => {
+                        if let Some(pace) = pace.as_mut() {
+                            if tokio::time::timeout(Duration::ZERO, pace.tick())
+                                .await
+                                .is_err()
+                            {
+                                break;
+                            }
+                        }
+                        next += 1;
+                        next - 1
+                    }
+                    None => break,
+                };
+                let p = &plan[i];
+                let frame = json!({"type": "send", "room": p.room, "body": p.body, "client_id": p.client_id});
+                if sink.send(text(&frame)).await.is_err() {
+                    retry.push_front(i);
+                    break 'connection;
+                }
+                in_flight.push_back(i);
+            }
+            if sent.acked.len() == plan.len() {
+                break;
+            }
+            let frame = match tokio::time::timeout(Duration::from_millis(20), stream.next()).await {
+                Err(_) => continue, // time to pace or to end a pause
+                Ok(Some(Ok(WsMessage::Text(t)))) => {
+                    serde_json::from_str::<Value>(&t).expect("json")
+                }
+                Ok(Some(Ok(_))) => continue,
+                Ok(None | Some(Err(_))) => break 'connection,
+            };
+            let client_id = frame["client_id"].as_str().unwrap_or_default();
+            match frame["type"].as_str() {
+                Some("ack") => {
+                    let i = in_flight.pop_front().expect("an ack for something sent");
+                    assert_eq!(plan[i].client_id, client_id, "acks come in send order");
+                    let id = frame["id"].as_str().expect("id").to_owned();
+                    if sent.acked.insert(plan[i].client_id.clone(), id).is_none() {
+                        acks.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
+                Some("error") if !client_id.is_empty() => {
+                    let code = frame["code"].as_str().unwrap_or_default().to_owned();
+                    assert_eq!(code, "unavailable", "a send refused: {frame}");
+                    *sent.errors.entry(code).or_default() += 1;
+                    let i = in_flight.pop_front().expect("an error for something sent");
+                    assert_eq!(plan[i].client_id, client_id, "answers come in send order");
+                    // Keep plan order among retries; pause before trying again.
+                    let at = retry.partition_point(|&r| r < i);
+                    retry.insert(at, i);
+                    pause_until = Instant::now() + Duration::from_millis(500);
+                }
+                Some("error") => panic!("an error frame: {frame}"),
+                _ => {}
+            }
+        }
+        // The connection is gone: what was not answered is sent again, first, in order.
+        for i in in_flight.into_iter().rev() {
+            retry.push_front(i);
+        }
+        retry.make_contiguous().sort_unstable();
+        if sent.acked.len() < plan.len() {
+            gateway = (gateway + 1) % gateways.len();
+        }
+    }
+    sent
+}
+
+/// What a reader got, per room: message ids in the order received.
+#[derive(Debug, Default)]
+struct Read {
+    rooms: HashMap<String, Vec<String>>,
+    reconnects: usize,
+}
+
+/// A client that reads `rooms` until told to stop, moving to the next gateway when its own goes
+/// away and resuming each room from the last cursor it got, as the web app does.
+async fn read_reliably(
+    gateways: Vec<String>,
+    first: usize,
+    token: String,
+    rooms: Vec<String>,
+    joined: tokio::sync::oneshot::Sender<()>,
+    stop: tokio_util::sync::CancellationToken,
+    count: Arc<AtomicUsize>,
+) -> Read {
+    let mut read = Read::default();
+    let mut last: HashMap<String, String> = HashMap::new();
+    let mut gateway = first;
+    let mut joined = Some(joined);
+    let deadline = Instant::now() + PATIENCE;
+    'reconnect: while !stop.is_cancelled() {
+        assert!(Instant::now() < deadline, "reader gave up");
+        let Some(socket) = connect(&gateways[gateway], &token).await else {
+            gateway = (gateway + 1) % gateways.len();
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            continue;
+        };
+        if joined.is_none() {
+            read.reconnects += 1;
+        }
+        let (mut sink, mut stream) = socket.split();
+        let mut pending_joins = rooms.len();
+        for room in &rooms {
+            let mut frame = json!({"type": "join", "room": room});
+            if let Some(cursor) = last.get(room) {
+                frame["since"] = cursor.clone().into();
+            }
+            if sink.send(text(&frame)).await.is_err() {
+                gateway = (gateway + 1) % gateways.len();
+                continue 'reconnect;
+            }
+        }
+        loop {
+            let frame = tokio::select! {
+                () = stop.cancelled() => break 'reconnect,
+                f = stream.next() => f,
+            };
+            let frame: Value = match frame {
+                Some(Ok(WsMessage::Text(t))) => serde_json::from_str(&t).expect("json"),
+                Some(Ok(_)) => continue,
+                None | Some(Err(_)) => break,
+            };
+            match frame["type"].as_str() {
+                Some("message") => {
+                    let room = frame["room"].as_str().expect("room").to_owned();
+                    last.insert(
+                        room.clone(),
+                        frame["cursor"].as_str().expect("cursor").into(),
+                    );
+                    read.rooms
+                        .entry(room)
+                        .or_default()
+                        .push(frame["id"].as_str().expect("id").into());
+                    count.fetch_add(1, Ordering::Relaxed);
+                }
+                // The connection's initial room is not one of ours.
+                Some("joined") if rooms.iter().any(|r| frame["room"] == r.as_str()) => {
+                    pending_joins -= 1;
+                    if pending_joins == 0 {
+                        if let Some(tx) = joined.take() {
+                            let _ = tx.send(());
+                        }
+                    }
+                }
+                Some("error") => panic!("reader got an error: {frame}"),
+                _ => {}
+            }
+        }
+        gateway = (gateway + 1) % gateways.len();
+    }
+    read
+}
+
+/// A row of a room in PostgreSQL.
+#[derive(Debug, Clone)]
+struct Row_ {
+    id: String,
+    client_id: Option<String>,
+    body: String,
+}
+
+/// The rows of `rooms` in log order, per room.
+async fn stored(db: &PgPool, rooms: &[String]) -> HashMap<String, Vec<Row_>> {
+    let rows = sqlx::query(
+        "SELECT room, id::text AS id, client_id, body FROM messages \
+         WHERE room = ANY($1) ORDER BY room, part, seq",
+    )
+    .bind(rooms)
+    .fetch_all(db)
+    .await
+    .expect("query messages");
+    let mut by_room: HashMap<String, Vec<Row_>> = HashMap::new();
+    for row in rows {
+        by_room.entry(row.get("room")).or_default().push(Row_ {
+            id: row.get("id"),
+            client_id: row.get("client_id"),
+            body: row.get("body"),
+        });
+    }
+    by_room
+}
+
+/// Waits until PostgreSQL holds `n` rows for `rooms`, then returns them. More than `n` fails.
+async fn wait_stored(db: &PgPool, rooms: &[String], n: usize) -> HashMap<String, Vec<Row_>> {
+    let deadline = Instant::now() + PATIENCE;
+    loop {
+        let count: i64 = sqlx::query_scalar("SELECT count(*) FROM messages WHERE room = ANY($1)")
+            .bind(rooms)
+            .fetch_one(db)
+            .await
+            .unwrap_or(-1);
+        assert!(
+            count <= n as i64,
+            "{count} rows for {n} messages: duplicates"
+        );
+        if count == n as i64 {
+            return stored(db, rooms).await;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "only {count} of {n} messages persisted"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// Every planned message is stored exactly once, under the id it was acked with, and each
+/// sender's messages sit in its room in the order it sent them.
+fn assert_exactly_once_in_order(
+    stored: &HashMap<String, Vec<Row_>>,
+    plans: &[&[Planned]],
+    sent: &[&Sent],
+) {
+    let mut by_client_id: HashMap<&str, &Row_> = HashMap::new();
+    for rows in stored.values() {
+        for row in rows {
+            let cid = row
+                .client_id
+                .as_deref()
+                .expect("every test message has a client id");
+            assert!(
+                by_client_id.insert(cid, row).is_none(),
+                "{cid} stored twice"
+            );
+        }
+    }
+    let planned: usize = plans.iter().map(|p| p.len()).sum();
+    assert_eq!(
+        by_client_id.len(),
+        planned,
+        "stored rows vs planned messages"
+    );
+    for (plan, sent) in plans.iter().zip(sent) {
+        for p in plan.iter() {
+            let row = by_client_id
+                .get(p.client_id.as_str())
+                .unwrap_or_else(|| panic!("{} was acked but is not stored", p.client_id));
+            assert_eq!(row.body, p.body);
+            assert_eq!(
+                Some(&row.id),
+                sent.acked.get(&p.client_id),
+                "{} is stored under another id than its ack said",
+                p.client_id
+            );
+        }
+    }
+    // Per room, each sender's sequence numbers only grow.
+    for (room, rows) in stored {
+        let mut last: HashMap<&str, u64> = HashMap::new();
+        for row in rows {
+            let (sender, seq) = row.body.split_once(' ').expect("sender seq");
+            let seq: u64 = seq.parse().expect("seq");
+            if let Some(prev) = last.insert(sender, seq) {
+                assert!(
+                    prev < seq,
+                    "{room}: {sender} {seq} stored after {sender} {prev}"
+                );
+            }
+        }
+    }
+}
+
+/// Waits until the reader has every stored message of its rooms, then checks it got exactly
+/// them: same ids, same order, nothing missing, nothing twice.
+async fn assert_read_everything(reader: Reader, stored: &HashMap<String, Vec<Row_>>) -> Read {
+    let expected: usize = stored.values().map(Vec::len).sum();
+    let deadline = Instant::now() + PATIENCE;
+    while reader.count.load(Ordering::Relaxed) < expected && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    reader.stop.cancel();
+    let read = reader.handle.await.expect("reader");
+    for (room, rows) in stored {
+        let want: Vec<&str> = rows.iter().map(|r| r.id.as_str()).collect();
+        let got: Vec<&str> = read
+            .rooms
+            .get(room)
+            .map(|ids| ids.iter().map(String::as_str).collect())
+            .unwrap_or_default();
+        if got != want {
+            let missing = want.iter().filter(|id| !got.contains(id)).count();
+            let mut seen = std::collections::HashSet::new();
+            let twice = got.iter().filter(|id| !seen.insert(**id)).count();
+            panic!(
+                "{room}: the reader got {} messages, {} stored; {missing} missing, {twice} twice \
+                 (or out of order)",
+                got.len(),
+                want.len()
+            );
+        }
+    }
+    read
+}
+
+/// A reader running in its own task.
+struct Reader {
+    handle: tokio::task::JoinHandle<Read>,
+    stop: tokio_util::sync::CancellationToken,
+    /// Messages received so far.
+    count: Arc<AtomicUsize>,
+}
+
+/// Starts a reader and waits until it has joined its rooms.
+async fn start_reader(cluster: &Cluster, first: usize, token: &str, rooms: &[String]) -> Reader {
+    let stop = tokio_util::sync::CancellationToken::new();
+    let count = Arc::new(AtomicUsize::new(0));
+    let (joined_tx, joined) = tokio::sync::oneshot::channel();
+    let handle = tokio::spawn(read_reliably(
+        cluster.gateways.clone(),
+        first,
+        token.to_owned(),
+        rooms.to_vec(),
+        joined_tx,
+        stop.clone(),
+        count.clone(),
+    ));
+    tokio::time::timeout(Duration::from_secs(30), joined)
+        .await
+        .expect("the reader joined its rooms in time")
+        .expect("the reader is running");
+    Reader {
+        handle,
+        stop,
+        count,
+    }
+}
+
+async fn wait_acked(acks: &AtomicUsize, n: usize) {
+    let deadline = Instant::now() + PATIENCE;
+    while acks.load(Ordering::Relaxed) < n {
+        assert!(Instant::now() < deadline, "{n} acks never came");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ten_thousand_messages_over_twenty_rooms_through_two_gateways_are_stored_once_in_order() {
+    let _turn = TURN.lock().await;
+    let cluster = Cluster::open();
+    cluster.heal().await;
+    let db = cluster.db().await;
+    let rooms = rooms(20);
+    let (_, alice) = cluster.user("alice").await;
+    let (_, bob) = cluster.user("bob").await;
+    let (_, reader) = cluster.user("reader").await;
+    let reader = start_reader(&cluster, 1, &reader, &rooms).await;
+
+    let plan_a = plan("alice", &rooms, 250);
+    let plan_b = plan("bob", &rooms, 250);
+    let acks = Arc::new(AtomicUsize::new(0));
+    let a = tokio::spawn(send_reliably(
+        cluster.gateways.clone(),
+        0,
+        alice,
+        plan_a.clone(),
+        64,
+        None,
+        acks.clone(),
+    ));
+    let b = tokio::spawn(send_reliably(
+        cluster.gateways.clone(),
+        1,
+        bob,
+        plan_b.clone(),
+        64,
+        None,
+        acks.clone(),
+    ));
+    let (a, b) = (a.await.expect("alice"), b.await.expect("bob"));
+    assert_eq!(acks.load(Ordering::Relaxed), 10_000);
+    assert!(
+        a.errors.is_empty() && b.errors.is_empty(),
+        "{:?} {:?}",
+        a.errors,
+        b.errors
+    );
+    assert_eq!((a.reconnects, b.reconnects), (0, 0));
+
+    let stored = wait_stored(&db, &rooms, 10_000).await;
+    assert_exactly_once_in_order(&stored, &[&plan_a, &plan_b], &[&a, &b]);
+    let read = assert_read_everything(reader, &stored).await;
+    assert_eq!(read.reconnects, 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_9_of_a_persist_worker_mid_stream_still_stores_each_message_once() {
+    let _turn = TURN.lock().await;
+    let cluster = Cluster::open();
+    cluster.heal().await;
+    let db = cluster.db().await;
+    let rooms = rooms(12);
+    let (_, alice) = cluster.user("alice").await;
+    let plan_a = plan("alice", &rooms, 250);
+    let acks = Arc::new(AtomicUsize::new(0));
+    let sender = tokio::spawn(send_reliably(
+        cluster.gateways.clone(),
+        0,
+        alice,
+        plan_a.clone(),
+        32,
+        None,
+        acks.clone(),
+    ));
+    // Mid-stream, and once the workers have stored some of it.
+    wait_acked(&acks, 1_000).await;
+    let deadline = Instant::now() + PATIENCE;
+    while stored(&db, &rooms)
+        .await
+        .values()
+        .map(Vec::len)
+        .sum::<usize>()
+        == 0
+    {
+        assert!(Instant::now() < deadline, "nothing persisted");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    cluster.script(&["kill", "persist-1"]).await;
+    let sent = sender.await.expect("sender");
+    assert!(sent.errors.is_empty(), "{:?}", sent.errors);
+
+    // The other worker takes the dead one's partitions (after its session times out) and
+    // goes on from the last committed offsets: redelivered records are stored once.
+    let stored = wait_stored(&db, &rooms, plan_a.len()).await;
+    assert_exactly_once_in_order(&stored, &[&plan_a], &[&sent]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_9_of_a_gateway_moves_its_clients_to_the_other_with_no_gap_and_no_duplicate() {
+    let _turn = TURN.lock().await;
+    let cluster = Cluster::open();
+    cluster.heal().await;
+    let db = cluster.db().await;
+    let rooms = rooms(4);
+    let (_, alice) = cluster.user("alice").await;
+    let (_, bob) = cluster.user("bob").await;
+    let mut readers = Vec::new();
+    for i in 0..3 {
+        let (_, token) = cluster.user(&format!("reader{i}")).await;
+        // All on gateway-1, which is about to die.
+        readers.push(start_reader(&cluster, 0, &token, &rooms).await);
+    }
+    let plan_a = plan("alice", &rooms, 300);
+    let plan_b = plan("bob", &rooms, 300);
+    let acks = Arc::new(AtomicUsize::new(0));
+    let pace = Some(Duration::from_millis(2));
+    // Alice on the gateway that dies, Bob on the one that stays.
+    let a = tokio::spawn(send_reliably(
+        cluster.gateways.clone(),
+        0,
+        alice,
+        plan_a.clone(),
+        16,
+        pace,
+        acks.clone(),
+    ));
+    let b = tokio::spawn(send_reliably(
+        cluster.gateways.clone(),
+        1,
+        bob,
+        plan_b.clone(),
+        16,
+        pace,
+        acks.clone(),
+    ));
+    wait_acked(&acks, 600).await;
+    cluster.script(&["kill", "gateway-1"]).await;
+    let (a, b) = (a.await.expect("alice"), b.await.expect("bob"));
+    assert!(a.reconnects >= 1, "alice never noticed her gateway died");
+    assert_eq!(b.reconnects, 0);
+
+    let stored = wait_stored(&db, &rooms, plan_a.len() + plan_b.len()).await;
+    assert_exactly_once_in_order(&stored, &[&plan_a, &plan_b], &[&a, &b]);
+    for reader in readers {
+        let read = assert_read_everything(reader, &stored).await;
+        assert!(
+            read.reconnects >= 1,
+            "a reader never noticed its gateway died"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_stopped_for_twenty_seconds_mid_stream_loses_nothing() {
+    let _turn = TURN.lock().await;
+    let cluster = Cluster::open();
+    cluster.heal().await;
+    let rooms = rooms(5);
+    let (_, alice) = cluster.user("alice").await;
+    let (_, reader) = cluster.user("reader").await;
+    let reader = start_reader(&cluster, 1, &reader, &rooms).await;
+    // About 30 s of sending, one message every 10 ms.
+    let plan_a = plan("alice", &rooms, 600);
+    let acks = Arc::new(AtomicUsize::new(0));
+    let sender = tokio::spawn(send_reliably(
+        cluster.gateways.clone(),
+        0,
+        alice,
+        plan_a.clone(),
+        16,
+        Some(Duration::from_millis(10)),
+        acks.clone(),
+    ));
+    wait_acked(&acks, 300).await;
+    cluster.script(&["stop", "postgres"]).await;
+    let during = acks.load(Ordering::Relaxed);
+    // The fault lasts 20 s: this sleep is the scenario, not a wait for readiness.
+    tokio::time::sleep(Duration::from_secs(20)).await;
+    let after = acks.load(Ordering::Relaxed);
+    cluster.script(&["start", "postgres"]).await;
+    // Kafka is the log: sends went on being acked while the database was down.
+    assert!(
+        after > during + 100,
+        "sends stalled without the database: {during} → {after}"
+    );
+    let sent = sender.await.expect("sender");
+    assert!(sent.errors.is_empty(), "{:?}", sent.errors);
+
+    let db = cluster.db().await;
+    let stored = wait_stored(&db, &rooms, plan_a.len()).await;
+    assert_exactly_once_in_order(&stored, &[&plan_a], &[&sent]);
+    assert_read_everything(reader, &stored).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kafka_stopped_sends_are_answered_unavailable_and_nothing_acked_is_lost() {
+    let _turn = TURN.lock().await;
+    let cluster = Cluster::open();
+    cluster.heal().await;
+    let db = cluster.db().await;
+    let rooms = rooms(5);
+    let (_, alice) = cluster.user("alice").await;
+    let plan_a = plan("alice", &rooms, 100);
+    let window = 8;
+    let acks = Arc::new(AtomicUsize::new(0));
+    let sender = tokio::spawn(send_reliably(
+        cluster.gateways.clone(),
+        0,
+        alice,
+        plan_a.clone(),
+        window,
+        Some(Duration::from_millis(20)),
+        acks.clone(),
+    ));
+    wait_acked(&acks, 100).await;
+    cluster.script(&["stop", "kafka"]).await;
+    let stopped_at = acks.load(Ordering::Relaxed);
+    // The gateway says it is not ready.
+    let http = reqwest::Client::new();
+    let deadline = Instant::now() + PATIENCE;
+    loop {
+        let ready = http
+            .get(format!("{}/ready", cluster.gateways[0]))
+            .send()
+            .await
+            .expect("ready");
+        if ready.status() == 503 {
+            let body: Value = ready.json().await.expect("json");
+            assert_eq!(body["dependencies"]["kafka"]["state"], "down", "{body}");
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the gateway stayed ready without Kafka"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    // Kafka stays down for 20 s (the scenario, not a wait for readiness): longer than the
+    // send timeout, so sends are refused, and the sender retries them.
+    tokio::time::sleep(Duration::from_secs(20)).await;
+    let acked_while_down = acks.load(Ordering::Relaxed) - stopped_at;
+    cluster.script(&["start", "kafka"]).await;
+    let sent = sender.await.expect("sender");
+    assert!(
+        sent.errors.get("unavailable").copied().unwrap_or(0) > 0,
+        "no send was refused while Kafka was down"
+    );
+    // Only what Kafka had taken before it stopped may be acked late.
+    assert!(
+        acked_while_down <= window,
+        "{acked_while_down} sends acked while Kafka was down"
+    );
+
+    // Once Kafka was back, everything was sent again and acked; each acked message is stored
+    // exactly once.
+    let stored = wait_stored(&db, &rooms, plan_a.len()).await;
+    assert_exactly_once_in_order(&stored, &[&plan_a], &[&sent]);
+}
