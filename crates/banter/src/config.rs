@@ -247,6 +247,37 @@ pub struct GatewayArgs {
     pub kafka: KafkaArgs,
     #[command(flatten)]
     pub presence: PresenceArgs,
+    #[command(flatten)]
+    pub web: WebArgs,
+}
+
+/// The web app.
+#[derive(Debug, Clone, Args)]
+pub struct WebArgs {
+    /// Serve the web app's files from this directory, read at each request, instead of the
+    /// copies built into the binary (for working on the app).
+    #[arg(long, env = "BANTER_WEB_DIR")]
+    pub web_dir: Option<PathBuf>,
+    /// Where browsers reach the auth API when it is not on the page's own origin (e.g.
+    /// https://auth.example.com): the app calls it there and the page's policy allows it.
+    /// Give that auth service BANTER_CORS_ORIGINS with this gateway's public origin.
+    #[arg(long, env = "BANTER_PUBLIC_AUTH_URL")]
+    pub public_auth_url: Option<String>,
+}
+
+impl WebArgs {
+    pub fn config(&self) -> anyhow::Result<banter_gateway::web::WebConfig> {
+        let auth_origin = self
+            .public_auth_url
+            .as_deref()
+            .map(banter_gateway::web::WebConfig::parse_auth_origin)
+            .transpose()
+            .map_err(|e| anyhow::anyhow!("BANTER_PUBLIC_AUTH_URL {e}"))?;
+        Ok(banter_gateway::web::WebConfig {
+            dir: self.web_dir.clone(),
+            auth_origin,
+        })
+    }
 }
 
 /// Presence across gateways.
@@ -263,10 +294,14 @@ pub struct PresenceArgs {
 
 impl PresenceArgs {
     /// The gateway's settings with these.
-    pub fn gateway_config(&self) -> banter_gateway::GatewayConfig {
+    pub fn gateway_config(
+        &self,
+        web: banter_gateway::web::WebConfig,
+    ) -> banter_gateway::GatewayConfig {
         banter_gateway::GatewayConfig {
             presence_heartbeat: self.presence_heartbeat.max(Duration::from_millis(100)),
             presence_ttl: self.presence_ttl.max(self.presence_heartbeat),
+            web,
             ..banter_gateway::GatewayConfig::default()
         }
     }
@@ -302,6 +337,8 @@ pub struct ServeArgs {
     pub kafka: KafkaArgs,
     #[command(flatten)]
     pub group: PersistGroupArgs,
+    #[command(flatten)]
+    pub web: WebArgs,
 }
 
 #[derive(Debug, Clone, Args)]
@@ -316,6 +353,10 @@ pub struct AuthArgs {
     pub database: DatabaseArgs,
     #[command(flatten)]
     pub tokens: TokenArgs,
+    /// Origins whose pages may call this API from a browser, comma-separated (the gateways'
+    /// public origins when the web app is served from another origin than auth).
+    #[arg(long, env = "BANTER_CORS_ORIGINS", value_delimiter = ',')]
+    pub cors_origins: Vec<String>,
 }
 
 /// `--listen` when given, else the seed's way: the port on all interfaces.

@@ -96,7 +96,10 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     );
     let options = ServeOptions {
         auth: AuthOptions::from_args(&args.tokens, secret),
-        gateway: GatewayConfig::default(),
+        gateway: GatewayConfig {
+            web: args.web.config()?,
+            ..GatewayConfig::default()
+        },
         kafka: args.kafka.settings().map(|k| args.group.settings(k)),
     };
     launch_serve(store, options, listener, shutdown_signal()).await
@@ -111,12 +114,21 @@ async fn auth(args: AuthArgs) -> anyhow::Result<()> {
         AuthOptions::from_args(&args.tokens, SecretString::from(secret.expose().to_owned()));
     let url = args.database.required_url("auth")?;
     let store = open_store(url.expose(), args.database.db_max_connections).await?;
+    let cors = args
+        .cors_origins
+        .iter()
+        .filter(|o| !o.trim().is_empty())
+        .map(|o| {
+            banter_gateway::web::WebConfig::parse_auth_origin(o.trim())
+                .map_err(|e| anyhow::anyhow!("BANTER_CORS_ORIGINS {e}"))
+        })
+        .collect::<anyhow::Result<Vec<String>>>()?;
     let listener = bind(args.listen_addr()).await?;
     tracing::info!(
         "banter auth is listening on http://{}",
         listener.local_addr()?
     );
-    launch_auth(store, options, listener, shutdown_signal()).await
+    launch_auth(store, options, cors, listener, shutdown_signal()).await
 }
 
 async fn gateway(args: GatewayArgs) -> anyhow::Result<()> {
@@ -131,7 +143,7 @@ async fn gateway(args: GatewayArgs) -> anyhow::Result<()> {
     let url = args.database.required_url("gateway")?;
     let store = open_store(url.expose(), args.database.db_max_connections).await?;
     let listener = bind(args.listen_addr()).await?;
-    let config = args.presence.gateway_config();
+    let config = args.presence.gateway_config(args.web.config()?);
     launch_gateway(store, options, kafka, config, listener, shutdown_signal()).await
 }
 
@@ -313,19 +325,39 @@ async fn persist_worker(settings: PersistSettings, store: DynStore, stop: Cancel
     }
 }
 
-/// The auth service alone.
+/// The auth service alone. Pages from `cors_origins` (origins such as
+/// `https://chat.example.com`) may call it from a browser.
 pub async fn launch_auth(
     store: DynStore,
     options: AuthOptions,
+    cors_origins: Vec<String>,
     listener: TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
     let tokens = token_keys(&options)?;
     let app = auth_routes(&store, &options, tokens)?
         .merge(ops::router(database_check(&store), pool_gauges(&store)));
-    serve_http(listener, ops::finish(app), shutdown).await?;
+    let mut app = ops::finish(app);
+    if !cors_origins.is_empty() {
+        app = app.layer(cors(&cors_origins)?);
+    }
+    serve_http(listener, app, shutdown).await?;
     store.close().await;
     Ok(())
+}
+
+/// Lets pages from `origins` call the API: the methods and headers the web app uses.
+fn cors(origins: &[String]) -> anyhow::Result<tower_http::cors::CorsLayer> {
+    use axum::http::{header, HeaderValue, Method};
+    let origins = origins
+        .iter()
+        .map(|o| HeaderValue::from_str(o).context("a CORS origin"))
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    Ok(tower_http::cors::CorsLayer::new()
+        .allow_origin(origins)
+        .allow_methods([Method::GET, Method::POST])
+        .allow_headers([header::CONTENT_TYPE, header::AUTHORIZATION])
+        .max_age(std::time::Duration::from_secs(600)))
 }
 
 fn token_keys(options: &AuthOptions) -> anyhow::Result<Arc<TokenKeys>> {

@@ -57,6 +57,8 @@ pub struct GatewayConfig {
     pub presence_heartbeat: Duration,
     /// Presence another gateway has not confirmed for this long is forgotten.
     pub presence_ttl: Duration,
+    /// The web app's files and settings.
+    pub web: web::WebConfig,
 }
 
 impl Default for GatewayConfig {
@@ -70,6 +72,7 @@ impl Default for GatewayConfig {
             recent_per_room: 1000,
             presence_heartbeat: Duration::from_secs(10),
             presence_ttl: Duration::from_secs(30),
+            web: web::WebConfig::default(),
         }
     }
 }
@@ -167,7 +170,7 @@ pub fn router(state: GatewayState) -> Router {
         .route("/api/v1/rooms/{room}/messages", get(api::history))
         .route("/api/v1/rooms/{room}/presence", get(api::presence))
         .route("/api/v1/messages/{id}", delete(api::delete_message))
-        .merge(web::router())
+        .merge(web::router(state.config.web.clone()))
         .with_state(state)
 }
 

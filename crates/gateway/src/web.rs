@@ -1,8 +1,13 @@
-//! The web page at `/` and `/chat`: static files embedded in the binary, sent with a strict
-//! Content-Security-Policy (no inline script can run, even if some text slipped through).
+//! The web app at `/` and `/chat`: static files embedded in the binary (or, for working on
+//! the app, read from a directory at each request), sent with a strict Content-Security-Policy
+//! (no inline script can run, even if some text slipped through), and `/config.json`, which
+//! tells the app where the auth API is when it is not on this origin (split deployments).
 
-use axum::http::header;
-use axum::response::IntoResponse;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use axum::http::{header, HeaderValue, StatusCode, Uri};
+use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::Router;
 
@@ -10,37 +15,176 @@ const INDEX: &str = include_str!("../../../web/index.html");
 const APP_JS: &str = include_str!("../../../web/app.js");
 const STYLE: &str = include_str!("../../../web/style.css");
 
-/// Sent with every page and asset.
-pub const CSP: &str = "default-src 'self'; script-src 'self'; style-src 'self'; \
-     connect-src 'self' ws: wss:; img-src 'self' data:; object-src 'none'; base-uri 'none'; \
-     form-action 'self'; frame-ancestors 'none'";
-
-fn asset(content_type: &'static str, body: &'static str) -> impl IntoResponse {
-    (
-        [
-            (header::CONTENT_TYPE, content_type),
-            (header::CONTENT_SECURITY_POLICY, CSP),
-            (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
-            (header::X_FRAME_OPTIONS, "DENY"),
-            (header::REFERRER_POLICY, "no-referrer"),
-            (header::CACHE_CONTROL, "no-cache"),
-        ],
-        body,
-    )
+/// Where the app comes from and what it is told.
+#[derive(Debug, Clone, Default)]
+pub struct WebConfig {
+    /// Serve `index.html`, `app.js` and `style.css` from this directory, read at each request,
+    /// instead of the copies built into the binary (for working on the app without rebuilds).
+    pub dir: Option<PathBuf>,
+    /// The auth API's origin as browsers reach it, when it is not this one (e.g.
+    /// `https://auth.example.com`); `None`: the same origin as the page.
+    pub auth_origin: Option<String>,
 }
 
-/// `/`, `/chat`, `/app.js`, `/style.css`.
-pub fn router<S: Clone + Send + Sync + 'static>() -> Router<S> {
-    let page = || async { asset("text/html; charset=utf-8", INDEX) };
+impl WebConfig {
+    /// Checks that `url` is an absolute http(s) origin and keeps just the origin.
+    pub fn parse_auth_origin(url: &str) -> Result<String, String> {
+        let uri: Uri = url.parse().map_err(|e| format!("not a URL ({url}): {e}"))?;
+        match (uri.scheme_str(), uri.authority()) {
+            (Some(scheme @ ("http" | "https")), Some(authority)) => {
+                Ok(format!("{scheme}://{authority}"))
+            }
+            _ => Err(format!("must be an http(s) URL with a host: {url}")),
+        }
+    }
+
+    fn csp(&self) -> String {
+        let auth = self
+            .auth_origin
+            .as_deref()
+            .map(|o| format!(" {o}"))
+            .unwrap_or_default();
+        format!(
+            "default-src 'self'; script-src 'self'; style-src 'self'; \
+             connect-src 'self' ws: wss:{auth}; img-src 'self' data:; object-src 'none'; \
+             base-uri 'none'; form-action 'self'; frame-ancestors 'none'"
+        )
+    }
+}
+
+struct Web {
+    config: WebConfig,
+    csp: HeaderValue,
+    config_json: String,
+}
+
+impl Web {
+    async fn asset(
+        &self,
+        name: &str,
+        built_in: &'static str,
+        content_type: &'static str,
+    ) -> Response {
+        let body = match &self.config.dir {
+            None => built_in.to_owned(),
+            Some(dir) => match tokio::fs::read_to_string(dir.join(name)).await {
+                Ok(body) => body,
+                Err(e) => {
+                    tracing::warn!(error = %e, file = name, "web asset not readable");
+                    return StatusCode::NOT_FOUND.into_response();
+                }
+            },
+        };
+        self.respond(content_type, body)
+    }
+
+    fn respond(&self, content_type: &'static str, body: String) -> Response {
+        (
+            [
+                (header::CONTENT_TYPE, HeaderValue::from_static(content_type)),
+                (header::CONTENT_SECURITY_POLICY, self.csp.clone()),
+                (
+                    header::X_CONTENT_TYPE_OPTIONS,
+                    HeaderValue::from_static("nosniff"),
+                ),
+                (header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY")),
+                (
+                    header::REFERRER_POLICY,
+                    HeaderValue::from_static("no-referrer"),
+                ),
+                (header::CACHE_CONTROL, HeaderValue::from_static("no-cache")),
+            ],
+            body,
+        )
+            .into_response()
+    }
+}
+
+/// `/`, `/chat`, `/app.js`, `/style.css`, `/config.json`.
+pub fn router<S: Clone + Send + Sync + 'static>(config: WebConfig) -> Router<S> {
+    let csp = HeaderValue::from_str(&config.csp()).unwrap_or_else(|_| {
+        // Only an origin with odd characters could get here; the strict default stands.
+        HeaderValue::from_static("default-src 'self'")
+    });
+    let config_json = serde_json::json!({
+        "auth_url": config.auth_origin.clone().unwrap_or_default(),
+    })
+    .to_string();
+    let web = Arc::new(Web {
+        config,
+        csp,
+        config_json,
+    });
+    let page = {
+        let web = web.clone();
+        move || {
+            let web = web.clone();
+            async move {
+                web.asset("index.html", INDEX, "text/html; charset=utf-8")
+                    .await
+            }
+        }
+    };
+    let script = {
+        let web = web.clone();
+        move || {
+            let web = web.clone();
+            async move {
+                web.asset("app.js", APP_JS, "text/javascript; charset=utf-8")
+                    .await
+            }
+        }
+    };
+    let style = {
+        let web = web.clone();
+        move || {
+            let web = web.clone();
+            async move {
+                web.asset("style.css", STYLE, "text/css; charset=utf-8")
+                    .await
+            }
+        }
+    };
+    let settings = move || {
+        let web = web.clone();
+        async move { web.respond("application/json", web.config_json.clone()) }
+    };
     Router::new()
-        .route("/", get(page))
+        .route("/", get(page.clone()))
         .route("/chat", get(page))
-        .route(
-            "/app.js",
-            get(|| async { asset("text/javascript; charset=utf-8", APP_JS) }),
-        )
-        .route(
-            "/style.css",
-            get(|| async { asset("text/css; charset=utf-8", STYLE) }),
-        )
+        .route("/app.js", get(script))
+        .route("/style.css", get(style))
+        .route("/config.json", get(settings))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_auth_origin_is_an_http_origin() {
+        assert_eq!(
+            WebConfig::parse_auth_origin("https://auth.example.com/api/v1").unwrap(),
+            "https://auth.example.com"
+        );
+        assert_eq!(
+            WebConfig::parse_auth_origin("http://127.0.0.1:8080").unwrap(),
+            "http://127.0.0.1:8080"
+        );
+        assert!(WebConfig::parse_auth_origin("auth.example.com").is_err());
+        assert!(WebConfig::parse_auth_origin("ftp://x").is_err());
+        assert!(WebConfig::parse_auth_origin("https://a b").is_err());
+    }
+
+    #[test]
+    fn the_policy_lets_the_app_reach_the_auth_origin_and_nothing_else() {
+        let config = WebConfig {
+            dir: None,
+            auth_origin: Some("https://auth.example.com".into()),
+        };
+        let csp = config.csp();
+        assert!(csp.contains("connect-src 'self' ws: wss: https://auth.example.com;"));
+        assert!(csp.contains("script-src 'self';"));
+        assert!(!csp.contains("unsafe"));
+    }
 }

@@ -3,3 +3,4 @@
 mod auth;
 mod errors;
 mod ops;
+mod web;
