@@ -1,0 +1,145 @@
+//! The command line: a scenario and its knobs, and the settings every scenario shares.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "banter-bench",
+    version,
+    about = "Load generator for banter and for servers speaking the Go seed's protocol",
+    long_about = "Drives a chat server over its public protocol and checks every delivery for \
+                  loss, duplication and order; measures latency with an HdrHistogram. \
+                  Send traffic to loopback addresses only."
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub scenario: Scenario,
+    #[command(flatten)]
+    pub common: Common,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Protocol {
+    /// banter's: typed frames, client ids, acks, joins with `since`.
+    Banter,
+    /// The Go seed's: token in the query, bare `{"room","body"}` sends, bare message objects.
+    Seed,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct Common {
+    /// The server's base URL (WebSocket at /ws). Several, comma-separated, spread the
+    /// connections over them (e.g. two gateways).
+    #[arg(long, global = true, default_value = "http://127.0.0.1:8080")]
+    pub url: String,
+    /// The auth API's base URL (default: the first --url).
+    #[arg(long, global = true)]
+    pub auth_url: Option<String>,
+    #[arg(long, global = true, value_enum, default_value_t = Protocol::Banter)]
+    pub protocol: Protocol,
+    /// Connections come from this many loopback source addresses, 127.0.0.2 upwards
+    /// (0: the OS picks, 127.0.0.1).
+    #[arg(long, global = true, default_value_t = 16)]
+    pub source_ips: u8,
+    /// Accounts the connections are spread over (registered when missing).
+    #[arg(long, global = true, default_value_t = 20)]
+    pub users: usize,
+    /// Account names are this prefix and a number.
+    #[arg(long, global = true, default_value = "bench")]
+    pub user_prefix: String,
+    /// The server's process id: its resident memory goes into the summary.
+    #[arg(long, global = true)]
+    pub server_pid: Option<u32>,
+    /// Write the summary here as JSON.
+    #[arg(long, global = true)]
+    pub json: Option<PathBuf>,
+    /// Connections opened at once while setting up.
+    #[arg(long, global = true, default_value_t = 256)]
+    pub connect_concurrency: usize,
+}
+
+impl Common {
+    pub fn urls(&self) -> Vec<String> {
+        self.url
+            .split(',')
+            .map(|u| u.trim().trim_end_matches('/').to_owned())
+            .filter(|u| !u.is_empty())
+            .collect()
+    }
+
+    pub fn auth(&self) -> String {
+        self.auth_url
+            .clone()
+            .map(|u| u.trim_end_matches('/').to_owned())
+            .unwrap_or_else(|| self.urls().first().cloned().unwrap_or_default())
+    }
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Scenario {
+    /// R rooms of M members; P sends per second in total, bodies of --body-bytes.
+    Fanout(FanoutArgs),
+    /// N connections held for a while: drops, and the server's memory per connection.
+    Idle(IdleArgs),
+    /// Members of a busy room reconnect at a rate, each resuming with `since`.
+    Reconnect(ReconnectArgs),
+    /// Logins at a rate beside a fanout: login latency, and what it does to the fanout's.
+    Login(LoginArgs),
+}
+
+fn duration(s: &str) -> Result<Duration, String> {
+    humantime::parse_duration(s).map_err(|e| e.to_string())
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct FanoutArgs {
+    #[arg(long, default_value_t = 10)]
+    pub rooms: usize,
+    /// Members per room (each a connection that reads everything of its room).
+    #[arg(long, default_value_t = 100)]
+    pub members: usize,
+    /// Sends per second over all rooms (one sender per room).
+    #[arg(long, default_value_t = 500.0)]
+    pub rate: f64,
+    #[arg(long, default_value_t = 200)]
+    pub body_bytes: usize,
+    /// Sending before measuring starts.
+    #[arg(long, value_parser = duration, default_value = "3s")]
+    pub warmup: Duration,
+    /// Measuring.
+    #[arg(long, value_parser = duration, default_value = "20s")]
+    pub duration: Duration,
+    /// After sending stops, how long deliveries may still come.
+    #[arg(long, value_parser = duration, default_value = "10s")]
+    pub drain: Duration,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct IdleArgs {
+    #[arg(long, default_value_t = 1000)]
+    pub connections: usize,
+    /// How long they are held once all are open.
+    #[arg(long, value_parser = duration, default_value = "30s")]
+    pub hold: Duration,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct ReconnectArgs {
+    #[command(flatten)]
+    pub fanout: FanoutArgs,
+    /// Reconnects per second over all members.
+    #[arg(long, default_value_t = 200.0)]
+    pub reconnect_rate: f64,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct LoginArgs {
+    #[command(flatten)]
+    pub fanout: FanoutArgs,
+    /// Logins per second.
+    #[arg(long, default_value_t = 10.0)]
+    pub login_rate: f64,
+}

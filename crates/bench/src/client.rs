@@ -1,0 +1,150 @@
+//! Talking to the server: accounts and tokens over HTTP, WebSocket connections from chosen
+//! loopback source addresses, and the frames of the two protocols.
+
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+
+use anyhow::Context;
+use futures::stream::{self, StreamExt};
+use serde::Deserialize;
+use serde_json::json;
+use tokio::net::{TcpSocket, TcpStream};
+use tokio_tungstenite::WebSocketStream;
+
+use crate::cli::{Common, Protocol};
+
+pub type Ws = WebSocketStream<TcpStream>;
+
+pub const PASSWORD: &str = "bench-password-1";
+
+/// Logs in as `name`, registering it first when it does not exist; returns the access token.
+pub async fn token(http: &reqwest::Client, auth: &str, name: &str) -> anyhow::Result<String> {
+    let creds = json!({ "username": name, "password": PASSWORD });
+    let login = |http: &reqwest::Client| {
+        http.post(format!("{auth}/api/v1/login"))
+            .json(&creds)
+            .send()
+    };
+    let mut r = login(http).await.context("login")?;
+    if r.status() == 401 {
+        let reg = http
+            .post(format!("{auth}/api/v1/register"))
+            .json(&creds)
+            .send()
+            .await
+            .context("register")?;
+        anyhow::ensure!(
+            reg.status().is_success() || reg.status() == 409,
+            "registering {name}: {}",
+            reg.status()
+        );
+        r = login(http).await.context("login")?;
+    }
+    anyhow::ensure!(r.status().is_success(), "logging in {name}: {}", r.status());
+    let body: serde_json::Value = r.json().await.context("login answer")?;
+    body["data"]["token"]
+        .as_str()
+        .map(str::to_owned)
+        .context("no token in the login answer")
+}
+
+/// Tokens of `common.users` accounts (a few logins at a time: hashing is deliberately slow).
+pub async fn tokens(common: &Common) -> anyhow::Result<Vec<String>> {
+    let http = reqwest::Client::new();
+    let auth = common.auth();
+    let names: Vec<String> = (0..common.users.max(1))
+        .map(|i| format!("{}{i}", common.user_prefix))
+        .collect();
+    stream::iter(names)
+        .map(|name| {
+            let (http, auth) = (http.clone(), auth.clone());
+            async move { token(&http, &auth, &name).await }
+        })
+        .buffered(4)
+        .collect::<Vec<_>>()
+        .await
+        .into_iter()
+        .collect()
+}
+
+/// The loopback address the `n`th connection comes from.
+pub fn source(common: &Common, n: usize) -> IpAddr {
+    if common.source_ips == 0 {
+        return IpAddr::V4(Ipv4Addr::LOCALHOST);
+    }
+    let host = 2 + (n % usize::from(common.source_ips));
+    IpAddr::V4(Ipv4Addr::new(127, 0, 0, u8::try_from(host).unwrap_or(2)))
+}
+
+/// The WebSocket URL of `base` for `token`, joining `room` at once (banter) where it can.
+pub fn ws_url(protocol: Protocol, base: &str, token: &str, room: &str) -> String {
+    let ws = base.replacen("http", "ws", 1);
+    match protocol {
+        Protocol::Banter => format!("{ws}/ws?token={token}&room={room}"),
+        Protocol::Seed => format!("{ws}/ws?token={token}"),
+    }
+}
+
+/// Opens a WebSocket to `url` from `from`.
+pub async fn connect(url: &str, from: IpAddr) -> anyhow::Result<Ws> {
+    let authority = url
+        .split("://")
+        .nth(1)
+        .and_then(|rest| rest.split('/').next())
+        .context("a URL with a host")?;
+    let addr: SocketAddr = tokio::net::lookup_host(authority)
+        .await?
+        .next()
+        .context("the host resolves")?;
+    let socket = TcpSocket::new_v4()?;
+    socket.bind(SocketAddr::new(from, 0))?;
+    let stream = socket.connect(addr).await.context("TCP connect")?;
+    stream.set_nodelay(true)?;
+    let (ws, _) = tokio_tungstenite::client_async(url, stream)
+        .await
+        .context("WebSocket handshake")?;
+    Ok(ws)
+}
+
+/// A send frame.
+pub fn send_frame(protocol: Protocol, room: &str, body: &str, client_id: &str) -> String {
+    match protocol {
+        Protocol::Banter => {
+            json!({"type": "send", "room": room, "body": body, "client_id": client_id}).to_string()
+        }
+        Protocol::Seed => json!({"room": room, "body": body}).to_string(),
+    }
+}
+
+/// A join frame resuming after `since`.
+pub fn join_frame(room: &str, since: Option<&str>) -> String {
+    match since {
+        Some(cursor) => json!({"type": "join", "room": room, "since": cursor}).to_string(),
+        None => json!({"type": "join", "room": room}).to_string(),
+    }
+}
+
+/// What the generator looks at in a frame from the server.
+#[derive(Debug, Deserialize)]
+pub struct Incoming {
+    #[serde(rename = "type")]
+    pub kind: Option<String>,
+    pub room: Option<String>,
+    pub body: Option<String>,
+    pub cursor: Option<String>,
+    pub code: Option<String>,
+}
+
+impl Incoming {
+    pub fn parse(text: &str) -> Option<Self> {
+        serde_json::from_str(text).ok()
+    }
+
+    /// A chat message (banter's `message` frame, or the seed's bare message object).
+    pub fn is_message(&self) -> bool {
+        self.body.is_some() && matches!(self.kind.as_deref(), None | Some("message"))
+    }
+
+    pub fn is(&self, kind: &str) -> bool {
+        self.kind.as_deref() == Some(kind)
+    }
+}

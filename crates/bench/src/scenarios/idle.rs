@@ -1,0 +1,119 @@
+//! Idle connections: N WebSockets opened and held, each answering the server's pings. The
+//! figures are drops (connections the server closed) and the server's resident memory per
+//! connection (with --server-pid).
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::StreamExt;
+use tokio::sync::watch;
+
+use crate::cli::{Common, IdleArgs};
+use crate::client;
+use crate::report::{self, Summary};
+
+pub async fn run(common: &Common, args: &IdleArgs) -> anyhow::Result<Summary> {
+    let urls = common.urls();
+    anyhow::ensure!(!urls.is_empty(), "--url is empty");
+    let tokens = client::tokens(common).await?;
+    let room = format!(
+        "bench-idle-{}",
+        &uuid::Uuid::new_v4().simple().to_string()[..8]
+    );
+    let rss_before = common.server_pid.and_then(report::rss_bytes);
+    let drops = Arc::new(AtomicU64::new(0));
+    let (stop_tx, stop) = watch::channel(false);
+    eprintln!("opening {} connections", args.connections);
+    let opened = futures::stream::iter(0..args.connections)
+        .map(|n| {
+            let url = client::ws_url(
+                common.protocol,
+                &urls[n % urls.len()],
+                &tokens[n % tokens.len()],
+                &room,
+            );
+            let from = client::source(common, n);
+            async move { client::connect(&url, from).await }
+        })
+        .buffer_unordered(common.connect_concurrency.max(1))
+        .collect::<Vec<_>>()
+        .await;
+    let mut handles = Vec::new();
+    let mut failed = 0u64;
+    for ws in opened {
+        match ws {
+            Ok(ws) => handles.push(tokio::spawn(hold(ws, stop.clone(), drops.clone()))),
+            Err(e) => {
+                failed += 1;
+                if failed == 1 {
+                    eprintln!("a connection failed: {e:#}");
+                }
+            }
+        }
+    }
+    eprintln!(
+        "{} open ({failed} failed); holding for {:?}",
+        handles.len(),
+        args.hold
+    );
+    // Let the server settle (joins, presence) before reading its memory.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let rss_open = common.server_pid.and_then(report::rss_bytes);
+    let mut tick = tokio::time::interval(Duration::from_secs(10));
+    let until = tokio::time::Instant::now() + args.hold;
+    while tokio::time::Instant::now() < until {
+        tick.tick().await;
+        eprintln!(
+            "holding {} connections, {} dropped{}",
+            handles.len(),
+            drops.load(Ordering::Relaxed),
+            common
+                .server_pid
+                .and_then(report::rss_bytes)
+                .map(|b| format!(", server RSS {} MiB", b / (1 << 20)))
+                .unwrap_or_default()
+        );
+    }
+    let rss_end = common.server_pid.and_then(report::rss_bytes);
+    let _ = stop_tx.send(true);
+    let open = handles.len() as u64;
+    for h in handles {
+        let _ = h.await;
+    }
+    let per_connection = match (rss_before, rss_open) {
+        (Some(before), Some(after)) if open > 0 => {
+            Some(after.saturating_sub(before) as f64 / open as f64)
+        }
+        _ => None,
+    };
+    Ok(Summary {
+        scenario: "idle".into(),
+        protocol: format!("{:?}", common.protocol).to_lowercase(),
+        connections: open,
+        duration_s: args.hold.as_secs_f64(),
+        errors: failed,
+        drops: drops.load(Ordering::Relaxed),
+        server_rss_bytes: rss_end,
+        server_rss_per_connection_bytes: per_connection,
+        ..Summary::default()
+    })
+}
+
+/// Reads (which answers pings) until the run ends; a close before that is a drop.
+async fn hold(mut ws: client::Ws, mut stop: watch::Receiver<bool>, drops: Arc<AtomicU64>) {
+    loop {
+        tokio::select! {
+            frame = ws.next() => {
+                if matches!(frame, None | Some(Err(_))) {
+                    drops.fetch_add(1, Ordering::Relaxed);
+                    return;
+                }
+            }
+            _ = stop.changed() => {
+                let _ = ws.close(None).await;
+                return;
+            }
+        }
+    }
+}
