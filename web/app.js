@@ -1,280 +1,421 @@
 /*
- * banter — the plain web chat page.
+ * banter — the web chat.
  *
- * No framework, no build step. Served under a strict CSP, so everything is
- * wired with addEventListener, and every piece of user-provided text goes
- * into the page through textContent (never innerHTML).
+ * Plain JS, no build step. The page runs under a strict CSP, so everything is
+ * wired with addEventListener, and all user-provided text reaches the page
+ * through textContent only (never innerHTML).
  *
  * Outline:
- *   session   — tokens in localStorage, refresh before expiry / on 401.
- *   api()     — fetch wrapper that unwraps the JSON envelope.
- *   room      — history over HTTP, then "join" over the socket with `since`.
- *   messages  — kept sorted by cursor, deduplicated by id.
- *   outbox    — own messages waiting for their "ack", re-sent after reconnects.
- *   socket    — reconnect with backoff + jitter, resume from the last cursor.
+ *   storage   — session tokens and per-user state (rooms, read marks, outbox) in localStorage.
+ *   http      — fetch wrapper for the JSON envelope; auth calls go to config.auth_url.
+ *   session   — log in/out, refresh before expiry (one tab at a time), 401 → refresh once.
+ *   rooms     — Room objects: messages sorted by cursor, members, typing, unread.
+ *   render    — sidebar, message list, presence, typing, status.
+ *   outbox    — own messages until the server has them; re-sent with the same client_id.
+ *   socket    — ONE WebSocket joined to every sidebar room; resume with `since`.
+ *   lifecycle — opening, adding and leaving rooms; history; polling GET /rooms.
  */
 'use strict';
 
-const API = '/api/v1';
-const SESSION_KEY = 'banter.session'; // {token, refresh_token, username, expires_at}
-const ROOM_KEY = 'banter.room';
 const PAGE_SIZE = 50;
-const TYPING_SEND_EVERY_MS = 2000;
+const POLL_MS = 10000;
+const TYPING_SEND_MS = 2000;
 const TYPING_SHOW_MS = 3000;
-const RETRYABLE_SEND_ERRORS = new Set(['rate_limited', 'unavailable']);
+const RETRY_SEND_MS = 2500;
+const GROUP_GAP_MS = 5 * 60 * 1000;   // same author within this: one visual group
+const KEEP_AWAY = 200;                // messages kept in memory for rooms not on screen
+const SLEEP_GAP_MS = 3 * 60 * 1000;   // a timer this late means the machine slept
+const MAX_BODY = 4000;
+const ZERO_CURSOR = '0'.repeat(24);   // below every cursor: "replay everything"
+const ROOM_RE = /^[A-Za-z0-9_.-]{1,64}$/;
+const USER_RE = /^[A-Za-z0-9_.-]{3,32}$/;
+const SESSION_KEY = 'banter.session';
 
 const $ = (id) => document.getElementById(id);
 const ui = {
   authView: $('auth-view'), authForm: $('auth-form'), authAlert: $('auth-alert'),
   authInfo: $('auth-info'), username: $('username'), password: $('password'),
   loginBtn: $('login-btn'), registerBtn: $('register-btn'),
-  chatView: $('chat-view'), meName: $('me-name'), conn: $('conn-status'),
+  chatView: $('chat-view'), sidebar: $('sidebar'), sidebarToggle: $('sidebar-toggle'),
+  sidebarClose: $('sidebar-close'), menuDot: $('menu-dot'), meName: $('me-name'),
   logoutBtn: $('logout-btn'), roomForm: $('room-form'), roomInput: $('room-input'),
-  roomList: $('room-list'), chatAlert: $('chat-alert'), roomName: $('room-name'),
-  messages: $('messages'), loadOlder: $('load-older'), list: $('message-list'),
-  typing: $('typing'), composer: $('composer'), input: $('message-input'),
-  membersDetails: $('members-details'), membersCount: $('members-count'),
-  memberList: $('member-list'),
+  channelList: $('channel-list'), dmList: $('dm-list'), dmEmpty: $('dm-empty'),
+  browse: $('browse'), browseList: $('browse-list'),
+  roomName: $('room-name'), conn: $('conn-status'), chatAlert: $('chat-alert'),
+  messages: $('messages'), loadOlder: $('load-older'), historyNote: $('history-note'),
+  list: $('message-list'), jump: $('jump-latest'), typing: $('typing'), announcer: $('announcer'),
+  composer: $('composer'), input: $('message-input'),
+  members: $('members'), membersToggle: $('members-toggle'), membersClose: $('members-close'),
+  membersCount: $('members-count'), membersToggleCount: $('members-toggle-count'),
+  memberList: $('member-list'), scrim: $('scrim'),
 };
 
 /* ------------------------------------------------------------------ state */
 
-let session = null;      // see SESSION_KEY
-let sessionEpoch = 0;    // bumped on login/logout so stale async work is ignored
+const config = { authBase: '' };  // '' = the auth API is on this origin
+let session = null;               // {token, refresh_token, username, expires_at}
+let epoch = 0;                    // bumped when a session starts or ends; late results of an old one are dropped
+let refreshing = null;            // the refresh in flight (one per tab)
 let refreshTimer = null;
-let refreshing = null;   // in-flight refresh promise (single flight)
-let lastRefreshAt = 0;
-
-const room = {
-  name: null,            // current room
-  historyLoaded: false,  // HTTP history loaded → safe to "join" with since
-  joined: false,         // server confirmed "joined" on the current socket
-  hasMore: false,
-  lastCursor: null,      // newest cursor seen in the stream (resume point)
-  msgs: [],              // [{id, cursor, el}] sorted by cursor
-  byId: new Map(),
-  members: new Set(),
-  typing: new Map(),     // user → timeout id
-  joinSeq: 0,            // guards against overlapping joinRoom() calls
-  loadingOlder: false,
-};
-
-// client_id → {client_id, room, body, el, id?}; Map keeps send order.
-const outbox = new Map();
-
-let ws = null;
-let wsAttempts = 0;        // for backoff; reset once a room is joined
-let failsWithoutOpen = 0;  // handshakes that never opened (maybe a bad token)
-let everConnected = false;
-let reconnectTimer = null;
-let lastTypingSent = 0;
+let pollTimer = null;
+let lastTick = 0;
 let alertTimer = null;
+
+const rooms = new Map();          // name → Room, in sidebar order
+let current = null;               // the Room on screen
+let prefs = null;                 // {current, read: {room: cursor}, dismissed: {room: last_message_at}}
+const outbox = new Map();         // client_id → own message not yet stored, in send order
+// Ids deleted while this page ran. A history page read before a deletion can
+// land after its `deleted` frame, and a resume may replay a message deleted
+// moments ago: neither may bring it back.
+const deletedIds = new Set();
+
+const socket = { ws: null, gen: 0, attempts: 0, timer: null, hasOpened: false };
+let lastScrollTop = 0;
+
+class Room {
+  constructor(name) {
+    this.name = name;
+    this.msgs = [];           // stored messages, sorted by cursor
+    this.byId = new Map();
+    this.cursor = null;       // resume point: we have every message up to here
+    this.loaded = false;      // the newest history page is in
+    this.loading = null;      // that page's request, while in flight
+    this.loadError = '';
+    this.hasMore = false;
+    this.loadingOlder = false;
+    this.members = new Set();
+    this.membersLive = false; // members came over the current socket (else use the polled count)
+    this.polledOnline = 0;
+    this.lastMessageAt = null;
+    this.typing = new Map();  // user → timer that hides "is typing"
+    this.typingSentAt = 0;
+    this.unread = new Set();  // ids of messages from others not seen yet
+    this.joinSentOn = 0;      // socket generation our `join` went out on
+    this.joinsAwaited = 0;    // `joined` answers still due on this socket
+    this.joined = false;      // our own join was answered on this socket
+    this.draft = '';
+    this.nav = null;          // sidebar elements
+  }
+
+  get online() {
+    return this.membersLive ? this.members.size : this.polledOnline;
+  }
+
+  get newest() {
+    return this.msgs.length ? this.msgs[this.msgs.length - 1].cursor : null;
+  }
+}
 
 /* ---------------------------------------------------------------- helpers */
 
-class ApiError extends Error {
-  constructor(status, code, message) {
-    super(message);
-    this.status = status;
-    this.code = code;
-  }
+function el(tag, className, text) {
+  const node = document.createElement(tag);
+  if (className) node.className = className;
+  if (text != null) node.textContent = text;
+  return node;
+}
+
+// Icons are CSS masks (style.css), so no markup of ours looks like an
+// image or SVG in the message list.
+function icon(name) {
+  const span = el('span', `icon icon-${name}`);
+  span.setAttribute('aria-hidden', 'true');
+  return span;
+}
+
+function iconButton(name, label, onClick, className = '') {
+  const b = el('button', `icon-btn ${className}`.trim());
+  b.type = 'button';
+  b.setAttribute('aria-label', label);
+  b.title = label;
+  b.append(icon(name));
+  b.addEventListener('click', onClick);
+  return b;
 }
 
 function newClientId() {
   if (crypto.randomUUID) return crypto.randomUUID();
-  // randomUUID needs a secure context; build a v4 UUID by hand otherwise.
+  // randomUUID needs a secure context; plain http on a LAN address is not one.
   const b = crypto.getRandomValues(new Uint8Array(16));
-  b[6] = (b[6] & 0x0f) | 0x40;
-  b[8] = (b[8] & 0x3f) | 0x80;
-  const h = Array.from(b, (x) => x.toString(16).padStart(2, '0')).join('');
-  return `${h.slice(0, 8)}-${h.slice(8, 12)}-${h.slice(12, 16)}-${h.slice(16, 20)}-${h.slice(20)}`;
+  return 'c-' + Array.from(b, (x) => x.toString(16).padStart(2, '0')).join('');
 }
 
-function hhmm(iso) {
-  const d = new Date(iso);
-  if (Number.isNaN(d.getTime())) return '';
-  return `${String(d.getHours()).padStart(2, '0')}:${String(d.getMinutes()).padStart(2, '0')}`;
+const maxCursor = (a, b) => (!a ? b : !b ? a : a > b ? a : b);
+const isMe = (user) => !!session && String(user).toLowerCase() === session.username.toLowerCase();
+const pageVisible = () => document.visibilityState === 'visible';
+
+function hhmm(date) {
+  return `${String(date.getHours()).padStart(2, '0')}:${String(date.getMinutes()).padStart(2, '0')}`;
 }
+
+function dayLabel(date) {
+  const opts = { weekday: 'long', month: 'long', day: 'numeric' };
+  if (date.getFullYear() !== new Date().getFullYear()) opts.year = 'numeric';
+  return date.toLocaleDateString(undefined, opts);
+}
+
+const sameDay = (a, b) => a.toDateString() === b.toDateString();
+
+/* ---------------------------------------------------------- room names */
+
+const isDm = (name) => name.startsWith('dm:');
+
+// The server's canonical DM name: both usernames lowercased, sorted.
+function dmName(a, b) {
+  return 'dm:' + [a.toLowerCase(), b.toLowerCase()].sort().join(':');
+}
+
+function dmPeer(name) {
+  const [, a, b] = name.split(':');
+  return a === session.username.toLowerCase() ? b : a;
+}
+
+const roomLabel = (name) => (isDm(name) ? `@ ${dmPeer(name)}` : `# ${name}`);
+
+// What the Room field accepts: "dev", "#dev", "@bob", "dm:bob:alice".
+// Returns the server's name for it, or throws a message for the person.
+function parseRoomInput(text) {
+  const input = text.trim().replace(/^#/, '');
+  let peer = null;
+  if (input.startsWith('@')) peer = input.slice(1);
+  else if (input.startsWith('dm:')) {
+    const users = input.slice(3).split(':');
+    if (users.length !== 2 || !users.some(isMe)) throw new Error('You can only open direct messages you are part of.');
+    peer = isMe(users[0]) ? users[1] : users[0];
+  }
+  if (peer !== null) {
+    if (!USER_RE.test(peer)) throw new Error('Usernames are 3 to 32 letters, digits, dots, dashes or underscores.');
+    if (isMe(peer)) throw new Error('That is you — pick someone else to message.');
+    return dmName(session.username, peer);
+  }
+  if (!ROOM_RE.test(input)) throw new Error('Room names are 1 to 64 letters, digits, dots, dashes or underscores.');
+  return input;
+}
+
+function validStoredRoom(name) {
+  try { return typeof name === 'string' && parseRoomInput(name) === name; } catch { return false; }
+}
+
+/* ---------------------------------------------------------------- storage */
 
 function store(key, value) {
   try {
     if (value == null) localStorage.removeItem(key);
-    else localStorage.setItem(key, typeof value === 'string' ? value : JSON.stringify(value));
-  } catch { /* storage unavailable (private mode): the session lasts this page only */ }
+    else localStorage.setItem(key, JSON.stringify(value));
+  } catch { /* storage full or disabled: this page keeps working, a reload forgets */ }
 }
 
-function readStoredSession() {
-  try {
-    const s = JSON.parse(localStorage.getItem(SESSION_KEY));
-    return s && s.token && s.refresh_token && s.username ? s : null;
-  } catch {
-    return null;
+function load(key) {
+  try { return JSON.parse(localStorage.getItem(key)); } catch { return null; }
+}
+
+const userKey = (what) => `banter.${what}.${session.username}`;
+
+function readSession() {
+  const s = load(SESSION_KEY);
+  return s && s.token && s.refresh_token && s.username ? s : null;
+}
+
+function saveRoomNames() {
+  store(userKey('rooms'), [...rooms.keys()]);
+}
+
+function loadPrefs() {
+  const p = load(userKey('view')) || {};
+  return {
+    current: typeof p.current === 'string' ? p.current : null,
+    read: p.read && typeof p.read === 'object' ? p.read : {},
+    dismissed: p.dismissed && typeof p.dismissed === 'object' ? p.dismissed : {},
+  };
+}
+
+const savePrefs = () => store(userKey('view'), prefs);
+
+// The outbox is shared with this user's other tabs: change one entry at a
+// time instead of writing our whole map over theirs.
+function storeOutboxEntry(p) {
+  const list = (load(userKey('outbox')) || []).filter((e) => e.client_id !== p.clientId);
+  list.push({ client_id: p.clientId, room: p.room, body: p.body, created_at: p.createdAt, state: p.state, error: p.error });
+  store(userKey('outbox'), list);
+}
+
+function forgetOutboxEntry(clientId) {
+  const list = (load(userKey('outbox')) || []).filter((e) => e.client_id !== clientId);
+  store(userKey('outbox'), list.length ? list : null);
+}
+
+/* -------------------------------------------------------------------- http */
+
+class ApiError extends Error {
+  constructor(status, code, message, field) {
+    super(message);
+    this.status = status;
+    this.code = code;
+    this.field = field;
   }
 }
 
-function showChatError(message) {
-  ui.chatAlert.textContent = message;
-  clearTimeout(alertTimer);
-  alertTimer = setTimeout(() => { ui.chatAlert.textContent = ''; }, 8000);
-}
-
-/* -------------------------------------------------------------------- api */
-
 // Calls the JSON API and returns the envelope's `data`, or throws ApiError
-// carrying the server's human-readable `message` and machine `error` code.
-async function api(method, path, { body, auth = false, retry = true } = {}) {
+// with the server's human-readable message. An authenticated call that gets
+// a 401 refreshes the token and tries once more; a second 401 ends the session.
+async function request(base, method, path, { body, auth = true } = {}, retried = false) {
+  const myEpoch = epoch;
   const headers = { Accept: 'application/json' };
   if (body !== undefined) headers['Content-Type'] = 'application/json';
   if (auth) {
     await ensureFreshToken();
-    if (!session) throw new ApiError(401, 'no_session', 'You are not logged in.');
+    if (!session) throw new ApiError(401, 'unauthorized', 'You are signed out.');
     headers.Authorization = `Bearer ${session.token}`;
   }
   let res;
   try {
-    res = await fetch(API + path, {
+    res = await fetch(`${base}/api/v1${path}`, {
       method, headers, body: body === undefined ? undefined : JSON.stringify(body),
     });
   } catch {
-    throw new ApiError(0, 'network_error', 'Cannot reach the server. Check your connection.');
+    throw new ApiError(0, 'network', 'Cannot reach the server. Check your connection.');
   }
   let env = null;
-  try { env = await res.json(); } catch { /* not JSON (e.g. a proxy error page) */ }
+  try { env = await res.json(); } catch { /* not JSON: a proxy's error page */ }
   if (res.ok && env && env.success !== false) return env.data || {};
 
-  const code = (env && env.error) || `http_${res.status}`;
-  if (auth && retry && res.status === 401 && code === 'token_expired') {
-    await refreshSession();
-    return api(method, path, { body, auth, retry: false });
+  if (auth && res.status === 401 && session && myEpoch === epoch) {
+    if (!retried) {
+      await refreshSession();
+      return request(base, method, path, { body, auth }, true);
+    }
+    endSession('Your session has ended. Please log in again.');
   }
-  throw new ApiError(res.status, code, (env && env.message) || `Request failed (HTTP ${res.status}).`);
+  throw new ApiError(
+    res.status,
+    (env && env.error) || `http_${res.status}`,
+    (env && env.message) || `The server answered ${res.status}.`,
+    env && env.data && env.data.field,
+  );
 }
+
+const api = (method, path, opts) => request('', method, path, opts);
+const authApi = (method, path, opts) => request(config.authBase, method, path, opts);
 
 /* ---------------------------------------------------------------- session */
 
-// Stores a login/refresh answer as the current session.
-function applyTokens(data, fallbackUsername) {
+function saveSession(data, username) {
   session = {
     token: data.token,
     refresh_token: data.refresh_token,
-    username: (data.user && data.user.username) || fallbackUsername || (session && session.username),
-    expires_at: Date.now() + (Number(data.expires_in) || 300) * 1000,
+    username: (data.user && data.user.username) || username || session.username,
+    expires_at: Date.now() + (Number(data.expires_in) || 900) * 1000,
   };
   store(SESSION_KEY, session);
+  useToken();
+}
+
+// A new access token: plan the next refresh, and renew the open socket's
+// authentication so the server does not close it at the old token's expiry.
+function useToken() {
   scheduleRefresh();
-  sendAuthFrame();
+  sendFrame({ type: 'auth', token: session.token });
 }
 
-// Takes over a session another tab has just refreshed.
-function adoptSession(s) {
-  session = s;
-  scheduleRefresh();
-  sendAuthFrame();
-}
-
-function sendAuthFrame() {
-  if (session) wsSend({ type: 'auth', token: session.token });
-}
-
-// Refresh a little before expiry (up to 60 s early, with jitter so several
-// tabs do not all refresh at the same instant).
-function scheduleRefresh(delayMs) {
+function scheduleRefresh(delay) {
   clearTimeout(refreshTimer);
   if (!session) return;
-  if (delayMs === undefined) {
+  if (delay === undefined) {
     const left = session.expires_at - Date.now();
-    delayMs = Math.max(1000, left - Math.min(60000, left * 0.2) - Math.random() * 5000);
+    // A fifth of the lifetime early (at most a minute), jittered so tabs do not collide.
+    delay = Math.max(1000, left - Math.min(60000, left / 5) - Math.random() * 5000);
   }
   refreshTimer = setTimeout(() => {
     refreshSession().catch(() => { if (session) scheduleRefresh(10000); });
-  }, delayMs);
+  }, delay);
 }
 
 async function ensureFreshToken() {
-  if (session && session.expires_at - Date.now() < 15000) await refreshSession();
+  if (session && session.expires_at - Date.now() < 20000) await refreshSession();
 }
 
 function refreshSession() {
-  if (!refreshing) refreshing = doRefresh().finally(() => { refreshing = null; });
+  if (!refreshing) {
+    // Refresh tokens rotate and a reused one revokes the whole login, so
+    // only one tab may refresh at a time (Web Locks, where available).
+    const run = navigator.locks ? navigator.locks.request('banter.refresh', doRefresh) : doRefresh();
+    refreshing = run.finally(() => { refreshing = null; });
+  }
   return refreshing;
 }
 
 async function doRefresh() {
-  if (!session) throw new ApiError(401, 'no_session', 'You are not logged in.');
-  const epoch = sessionEpoch;
-  // Another tab may already have rotated the refresh token; use its result.
-  const stored = readStoredSession();
-  if (stored && stored.refresh_token !== session.refresh_token) {
-    adoptSession(stored);
-    if (stored.expires_at - Date.now() > 15000) return;
+  if (!session) throw new ApiError(401, 'unauthorized', 'You are signed out.');
+  const myEpoch = epoch;
+  const stored = readSession();
+  if (stored && stored.username === session.username && stored.refresh_token !== session.refresh_token) {
+    // Another tab refreshed while we waited for the lock.
+    session = stored;
+    useToken();
+    if (stored.expires_at - Date.now() > 30000) return;
   }
-  const oldRefresh = session.refresh_token;
-  lastRefreshAt = Date.now();
   try {
-    const data = await api('POST', '/refresh', { body: { refresh_token: oldRefresh } });
-    if (epoch === sessionEpoch) applyTokens(data);
+    const data = await authApi('POST', '/refresh', { body: { refresh_token: session.refresh_token }, auth: false });
+    if (myEpoch === epoch) saveSession(data);
   } catch (err) {
-    if (err.status === 401 && epoch === sessionEpoch) {
-      const s = readStoredSession();
-      if (s && s.refresh_token !== oldRefresh) { adoptSession(s); return; } // lost a race with another tab
-      endSession({ error: 'Your session has expired. Please log in again.' });
-    }
+    if (err.status === 401 && myEpoch === epoch) endSession('Your session has expired. Please log in again.');
     throw err;
   }
 }
 
 async function logIn(username, password) {
-  const data = await api('POST', '/login', { body: { username, password } });
-  sessionEpoch++;
-  applyTokens(data, username);
+  const data = await authApi('POST', '/login', { body: { username, password }, auth: false });
+  epoch++;
+  saveSession(data, username);
   startChat();
 }
 
 async function logOut() {
+  const outboxKey = userKey('outbox');
   ui.logoutBtn.disabled = true;
   try {
-    if (session) await api('POST', '/logout', { body: { refresh_token: session.refresh_token }, auth: true });
-  } catch { /* log out locally anyway */ }
+    await authApi('POST', '/logout', { body: { refresh_token: session.refresh_token } });
+  } catch { /* sign out here anyway; the refresh token expires on its own */ }
+  // Unsent messages should not wait for the next person at this browser.
+  store(outboxKey, null);
   ui.logoutBtn.disabled = false;
-  endSession({ info: 'You have been logged out.' });
+  endSession('', 'You have been logged out.');
 }
 
-// Drops all session state and shows the login form.
-function endSession({ error = '', info = '', clearStorage = true } = {}) {
-  sessionEpoch++;
+// Back to the login form. The per-user state (rooms, read marks, and the
+// outbox unless the person logged out) stays stored, so signing in again
+// picks up where this left off.
+function endSession(error = '', info = '', { keepStored = false } = {}) {
+  epoch++;
   clearTimeout(refreshTimer);
-  disconnect();
+  clearInterval(pollTimer);
+  dropSocket();
+  if (!keepStored) store(SESSION_KEY, null);
   session = null;
-  if (clearStorage) store(SESSION_KEY, null);
+  for (const room of rooms.values()) for (const t of room.typing.values()) clearTimeout(t);
+  for (const p of outbox.values()) clearTimeout(p.retry);
+  rooms.clear();
   outbox.clear();
-  resetRoom();
-  room.name = null;
+  deletedIds.clear();
+  current = null;
+  socket.hasOpened = false;
+  socket.attempts = 0;
+  ui.list.replaceChildren();
+  ui.memberList.replaceChildren();
+  setDrawer(null);
   showAuth(error, info);
 }
 
-/* -------------------------------------------------------------- views */
+/* ------------------------------------------------------------------ views */
 
 function showAuth(error = '', info = '') {
   ui.chatView.hidden = true;
   ui.authView.hidden = false;
+  document.title = 'banter';
   ui.authAlert.textContent = error;
   ui.authInfo.textContent = info;
   ui.username.focus();
-}
-
-function startChat() {
-  ui.authView.hidden = true;
-  ui.chatView.hidden = false;
-  ui.meName.textContent = session.username;
-  setStatus('connecting');
-  // On a phone, start with the member list collapsed to save room.
-  if (window.matchMedia('(max-width: 640px)').matches) ui.membersDetails.open = false;
-  scheduleRefresh();
-  let saved = null;
-  try { saved = localStorage.getItem(ROOM_KEY); } catch { /* ignore */ }
-  joinRoom(saved || 'general').finally(() => { if (session && !ws) connect(); });
-  refreshRoomList();
-  ui.input.focus();
 }
 
 async function submitAuth(kind) {
@@ -282,19 +423,46 @@ async function submitAuth(kind) {
   const password = ui.password.value;
   ui.authAlert.textContent = '';
   ui.authInfo.textContent = '';
+  if (!username || !password) {
+    ui.authAlert.textContent = 'Enter a username and a password.';
+    (username ? ui.password : ui.username).focus();
+    return;
+  }
   ui.loginBtn.disabled = ui.registerBtn.disabled = true;
   try {
     if (kind === 'register') {
-      await api('POST', '/register', { body: { username, password } });
-      ui.authInfo.textContent = 'Account created. Logging you in…';
+      await authApi('POST', '/register', { body: { username, password }, auth: false });
+      ui.authInfo.textContent = 'Account created. Signing you in…';
     }
     await logIn(username, password);
     ui.password.value = '';
+    ui.authInfo.textContent = '';
   } catch (err) {
     ui.authAlert.textContent = err.message;
+    if (err.field === 'username') ui.username.focus();
+    else if (err.field === 'password' || err.code === 'invalid_credentials') ui.password.focus();
   } finally {
     ui.loginBtn.disabled = ui.registerBtn.disabled = false;
   }
+}
+
+function startChat() {
+  ui.authView.hidden = true;
+  ui.chatView.hidden = false;
+  ui.meName.textContent = session.username;
+  prefs = loadPrefs();
+  const saved = (load(userKey('rooms')) || []).filter(validStoredRoom);
+  for (const name of saved.length ? saved : ['general']) addRoom(name);
+  restoreOutbox();
+  openRoom(rooms.get(prefs.current) || rooms.values().next().value);
+  // The room on screen first; the others fill in their unread counts.
+  for (const room of [current, ...rooms.values()]) loadRoom(room);
+  connect();
+  lastTick = Date.now();
+  pollRooms();
+  pollTimer = setInterval(tick, POLL_MS);
+  scheduleRefresh();
+  ui.input.focus();
 }
 
 function setStatus(state) {
@@ -302,272 +470,454 @@ function setStatus(state) {
   ui.conn.textContent = state;
 }
 
-/* ------------------------------------------------------------------ rooms */
-
-async function fetchHistory(name, before) {
-  const q = new URLSearchParams({ limit: String(PAGE_SIZE) });
-  if (before) q.set('before', before);
-  const data = await api('GET', `/rooms/${encodeURIComponent(name)}/messages?${q}`, { auth: true });
-  return { messages: Array.isArray(data.messages) ? data.messages : [], hasMore: !!data.has_more };
+function showAlert(message) {
+  ui.chatAlert.textContent = message;
+  clearTimeout(alertTimer);
+  alertTimer = setTimeout(() => { ui.chatAlert.textContent = ''; }, 8000);
 }
 
-function resetRoom() {
-  room.historyLoaded = room.joined = room.hasMore = false;
-  room.lastCursor = null;
-  room.msgs = [];
-  room.byId.clear();
-  room.members.clear();
-  for (const t of room.typing.values()) clearTimeout(t);
-  room.typing.clear();
-  ui.list.replaceChildren();
-  renderMembers();
-  renderTyping();
-  updateLoadOlder();
+function announce(text) {
+  ui.announcer.textContent = text.length > 200 ? `${text.slice(0, 200)}…` : text;
 }
 
-// Switches to a room: load the latest history over HTTP first (so a failure
-// leaves the current room untouched), then join over the socket with `since`.
-async function joinRoom(name, force = false) {
-  name = name.trim();
-  if (!name) return;
-  if (!force && name === room.name && room.historyLoaded) return;
-  const seq = ++room.joinSeq;
-  let page;
-  try {
-    page = await fetchHistory(name);
-  } catch (err) {
-    if (seq !== room.joinSeq || !session) return;
-    showChatError(`Could not open “${name}”: ${err.message}`);
-    if (!room.name) { room.name = name; ui.roomName.textContent = name; } // retried once the socket opens
-    return;
+/* ----------------------------------------------------------------- sidebar */
+
+function renderNav() {
+  const channels = [];
+  const dms = [];
+  for (const room of rooms.values()) {
+    if (!room.nav) buildNavItem(room);
+    (isDm(room.name) ? dms : channels).push(room.nav.item);
+    updateNav(room);
   }
-  if (seq !== room.joinSeq || !session) return;
-
-  if (room.name && room.name !== name) wsSend({ type: 'leave', room: room.name });
-  resetRoom();
-  room.name = name;
-  ui.roomName.textContent = name;
-  ui.roomInput.value = name;
-  store(ROOM_KEY, name);
-
-  for (const m of page.messages) addMessage(m, false);
-  if (room.msgs.length) bumpCursor(room.msgs[room.msgs.length - 1].cursor);
-  room.hasMore = page.hasMore;
-  room.historyLoaded = true;
-  updateLoadOlder();
-  for (const p of outbox.values()) if (p.room === name) renderPending(p);
-  scrollToBottom();
-  if (wsOpen()) sendJoin();
+  ui.channelList.replaceChildren(...channels);
+  ui.dmList.replaceChildren(...dms);
+  ui.dmEmpty.hidden = dms.length > 0;
 }
 
-function sendJoin() {
-  const frame = { type: 'join', room: room.name };
-  if (room.lastCursor) frame.since = room.lastCursor;
-  wsSend(frame);
+function buildNavItem(room) {
+  const item = el('li', 'room-item');
+  const link = el('button', 'room-link');
+  link.type = 'button';
+  link.dataset.room = room.name;
+  const unread = el('span', 'unread', '0');
+  const online = el('span', 'online', '0');
+  link.append(el('span', 'room-label', roomLabel(room.name)), unread, online);
+  link.addEventListener('click', () => {
+    openRoom(room);
+    if (setDrawer(null)) ui.input.focus();
+  });
+  const leaveLabel = isDm(room.name) ? `Close conversation with ${dmPeer(room.name)}` : `Leave # ${room.name}`;
+  const close = iconButton('close', leaveLabel, () => leaveRoom(room), 'room-close');
+  item.append(link, close);
+  room.nav = { item, link, unread, online, close };
 }
 
-async function loadOlder() {
-  if (room.loadingOlder || !room.msgs.length) return;
-  const name = room.name;
-  room.loadingOlder = true;
-  ui.loadOlder.disabled = true;
-  try {
-    const page = await fetchHistory(name, room.msgs[0].cursor);
-    if (name !== room.name) return;
-    // Keep the visible messages where they are while older ones go on top.
-    const before = ui.messages.scrollHeight;
-    for (const m of page.messages) addMessage(m, false);
-    ui.messages.scrollTop += ui.messages.scrollHeight - before;
-    room.hasMore = page.hasMore;
-  } catch (err) {
-    if (session) showChatError(err.message);
-  } finally {
-    room.loadingOlder = false;
-    ui.loadOlder.disabled = false;
-    updateLoadOlder();
-  }
+function updateNav(room) {
+  if (!room.nav) return;
+  const { link, unread, online, close } = room.nav;
+  const n = room.unread.size;
+  unread.textContent = String(n);
+  unread.hidden = n === 0;
+  online.textContent = String(room.online);
+  link.classList.toggle('has-unread', n > 0);
+  if (room === current) link.setAttribute('aria-current', 'true');
+  else link.removeAttribute('aria-current');
+  const spoken = isDm(room.name) ? `Direct message with ${dmPeer(room.name)}` : room.name;
+  link.setAttribute('aria-label', `${spoken}${n ? `, ${n} unread` : ''}, ${room.online} online`);
+  close.hidden = rooms.size < 2;
+  updateUnreadSummary();
 }
 
-function updateLoadOlder() {
-  const hide = !(room.hasMore && room.msgs.length);
-  if (hide && document.activeElement === ui.loadOlder) ui.messages.focus();
-  ui.loadOlder.hidden = hide;
+function updateUnreadSummary() {
+  let total = 0;
+  for (const room of rooms.values()) total += room.unread.size;
+  ui.menuDot.hidden = total === 0;
+  const where = current ? `${roomLabel(current.name)} · ` : '';
+  document.title = `${total ? `(${total}) ` : ''}${where}banter`;
 }
 
-// Fills the Room field's suggestions with the rooms the server knows about.
-async function refreshRoomList() {
-  try {
-    const data = await api('GET', '/rooms', { auth: true });
-    const rooms = Array.isArray(data.rooms) ? data.rooms : [];
-    ui.roomList.replaceChildren(...rooms.map((r) => {
-      const opt = document.createElement('option');
-      opt.value = r.room;
-      return opt;
-    }));
-  } catch { /* suggestions are optional */ }
+// Public rooms from the last poll that are not in the sidebar yet.
+function renderBrowse(list) {
+  ui.browse.hidden = list.length === 0;
+  ui.browseList.replaceChildren(...list.map((r) => {
+    const li = el('li');
+    const b = el('button', 'browse-link');
+    b.type = 'button';
+    b.append(el('span', 'room-label', `# ${r.room}`), el('span', 'browse-online', `${Number(r.online) || 0} online`));
+    b.addEventListener('click', () => {
+      openRoom(addRoom(r.room));
+      loadRoom(current);
+      if (setDrawer(null)) ui.input.focus();
+    });
+    li.append(b);
+    return li;
+  }));
 }
 
-/* --------------------------------------------------------------- messages */
+/* ---------------------------------------------------------- message view */
 
-function bumpCursor(cursor) {
-  if (cursor && (!room.lastCursor || cursor > room.lastCursor)) room.lastCursor = cursor;
-}
+function renderMessage(msg) {
+  const li = el('li', 'msg');
+  li.dataset.author = msg.author;
+  if (msg.clientId) li.dataset.clientId = msg.clientId;
+  if (isMe(msg.author)) li.classList.add('own');
 
-function isNearBottom() {
-  const b = ui.messages;
-  return b.scrollHeight - b.scrollTop - b.clientHeight < 80;
-}
+  let hash = 0;
+  for (const ch of msg.author) hash = (hash * 31 + ch.charCodeAt(0)) >>> 0;
+  const avatar = el('span', `avatar hue-${hash % 8}`, (msg.author[0] || '?').toUpperCase());
+  avatar.setAttribute('aria-hidden', 'true');
 
-function scrollToBottom() {
-  ui.messages.scrollTop = ui.messages.scrollHeight;
-}
-
-// Builds one <li>. All user text goes in through textContent.
-function renderMessage({ author, body, created_at }) {
-  const li = document.createElement('li');
-  li.className = 'msg';
-  if (session && author === session.username) li.classList.add('own');
-
-  const meta = document.createElement('div');
-  meta.className = 'meta';
-  const who = document.createElement('span');
-  who.className = 'author';
-  who.textContent = author || 'unknown';
-  meta.append(who);
-  if (created_at) {
-    const time = document.createElement('time');
-    time.dateTime = created_at;
-    time.textContent = hhmm(created_at);
-    time.title = new Date(created_at).toLocaleString();
-    meta.append(time);
-  }
-  const note = document.createElement('span');
-  note.className = 'note';
-  meta.append(note);
-
-  const text = document.createElement('div');
-  text.className = 'body';
-  text.textContent = body == null ? '' : String(body);
-
-  li.append(meta, text);
+  const meta = el('div', 'meta');
+  meta.append(el('span', 'author', msg.author), el('time', 'time'), el('span', 'note'));
+  const main = el('div', 'msg-main');
+  main.append(meta, el('div', 'body', msg.body));
+  li.append(avatar, main, el('div', 'msg-actions'));
+  msg.el = li;
+  paintMessage(msg);
   return li;
 }
 
-function setNote(li, text) {
-  li.querySelector('.note').textContent = text;
+// Updates what changes over a message's life: pending → sent, or failed.
+function paintMessage(msg) {
+  const li = msg.el;
+  li.dataset.state = msg.state;
+  if (msg.id) li.dataset.id = msg.id;
+
+  const time = li.querySelector('time');
+  const date = new Date(msg.createdAt);
+  if (!Number.isNaN(date.getTime())) {
+    time.dateTime = date.toISOString();
+    time.textContent = hhmm(date);
+    time.title = date.toLocaleString(undefined, { dateStyle: 'full', timeStyle: 'short' });
+  }
+  li.querySelector('.note').textContent =
+    msg.state === 'pending' ? (msg.error ? `Retrying… (${msg.error})` : 'Sending…') :
+    msg.state === 'failed' ? `Not sent: ${msg.error}` : '';
+
+  const actions = li.querySelector('.msg-actions');
+  actions.replaceChildren();
+  if (!isMe(msg.author)) return;
+  if (msg.state === 'sent') {
+    actions.append(iconButton('trash', 'Delete message', (e) => deleteMessage(msg, e.currentTarget)));
+  } else if (msg.state === 'failed') {
+    const retry = el('button', 'btn btn-quiet btn-small', 'Retry');
+    retry.type = 'button';
+    retry.addEventListener('click', () => retryPending(msg));
+    const discard = el('button', 'btn btn-quiet btn-small', 'Discard');
+    discard.type = 'button';
+    discard.addEventListener('click', () => dropPending(msg));
+    actions.append(retry, discard);
+  }
 }
 
-// Inserts a server message at its place (by cursor). Returns false for
-// duplicates. Pending own messages always stay at the bottom.
-function addMessage(m, follow = true) {
-  if (!m || !m.id || room.byId.has(m.id)) return false;
-  const stick = follow && isNearBottom();
-  const entry = { id: m.id, cursor: String(m.cursor || ''), el: renderMessage(m) };
+// Groups a message with the one before it (same author, a few minutes
+// apart) and marks the first message of each day.
+function restyle(room, i) {
+  const msg = room.msgs[i];
+  if (!msg) return;
+  const prev = room.msgs[i - 1];
+  const date = new Date(msg.createdAt);
+  const prevDate = prev && new Date(prev.createdAt);
+  const newDay = !prev || !sameDay(prevDate, date);
+  msg.el.classList.toggle('cont', !newDay && prev.author === msg.author && date - prevDate < GROUP_GAP_MS);
+  if (newDay && !Number.isNaN(date.getTime())) msg.el.dataset.day = dayLabel(date);
+  else delete msg.el.dataset.day;
+}
 
+function renderCurrent() {
+  const room = current;
+  ui.roomName.textContent = roomLabel(room.name);
+  ui.input.placeholder = `Message ${roomLabel(room.name)}`;
+  const pending = [...outbox.values()].filter((p) => p.room === room.name).map((p) => p.el);
+  ui.list.replaceChildren(...room.msgs.map((m) => m.el), ...pending);
+  ui.jump.hidden = true;
+  renderMembers();
+  renderTyping();
+  renderHistoryState();
+  scrollToBottom();
+  updateUnreadSummary();
+}
+
+function renderHistoryState() {
+  const room = current;
+  const hideOlder = !(room.loaded && room.hasMore && room.msgs.length);
+  if (hideOlder && document.activeElement === ui.loadOlder) ui.messages.focus();
+  ui.loadOlder.hidden = hideOlder;
+  // aria-disabled, not disabled: a disabled button would lose keyboard focus.
+  ui.loadOlder.setAttribute('aria-disabled', String(room.loadingOlder));
+  const empty = !room.msgs.length && ![...outbox.values()].some((p) => p.room === room.name);
+  const note =
+    room.loadError ? `Could not load messages (${room.loadError}). Retrying…` :
+    !room.loaded ? 'Loading messages…' :
+    room.hasMore ? '' :
+    empty ? (isDm(room.name) ? `This is the start of your conversation with ${dmPeer(room.name)}.` : `No messages in # ${room.name} yet. Say hello!`) :
+    `This is the beginning of ${roomLabel(room.name)}.`;
+  ui.historyNote.textContent = note;
+  ui.historyNote.hidden = !note;
+}
+
+const nearBottom = () => ui.messages.scrollHeight - ui.messages.scrollTop - ui.messages.clientHeight < 80;
+
+function scrollToBottom() {
+  ui.messages.scrollTop = ui.messages.scrollHeight;
+  lastScrollTop = ui.messages.scrollTop;
+  ui.jump.hidden = true;
+}
+
+/* -------------------------------------------------------------- messages */
+
+// Places a stored message by cursor. Pending own messages stay below all
+// stored ones, so in the DOM it goes before the first of them.
+function insertMessage(room, msg) {
   let lo = 0;
-  let hi = room.msgs.length; // first index with a greater cursor
+  let hi = room.msgs.length;
   while (lo < hi) {
     const mid = (lo + hi) >> 1;
-    if (room.msgs[mid].cursor <= entry.cursor) lo = mid + 1; else hi = mid;
+    if (room.msgs[mid].cursor <= msg.cursor) lo = mid + 1; else hi = mid;
   }
-  const next = room.msgs[lo];
-  ui.list.insertBefore(entry.el, next ? next.el : ui.list.querySelector(':scope > .pending'));
-  room.msgs.splice(lo, 0, entry);
-  room.byId.set(entry.id, entry);
-  if (stick) scrollToBottom();
-  return true;
+  room.msgs.splice(lo, 0, msg);
+  room.byId.set(msg.id, msg);
+  if (room === current) {
+    const next = room.msgs[lo + 1];
+    ui.list.insertBefore(msg.el, next ? next.el : ui.list.querySelector(':scope > .is-outbox'));
+  }
+  restyle(room, lo);
+  restyle(room, lo + 1);
 }
 
-function removeMessage(id) {
-  const entry = room.byId.get(id);
-  if (!entry) return;
-  entry.el.remove();
+// Adds a message from history or the socket. Returns it, or null for a
+// duplicate. An own message carrying a pending client_id takes the pending
+// message's place instead of appearing twice.
+function addMessage(room, m) {
+  if (!m || typeof m.id !== 'string' || typeof m.cursor !== 'string') return null;
+  if (room.byId.has(m.id) || deletedIds.has(m.id)) return null;
+  const pending = m.client_id && isMe(m.author) ? outbox.get(m.client_id) : undefined;
+  let msg;
+  if (pending && pending.room === room.name) {
+    msg = settle(pending, m);
+  } else {
+    msg = {
+      id: m.id, cursor: m.cursor, room: room.name, author: String(m.author || 'unknown'),
+      body: String(m.body ?? ''), createdAt: m.created_at, clientId: m.client_id || null,
+      state: 'sent', error: '', el: null,
+    };
+    renderMessage(msg);
+  }
+  insertMessage(room, msg);
+  return msg;
+}
+
+function removeMessage(room, id) {
+  deletedIds.add(id);
+  const msg = room.byId.get(id);
+  if (!msg) return;
+  const i = room.msgs.indexOf(msg);
+  room.msgs.splice(i, 1);
   room.byId.delete(id);
-  room.msgs.splice(room.msgs.indexOf(entry), 1);
-  updateLoadOlder();
+  room.unread.delete(id);
+  if (msg.el.contains(document.activeElement)) ui.messages.focus();
+  msg.el.remove();
+  restyle(room, i);
+  updateNav(room);
+  if (room === current) renderHistoryState();
 }
 
-function renderPending(p) {
-  const li = renderMessage({ author: session.username, body: p.body });
-  li.classList.add('own', 'pending');
-  setNote(li, 'sending…');
-  ui.list.append(li);
-  p.el = li;
+// Keeps only the newest messages of a room that is off screen; the rest can
+// be paged in again from history.
+function trim(room, keep) {
+  const extra = room.msgs.length - keep;
+  if (extra <= 0) return;
+  for (const msg of room.msgs.splice(0, extra)) room.byId.delete(msg.id);
+  room.hasMore = true;
+  restyle(room, 0);
 }
+
+function markRead(room) {
+  if (room !== current || !pageVisible() || !room.loaded) return;
+  room.unread.clear();
+  // An empty room seen on screen is read "up to its beginning": whatever comes later is new.
+  const newest = maxCursor(prefs.read[room.name], room.newest || ZERO_CURSOR);
+  if (newest !== prefs.read[room.name]) {
+    prefs.read[room.name] = newest;
+    savePrefs();
+  }
+  updateNav(room);
+}
+
+// Unread counts for a room whose history just came in: what is newer than
+// the last message seen on screen. A conversation never seen here (a new DM)
+// counts what came after my own last word.
+function countUnread(room, messages) {
+  if (room === current) { markRead(room); return; }
+  let after = prefs.read[room.name];
+  if (!after) {
+    if (!isDm(room.name)) {
+      prefs.read[room.name] = room.newest || ZERO_CURSOR;
+      savePrefs();
+      return;
+    }
+    const mine = messages.findLast((m) => isMe(m.author));
+    after = mine ? mine.cursor : '';
+  }
+  for (const m of messages) if (!isMe(m.author) && m.cursor > after) room.unread.add(m.id);
+  updateNav(room);
+}
+
+async function deleteMessage(msg, button) {
+  const room = rooms.get(msg.room);
+  button.disabled = true;
+  try {
+    await api('DELETE', `/messages/${encodeURIComponent(msg.id)}`);
+    if (room) removeMessage(room, msg.id);
+  } catch (err) {
+    if (err.status === 404 && room) { removeMessage(room, msg.id); return; }
+    button.disabled = false;
+    showAlert(`Could not delete the message: ${err.message}`);
+  }
+}
+
+/* ------------------------------------------------------------------ outbox */
 
 function sendMessage() {
-  const body = ui.input.value.trim();
-  if (!body || !room.name || !session) return;
-  const p = { client_id: newClientId(), room: room.name, body, el: null };
-  outbox.set(p.client_id, p);
-  renderPending(p);
+  const room = current;
+  // Keep indentation inside the message; drop blank lines around it.
+  const body = ui.input.value.replace(/^\s*\n/, '').replace(/\s+$/, '');
+  if (!room || !body.trim()) return;
+  const length = [...body].length;
+  if (length > MAX_BODY) {
+    showAlert(`A message can be at most ${MAX_BODY} characters; this one has ${length}.`);
+    return;
+  }
+  const p = {
+    id: null, cursor: null, room: room.name, author: session.username, body,
+    createdAt: new Date().toISOString(), clientId: newClientId(),
+    state: 'pending', error: '', el: null, sentOn: 0, retry: null,
+  };
+  addPending(p);
+  storeOutboxEntry(p);
   ui.input.value = '';
+  room.draft = '';
+  markRead(room);
+  renderHistoryState();
   scrollToBottom();
   trySend(p);
 }
 
-// Sends now if the socket is in the message's room; otherwise it waits in
-// the outbox and flushOutbox() sends it after the next "joined".
+function addPending(p) {
+  renderMessage(p);
+  p.el.classList.add('is-outbox');
+  outbox.set(p.clientId, p);
+  if (current && p.room === current.name) ui.list.append(p.el);
+}
+
+function restoreOutbox() {
+  for (const e of load(userKey('outbox')) || []) {
+    if (!e || typeof e.client_id !== 'string' || outbox.has(e.client_id) || !rooms.has(e.room)) continue;
+    addPending({
+      id: null, cursor: null, room: e.room, author: session.username, body: String(e.body),
+      createdAt: e.created_at, clientId: e.client_id,
+      state: e.state === 'failed' ? 'failed' : 'pending', error: e.error || '', el: null, sentOn: 0, retry: null,
+    });
+  }
+}
+
+// Sends once per socket, after the room's join: the server handles frames in
+// order, so the send lands in a joined room. A new socket sends it again with
+// the same client_id, which the server never stores twice.
 function trySend(p) {
-  if (room.joined && p.room === room.name && wsOpen()) {
-    wsSend({ type: 'send', room: p.room, body: p.body, client_id: p.client_id });
-  }
+  const room = rooms.get(p.room);
+  if (p.state !== 'pending' || !room || !socketReady() || room.joinSentOn !== socket.gen || p.sentOn === socket.gen) return;
+  p.sentOn = socket.gen;
+  sendFrame({ type: 'send', room: p.room, body: p.body, client_id: p.clientId });
 }
 
-function flushOutbox() {
-  for (const p of outbox.values()) trySend(p);
+function flushOutbox(room) {
+  for (const p of outbox.values()) if (p.room === room.name) trySend(p);
 }
 
-function handleSendError(p, f) {
-  const reason = f.message || f.code;
-  if (f.code === 'token_expired') {
-    refreshSession().then(() => trySend(p), () => {});
-  } else if (RETRYABLE_SEND_ERRORS.has(f.code)) {
-    if (p.el) setNote(p.el, `${reason} (retrying…)`);
-    setTimeout(() => { if (outbox.get(p.client_id) === p) trySend(p); }, 3000);
-  } else {
-    outbox.delete(p.client_id);
-    if (p.el) {
-      p.el.classList.remove('pending');
-      p.el.classList.add('failed');
-      setNote(p.el, `not sent: ${reason}`);
-    }
-  }
+// The server has the message: the pending entry becomes the stored one.
+function settle(p, m) {
+  outbox.delete(p.clientId);
+  forgetOutboxEntry(p.clientId);
+  clearTimeout(p.retry);
+  Object.assign(p, { id: m.id, cursor: m.cursor, createdAt: m.created_at || p.createdAt, state: 'sent', error: '' });
+  p.el.classList.remove('is-outbox');
+  paintMessage(p);
+  return p;
 }
 
-/* ------------------------------------------------------- members, typing */
+function dropPending(p) {
+  outbox.delete(p.clientId);
+  forgetOutboxEntry(p.clientId);
+  clearTimeout(p.retry);
+  if (p.el.contains(document.activeElement)) ui.input.focus();
+  p.el.remove();
+  if (current && p.room === current.name) renderHistoryState();
+}
+
+function retryPending(p) {
+  p.state = 'pending';
+  p.error = '';
+  p.sentOn = 0;
+  paintMessage(p);
+  storeOutboxEntry(p);
+  ui.input.focus();
+  trySend(p);
+}
+
+function failPending(p, reason) {
+  clearTimeout(p.retry);
+  p.state = 'failed';
+  p.error = reason;
+  paintMessage(p);
+  storeOutboxEntry(p);
+  showAlert(`Your message to ${roomLabel(p.room)} was not sent: ${reason}`);
+}
+
+function onAck(f) {
+  const p = outbox.get(f.client_id);
+  if (!p) return; // the `message` frame came first and settled it
+  const room = rooms.get(p.room);
+  const added = room && addMessage(room, {
+    id: f.id, cursor: f.cursor, created_at: f.created_at,
+    author: session.username, body: p.body, client_id: p.clientId,
+  });
+  if (!added) dropPending(p); // already on screen, deleted meanwhile, or the room was left
+}
+
+/* --------------------------------------------------------- people, typing */
 
 function renderMembers() {
-  const users = [...room.members].sort((a, b) => a.localeCompare(b));
-  ui.memberList.replaceChildren(...users.map((u) => {
-    const li = document.createElement('li');
-    li.textContent = u;
-    if (session && u === session.username) {
-      const you = document.createElement('span');
-      you.className = 'you';
-      you.textContent = ' (you)';
-      li.append(you);
-    }
+  const users = [...current.members].sort((a, b) => (isMe(b) - isMe(a)) || a.localeCompare(b));
+  ui.memberList.replaceChildren(...users.map((user) => {
+    const li = el('li', 'member');
+    li.dataset.user = user;
+    const dot = el('span', 'presence-dot');
+    dot.setAttribute('aria-hidden', 'true');
+    li.append(dot, el('span', 'member-name', user));
+    if (isMe(user)) li.append(el('span', 'member-you', '(you)'));
+    else li.append(iconButton('chat', `Message ${user}`, () => openDm(user), 'member-dm'));
     return li;
   }));
-  ui.membersCount.textContent = String(users.length);
+  ui.membersCount.textContent = ui.membersToggleCount.textContent = String(users.length);
 }
 
-function showTyping(user) {
+function showTyping(room, user) {
   clearTimeout(room.typing.get(user));
-  room.typing.set(user, setTimeout(() => stopTyping(user), TYPING_SHOW_MS));
-  renderTyping();
+  room.typing.set(user, setTimeout(() => stopTyping(room, user), TYPING_SHOW_MS));
+  if (room === current) renderTyping();
 }
 
-function stopTyping(user) {
+function stopTyping(room, user) {
   if (!room.typing.has(user)) return;
   clearTimeout(room.typing.get(user));
   room.typing.delete(user);
-  renderTyping();
+  if (room === current) renderTyping();
 }
 
 function renderTyping() {
-  const u = [...room.typing.keys()];
+  const u = [...current.typing.keys()];
   ui.typing.textContent =
     u.length === 0 ? '' :
     u.length === 1 ? `${u[0]} is typing…` :
@@ -575,160 +925,400 @@ function renderTyping() {
     'Several people are typing…';
 }
 
-/* ----------------------------------------------------------------- socket */
+/* ------------------------------------------------------------------ socket */
 
-function wsOpen() {
-  return ws !== null && ws.readyState === WebSocket.OPEN;
-}
+const socketReady = () => socket.ws !== null && socket.ws.readyState === WebSocket.OPEN;
 
-function wsSend(frame) {
-  if (wsOpen()) ws.send(JSON.stringify(frame));
+function sendFrame(frame) {
+  if (socketReady()) socket.ws.send(JSON.stringify(frame));
 }
 
 function connect() {
-  clearTimeout(reconnectTimer);
-  reconnectTimer = null;
-  if (!session || ws) return;
-  setStatus(everConnected ? 'reconnecting' : 'connecting');
-  const url = (location.protocol === 'https:' ? 'wss://' : 'ws://') + location.host +
-    '/ws?token=' + encodeURIComponent(session.token) +
-    '&room=' + encodeURIComponent(room.name || 'general');
-  let sock;
-  try { sock = new WebSocket(url); } catch { scheduleReconnect(); return; }
-  ws = sock;
+  clearTimeout(socket.timer);
+  socket.timer = null;
+  if (!session || socket.ws) return;
+  if (!navigator.onLine) { setStatus('offline'); return; }
+  setStatus(socket.hasOpened ? 'reconnecting' : 'connecting');
+  if (session.expires_at - Date.now() < 20000) {
+    // The handshake would refuse a stale token (e.g. the morning after): refresh first.
+    refreshSession().then(connect, () => { if (session) scheduleReconnect(); });
+    return;
+  }
+  const gen = ++socket.gen;
+  // The server joins the room named in the URL on its own (no `since`); its
+  // `joined` answer is not ours, which joinsAwaited accounts for.
+  const entry = current.name;
+  const url = `${location.protocol === 'https:' ? 'wss' : 'ws'}://${location.host}/ws` +
+    `?token=${encodeURIComponent(session.token)}&room=${encodeURIComponent(entry)}`;
+  let ws;
+  try { ws = new WebSocket(url); } catch { scheduleReconnect(); return; }
+  socket.ws = ws;
   let opened = false;
 
-  sock.addEventListener('open', () => {
-    if (ws !== sock) return;
+  ws.addEventListener('open', () => {
+    if (socket.ws !== ws) return;
     opened = true;
-    everConnected = true;
-    failsWithoutOpen = 0;
-    room.joined = false;
-    setStatus('online');
-    // Resume: replay everything after the last cursor we saw.
-    if (room.historyLoaded) sendJoin();
-    else if (room.name) joinRoom(room.name, true);
-  });
-  sock.addEventListener('message', (e) => { if (ws === sock) handleFrame(e.data); });
-  sock.addEventListener('close', (e) => {
-    if (ws !== sock) return; // replaced or closed on purpose
-    ws = null;
-    room.joined = false;
-    if (!opened) failsWithoutOpen++;
-    if (!session) return;
-    setStatus('reconnecting');
-    scheduleReconnect(e.code === 4001); // 4001: token expired → refresh first
-  });
-}
-
-// Backoff 0.5 s doubling to 10 s, ±20 % jitter. Before reconnecting make sure
-// the token is fresh; if handshakes keep failing the token may be revoked, so
-// try a refresh (at most once a minute) — a 401 there ends the session.
-function scheduleReconnect(forceRefresh = false) {
-  clearTimeout(reconnectTimer);
-  const base = Math.min(10000, 500 * 2 ** wsAttempts);
-  wsAttempts++;
-  reconnectTimer = setTimeout(async () => {
-    reconnectTimer = null;
-    try {
-      if (forceRefresh || (failsWithoutOpen >= 3 && Date.now() - lastRefreshAt > 60000)) {
-        await refreshSession();
-      } else {
-        await ensureFreshToken();
-      }
-    } catch {
-      if (!session) return; // refresh said 401: back at the login form
+    socket.hasOpened = true;
+    setStatus('connected');
+    const auto = rooms.get(entry);
+    if (auto) auto.joinsAwaited = 1;
+    for (const room of rooms.values()) {
+      if (room.loaded) joinRoom(room);
+      else loadRoom(room);
     }
-    connect();
-  }, base * (0.8 + Math.random() * 0.4));
+  });
+  ws.addEventListener('message', (e) => {
+    if (socket.ws === ws && socket.gen === gen) handleFrame(e.data);
+  });
+  ws.addEventListener('close', (e) => {
+    if (socket.ws !== ws) return; // replaced or closed on purpose
+    socket.ws = null;
+    socketDown();
+    // 4001: the token expired first. A handshake that never opened may be a
+    // refused token: let an authenticated request find out (and refresh).
+    if (session) scheduleReconnect({ refreshFirst: e.code === 4001, probe: !opened });
+  });
 }
 
-function disconnect() {
-  clearTimeout(reconnectTimer);
-  reconnectTimer = null;
-  if (ws) {
-    const sock = ws;
-    ws = null; // the close handler ignores sockets that are no longer current
-    try { sock.close(1000, 'bye'); } catch { /* already closing */ }
+function socketDown() {
+  for (const room of rooms.values()) {
+    room.joined = false;
+    room.joinsAwaited = 0;
+    room.membersLive = false;
+    for (const user of [...room.typing.keys()]) stopTyping(room, user);
+    updateNav(room);
   }
-  everConnected = false;
-  wsAttempts = failsWithoutOpen = 0;
+}
+
+// Closes the socket without the close handler planning a reconnect.
+function dropSocket() {
+  clearTimeout(socket.timer);
+  socket.timer = null;
+  const ws = socket.ws;
+  if (!ws) return;
+  socket.ws = null;
+  try { ws.close(1000, 'bye'); } catch { /* already closing */ }
+  socketDown();
+}
+
+function restartSocket() {
+  dropSocket();
+  socket.attempts = 0;
+  connect();
+}
+
+// Backoff from 0.5 s doubling to 10 s, ±25 % so a restarted server is not
+// hit by every client at once.
+function scheduleReconnect({ refreshFirst = false, probe = false } = {}) {
+  clearTimeout(socket.timer);
+  if (!navigator.onLine) { setStatus('offline'); return; } // the `online` event reconnects
+  setStatus('reconnecting');
+  const delay = Math.min(10000, 500 * 2 ** socket.attempts) * (0.75 + Math.random() / 2);
+  socket.attempts++;
+  socket.timer = setTimeout(async () => {
+    socket.timer = null;
+    const myEpoch = epoch;
+    try {
+      if (refreshFirst) await refreshSession();
+      else if (probe) await api('GET', '/rooms');
+      else await ensureFreshToken();
+    } catch { /* server down or offline: the attempt below fails and backs off */ }
+    if (myEpoch === epoch) connect();
+  }, delay);
+}
+
+// Joins with `since` = the newest cursor we have (ZERO for an empty room), so
+// the server replays whatever we missed; then sends what is waiting.
+function joinRoom(room) {
+  if (!socketReady() || !room.loaded || room.joinSentOn === socket.gen) return;
+  room.joinSentOn = socket.gen;
+  room.joinsAwaited++;
+  sendFrame({ type: 'join', room: room.name, since: room.cursor || ZERO_CURSOR });
+  flushOutbox(room);
 }
 
 function handleFrame(raw) {
   let f;
   try { f = JSON.parse(raw); } catch { return; }
   if (!f || typeof f !== 'object') return;
-  const here = f.room === room.name;
-
+  const room = typeof f.room === 'string' ? rooms.get(f.room) : undefined;
   switch (f.type) {
-    case 'message': {
-      if (!here) break;
-      bumpCursor(f.cursor);
-      stopTyping(f.author);
-      // Our own message may be broadcast before it is acked: show it in place
-      // but keep it marked pending until the ack arrives.
-      const p = f.client_id ? outbox.get(f.client_id) : undefined;
-      if (p && p.el) { p.el.remove(); p.el = null; }
-      addMessage(f);
-      const entry = room.byId.get(f.id);
-      if (p && entry) {
-        entry.el.classList.add('pending');
-        setNote(entry.el, 'sending…');
-        p.el = entry.el;
-      }
-      break;
-    }
-    case 'ack': {
-      const p = outbox.get(f.client_id);
-      if (!p) break;
-      outbox.delete(f.client_id);
-      const entry = room.byId.get(f.id);
-      if (entry) {
-        if (p.el && p.el !== entry.el) p.el.remove();
-        entry.el.classList.remove('pending');
-        setNote(entry.el, '');
-      } else {
-        if (p.el) p.el.remove();
-        if (f.room === room.name) {
-          addMessage({ id: f.id, author: session.username, body: p.body, created_at: f.created_at, cursor: f.cursor });
-        }
-      }
-      break;
-    }
-    case 'joined':
-      if (!here) break;
-      bumpCursor(f.cursor);
-      wsAttempts = 0; // the connection is healthy
-      if (!room.joined) { room.joined = true; flushOutbox(); }
-      break;
+    case 'message': if (room) onMessage(room, f); break;
+    case 'ack': onAck(f); break;
+    case 'joined': if (room) onJoined(room, f); break;
     case 'members':
-      if (!here) break;
-      room.members = new Set((f.users || []).map((u) => (typeof u === 'string' ? u : u.username)));
-      renderMembers();
+      if (!room || !Array.isArray(f.users)) break;
+      room.members = new Set(f.users.filter((u) => typeof u === 'string'));
+      room.membersLive = true;
+      onMembersChanged(room);
       break;
     case 'presence':
-      if (!here) break;
+      if (!room || typeof f.user !== 'string') break;
       if (f.state === 'online') room.members.add(f.user);
-      else { room.members.delete(f.user); stopTyping(f.user); }
-      renderMembers();
+      else { room.members.delete(f.user); stopTyping(room, f.user); }
+      onMembersChanged(room);
       break;
     case 'typing':
-      if (here && session && f.user !== session.username) showTyping(f.user);
+      if (room && typeof f.user === 'string' && !isMe(f.user)) showTyping(room, f.user);
       break;
-    case 'deleted':
-      if (here) removeMessage(f.id);
-      break;
-    case 'error': {
-      const p = f.client_id ? outbox.get(f.client_id) : undefined;
-      if (p) { handleSendError(p, f); break; }
-      if (f.code === 'token_expired') refreshSession().catch(() => {});
-      showChatError(f.message || f.code || 'Something went wrong.');
-      break;
-    }
-    default: // "left", "authenticated" and unknown frames need nothing
-      break;
+    case 'deleted': if (room) removeMessage(room, f.id); break;
+    case 'error': onError(f); break;
+    default: break; // `left`, `authenticated`: nothing to do
   }
+}
+
+function onMessage(room, f) {
+  const stick = room === current && nearBottom();
+  const msg = addMessage(room, f);
+  // Frames of a room arrive in cursor order once our join is answered.
+  if (room.joined) room.cursor = maxCursor(room.cursor, f.cursor);
+  if (!msg) return;
+  stopTyping(room, msg.author);
+  if (room !== current) {
+    if (!isMe(msg.author)) { room.unread.add(msg.id); updateNav(room); }
+    if (room.msgs.length > KEEP_AWAY * 1.5) trim(room, KEEP_AWAY);
+    return;
+  }
+  renderHistoryState();
+  if (isMe(msg.author)) { if (stick) scrollToBottom(); markRead(room); return; }
+  if (pageVisible()) markRead(room);
+  else { room.unread.add(msg.id); updateNav(room); }
+  announce(`${msg.author}: ${msg.body}`);
+  if (stick) scrollToBottom();
+  else ui.jump.hidden = false;
+}
+
+function onJoined(room, f) {
+  room.joinsAwaited = Math.max(0, room.joinsAwaited - 1);
+  if (room.joinsAwaited > 0 || room.joinSentOn !== socket.gen) return; // the URL's join, not ours
+  room.joined = true;
+  // Everything up to `cursor` has been replayed to us.
+  if (typeof f.cursor === 'string') room.cursor = maxCursor(room.cursor, f.cursor);
+  socket.attempts = 0;
+}
+
+function onMembersChanged(room) {
+  updateNav(room);
+  if (room === current) renderMembers();
+}
+
+function onError(f) {
+  const p = f.client_id ? outbox.get(f.client_id) : undefined;
+  if (p) {
+    if (f.code === 'unavailable' || f.code === 'token_expired') {
+      // Nothing was stored: send again (same client_id) shortly, or on the next socket.
+      p.error = f.code === 'unavailable' ? 'server busy' : 'reconnecting';
+      paintMessage(p);
+      p.sentOn = 0;
+      clearTimeout(p.retry);
+      p.retry = setTimeout(() => trySend(p), RETRY_SEND_MS);
+    } else {
+      failPending(p, f.message || f.code);
+    }
+    return;
+  }
+  switch (f.code) {
+    case 'unavailable':
+      // A join could not read history: resume on a fresh connection shortly.
+      showAlert('The server is having trouble. Reconnecting…');
+      dropSocket();
+      scheduleReconnect();
+      break;
+    case 'token_expired':
+    case 'unauthorized':
+      refreshSession().catch(() => {});
+      break;
+    default:
+      showAlert(f.message || 'Something went wrong.');
+  }
+}
+
+/* --------------------------------------------------------------- lifecycle */
+
+function addRoom(name) {
+  let room = rooms.get(name);
+  if (room) return room;
+  room = new Room(name);
+  rooms.set(name, room);
+  if (prefs.dismissed[name]) { delete prefs.dismissed[name]; savePrefs(); }
+  saveRoomNames();
+  renderNav();
+  return room;
+}
+
+function openRoom(room) {
+  if (room === current) return;
+  const prev = current;
+  if (prev) {
+    prev.draft = ui.input.value;
+    trim(prev, KEEP_AWAY);
+  }
+  current = room;
+  prefs.current = room.name;
+  savePrefs();
+  ui.input.value = room.draft;
+  if (prev) updateNav(prev);
+  renderCurrent();
+  markRead(room);
+  updateNav(room);
+  // On phones the rooms are a row of chips that scrolls sideways.
+  room.nav.link.scrollIntoView({ block: 'nearest', inline: 'nearest' });
+}
+
+function openDm(user) {
+  openRoom(addRoom(dmName(session.username, user)));
+  loadRoom(current);
+  setDrawer(null);
+  ui.input.focus();
+}
+
+function leaveRoom(room, { focus = true } = {}) {
+  if (rooms.size < 2) return;
+  if (isDm(room.name)) {
+    // Closed on purpose: only a newer message brings it back (see pollRooms).
+    const newest = room.msgs.length ? room.msgs[room.msgs.length - 1].createdAt : null;
+    prefs.dismissed[room.name] = [room.lastMessageAt, newest].filter(Boolean).sort().pop() || new Date(0).toISOString();
+    savePrefs();
+  }
+  for (const p of [...outbox.values()]) if (p.room === room.name) dropPending(p);
+  for (const t of room.typing.values()) clearTimeout(t);
+  sendFrame({ type: 'leave', room: room.name });
+  const names = [...rooms.keys()];
+  const neighbour = names[names.indexOf(room.name) + 1] || names[names.indexOf(room.name) - 1];
+  rooms.delete(room.name);
+  saveRoomNames();
+  if (current === room) openRoom(rooms.get(neighbour));
+  renderNav();
+  if (focus) current.nav.link.focus();
+}
+
+function fetchPage(name, before) {
+  const q = new URLSearchParams({ limit: String(PAGE_SIZE) });
+  if (before) q.set('before', before);
+  return api('GET', `/rooms/${encodeURIComponent(name)}/messages?${q}`).then((data) => ({
+    messages: Array.isArray(data.messages) ? data.messages : [],
+    hasMore: !!data.has_more,
+  }));
+}
+
+// The newest history page over HTTP, then the socket join with `since` its
+// newest cursor: no gap between the two, and duplicates are dropped by id.
+function loadRoom(room) {
+  if (room.loaded || room.loading) return;
+  const myEpoch = epoch;
+  room.loading = fetchPage(room.name).then((page) => {
+    if (myEpoch !== epoch || rooms.get(room.name) !== room) return;
+    const stick = room === current && nearBottom();
+    for (const m of page.messages) addMessage(room, m);
+    room.hasMore = page.hasMore;
+    room.cursor = maxCursor(room.cursor, room.newest || ZERO_CURSOR);
+    room.loaded = true;
+    room.loadError = '';
+    countUnread(room, page.messages);
+    if (room === current) {
+      renderHistoryState();
+      if (stick) scrollToBottom();
+    }
+    joinRoom(room);
+  }, (err) => {
+    if (myEpoch !== epoch || rooms.get(room.name) !== room) return;
+    if ([400, 403, 404].includes(err.status)) {
+      // The room cannot exist for us: take it out of the sidebar.
+      showAlert(`Could not open ${roomLabel(room.name)}: ${err.message}`);
+      leaveRoom(room, { focus: false });
+      return;
+    }
+    room.loadError = err.message; // retried by the next poll
+    if (room === current) renderHistoryState();
+  }).finally(() => { room.loading = null; });
+}
+
+async function loadOlder() {
+  const room = current;
+  if (!room.loaded || !room.hasMore || room.loadingOlder || !room.msgs.length) return;
+  room.loadingOlder = true;
+  renderHistoryState();
+  try {
+    const page = await fetchPage(room.name, room.msgs[0].cursor);
+    if (rooms.get(room.name) !== room) return;
+    // Keep what is on screen in place while older messages go on top.
+    const fromBottom = ui.messages.scrollHeight - ui.messages.scrollTop;
+    for (const m of page.messages) addMessage(room, m);
+    room.hasMore = page.hasMore;
+    if (room === current) {
+      ui.messages.scrollTop = ui.messages.scrollHeight - fromBottom;
+      lastScrollTop = ui.messages.scrollTop;
+    }
+  } catch (err) {
+    if (room === current) showAlert(`Could not load older messages: ${err.message}`);
+  } finally {
+    room.loadingOlder = false;
+    if (room === current) renderHistoryState();
+  }
+}
+
+// GET /rooms: online counts, public rooms to suggest, and DMs someone else
+// started with me (they join the sidebar as unread).
+async function pollRooms() {
+  const myEpoch = epoch;
+  let data;
+  try { data = await api('GET', '/rooms'); } catch { return; }
+  if (myEpoch !== epoch) return;
+  const others = [];
+  for (const r of Array.isArray(data.rooms) ? data.rooms : []) {
+    if (!r || typeof r.room !== 'string') continue;
+    let room = rooms.get(r.room);
+    if (!room && isDm(r.room) && r.last_message_at && validStoredRoom(r.room) &&
+        (!prefs.dismissed[r.room] || r.last_message_at > prefs.dismissed[r.room])) {
+      room = addRoom(r.room);
+    }
+    if (room) {
+      room.polledOnline = Number(r.online) || 0;
+      room.lastMessageAt = r.last_message_at || null;
+      updateNav(room);
+    } else if (!isDm(r.room) && ROOM_RE.test(r.room)) {
+      others.push(r);
+    }
+  }
+  renderBrowse(others);
+  for (const room of rooms.values()) loadRoom(room);
+}
+
+// Every POLL_MS. A tick far too late means the machine slept: the socket
+// may be dead without knowing it, so resume on a fresh one.
+function tick() {
+  const now = Date.now();
+  const slept = now - lastTick > SLEEP_GAP_MS;
+  lastTick = now;
+  if (slept) ensureFreshToken().then(restartSocket, () => {});
+  pollRooms();
+}
+
+/* -------------------------------------------------------------- drawers */
+
+// On narrow screens the sidebar and the people list are drawers. Returns
+// whether one was open.
+function setDrawer(which) {
+  const wasOpen = ui.chatView.classList.contains('show-sidebar') || ui.chatView.classList.contains('show-members');
+  ui.chatView.classList.toggle('show-sidebar', which === 'sidebar');
+  ui.chatView.classList.toggle('show-members', which === 'members');
+  ui.sidebarToggle.setAttribute('aria-expanded', String(which === 'sidebar'));
+  ui.membersToggle.setAttribute('aria-expanded', String(which === 'members'));
+  ui.scrim.hidden = !which;
+  return wasOpen;
+}
+
+function openDrawer(which) {
+  setDrawer(which);
+  const target = which === 'sidebar'
+    ? (current && current.nav ? current.nav.link : ui.roomInput)
+    : (ui.memberList.querySelector('button') || ui.membersClose);
+  target.focus();
+}
+
+function closeDrawer() {
+  const toggle = ui.chatView.classList.contains('show-members') ? ui.membersToggle : ui.sidebarToggle;
+  if (setDrawer(null)) toggle.focus();
 }
 
 /* ------------------------------------------------------------------ wiring */
@@ -737,66 +1327,124 @@ ui.authForm.addEventListener('submit', (e) => {
   e.preventDefault();
   submitAuth('login');
 });
-ui.registerBtn.addEventListener('click', () => {
-  if (ui.authForm.reportValidity()) submitAuth('register');
-});
+ui.registerBtn.addEventListener('click', () => submitAuth('register'));
 ui.logoutBtn.addEventListener('click', logOut);
 
-ui.roomForm.addEventListener('submit', async (e) => {
+ui.roomForm.addEventListener('submit', (e) => {
   e.preventDefault();
-  await joinRoom(ui.roomInput.value);
-  if (ui.roomInput.value.trim() === room.name) ui.input.focus();
+  let name;
+  try { name = parseRoomInput(ui.roomInput.value); } catch (err) {
+    showAlert(err.message);
+    ui.roomInput.focus();
+    return;
+  }
+  openRoom(addRoom(name));
+  loadRoom(current);
+  ui.roomInput.value = '';
+  setDrawer(null);
+  ui.input.focus();
 });
+
 ui.loadOlder.addEventListener('click', loadOlder);
+ui.jump.addEventListener('click', () => { scrollToBottom(); ui.input.focus(); });
+ui.messages.addEventListener('scroll', () => {
+  const top = ui.messages.scrollTop;
+  // Only a scroll upwards near the top fetches more, not our own jumps to the bottom.
+  if (top < lastScrollTop && top < 150) loadOlder();
+  lastScrollTop = top;
+  if (nearBottom()) ui.jump.hidden = true;
+}, { passive: true });
 
 ui.composer.addEventListener('submit', (e) => {
   e.preventDefault();
   sendMessage();
   ui.input.focus();
 });
-// Enter sends; Shift+Enter inserts a newline; never interrupt IME composition.
+// Enter sends, Shift+Enter is a new line; never interrupt an IME composition.
 ui.input.addEventListener('keydown', (e) => {
   if (e.key === 'Enter' && !e.shiftKey && !e.isComposing) {
     e.preventDefault();
     sendMessage();
   }
 });
-// Tell the room we are typing, at most every 2 s.
+// Tell the room we are typing, at most every TYPING_SEND_MS.
 ui.input.addEventListener('input', () => {
+  const room = current;
   const now = Date.now();
-  if (ui.input.value.trim() && room.joined && now - lastTypingSent > TYPING_SEND_EVERY_MS) {
-    lastTypingSent = now;
-    wsSend({ type: 'typing', room: room.name });
+  if (!room || !ui.input.value.trim() || room.joinSentOn !== socket.gen || !socketReady()) return;
+  if (now - room.typingSentAt < TYPING_SEND_MS) return;
+  room.typingSentAt = now;
+  sendFrame({ type: 'typing', room: room.name });
+});
+
+ui.sidebarToggle.prepend(icon('menu'));
+ui.sidebarClose.append(icon('close'));
+ui.membersClose.append(icon('close'));
+ui.sidebarToggle.addEventListener('click', () => openDrawer('sidebar'));
+ui.membersToggle.addEventListener('click', () => openDrawer('members'));
+ui.sidebarClose.addEventListener('click', closeDrawer);
+ui.membersClose.addEventListener('click', closeDrawer);
+ui.scrim.addEventListener('click', closeDrawer);
+
+document.addEventListener('keydown', (e) => {
+  if (ui.chatView.hidden) return;
+  if (e.key === 'Escape') closeDrawer();
+  // Alt+↑/↓ moves between rooms in sidebar order.
+  if (e.altKey && (e.key === 'ArrowUp' || e.key === 'ArrowDown') && current) {
+    const order = [...ui.sidebar.querySelectorAll('[data-room]')].map((b) => rooms.get(b.dataset.room));
+    const next = order[order.indexOf(current) + (e.key === 'ArrowUp' ? -1 : 1)];
+    if (next) { e.preventDefault(); openRoom(next); }
   }
 });
 
-// Keep tabs in step: another tab refreshed, logged out or logged in.
+// Keep tabs in step: another tab refreshed, logged out, or logged in.
 window.addEventListener('storage', (e) => {
   if (e.key !== SESSION_KEY) return;
-  const s = readStoredSession();
+  const s = readSession();
   if (!s) {
-    if (session) endSession({ info: 'You were logged out in another tab.', clearStorage: false });
+    if (session) endSession('', 'You were logged out in another tab.', { keepStored: true });
   } else if (!session) {
-    sessionEpoch++;
+    epoch++;
     session = s;
     startChat();
   } else if (s.username !== session.username) {
     location.reload();
   } else if (s.refresh_token !== session.refresh_token) {
-    adoptSession(s);
+    session = s;
+    useToken();
   }
 });
 
-// Timers may have slept with the laptop; catch up when the page is back.
 document.addEventListener('visibilitychange', () => {
-  if (document.visibilityState === 'visible' && session) ensureFreshToken().catch(() => {});
+  if (!session || !pageVisible()) return;
+  ensureFreshToken().catch(() => {});
+  if (current) markRead(current);
+});
+// The browser knows about the network before the socket does.
+window.addEventListener('offline', () => {
+  if (!session) return;
+  dropSocket();
+  setStatus('offline');
 });
 window.addEventListener('online', () => {
-  if (session && !ws) { wsAttempts = 0; connect(); }
+  if (!session || socket.ws) return;
+  socket.attempts = 0;
+  connect();
 });
 
 /* -------------------------------------------------------------------- boot */
 
-session = readStoredSession();
-if (session) startChat();
-else showAuth();
+(async function boot() {
+  try {
+    const res = await fetch('/config.json', { cache: 'no-store' });
+    const cfg = await res.json();
+    if (cfg && typeof cfg.auth_url === 'string') config.authBase = cfg.auth_url.replace(/\/+$/, '');
+  } catch { /* no config: the auth API is on this origin */ }
+  session = readSession();
+  if (session) {
+    epoch++;
+    startChat();
+  } else {
+    showAuth();
+  }
+}());

@@ -206,6 +206,7 @@ pub async fn dispatch(
                 metrics::counter!("banter_messages_fanned_out_total").increment(1);
             }
             Event::Deleted { room, id } => {
+                recent.forget(room, *id);
                 let out = Outbound::frame(&ServerFrame::Deleted { room, id: *id });
                 hub.fan_out(room, &out, None);
             }

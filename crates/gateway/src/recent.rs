@@ -55,6 +55,13 @@ impl Recent {
         }
     }
 
+    /// Forgets a deleted message, so that a resume does not bring it back.
+    pub fn forget(&self, room: &RoomName, id: uuid::Uuid) {
+        if let Some(kept) = self.rooms().get_mut(room) {
+            kept.retain(|(_, m)| m.id != id);
+        }
+    }
+
     /// The messages of `room` after `after` (all that are kept, with `None`), oldest first.
     pub fn after(&self, room: &RoomName, after: Option<Cursor>) -> Vec<Arc<Message>> {
         self.rooms()
@@ -123,6 +130,18 @@ mod tests {
             .map(|m| m.cursor.offset)
             .collect();
         assert_eq!(offsets, [4, 5]);
+    }
+
+    #[test]
+    fn a_deleted_message_is_not_replayed() {
+        let recent = Recent::new(Duration::from_secs(60), 10);
+        let (one, two) = (message("a", 1), message("a", 2));
+        recent.push(one.clone());
+        recent.push(two.clone());
+        let room = RoomName::parse("a").expect("room");
+        recent.forget(&room, one.id);
+        let ids: Vec<_> = recent.after(&room, None).iter().map(|m| m.id).collect();
+        assert_eq!(ids, [two.id]);
     }
 
     #[test]

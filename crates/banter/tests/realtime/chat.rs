@@ -338,6 +338,13 @@ async fn authors_and_admins_delete_and_the_room_hears_it() {
     );
     let (_, page) = app.get("/api/v1/rooms/del/messages", Some(&bob)).await;
     assert_eq!(page["data"]["messages"], json!([]), "it left history");
+    // Nor does a resume bring it back (from what the gateway heard lately).
+    let mut c = app.ws(&bob, Some("elsewhere")).await;
+    let frames = c.join("del", Some("000000000000000000000000")).await;
+    assert!(
+        frames.iter().all(|f| f["type"] != "message"),
+        "a resume replayed a deleted message: {frames:?}"
+    );
     let (status, _) = delete(alice.clone(), id.clone()).await;
     assert_eq!(status, 404, "already gone");
 

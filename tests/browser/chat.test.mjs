@@ -1,0 +1,354 @@
+// The web app in a real Chromium against a real `banter serve`: people register, talk, see
+// each other, reload, lose their network, try to break it with markup, and snoop on direct
+// messages. Each test starts its own server (fresh data directory) and browser.
+
+import assert from 'node:assert/strict';
+import { mkdirSync, readFileSync } from 'node:fs';
+import net from 'node:net';
+import os from 'node:os';
+import path from 'node:path';
+import { test } from 'node:test';
+
+import {
+  bodies, connected, launchBrowser, openRoom, person, repoRoot, say, shows, signUp,
+  startProxy, startServer, until,
+} from './harness.mjs';
+
+/** A server and a browser for one test, closed after it. */
+async function setUp(t) {
+  const server = await startServer();
+  const browser = await launchBrowser();
+  t.after(async () => {
+    await browser.close();
+    await server.stop();
+  });
+  return { server, browser };
+}
+
+const message = (page, body) => page.locator('#message-list > li', {
+  has: page.locator('.body', { hasText: body }),
+});
+
+test('two people register, join a room and talk both ways', async (t) => {
+  const { server, browser } = await setUp(t);
+  const alice = await person(browser);
+  const bob = await person(browser);
+  await signUp(alice.page, server.base, 'alice');
+  await signUp(bob.page, server.base, 'bob');
+  await openRoom(alice.page, 'team');
+  await openRoom(bob.page, 'team');
+
+  await say(alice.page, 'hello bob');
+  await shows(bob.page, ['hello bob']);
+  await shows(alice.page, ['hello bob']);
+
+  // Shift+Enter makes a new line; Enter sends.
+  const box = bob.page.getByLabel('Message', { exact: true });
+  await box.fill('hi alice');
+  await box.press('Shift+Enter');
+  await box.type('how are you?');
+  await box.press('Enter');
+  const both = ['hello bob', 'hi alice\nhow are you?'];
+  await shows(alice.page, both);
+  await shows(bob.page, both);
+
+  // Own messages are marked and acked; others' carry their author.
+  const mine = message(alice.page, 'hello bob');
+  await until('alice\'s message to be acked', async () =>
+    (await mine.getAttribute('data-state')) === 'sent');
+  assert.match(await mine.getAttribute('class'), /\bown\b/);
+  const theirs = message(alice.page, 'how are you?');
+  assert.doesNotMatch((await theirs.getAttribute('class')) || '', /\bown\b/);
+  assert.equal(await theirs.getAttribute('data-author'), 'bob');
+  assert.equal(await theirs.locator('.author').textContent(), 'bob');
+
+  // Unread: a message in a room alice is not looking at shows on its badge.
+  await openRoom(alice.page, 'general');
+  await say(bob.page, 'are you there?');
+  const badge = alice.page.locator('nav[aria-label="Rooms"] [data-room="team"] .unread');
+  await until('an unread badge on team', async () => (await badge.textContent()) === '1');
+  await alice.page.locator('nav[aria-label="Rooms"] [data-room="team"]').click();
+  await shows(alice.page, [...both, 'are you there?']);
+  await until('the badge to clear', async () => !(await badge.isVisible()));
+
+  // Deleting one's own message removes it for everyone.
+  await until('bob\'s message to be acked', async () =>
+    (await message(bob.page, 'are you there?').getAttribute('data-state')) === 'sent');
+  await message(bob.page, 'are you there?').getByRole('button', { name: 'Delete message' }).click();
+  await shows(alice.page, both);
+  await shows(bob.page, both);
+
+  assert.deepEqual([...alice.errors, ...bob.errors], []);
+});
+
+test('presence and typing show, and a person who leaves goes offline', async (t) => {
+  const { server, browser } = await setUp(t);
+  const alice = await person(browser);
+  const bob = await person(browser);
+  await signUp(alice.page, server.base, 'alice');
+  await signUp(bob.page, server.base, 'bob');
+  await openRoom(alice.page, 'team');
+  await openRoom(bob.page, 'team');
+
+  const online = (page, user) => page.locator(`#member-list [data-user="${user}"]`);
+  await online(alice.page, 'bob').waitFor();
+  await online(bob.page, 'alice').waitFor();
+  const count = alice.page.locator('nav[aria-label="Rooms"] [data-room="team"] .online');
+  await until('two online in team', async () => (await count.textContent()).includes('2'));
+
+  await bob.page.getByLabel('Message', { exact: true }).type('let me think');
+  await until('alice to see bob typing', async () =>
+    /bob is typing/.test(await alice.page.locator('#typing').textContent()));
+
+  await bob.context.close();
+  await online(alice.page, 'bob').waitFor({ state: 'detached' });
+  assert.deepEqual(alice.errors, []);
+});
+
+test('a reload keeps the session, the open rooms and the history', async (t) => {
+  const { server, browser } = await setUp(t);
+  const alice = await person(browser);
+  await signUp(alice.page, server.base, 'alice');
+  await openRoom(alice.page, 'team');
+  for (const text of ['one', 'two', 'three']) await say(alice.page, text);
+  await shows(alice.page, ['one', 'two', 'three']);
+  await until('all acked', async () =>
+    (await alice.page.locator('#message-list > li[data-state="pending"]').count()) === 0);
+
+  await alice.page.reload();
+  await connected(alice.page);
+  assert.equal(await alice.page.getByLabel('Password').isVisible(), false, 'still logged in');
+  await alice.page.locator('nav[aria-label="Rooms"] [data-room="team"]').click();
+  await shows(alice.page, ['one', 'two', 'three']);
+
+  // Log out ends it: a reload shows the login form.
+  await alice.page.getByRole('button', { name: 'Log out' }).click();
+  await alice.page.getByLabel('Username').waitFor();
+  await alice.page.reload();
+  await alice.page.getByLabel('Username').waitFor();
+  assert.deepEqual(alice.errors, []);
+});
+
+test('after a network drop nothing is missing and nothing is doubled', async (t) => {
+  const { server, browser } = await setUp(t);
+  const proxy = await startProxy(server.base);
+  t.after(() => proxy.close());
+  const alice = await person(browser);
+  const bob = await person(browser);
+  // Alice reaches the server through a proxy that can cut her off.
+  await signUp(alice.page, proxy.base, 'alice');
+  await signUp(bob.page, server.base, 'bob');
+  await openRoom(alice.page, 'team');
+  await openRoom(bob.page, 'team');
+  await say(alice.page, 'before');
+  await shows(bob.page, ['before']);
+
+  proxy.drop();
+  await until('alice to notice', async () =>
+    (await alice.page.locator('#conn-status').getAttribute('data-state')) !== 'connected');
+  for (const text of ['during 1', 'during 2', 'during 3']) await say(bob.page, text);
+  await shows(bob.page, ['before', 'during 1', 'during 2', 'during 3']);
+  // Alice writes while offline: pending, and sent once she is back.
+  await say(alice.page, 'while offline');
+  await until('a pending message', async () =>
+    (await message(alice.page, 'while offline').getAttribute('data-state')) === 'pending');
+
+  proxy.restore();
+  await connected(alice.page);
+  const all = ['before', 'during 1', 'during 2', 'during 3', 'while offline'];
+  await shows(alice.page, all, 30000);
+  await shows(bob.page, all);
+  await until('the re-sent message to be acked', async () =>
+    (await message(alice.page, 'while offline').getAttribute('data-state')) === 'sent');
+  // Still exactly these, once each, after things settle.
+  assert.deepEqual(await bodies(alice.page), all);
+  assert.deepEqual([...alice.errors, ...bob.errors], []);
+});
+
+test('markup in a message is shown as text and runs nothing', async (t) => {
+  const { server, browser } = await setUp(t);
+  const alice = await person(browser);
+  const bob = await person(browser);
+  await signUp(alice.page, server.base, 'alice');
+  await signUp(bob.page, server.base, 'bob');
+  await openRoom(alice.page, 'team');
+  await openRoom(bob.page, 'team');
+  const attacks = [
+    '<img src=x onerror=alert(1)>',
+    '<script>alert(2)</script>',
+    '"><svg onload=alert(3)>',
+  ];
+  for (const a of attacks) await say(alice.page, a);
+  await shows(bob.page, attacks);
+  await shows(alice.page, attacks);
+  for (const { page } of [alice, bob]) {
+    assert.equal(await page.locator('#message-list img, #message-list svg, #message-list script').count(), 0);
+  }
+  // A dialog would have been recorded as an error.
+  assert.deepEqual([...alice.errors, ...bob.errors], []);
+});
+
+test('a direct message reaches its two people and no one else', async (t) => {
+  const { server, browser } = await setUp(t);
+  const alice = await person(browser);
+  const bob = await person(browser);
+  const carol = await person(browser);
+  await signUp(alice.page, server.base, 'alice');
+  await signUp(bob.page, server.base, 'bob');
+  await signUp(carol.page, server.base, 'carol');
+
+  // Alice starts it from the presence list of a room they share.
+  await alice.page.locator('#member-list [data-user="bob"]').waitFor();
+  await alice.page.getByRole('button', { name: 'Message bob' }).click();
+  await until('the direct-message room to open', async () =>
+    (await alice.page.locator('nav[aria-label="Rooms"] [data-room="dm:alice:bob"]').getAttribute('aria-current')) === 'true');
+  await say(alice.page, 'just between us');
+  await shows(alice.page, ['just between us']);
+
+  // Bob finds it in his list, marked unread, without doing anything.
+  const dm = bob.page.locator('nav[aria-label="Rooms"] [data-room="dm:alice:bob"]');
+  await until('bob to see the conversation', async () =>
+    (await dm.locator('.unread').textContent()) === '1', 30000);
+  await dm.click();
+  await shows(bob.page, ['just between us']);
+
+  // Carol cannot open it, nor read it over HTTP.
+  await carol.page.getByLabel('Room', { exact: true }).fill('dm:alice:bob');
+  await carol.page.getByRole('button', { name: 'Join' }).click();
+  await until('carol to be refused', async () =>
+    (await carol.page.getByRole('alert').allTextContents()).some((s) => s.trim() !== ''));
+  const status = await carol.page.evaluate(async () => {
+    const { token } = JSON.parse(localStorage.getItem('banter.session'));
+    const r = await fetch('/api/v1/rooms/dm:alice:bob/messages', {
+      headers: { Authorization: `Bearer ${token}` },
+    });
+    return r.status;
+  });
+  assert.equal(status, 403);
+  assert.equal(await carol.page.getByText('just between us').count(), 0);
+  assert.equal(await carol.page.locator('nav[aria-label="Rooms"] [data-room="dm:alice:bob"]').count(), 0);
+});
+
+test('keyboard only: log in, open a room, send', async (t) => {
+  const { server, browser } = await setUp(t);
+  // The account exists; this person only has a keyboard.
+  const r = await fetch(`${server.base}/api/v1/register`, {
+    method: 'POST',
+    headers: { 'Content-Type': 'application/json' },
+    body: JSON.stringify({ username: 'dana', password: 'password123' }),
+  });
+  assert.equal(r.status, 201);
+  const { page, errors } = await person(browser);
+  await page.goto(server.base);
+  await page.getByLabel('Username').waitFor();
+  const focused = () => page.evaluate(() => document.activeElement && document.activeElement.id);
+  const tabTo = async (id) => {
+    for (let i = 0; i < 30 && (await focused()) !== id; i++) await page.keyboard.press('Tab');
+    assert.equal(await focused(), id, `Tab reaches #${id}`);
+  };
+  const idOf = (label) => page.getByLabel(label, { exact: true }).getAttribute('id');
+  await tabTo(await idOf('Username'));
+  await page.keyboard.type('dana');
+  await page.keyboard.press('Tab');
+  await page.keyboard.type('password123');
+  await page.keyboard.press('Enter');
+  await connected(page);
+  await tabTo(await idOf('Room'));
+  await page.keyboard.press('Control+A');
+  await page.keyboard.type('keys');
+  await page.keyboard.press('Enter');
+  await until('room keys to be current', async () =>
+    (await page.locator('nav[aria-label="Rooms"] [data-room="keys"]').getAttribute('aria-current')) === 'true');
+  await tabTo(await idOf('Message'));
+  await page.keyboard.type('typed, not clicked');
+  await page.keyboard.press('Enter');
+  await shows(page, ['typed, not clicked']);
+  assert.deepEqual(errors, []);
+});
+
+test('it fits a phone and a desktop (screenshots)', async (t) => {
+  const { server, browser } = await setUp(t);
+  // BANTER_SCREENSHOTS=1 refreshes the README's pictures; otherwise they go to a temp dir.
+  const dir = process.env.BANTER_SCREENSHOTS
+    ? path.join(repoRoot, 'docs/screenshots')
+    : path.join(os.tmpdir(), 'banter-screenshots');
+  mkdirSync(dir, { recursive: true });
+  const alice = await person(browser);
+  const bob = await person(browser, { width: 375, height: 740 });
+  await signUp(alice.page, server.base, 'alice');
+  await signUp(bob.page, server.base, 'bob');
+  await openRoom(alice.page, 'team');
+  await openRoom(bob.page, 'team');
+  await say(alice.page, 'Morning! The release is out, notes in the usual place.');
+  await say(bob.page, 'Great, reading them now.');
+  await say(alice.page, 'Shout if anything looks off.');
+  const all = [
+    'Morning! The release is out, notes in the usual place.',
+    'Great, reading them now.',
+    'Shout if anything looks off.',
+  ];
+  await shows(alice.page, all);
+  await shows(bob.page, all);
+  await until('all acked', async () =>
+    (await alice.page.locator('#message-list > li[data-state="pending"]').count()) === 0
+    && (await bob.page.locator('#message-list > li[data-state="pending"]').count()) === 0);
+
+  // Nothing overflows sideways on the phone, and what one needs to chat is on screen.
+  const overflow = await bob.page.evaluate(() =>
+    document.documentElement.scrollWidth - document.documentElement.clientWidth);
+  assert.ok(overflow <= 0, `the phone page scrolls sideways by ${overflow}px`);
+  for (const [what, locator] of [
+    ['message field', bob.page.getByLabel('Message', { exact: true })],
+    ['send button', bob.page.getByRole('button', { name: 'Send' })],
+    ['last message', message(bob.page, 'Shout if anything looks off.')],
+  ]) {
+    const box = await locator.boundingBox();
+    assert.ok(box && box.x >= 0 && box.x + box.width <= 375, `${what} fits the width: ${JSON.stringify(box)}`);
+  }
+  await alice.page.screenshot({ path: path.join(dir, 'desktop.png') });
+  await bob.page.screenshot({ path: path.join(dir, 'phone.png') });
+  assert.deepEqual([...alice.errors, ...bob.errors], []);
+});
+
+test('split deployment: the auth API on another origin', async (t) => {
+  // The chat's origin (serve, for the gateway part) and an auth service on another origin,
+  // sharing one database and one JWT secret, as auth and gateway do in production.
+  const authPort = await new Promise((resolve) => {
+    const probe = net.createServer();
+    probe.listen(0, '127.0.0.1', () => {
+      const { port } = probe.address();
+      probe.close(() => resolve(port));
+    });
+  });
+  const authOrigin = `http://127.0.0.1:${authPort}`;
+  const chat = await startServer({ env: { BANTER_PUBLIC_AUTH_URL: authOrigin } });
+  t.after(() => chat.stop());
+  const auth = await startServer({
+    dataDir: chat.dataDir,
+    args: ['auth', '--listen', `127.0.0.1:${authPort}`],
+    env: {
+      DATABASE_URL: `sqlite://${path.join(chat.dataDir, 'banter.db')}`,
+      JWT_SECRET: readFileSync(path.join(chat.dataDir, 'jwt-secret'), 'utf8').trim(),
+      BANTER_CORS_ORIGINS: chat.base,
+    },
+  });
+  t.after(() => auth.stop());
+  const browser = await launchBrowser();
+  t.after(() => browser.close());
+
+  const alice = await person(browser);
+  const authCalls = [];
+  alice.page.on('request', (r) => {
+    if (r.url().startsWith(authOrigin)) authCalls.push(new URL(r.url()).pathname);
+  });
+  const bob = await person(browser);
+  await signUp(alice.page, chat.base, 'alice');
+  await signUp(bob.page, chat.base, 'bob');
+  await openRoom(alice.page, 'split');
+  await openRoom(bob.page, 'split');
+  await say(alice.page, 'through two origins');
+  await shows(bob.page, ['through two origins']);
+  assert.ok(authCalls.includes('/api/v1/register'), `auth calls: ${authCalls}`);
+  assert.ok(authCalls.includes('/api/v1/login'), `auth calls: ${authCalls}`);
+  assert.deepEqual([...alice.errors, ...bob.errors], []);
+});

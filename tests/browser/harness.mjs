@@ -1,0 +1,189 @@
+// What the browser tests stand on: a real `banter serve` on a free port with a data directory
+// of its own, Debian's Chromium driven by playwright-core, a TCP proxy that can cut a
+// browser's connections (a network drop), and waits that poll for a condition with a
+// deadline (never a bare sleep).
+
+import { spawn } from 'node:child_process';
+import { mkdtempSync, rmSync } from 'node:fs';
+import net from 'node:net';
+import os from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { chromium } from 'playwright-core';
+
+const here = path.dirname(fileURLToPath(import.meta.url));
+export const repoRoot = path.resolve(here, '../..');
+const BANTER = process.env.BANTER_BIN || path.join(repoRoot, 'target/debug/banter');
+const CHROMIUM = process.env.BANTER_CHROMIUM || '/usr/bin/chromium';
+
+/** Polls `check` until it returns a truthy value (returned) or `ms` pass (throws `what`). */
+export async function until(what, check, ms = 15000) {
+  const deadline = Date.now() + ms;
+  let last;
+  for (;;) {
+    try {
+      last = await check();
+      if (last) return last;
+    } catch (e) {
+      last = e;
+    }
+    if (Date.now() > deadline) {
+      throw new Error(`timed out waiting for ${what} (last: ${last})`);
+    }
+    await new Promise((r) => setTimeout(r, 50));
+  }
+}
+
+/**
+ * Starts `banter serve` on 127.0.0.1:0 (or another role with `args`); resolves once it says
+ * where it listens. `env` adds settings; `dataDir` shares another server's directory.
+ */
+export async function startServer({ args, env: extra = {}, dataDir: shared } = {}) {
+  const dataDir = shared || mkdtempSync(path.join(os.tmpdir(), 'banter-browser-'));
+  const env = { ...process.env, RUST_LOG: process.env.RUST_LOG || 'warn,banter=info' };
+  for (const k of ['DATABASE_URL', 'DB_HOST', 'KAFKA_BROKERS', 'BANTER_LISTEN', 'BANTER_WEB_DIR']) {
+    delete env[k];
+  }
+  if (process.env.BANTER_TEST_WEB_DIR) env.BANTER_WEB_DIR = process.env.BANTER_TEST_WEB_DIR;
+  Object.assign(env, extra);
+  const argv = args || ['serve', '--listen', '127.0.0.1:0', '--data-dir', dataDir];
+  const child = spawn(BANTER, argv, {
+    env,
+    stdio: ['ignore', 'ignore', 'pipe'],
+  });
+  let log = '';
+  const base = await new Promise((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error(`banter did not start:\n${log}`)), 30000);
+    child.on('error', (e) => reject(new Error(`cannot run ${BANTER}: ${e.message}`)));
+    child.on('exit', (code) => reject(new Error(`banter exited (${code}):\n${log}`)));
+    child.stderr.on('data', (chunk) => {
+      log += chunk;
+      const m = /listening on (http:\/\/[0-9.:]+)/.exec(log);
+      if (m) {
+        clearTimeout(timer);
+        resolve(m[1]);
+      }
+    });
+  });
+  return {
+    base,
+    dataDir,
+    log: () => log,
+    async stop() {
+      if (child.exitCode === null) {
+        const exited = new Promise((r) => child.once('exit', r));
+        child.kill('SIGTERM');
+        await exited;
+      }
+      if (!shared) rmSync(dataDir, { recursive: true, force: true });
+    },
+  };
+}
+
+/** Chromium, headless. As root it needs --no-sandbox (there is no user namespace to drop to). */
+export async function launchBrowser() {
+  const args = process.getuid && process.getuid() === 0 ? ['--no-sandbox'] : [];
+  return chromium.launch({ executablePath: CHROMIUM, args, headless: true });
+}
+
+/**
+ * A TCP proxy on 127.0.0.1:0 in front of `target` (host:port). `drop()` cuts every open
+ * connection and refuses new ones until `restore()`: to the browser, a network drop.
+ */
+export async function startProxy(target) {
+  const url = new URL(target);
+  const sockets = new Set();
+  let down = false;
+  const server = net.createServer((client) => {
+    if (down) {
+      client.destroy();
+      return;
+    }
+    const upstream = net.connect(Number(url.port), url.hostname);
+    for (const s of [client, upstream]) {
+      sockets.add(s);
+      s.on('close', () => sockets.delete(s));
+      s.on('error', () => {});
+    }
+    client.pipe(upstream);
+    upstream.pipe(client);
+    client.on('close', () => upstream.destroy());
+    upstream.on('close', () => client.destroy());
+  });
+  await new Promise((r) => server.listen(0, '127.0.0.1', r));
+  return {
+    base: `http://127.0.0.1:${server.address().port}`,
+    drop() {
+      down = true;
+      for (const s of sockets) s.destroy();
+    },
+    restore() {
+      down = false;
+    },
+    close() {
+      for (const s of sockets) s.destroy();
+      return new Promise((r) => server.close(r));
+    },
+  };
+}
+
+/** A fresh context (its own storage: one person), with page errors collected. */
+export async function person(browser, viewport = { width: 1280, height: 800 }) {
+  const context = await browser.newContext({ viewport });
+  const page = await context.newPage();
+  const errors = [];
+  page.on('pageerror', (e) => errors.push(String(e)));
+  page.on('dialog', (d) => {
+    errors.push(`a dialog opened: ${d.message()}`);
+    d.dismiss().catch(() => {});
+  });
+  return { context, page, errors };
+}
+
+/** Registers `name` through the form, then logs in, and waits for the chat to connect. */
+export async function signUp(page, base, name, password = 'password123') {
+  await page.goto(base);
+  await page.getByLabel('Username').fill(name);
+  await page.getByLabel('Password').fill(password);
+  await page.getByRole('button', { name: 'Register' }).click();
+  await connected(page);
+}
+
+/** Waits until the connection status says connected. */
+export async function connected(page) {
+  await until('the app to connect', async () =>
+    (await page.locator('#conn-status').getAttribute('data-state')) === 'connected');
+}
+
+/** Opens (creates or joins) a room by name through the form. */
+export async function openRoom(page, room) {
+  await page.getByLabel('Room', { exact: true }).fill(room);
+  await page.getByRole('button', { name: 'Join' }).click();
+  await until(`room ${room} to be current`, async () =>
+    (await page.locator(`nav[aria-label="Rooms"] [data-room="${room}"]`).getAttribute('aria-current')) === 'true');
+}
+
+/** Types a message in the composer and sends it with Enter. */
+export async function say(page, text) {
+  const box = page.getByLabel('Message', { exact: true });
+  await box.fill(text);
+  await box.press('Enter');
+}
+
+/** The bodies of the messages shown, in order. */
+export async function bodies(page) {
+  return page.locator('#message-list > li .body').allTextContents();
+}
+
+/** Waits until the message list shows exactly `want` (bodies, in order). */
+export async function shows(page, want, ms = 15000) {
+  let got;
+  try {
+    await until(`messages ${JSON.stringify(want)}`, async () => {
+      got = await bodies(page);
+      return JSON.stringify(got) === JSON.stringify(want);
+    }, ms);
+  } catch (e) {
+    throw new Error(`${e.message}; the page shows ${JSON.stringify(got)}`);
+  }
+}
