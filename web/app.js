@@ -6,9 +6,10 @@
  * through textContent only (never innerHTML).
  *
  * Outline:
- *   storage   — session tokens and per-user state (rooms, read marks, outbox) in localStorage.
+ *   storage   — per-user session tokens and state (rooms, read marks, outbox) in
+ *               localStorage, shared by that user's tabs; which user a tab is, in sessionStorage.
  *   http      — fetch wrapper for the JSON envelope; auth calls go to config.auth_url.
- *   session   — log in/out, refresh before expiry (one tab at a time), 401 → refresh once.
+ *   session   — log in/out, refresh before expiry (one tab per user at a time), 401 → refresh once.
  *   rooms     — Room objects: messages sorted by cursor, members, typing, unread.
  *   render    — sidebar, message list, presence, typing, status.
  *   outbox    — own messages until the server has them; re-sent with the same client_id.
@@ -29,13 +30,18 @@ const MAX_BODY = 4000;
 const ZERO_CURSOR = '0'.repeat(24);   // below every cursor: "replay everything"
 const ROOM_RE = /^[A-Za-z0-9_.-]{1,64}$/;
 const USER_RE = /^[A-Za-z0-9_.-]{3,32}$/;
-const SESSION_KEY = 'banter.session';
+// Sessions are per user, not per browser, so that two people can use two
+// tabs of one browser: each tab remembers (per tab) whose it is.
+const SESSION_PREFIX = 'banter.session.';      // + lowercased username, in localStorage
+const LEGACY_SESSION_KEY = 'banter.session';   // the one session of older versions
+const TAB_USER_KEY = 'banter.tab.user';        // in sessionStorage
 
 const $ = (id) => document.getElementById(id);
 const ui = {
   authView: $('auth-view'), authForm: $('auth-form'), authAlert: $('auth-alert'),
   authInfo: $('auth-info'), username: $('username'), password: $('password'),
   loginBtn: $('login-btn'), registerBtn: $('register-btn'),
+  accounts: $('accounts'), accountList: $('account-list'),
   chatView: $('chat-view'), sidebar: $('sidebar'), sidebarToggle: $('sidebar-toggle'),
   sidebarClose: $('sidebar-close'), menuDot: $('menu-dot'), meName: $('me-name'),
   logoutBtn: $('logout-btn'), roomForm: $('room-form'), roomInput: $('room-input'),
@@ -55,7 +61,7 @@ const ui = {
 const config = { authBase: '' };  // '' = the auth API is on this origin
 let session = null;               // {token, refresh_token, username, expires_at}
 let epoch = 0;                    // bumped when a session starts or ends; late results of an old one are dropped
-let refreshing = null;            // the refresh in flight (one per tab)
+let refreshing = null;            // the refresh in flight (one per tab and session)
 let refreshTimer = null;
 let pollTimer = null;
 let lastTick = 0;
@@ -122,6 +128,15 @@ function icon(name) {
   const span = el('span', `icon icon-${name}`);
   span.setAttribute('aria-hidden', 'true');
   return span;
+}
+
+// The colour follows the name, so a person looks the same in every list.
+function avatar(name) {
+  let hash = 0;
+  for (const ch of name) hash = (hash * 31 + ch.charCodeAt(0)) >>> 0;
+  const node = el('span', `avatar hue-${hash % 8}`, (name[0] || '?').toUpperCase());
+  node.setAttribute('aria-hidden', 'true');
+  return node;
 }
 
 function iconButton(name, label, onClick, className = '') {
@@ -211,10 +226,49 @@ function load(key) {
 }
 
 const userKey = (what) => `banter.${what}.${session.username}`;
+const sessionKey = (user) => SESSION_PREFIX + user.toLowerCase();
+const isSession = (s) => !!s && typeof s.token === 'string' && typeof s.refresh_token === 'string' &&
+  typeof s.username === 'string';
 
-function readSession() {
-  const s = load(SESSION_KEY);
-  return s && s.token && s.refresh_token && s.username ? s : null;
+function readSession(user) {
+  const s = load(sessionKey(user));
+  return isSession(s) && s.username.toLowerCase() === user.toLowerCase() ? s : null;
+}
+
+// Everyone signed in on this browser, by name.
+function storedSessions() {
+  const found = [];
+  try {
+    for (let i = 0; i < localStorage.length; i++) {
+      const key = localStorage.key(i);
+      const s = key.startsWith(SESSION_PREFIX) && readSession(key.slice(SESSION_PREFIX.length));
+      if (s) found.push(s);
+    }
+  } catch { /* storage disabled: nobody to offer */ }
+  return found.sort((a, b) => a.username.localeCompare(b.username));
+}
+
+function tabUser() {
+  try { return sessionStorage.getItem(TAB_USER_KEY); } catch { return null; }
+}
+
+function setTabUser(user) {
+  try {
+    if (user) sessionStorage.setItem(TAB_USER_KEY, user);
+    else sessionStorage.removeItem(TAB_USER_KEY);
+  } catch { /* storage disabled: a reload of this tab shows the login form */ }
+}
+
+// Older versions kept one session for the whole browser. Its owner stays
+// signed in: the session moves to their key, and the tab that finds it is theirs.
+function migrateLegacySession() {
+  const s = load(LEGACY_SESSION_KEY);
+  if (s === null) return;
+  if (isSession(s) && !readSession(s.username)) {
+    store(sessionKey(s.username), s);
+    if (!tabUser()) setTabUser(s.username);
+  }
+  store(LEGACY_SESSION_KEY, null);
 }
 
 function saveRoomNames() {
@@ -307,7 +361,7 @@ function saveSession(data, username) {
     username: (data.user && data.user.username) || username || session.username,
     expires_at: Date.now() + (Number(data.expires_in) || 900) * 1000,
   };
-  store(SESSION_KEY, session);
+  store(sessionKey(session.username), session);
   useToken();
 }
 
@@ -336,21 +390,25 @@ async function ensureFreshToken() {
 }
 
 function refreshSession() {
+  if (!session) return Promise.reject(new ApiError(401, 'unauthorized', 'You are signed out.'));
   if (!refreshing) {
-    // Refresh tokens rotate and a reused one revokes the whole login, so
-    // only one tab may refresh at a time (Web Locks, where available).
-    const run = navigator.locks ? navigator.locks.request('banter.refresh', doRefresh) : doRefresh();
-    refreshing = run.finally(() => { refreshing = null; });
+    // Refresh tokens rotate and a reused one revokes the whole login, so only
+    // one tab of a user may refresh at a time (Web Locks, where available).
+    const myEpoch = epoch;
+    const lock = `banter-refresh-${session.username.toLowerCase()}`;
+    const run = navigator.locks ? navigator.locks.request(lock, () => doRefresh(myEpoch)) : doRefresh(myEpoch);
+    const done = run.finally(() => { if (refreshing === done) refreshing = null; });
+    refreshing = done;
   }
   return refreshing;
 }
 
-async function doRefresh() {
-  if (!session) throw new ApiError(401, 'unauthorized', 'You are signed out.');
-  const myEpoch = epoch;
-  const stored = readSession();
-  if (stored && stored.username === session.username && stored.refresh_token !== session.refresh_token) {
-    // Another tab refreshed while we waited for the lock.
+async function doRefresh(myEpoch) {
+  // Signed out (maybe in as someone else) while waiting for the lock.
+  if (myEpoch !== epoch) throw new ApiError(401, 'unauthorized', 'You are signed out.');
+  const stored = readSession(session.username);
+  if (stored && stored.refresh_token !== session.refresh_token) {
+    // Another tab of this user refreshed while we waited for the lock.
     session = stored;
     useToken();
     if (stored.expires_at - Date.now() > 30000) return;
@@ -391,8 +449,9 @@ function endSession(error = '', info = '', { keepStored = false } = {}) {
   clearTimeout(refreshTimer);
   clearInterval(pollTimer);
   dropSocket();
-  if (!keepStored) store(SESSION_KEY, null);
+  if (session && !keepStored) store(sessionKey(session.username), null);
   session = null;
+  refreshing = null;
   for (const room of rooms.values()) for (const t of room.typing.values()) clearTimeout(t);
   for (const p of outbox.values()) clearTimeout(p.retry);
   rooms.clear();
@@ -409,7 +468,11 @@ function endSession(error = '', info = '', { keepStored = false } = {}) {
 
 /* ------------------------------------------------------------------ views */
 
+// The login form is this tab belonging to no one. It never signs in by
+// itself: sessions stored by other tabs are offered as buttons instead.
 function showAuth(error = '', info = '') {
+  setTabUser(null);
+  renderAccounts();
   ui.chatView.hidden = true;
   ui.authView.hidden = false;
   document.title = 'banter';
@@ -428,7 +491,7 @@ async function submitAuth(kind) {
     (username ? ui.password : ui.username).focus();
     return;
   }
-  ui.loginBtn.disabled = ui.registerBtn.disabled = true;
+  setAuthBusy(true);
   try {
     if (kind === 'register') {
       await authApi('POST', '/register', { body: { username, password }, auth: false });
@@ -442,11 +505,39 @@ async function submitAuth(kind) {
     if (err.field === 'username') ui.username.focus();
     else if (err.field === 'password' || err.code === 'invalid_credentials') ui.password.focus();
   } finally {
-    ui.loginBtn.disabled = ui.registerBtn.disabled = false;
+    setAuthBusy(false);
   }
 }
 
+// While a login is under way no other way in may start a second chat.
+function setAuthBusy(busy) {
+  for (const b of [ui.loginBtn, ui.registerBtn, ...ui.accountList.querySelectorAll('button')]) b.disabled = busy;
+}
+
+function renderAccounts() {
+  const sessions = storedSessions();
+  ui.accounts.hidden = sessions.length === 0;
+  ui.accountList.replaceChildren(...sessions.map((s) => {
+    const li = el('li');
+    const b = el('button', 'btn btn-secondary account-btn');
+    b.type = 'button';
+    b.disabled = ui.loginBtn.disabled;
+    b.append(avatar(s.username), el('span', 'account-label', `Continue as ${s.username}`));
+    b.addEventListener('click', () => continueAs(s.username));
+    li.append(b);
+    return li;
+  }));
+}
+
+function continueAs(user) {
+  session = readSession(user);
+  if (!session) { renderAccounts(); return; } // logged out in another tab meanwhile
+  epoch++;
+  startChat();
+}
+
 function startChat() {
+  setTabUser(session.username);
   ui.authView.hidden = true;
   ui.chatView.hidden = false;
   ui.meName.textContent = session.username;
@@ -563,16 +654,11 @@ function renderMessage(msg) {
   if (msg.clientId) li.dataset.clientId = msg.clientId;
   if (isMe(msg.author)) li.classList.add('own');
 
-  let hash = 0;
-  for (const ch of msg.author) hash = (hash * 31 + ch.charCodeAt(0)) >>> 0;
-  const avatar = el('span', `avatar hue-${hash % 8}`, (msg.author[0] || '?').toUpperCase());
-  avatar.setAttribute('aria-hidden', 'true');
-
   const meta = el('div', 'meta');
   meta.append(el('span', 'author', msg.author), el('time', 'time'), el('span', 'note'));
   const main = el('div', 'msg-main');
   main.append(meta, el('div', 'body', msg.body));
-  li.append(avatar, main, el('div', 'msg-actions'));
+  li.append(avatar(msg.author), main, el('div', 'msg-actions'));
   msg.el = li;
   paintMessage(msg);
   return li;
@@ -1397,18 +1483,15 @@ document.addEventListener('keydown', (e) => {
   }
 });
 
-// Keep tabs in step: another tab refreshed, logged out, or logged in.
+// Tabs of one user share its session: follow their refreshes and logout.
+// Other users' sessions only change whom the login form offers.
 window.addEventListener('storage', (e) => {
-  if (e.key !== SESSION_KEY) return;
-  const s = readSession();
+  if (e.key !== null && !e.key.startsWith(SESSION_PREFIX)) return; // null: storage cleared
+  if (!session) { renderAccounts(); return; }
+  if (e.key !== null && e.key !== sessionKey(session.username)) return;
+  const s = readSession(session.username);
   if (!s) {
-    if (session) endSession('', 'You were logged out in another tab.', { keepStored: true });
-  } else if (!session) {
-    epoch++;
-    session = s;
-    startChat();
-  } else if (s.username !== session.username) {
-    location.reload();
+    endSession('', 'You were logged out in another tab.', { keepStored: true });
   } else if (s.refresh_token !== session.refresh_token) {
     session = s;
     useToken();
@@ -1440,7 +1523,9 @@ window.addEventListener('online', () => {
     const cfg = await res.json();
     if (cfg && typeof cfg.auth_url === 'string') config.authBase = cfg.auth_url.replace(/\/+$/, '');
   } catch { /* no config: the auth API is on this origin */ }
-  session = readSession();
+  migrateLegacySession();
+  const user = tabUser();
+  session = user ? readSession(user) : null;
   if (session) {
     epoch++;
     startChat();

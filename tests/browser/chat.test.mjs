@@ -218,7 +218,7 @@ test('a direct message reaches its two people and no one else', async (t) => {
   await until('carol to be refused', async () =>
     (await carol.page.getByRole('alert').allTextContents()).some((s) => s.trim() !== ''));
   const status = await carol.page.evaluate(async () => {
-    const { token } = JSON.parse(localStorage.getItem('banter.session'));
+    const { token } = JSON.parse(localStorage.getItem('banter.session.carol'));
     const r = await fetch('/api/v1/rooms/dm:alice:bob/messages', {
       headers: { Authorization: `Bearer ${token}` },
     });
@@ -351,4 +351,59 @@ test('split deployment: the auth API on another origin', async (t) => {
   assert.ok(authCalls.includes('/api/v1/register'), `auth calls: ${authCalls}`);
   assert.ok(authCalls.includes('/api/v1/login'), `auth calls: ${authCalls}`);
   assert.deepEqual([...alice.errors, ...bob.errors], []);
+});
+
+test('two people in two tabs of one browser', async (t) => {
+  const { server, browser } = await setUp(t);
+  // One context: the tabs share cookies and storage, as a new user's two tabs do.
+  const context = await browser.newContext({ viewport: { width: 1280, height: 800 } });
+  const errors = [];
+  const tab = async () => {
+    const page = await context.newPage();
+    page.on('pageerror', (e) => errors.push(String(e)));
+    return page;
+  };
+  const one = await tab();
+  await signUp(one, server.base, 'alice');
+  // A second tab is not logged in as alice by itself: a second person can register there.
+  const two = await tab();
+  await two.goto(server.base);
+  await two.getByRole('button', { name: 'Continue as alice' }).waitFor();
+  await two.getByLabel('Username').fill('bob');
+  await two.getByLabel('Password').fill('password123');
+  await two.getByRole('button', { name: 'Register' }).click();
+  await connected(two);
+  await openRoom(one, 'tabs');
+  await openRoom(two, 'tabs');
+  await say(one, 'from the first tab');
+  await say(two, 'from the second tab');
+  const both = ['from the first tab', 'from the second tab'];
+  await shows(one, both);
+  await shows(two, both);
+  assert.equal(await message(one, 'from the first tab').getAttribute('data-author'), 'alice');
+  assert.match(await message(two, 'from the second tab').getAttribute('class'), /\bown\b/);
+
+  // Each tab stays who it is across reloads.
+  await one.reload();
+  await connected(one);
+  await two.reload();
+  await connected(two);
+  await one.locator('nav[aria-label="Rooms"] [data-room="tabs"]').click();
+  await until('tab one to be alice', async () =>
+    (await message(one, 'from the first tab').getAttribute('class') || '').includes('own'));
+  await two.locator('nav[aria-label="Rooms"] [data-room="tabs"]').click();
+  await until('tab two to be bob', async () =>
+    (await message(two, 'from the second tab').getAttribute('class') || '').includes('own'));
+
+  // A third tab offers both; alice continues there, and logging out ends alice's tabs only.
+  const three = await tab();
+  await three.goto(server.base);
+  await three.getByRole('button', { name: 'Continue as bob' }).waitFor();
+  await three.getByRole('button', { name: 'Continue as alice' }).click();
+  await connected(three);
+  await three.getByRole('button', { name: 'Log out' }).click();
+  await one.getByLabel('Username').waitFor();
+  await connected(two);
+  assert.equal(await two.getByLabel('Password').isVisible(), false, 'bob is still in');
+  assert.deepEqual(errors, []);
 });
