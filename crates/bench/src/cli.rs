@@ -88,6 +88,32 @@ pub enum Scenario {
     Reconnect(ReconnectArgs),
     /// Logins at a rate beside a fanout: login latency, and what it does to the fanout's.
     Login(LoginArgs),
+    /// Watches persist workers store a Kafka backlog: rows per second into PostgreSQL.
+    Persist(PersistArgs),
+    /// Writes the report of a suite (markdown and SVG charts) from its JSON summaries.
+    Report(ReportArgs),
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct PersistArgs {
+    /// The persist workers' health/metrics base URLs, comma-separated.
+    #[arg(long)]
+    pub persist_urls: String,
+    /// Messages to wait for.
+    #[arg(long)]
+    pub expect: u64,
+    #[arg(long, value_parser = duration, default_value = "300s")]
+    pub timeout: Duration,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct ReportArgs {
+    /// The directory of JSON summaries (and commands.txt).
+    #[arg(long)]
+    pub results: PathBuf,
+    /// Where README.md, latency.svg and throughput.svg go.
+    #[arg(long)]
+    pub out: PathBuf,
 }
 
 fn duration(s: &str) -> Result<Duration, String> {

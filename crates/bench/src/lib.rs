@@ -12,6 +12,7 @@
 //! (a storm of reconnects that resume with `since`), [`scenarios::login`] (logins beside a
 //! fanout).
 
+pub mod chart;
 pub mod cli;
 pub mod client;
 pub mod report;
@@ -27,6 +28,8 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         cli::Scenario::Idle(args) => scenarios::idle::run(&cli.common, args).await?,
         cli::Scenario::Reconnect(args) => scenarios::reconnect::run(&cli.common, args).await?,
         cli::Scenario::Login(args) => scenarios::login::run(&cli.common, args).await?,
+        cli::Scenario::Persist(args) => scenarios::persist::run(args).await?,
+        cli::Scenario::Report(args) => return chart::write(&args.results, &args.out),
     };
     report::finish(&cli.common, &summary)
 }

@@ -1,13 +1,14 @@
 //! The summary of a run: printed, and written as JSON with `--json`.
 
 use hdrhistogram::Histogram;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::cli::Common;
 
 /// What a scenario measured. Fields that do not apply to a scenario stay `None` and are left
 /// out of the JSON.
-#[derive(Debug, Default, Clone, Serialize)]
+#[derive(Debug, Default, Clone, Serialize, Deserialize)]
+#[serde(default)]
 pub struct Summary {
     pub scenario: String,
     pub protocol: String,
@@ -54,7 +55,8 @@ pub struct Summary {
 }
 
 /// Where the figures come from.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default)]
 pub struct Machine {
     pub cpus: usize,
     pub os: String,

@@ -5,6 +5,7 @@
 pub mod fanout;
 pub mod idle;
 pub mod login;
+pub mod persist;
 pub mod reconnect;
 
 use std::sync::atomic::{AtomicU64, Ordering};
