@@ -18,6 +18,17 @@ macro_rules! impl_store {
         })
     }
 
+    /// How a transaction that writes begins. On SQLite it takes the write lock at once
+    /// (`IMMEDIATE`), so that the busy timeout queues it behind other writers: a deferred one
+    /// that reads first cannot upgrade once another connection has written, and fails with
+    /// "database is locked" at once.
+    fn begin_write() -> &'static str {
+        match $backend {
+            Backend::Sqlite => "BEGIN IMMEDIATE",
+            Backend::Postgres => "BEGIN",
+        }
+    }
+
     const MESSAGE_COLUMNS: &str =
         "id, part, seq, room, author, body, created_at, client_id";
 
@@ -135,7 +146,7 @@ macro_rules! impl_store {
             next: &NewRefreshToken,
             now: DateTime<Utc>,
         ) -> Result<Rotation, StoreError> {
-            let mut tx = self.pool.begin().await?;
+            let mut tx = self.pool.begin_with(begin_write()).await?;
             // Write first: the UPDATE takes PostgreSQL's row lock, or SQLite's write lock, at
             // once, so two concurrent rotations of one token queue up and the second finds it
             // used, which is a replay. (Reading first would let both see it live.)
@@ -217,7 +228,7 @@ macro_rules! impl_store {
         }
 
         async fn append_messages(&self, batch: &[NewMessage]) -> Result<Vec<Appended>, StoreError> {
-            let mut tx = self.pool.begin().await?;
+            let mut tx = self.pool.begin_with(begin_write()).await?;
             let mut out = Vec::with_capacity(batch.len());
             for m in batch {
                 if let Some(client_id) = &m.client_id {
@@ -265,7 +276,7 @@ macro_rules! impl_store {
         }
 
         async fn insert_logged(&self, batch: &[LoggedMessage]) -> Result<u64, StoreError> {
-            let mut tx = self.pool.begin().await?;
+            let mut tx = self.pool.begin_with(begin_write()).await?;
             let mut inserted = 0;
             for logged in batch {
                 let m = &logged.message;

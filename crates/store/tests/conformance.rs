@@ -49,6 +49,7 @@ conformance!(
     rooms_are_listed_by_latest_activity,
     admin_rights_are_granted_and_revoked,
     logged_messages_are_stored_once_whatever_is_redelivered,
+    writers_at_once_wait_for_each_other,
 );
 
 fn name(s: &str) -> Username {
@@ -576,4 +577,51 @@ async fn logged_messages_are_stored_once_whatever_is_redelivered(store: DynStore
         .await
         .expect("read");
     assert_eq!(after.len(), 1);
+}
+
+/// Appends (which read before they write) beside other writers (logins storing refresh
+/// tokens): none may fail with "database is locked"; they queue.
+async fn writers_at_once_wait_for_each_other(store: DynStore) {
+    let ada = store
+        .create_user(&name("ada"), "h", now())
+        .await
+        .expect("create");
+    let mut tasks = Vec::new();
+    for w in 0..4 {
+        let (s, a) = (store.clone(), ada.clone());
+        tasks.push(tokio::spawn(async move {
+            let (store, ada) = (s, a);
+            for i in 0..25 {
+                let cid = format!("w{w}-{i}");
+                store
+                    .append_messages(&[new_message(&ada, "busy", "hi", Some(&cid))])
+                    .await
+                    .expect("an append beside other writers");
+            }
+        }));
+        let (s, a) = (store.clone(), ada.clone());
+        tasks.push(tokio::spawn(async move {
+            let (store, ada) = (s, a);
+            for i in 0..25 {
+                let t = token(
+                    ada.id,
+                    Uuid::new_v4(),
+                    &format!("s{w}-{i}"),
+                    Duration::days(1),
+                );
+                store
+                    .insert_refresh_token(&t)
+                    .await
+                    .expect("a token beside other writers");
+            }
+        }));
+    }
+    for t in tasks {
+        t.await.expect("task");
+    }
+    let stored = store
+        .messages_after(&room("busy"), None, 1000)
+        .await
+        .expect("read");
+    assert_eq!(stored.len(), 100);
 }

@@ -444,10 +444,15 @@ impl Sender {
         // Behind schedule, catch up: the asked rate is the point.
         tick.set_missed_tick_behavior(MissedTickBehavior::Burst);
         let mut seq = 0u64;
+        // Sends answered with an error: never acked, and not due to anyone.
+        let mut refused = 0u64;
         let mut stopping = false;
+        // Set when sending stops: how long the last acks may take.
+        let mut ack_deadline = tokio::time::Instant::now();
         let banter = self.ctx.protocol == Protocol::Banter;
         loop {
-            if stopping && (!banter || self.ctx.acked[self.room].load(Ordering::Relaxed) >= seq) {
+            let answered = self.ctx.acked[self.room].load(Ordering::Relaxed) + refused;
+            if stopping && (!banter || answered >= seq) {
                 break;
             }
             tokio::select! {
@@ -461,7 +466,10 @@ impl Sender {
                     self.ctx.sent[self.room].fetch_add(1, Ordering::Relaxed);
                     self.ctx.totals.add(&self.ctx.totals.sent, 1);
                 }
-                _ = stop.changed(), if !stopping => stopping = true,
+                _ = stop.changed(), if !stopping => {
+                    stopping = true;
+                    ack_deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+                }
                 frame = stream.next() => match frame {
                     Some(Ok(Message::Text(t))) => {
                         if let Some(f) = Incoming::parse(&t) {
@@ -469,6 +477,7 @@ impl Sender {
                                 self.ctx.acked[self.room].fetch_add(1, Ordering::Relaxed);
                                 self.ctx.totals.add(&self.ctx.totals.acked, 1);
                             } else if f.is("error") {
+                                refused += 1;
                                 self.ctx.totals.add(&self.ctx.totals.errors, 1);
                                 eprintln!("room {}: error frame {:?}", self.room, f.code);
                             }
@@ -477,7 +486,7 @@ impl Sender {
                     Some(Ok(_)) => {}
                     None | Some(Err(_)) => anyhow::bail!("room {}: the sender's connection closed", self.room),
                 },
-                () = tokio::time::sleep(Duration::from_secs(30)), if stopping => {
+                () = tokio::time::sleep_until(ack_deadline), if stopping => {
                     eprintln!("room {}: acks missing after 30 s", self.room);
                     break;
                 }
