@@ -528,10 +528,7 @@ impl Bus for KafkaBus {
             .await?;
         Ok(Box::pin(async move {
             let (partition, offset) = delivered(delivery.await)?;
-            let cursor = Cursor::new(
-                u32::try_from(partition).map_err(|_| BusError::Unavailable)?,
-                u64::try_from(offset).map_err(|_| BusError::Unavailable)?,
-            );
+            let cursor = Cursor::of_record(partition, offset).ok_or(BusError::Unavailable)?;
             Ok(Appended::New(message.at(cursor)))
         }))
     }
@@ -653,12 +650,8 @@ async fn consume(
         };
         let payload = record.payload().unwrap_or_default();
         let event = if record.topic() == settings.topic {
-            let cursor = match (
-                u32::try_from(record.partition()),
-                u64::try_from(record.offset()),
-            ) {
-                (Ok(p), Ok(o)) => Cursor::new(p, o),
-                _ => continue,
+            let Some(cursor) = Cursor::of_record(record.partition(), record.offset()) else {
+                continue;
             };
             serde_json::from_slice::<Record>(payload)
                 .map_err(|e| e.to_string())

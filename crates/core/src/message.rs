@@ -27,6 +27,18 @@ impl Cursor {
         Self { partition, offset }
     }
 
+    /// Before every message of every room, on every log: a client that has seen nothing of a
+    /// room resumes from here.
+    pub const ZERO: Self = Self::new(0, 0);
+
+    /// The cursor of a Kafka record: one past its offset, so that no message has
+    /// [`Cursor::ZERO`] (Kafka's first offset is 0; the local log's first is 1).
+    pub fn of_record(partition: i32, offset: i64) -> Option<Self> {
+        let partition = u32::try_from(partition).ok()?;
+        let offset = u64::try_from(offset).ok()?.checked_add(1)?;
+        Some(Self::new(partition, offset))
+    }
+
     /// Parses a cursor a client sent back in `field` (`since`, `before`, ...).
     pub fn parse(field: &'static str, input: &str) -> Result<Self, ValidationError> {
         input
@@ -149,6 +161,15 @@ impl NewMessage {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn a_record_cursor_is_one_past_its_offset_so_zero_is_before_everything() {
+        assert_eq!(Cursor::of_record(0, 0), Some(Cursor::new(0, 1)));
+        assert!(Cursor::ZERO < Cursor::of_record(0, 0).unwrap());
+        assert_eq!(Cursor::ZERO.to_string(), "000000000000000000000000");
+        assert_eq!(Cursor::of_record(-1, 0), None);
+        assert_eq!(Cursor::of_record(0, -1), None);
+    }
+
     use super::*;
 
     #[test]

@@ -66,14 +66,11 @@ struct Read {
 
 fn read(record: &BorrowedMessage<'_>) -> Read {
     let payload = record.payload().unwrap_or_default().to_vec();
-    let decoded = match (
-        u32::try_from(record.partition()),
-        u64::try_from(record.offset()),
-    ) {
-        (Ok(p), Ok(o)) => serde_json::from_slice::<Record>(&payload)
+    let decoded = match Cursor::of_record(record.partition(), record.offset()) {
+        Some(cursor) => serde_json::from_slice::<Record>(&payload)
             .map_err(|e| format!("not a banter message: {e}"))
-            .and_then(|r| r.into_logged(Cursor::new(p, o))),
-        _ => Err("impossible partition or offset".into()),
+            .and_then(|r| r.into_logged(cursor)),
+        None => Err("impossible partition or offset".into()),
     };
     Read {
         topic: record.topic().to_owned(),

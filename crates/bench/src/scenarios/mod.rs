@@ -113,9 +113,9 @@ pub async fn rooms(
                     n,
                     lobby,
                 };
-                let (ws, _) = member.open(None).await?;
+                let (ws, _, from) = member.open(None).await?;
                 let (tx, rx) = mpsc::channel(1);
-                let handle = tokio::spawn(member.run(ws, stop, rx));
+                let handle = tokio::spawn(member.run(ws, from, stop, rx));
                 anyhow::Ok((handle, tx))
             }
         })
@@ -245,6 +245,9 @@ impl Ctx {
     }
 }
 
+/// Before every message (`banter_core::Cursor::ZERO`).
+const ZERO_CURSOR: &str = "000000000000000000000000";
+
 fn micros(d: Duration) -> u64 {
     u64::try_from(d.as_micros()).unwrap_or(u64::MAX)
 }
@@ -262,9 +265,11 @@ struct Member {
 }
 
 impl Member {
-    /// Connects and joins the room; returns the socket and the frames that came before
-    /// `joined` (a resume's replay).
-    async fn open(&self, since: Option<&str>) -> anyhow::Result<(client::Ws, Vec<String>)> {
+    /// Connects and joins the room; returns the socket, the frames that came before `joined`
+    /// (a resume's replay), and where to resume from if nothing arrives before the next
+    /// reconnect: `joined`'s cursor, or the zero cursor (before every message) for a room
+    /// without messages.
+    async fn open(&self, since: Option<&str>) -> anyhow::Result<(client::Ws, Vec<String>, String)> {
         let room = self.ctx.room(self.room);
         let first = if self.lobby {
             format!("{}-lobby", self.ctx.run_id)
@@ -288,25 +293,27 @@ impl Member {
                 if let Message::Text(t) = frame {
                     match Incoming::parse(&t) {
                         Some(f) if f.is("joined") && f.room.as_deref() == Some(room.as_str()) => {
-                            return Ok((ws, before));
+                            let from = f.cursor.unwrap_or_else(|| ZERO_CURSOR.to_owned());
+                            return Ok((ws, before, from));
                         }
                         _ => before.push(t.as_str().to_owned()),
                     }
                 }
             }
         }
-        Ok((ws, Vec::new()))
+        Ok((ws, Vec::new(), ZERO_CURSOR.to_owned()))
     }
 
     async fn run(
         self,
         mut ws: client::Ws,
+        joined_at: String,
         mut stop: watch::Receiver<bool>,
         mut reconnect: mpsc::Receiver<()>,
     ) -> MemberResult {
         let mut seen = Seen::default();
         let mut latency = track::new_histogram();
-        let mut last_cursor: Option<String> = None;
+        let mut last_cursor: Option<String> = Some(joined_at);
         let mut stopping = false;
         loop {
             tokio::select! {
@@ -322,7 +329,7 @@ impl Member {
                         // Dropped by the server (or the network): count it, come back.
                         self.ctx.totals.add(&self.ctx.totals.drops, 1);
                         match self.reopen(last_cursor.as_deref()).await {
-                            Some((new, replayed)) => {
+                            Some((new, replayed, _)) => {
                                 ws = new;
                                 for t in &replayed {
                                     self.on_text(t, &mut seen, &mut latency, &mut last_cursor);
@@ -340,7 +347,7 @@ impl Member {
                     Some(()) => {
                         let _ = ws.close(None).await;
                         match self.reopen(last_cursor.as_deref()).await {
-                            Some((new, replayed)) => {
+                            Some((new, replayed, _)) => {
                                 ws = new;
                                 for t in &replayed {
                                     self.on_text(t, &mut seen, &mut latency, &mut last_cursor);
@@ -398,7 +405,7 @@ impl Member {
     }
 
     /// Reconnects and resumes after the last cursor seen; `None` when it cannot.
-    async fn reopen(&self, since: Option<&str>) -> Option<(client::Ws, Vec<String>)> {
+    async fn reopen(&self, since: Option<&str>) -> Option<(client::Ws, Vec<String>, String)> {
         let began = Instant::now();
         for attempt in 0..50u32 {
             match self.open(since).await {
