@@ -25,18 +25,24 @@ async function setUp(t) {
   return { server, browser };
 }
 
+/** Alice and Bob, signed up in contexts of their own, both in `room`. */
+async function twoInRoom(browser, base, room) {
+  const alice = await person(browser);
+  const bob = await person(browser);
+  await signUp(alice.page, base, 'alice');
+  await signUp(bob.page, base, 'bob');
+  await openRoom(alice.page, room);
+  await openRoom(bob.page, room);
+  return { alice, bob };
+}
+
 const message = (page, body) => page.locator('#message-list > li', {
   has: page.locator('.body', { hasText: body }),
 });
 
 test('two people register, join a room and talk both ways', async (t) => {
   const { server, browser } = await setUp(t);
-  const alice = await person(browser);
-  const bob = await person(browser);
-  await signUp(alice.page, server.base, 'alice');
-  await signUp(bob.page, server.base, 'bob');
-  await openRoom(alice.page, 'team');
-  await openRoom(bob.page, 'team');
+  const { alice, bob } = await twoInRoom(browser, server.base, 'team');
 
   await say(alice.page, 'hello bob');
   await shows(bob.page, ['hello bob']);
@@ -83,12 +89,7 @@ test('two people register, join a room and talk both ways', async (t) => {
 
 test('presence and typing show, and a person who leaves goes offline', async (t) => {
   const { server, browser } = await setUp(t);
-  const alice = await person(browser);
-  const bob = await person(browser);
-  await signUp(alice.page, server.base, 'alice');
-  await signUp(bob.page, server.base, 'bob');
-  await openRoom(alice.page, 'team');
-  await openRoom(bob.page, 'team');
+  const { alice, bob } = await twoInRoom(browser, server.base, 'team');
 
   const online = (page, user) => page.locator(`#member-list [data-user="${user}"]`);
   await online(alice.page, 'bob').waitFor();
@@ -167,12 +168,7 @@ test('after a network drop nothing is missing and nothing is doubled', async (t)
 
 test('markup in a message is shown as text and runs nothing', async (t) => {
   const { server, browser } = await setUp(t);
-  const alice = await person(browser);
-  const bob = await person(browser);
-  await signUp(alice.page, server.base, 'alice');
-  await signUp(bob.page, server.base, 'bob');
-  await openRoom(alice.page, 'team');
-  await openRoom(bob.page, 'team');
+  const { alice, bob } = await twoInRoom(browser, server.base, 'team');
   const attacks = [
     '<img src=x onerror=alert(1)>',
     '<script>alert(2)</script>',

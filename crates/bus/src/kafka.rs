@@ -345,6 +345,46 @@ pub struct KafkaBus {
     seen: Arc<Mutex<Seen>>,
     /// Set when a re-send lookup failed: until then, none is tried.
     lookups_off_until: Arc<Mutex<Option<Instant>>>,
+    /// How far this process has read the log, for acks that must know what came before.
+    read_back: Arc<ReadBack>,
+}
+
+/// How long an ack with a client id waits for this process to read its own record back.
+const READ_BACK_WAIT: Duration = Duration::from_secs(2);
+
+/// Per partition of the log, the last offset this process's fan-out has read, so an ack can
+/// wait until everything before its record is known (see [`KafkaBus::submit`]).
+#[derive(Debug, Default)]
+struct ReadBack {
+    upto: Mutex<HashMap<i32, i64>>,
+    notify: tokio::sync::Notify,
+}
+
+impl ReadBack {
+    fn advance(&self, partition: i32, offset: i64) {
+        lock(&self.upto).insert(partition, offset);
+        self.notify.notify_waiters();
+    }
+
+    /// Resolves `true` once `offset` of `partition` has been read, `false` after `max`.
+    async fn wait(&self, partition: i32, offset: i64, max: Duration) -> bool {
+        let deadline = tokio::time::Instant::now() + max;
+        loop {
+            // Registered before the check, so an advance in between is not missed.
+            let notified = self.notify.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            if lock(&self.upto)
+                .get(&partition)
+                .is_some_and(|u| *u >= offset)
+            {
+                return true;
+            }
+            if tokio::time::timeout_at(deadline, notified).await.is_err() {
+                return false;
+            }
+        }
+    }
 }
 
 /// How long, and how many, messages with a client id are remembered by [`Seen`].
@@ -425,6 +465,7 @@ impl KafkaBus {
             .map_err(|e| format!("Kafka producer: {e}"))?;
         let subscribers = Arc::new(Mutex::new(Vec::new()));
         let seen = Arc::new(Mutex::new(Seen::default()));
+        let read_back = Arc::new(ReadBack::default());
         // Metadata and offset lookups block: keep them off the async workers.
         let consumer = {
             let settings = settings.clone();
@@ -437,6 +478,7 @@ impl KafkaBus {
             settings.clone(),
             subscribers.clone(),
             seen.clone(),
+            read_back.clone(),
         ));
         Ok(Self {
             producer,
@@ -445,6 +487,7 @@ impl KafkaBus {
             subscribers,
             seen,
             lookups_off_until: Arc::new(Mutex::new(None)),
+            read_back,
         })
     }
 
@@ -526,9 +569,21 @@ impl Bus for KafkaBus {
         let delivery = self
             .enqueue(&self.settings.topic, message.room.as_str(), &payload)
             .await?;
+        let (read_back, seen) = (self.read_back.clone(), self.seen.clone());
         Ok(Box::pin(async move {
             let (partition, offset) = delivered(delivery.await)?;
             let cursor = Cursor::of_record(partition, offset).ok_or(BusError::Unavailable)?;
+            if let Some(client_id) = &message.client_id {
+                // A re-send can race an earlier copy into the log (its first gateway died
+                // before acking). Once this process has read the log up to this record, what
+                // it heard first is the copy readers see and persist keeps: answer with that.
+                if read_back.wait(partition, offset, READ_BACK_WAIT).await {
+                    let first = lock(&seen).get(message.author_id, client_id);
+                    if let Some(first) = first.filter(|f| f.id != message.id) {
+                        return Ok(Appended::Duplicate(Message::clone(&first)));
+                    }
+                }
+            }
             Ok(Appended::New(message.at(cursor)))
         }))
     }
@@ -638,6 +693,7 @@ async fn consume(
     settings: KafkaSettings,
     subscribers: Arc<Mutex<Vec<mpsc::Sender<Event>>>>,
     seen: Arc<Mutex<Seen>>,
+    read_back: Arc<ReadBack>,
 ) {
     loop {
         let record = match consumer.recv().await {
@@ -649,7 +705,8 @@ async fn consume(
             }
         };
         let payload = record.payload().unwrap_or_default();
-        let event = if record.topic() == settings.topic {
+        let on_log = record.topic() == settings.topic;
+        let event = if on_log {
             let Some(cursor) = Cursor::of_record(record.partition(), record.offset()) else {
                 continue;
             };
@@ -668,6 +725,10 @@ async fn consume(
                 .and_then(EventRecord::into_event)
                 .map(Some)
         };
+        if on_log {
+            // After `seen` has the record: an ack waiting on it then finds the first copy.
+            read_back.advance(record.partition(), record.offset());
+        }
         let event = match event {
             Ok(Some(event)) => Ok(event),
             Ok(None) => {

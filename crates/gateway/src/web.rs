@@ -100,6 +100,20 @@ impl Web {
     }
 }
 
+/// A GET handler for one of the app's files.
+fn handler(
+    web: &Arc<Web>,
+    name: &'static str,
+    built_in: &'static str,
+    content_type: &'static str,
+) -> impl Fn() -> futures::future::BoxFuture<'static, Response> + Clone + Send + Sync + 'static {
+    let web = web.clone();
+    move || {
+        let web = web.clone();
+        Box::pin(async move { web.asset(name, built_in, content_type).await })
+    }
+}
+
 /// `/`, `/chat`, `/app.js`, `/style.css`, `/config.json`.
 pub fn router<S: Clone + Send + Sync + 'static>(config: WebConfig) -> Router<S> {
     let csp = HeaderValue::from_str(&config.csp()).unwrap_or_else(|_| {
@@ -115,36 +129,9 @@ pub fn router<S: Clone + Send + Sync + 'static>(config: WebConfig) -> Router<S> 
         csp,
         config_json,
     });
-    let page = {
-        let web = web.clone();
-        move || {
-            let web = web.clone();
-            async move {
-                web.asset("index.html", INDEX, "text/html; charset=utf-8")
-                    .await
-            }
-        }
-    };
-    let script = {
-        let web = web.clone();
-        move || {
-            let web = web.clone();
-            async move {
-                web.asset("app.js", APP_JS, "text/javascript; charset=utf-8")
-                    .await
-            }
-        }
-    };
-    let style = {
-        let web = web.clone();
-        move || {
-            let web = web.clone();
-            async move {
-                web.asset("style.css", STYLE, "text/css; charset=utf-8")
-                    .await
-            }
-        }
-    };
+    let page = handler(&web, "index.html", INDEX, "text/html; charset=utf-8");
+    let script = handler(&web, "app.js", APP_JS, "text/javascript; charset=utf-8");
+    let style = handler(&web, "style.css", STYLE, "text/css; charset=utf-8");
     let settings = move || {
         let web = web.clone();
         async move { web.respond("application/json", web.config_json.clone()) }
