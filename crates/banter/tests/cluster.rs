@@ -434,6 +434,12 @@ fn assert_exactly_once_in_order(
     plans: &[&[Planned]],
     sent: &[&Sent],
 ) {
+    assert_exactly_once(stored, plans, sent);
+    assert_senders_order(stored);
+}
+
+/// Every planned message is stored exactly once, under the id it was acked with.
+fn assert_exactly_once(stored: &HashMap<String, Vec<Row_>>, plans: &[&[Planned]], sent: &[&Sent]) {
     let mut by_client_id: HashMap<&str, &Row_> = HashMap::new();
     for rows in stored.values() {
         for row in rows {
@@ -467,7 +473,10 @@ fn assert_exactly_once_in_order(
             );
         }
     }
-    // Per room, each sender's sequence numbers only grow.
+}
+
+/// Per room, each sender's sequence numbers only grow.
+fn assert_senders_order(stored: &HashMap<String, Vec<Row_>>) {
     for (room, rows) in stored {
         let mut last: HashMap<&str, u64> = HashMap::new();
         for row in rows {
@@ -804,7 +813,8 @@ async fn kafka_stopped_sends_are_answered_unavailable_and_nothing_acked_is_lost(
     );
 
     // Once Kafka was back, everything was sent again and acked; each acked message is stored
-    // exactly once.
+    // exactly once. (Not necessarily in send order: a refused message takes its place when it
+    // is sent again, possibly after later ones that were not refused.)
     let stored = wait_stored(&db, &rooms, plan_a.len()).await;
-    assert_exactly_once_in_order(&stored, &[&plan_a], &[&sent]);
+    assert_exactly_once(&stored, &[&plan_a], &[&sent]);
 }
