@@ -45,6 +45,9 @@ pub const MAX_FRAME: usize = 64 * 1024;
 const CLOSE_GRACE: Duration = Duration::from_secs(5);
 /// History replayed per store query during a join.
 const REPLAY_PAGE: u32 = 500;
+/// Queued frames written per flush at most, so one busy connection cannot starve its own
+/// reads and acks for long.
+const WRITE_BATCH: usize = 64;
 /// Typing events relayed per room per connection: at most one per this period.
 const TYPING_PERIOD: Duration = Duration::from_secs(2);
 
@@ -179,7 +182,7 @@ where
                     return End::Close(CLOSE_TOKEN_EXPIRED, "token expired");
                 }
                 // Queued frames before acks, so a sender usually sees its message, then its ack.
-                Some(out) = queue.recv() => self.forward(out).await,
+                Some(out) = queue.recv() => self.forward(out, queue).await,
                 Some((client_id, result)) = self.acks.next(), if !self.acks.is_empty() => {
                     self.answer_send(client_id, result).await
                 }
@@ -237,15 +240,48 @@ where
         self.send_frame(&ServerFrame::from(e)).await
     }
 
-    /// Writes a queued frame, unless it is a message this connection must not see again.
-    async fn forward(&mut self, out: Outbound) -> Result<(), End> {
-        if let Some(place) = &out.place {
-            let (room, cursor) = &**place;
-            if !self.rooms.contains(room) || self.floors.get(room).is_some_and(|f| cursor <= f) {
-                return Ok(());
+    /// Writes a queued frame and whatever else is queued by now (up to [`WRITE_BATCH`]) in
+    /// one flush: under fan-out a busy connection pays one write per wake-up, not one per
+    /// message. Like [`Self::send`], the whole batch must be taken within the write timeout.
+    async fn forward(
+        &mut self,
+        first: Outbound,
+        queue: &mut mpsc::Receiver<Outbound>,
+    ) -> Result<(), End> {
+        let timeout = self.state.config.write_timeout;
+        let written = tokio::time::timeout(timeout, async {
+            let mut next = Some(first);
+            let mut batched = 0;
+            while let Some(out) = next.take() {
+                if self.wants(&out) {
+                    self.sink.feed(WsMessage::Text(out.text)).await?;
+                }
+                batched += 1;
+                if batched < WRITE_BATCH {
+                    next = queue.try_recv().ok();
+                }
+            }
+            self.sink.flush().await
+        })
+        .await;
+        match written {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(_)) => Err(End::Gone),
+            Err(_) => {
+                metrics::counter!("banter_ws_write_timeouts_total").increment(1);
+                Err(End::Gone)
             }
         }
-        self.send(WsMessage::Text(out.text)).await
+    }
+
+    /// Whether a queued frame is for this connection: not a message of a room it left, nor
+    /// one at or below the room's floor (already replayed, or older than its join).
+    fn wants(&self, out: &Outbound) -> bool {
+        let Some(place) = &out.place else {
+            return true;
+        };
+        let (room, cursor) = &**place;
+        self.rooms.contains(room) && self.floors.get(room).is_none_or(|f| cursor > f)
     }
 
     /// Handles one frame from the client. `Ok(Some(t))` moves the token expiry to `t`.

@@ -37,6 +37,11 @@ use crate::recent::Recent;
 /// [`conn::MAX_FRAME`] and this get a `too_large` error frame and the connection lives on;
 /// bigger ones close it (1009), as reading them would cost memory.
 pub const MAX_WS_MESSAGE: usize = 1024 * 1024;
+/// Bytes read from a WebSocket per read: enough for many client frames, small enough that
+/// an idle connection costs little (the buffer grows for a larger frame).
+pub const WS_READ_BUFFER: usize = 4 * 1024;
+/// Bytes of queued frames gathered before a write to the socket (a flush writes the rest).
+pub const WS_WRITE_BUFFER: usize = 16 * 1024;
 
 /// Tunables of the gateway.
 #[derive(Debug, Clone)]

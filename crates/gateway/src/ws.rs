@@ -73,5 +73,10 @@ pub async fn upgrade(
     let tasks = state.tasks.clone();
     ws.max_message_size(crate::MAX_WS_MESSAGE)
         .max_frame_size(crate::MAX_WS_MESSAGE)
+        // The socket layer's defaults (128 KiB each, the read buffer zero-filled up front)
+        // would cost an idle connection 130 KiB; clients send small frames, and writes are
+        // batched per wake-up by the connection task (see `conn::Conn::forward`).
+        .read_buffer_size(crate::WS_READ_BUFFER)
+        .write_buffer_size(crate::WS_WRITE_BUFFER)
         .on_upgrade(move |socket| tasks.track_future(conn::run(socket, state, peer, room)))
 }
