@@ -213,7 +213,7 @@ pub struct PersistGroupArgs {
     #[arg(long, env = "KAFKA_DLQ_TOPIC", default_value = "chat-dlq")]
     pub dlq_topic: String,
     /// Most messages written in one transaction.
-    #[arg(long, env = "BANTER_PERSIST_BATCH", default_value_t = 1000)]
+    #[arg(long, env = "BANTER_PERSIST_BATCH", default_value_t = 5000)]
     pub batch_size: usize,
     /// How long a started batch waits for more messages.
     #[arg(long, env = "BANTER_PERSIST_BATCH_WAIT", value_parser = duration, default_value = "20ms")]

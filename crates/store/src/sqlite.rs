@@ -47,3 +47,41 @@ impl SqliteStore {
 }
 
 crate::queries::impl_store!(SqliteStore, Backend::Sqlite, sqlx::sqlite::SqliteRow);
+
+impl SqliteStore {
+    /// [`Store::insert_logged`] row by row in one transaction: SQLite's statements are
+    /// in-process calls, so there is no round trip to save by sending the batch at once.
+    async fn insert_logged_batch(&self, batch: &[LoggedMessage]) -> Result<u64, StoreError> {
+        let mut tx = self.pool.begin_with(begin_write()).await?;
+        let mut inserted = 0;
+        for logged in batch {
+            let m = &logged.message;
+            let (part, seq) = cursor_values(m.cursor);
+            // A redelivered message (same id) or a re-sent one (same author and client_id)
+            // is a no-op. Another message at a stored place is an error, not a skip: it
+            // means the log was reset, and silently dropping it would lose it.
+            let done = sqlx::query(
+                "INSERT INTO messages \
+                 (id, part, seq, room, author_id, author, body, created_at, client_id) \
+                 SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9 \
+                 WHERE NOT EXISTS (SELECT 1 FROM messages \
+                   WHERE $9 IS NOT NULL AND author_id = $5 AND client_id = $9) \
+                 ON CONFLICT (id) DO NOTHING",
+            )
+            .bind(m.id)
+            .bind(part)
+            .bind(seq)
+            .bind(m.room.as_str())
+            .bind(logged.author_id.0)
+            .bind(m.author.as_str())
+            .bind(&m.body)
+            .bind(m.created_at)
+            .bind(m.client_id.as_ref().map(ClientId::as_str))
+            .execute(&mut *tx)
+            .await?;
+            inserted += done.rows_affected();
+        }
+        tx.commit().await?;
+        Ok(inserted)
+    }
+}

@@ -577,6 +577,23 @@ async fn logged_messages_are_stored_once_whatever_is_redelivered(store: DynStore
         .await
         .expect("read");
     assert_eq!(after.len(), 1);
+    // Copies inside one batch: a record delivered twice, and a re-send of the same client
+    // id later in the log. The first copy is stored, once.
+    let first = logged("m", "first", Some("m1"), Cursor::new(3, 1));
+    let twice = vec![
+        first.clone(),
+        first.clone(),
+        logged("m", "first (resent)", Some("m1"), Cursor::new(3, 2)),
+        logged("m", "next", Some("m2"), Cursor::new(3, 3)),
+    ];
+    assert_eq!(store.insert_logged(&twice).await.expect("copies"), 2);
+    let in_m = store
+        .messages_after(&room("m"), None, 10)
+        .await
+        .expect("read");
+    let bodies: Vec<&str> = in_m.iter().map(|m| m.body.as_str()).collect();
+    assert_eq!(bodies, ["first", "next"]);
+    assert_eq!(in_m[0], first.message);
 }
 
 /// Appends (which read before they write) beside other writers (logins storing refresh
