@@ -16,8 +16,17 @@ struct Group {
     values: Vec<f64>,
 }
 
+/// How values map to bar heights.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Scale {
+    Linear,
+    /// Powers of ten: latencies span 1 ms to seconds, and one saturated run would flatten
+    /// every other bar on a linear axis.
+    Log,
+}
+
 /// A grouped bar chart as SVG. `series` names the bars of each group.
-fn bars(title: &str, unit: &str, series: &[&str], groups: &[Group]) -> String {
+fn bars(title: &str, unit: &str, series: &[&str], groups: &[Group], kind: Scale) -> String {
     const W: f64 = 760.0;
     const H: f64 = 360.0;
     const LEFT: f64 = 70.0;
@@ -30,6 +39,26 @@ fn bars(title: &str, unit: &str, series: &[&str], groups: &[Group]) -> String {
         .fold(0.0_f64, f64::max)
         .max(f64::MIN_POSITIVE);
     let scale = nice_ceiling(max);
+    let min_positive = groups
+        .iter()
+        .flat_map(|g| g.values.iter().copied())
+        .filter(|v| *v > 0.0)
+        .fold(f64::INFINITY, f64::min);
+    // Decades shown on a log axis: from the one below the smallest value to the one above
+    // the largest.
+    let lo_exp = if min_positive.is_finite() {
+        min_positive.log10().floor() as i32
+    } else {
+        0
+    };
+    let hi_exp = (max.log10().ceil() as i32).max(lo_exp + 1);
+    let height = |value: f64, plot_h: f64| match kind {
+        Scale::Linear => plot_h * value / scale,
+        Scale::Log if value <= 0.0 => 0.0,
+        Scale::Log => {
+            plot_h * (value.log10() - f64::from(lo_exp)).max(0.0) / f64::from(hi_exp - lo_exp)
+        }
+    };
     let plot_h = H - TOP - BOTTOM;
     let plot_w = W - LEFT - 20.0;
     let group_w = plot_w / groups.len().max(1) as f64;
@@ -46,9 +75,21 @@ fn bars(title: &str, unit: &str, series: &[&str], groups: &[Group]) -> String {
         W / 2.0,
         escape(title)
     );
-    for i in 0..=4 {
-        let v = scale * f64::from(i) / 4.0;
-        let y = TOP + plot_h - plot_h * f64::from(i) / 4.0;
+    let ticks: Vec<(f64, f64)> = match kind {
+        Scale::Linear => (0..=4)
+            .map(|i| (scale * f64::from(i) / 4.0, f64::from(i) / 4.0))
+            .collect(),
+        Scale::Log => (lo_exp..=hi_exp)
+            .map(|e| {
+                (
+                    10f64.powi(e),
+                    f64::from(e - lo_exp) / f64::from(hi_exp - lo_exp),
+                )
+            })
+            .collect(),
+    };
+    for (v, at) in ticks {
+        let y = TOP + plot_h - plot_h * at;
         let _ = write!(
             svg,
             r##"<line x1="{LEFT}" x2="{}" y1="{y:.1}" y2="{y:.1}" stroke="#dee2e6"/><text x="{}" y="{:.1}" text-anchor="end">{}</text>"##,
@@ -68,7 +109,7 @@ fn bars(title: &str, unit: &str, series: &[&str], groups: &[Group]) -> String {
     for (gi, group) in groups.iter().enumerate() {
         let x0 = LEFT + group_w * gi as f64 + group_w * 0.1;
         for (si, value) in group.values.iter().enumerate() {
-            let h = plot_h * value / scale;
+            let h = height(*value, plot_h);
             let x = x0 + bar_w * si as f64;
             let y = TOP + plot_h - h;
             let _ = write!(
@@ -170,7 +211,7 @@ pub fn write(results: &Path, out: &Path) -> anyhow::Result<()> {
 
     let flowing: Vec<(&String, &Summary)> = runs.iter().filter(|(_, s)| s.deliveries > 0).collect();
     let latency = bars(
-        "Latency, send to delivery (ms)",
+        "Latency, send to delivery (ms, log scale)",
         "milliseconds",
         &["p50", "p99", "p99.9"],
         &flowing
@@ -180,6 +221,7 @@ pub fn write(results: &Path, out: &Path) -> anyhow::Result<()> {
                 values: vec![s.p50_ms, s.p99_ms, s.p999_ms],
             })
             .collect::<Vec<_>>(),
+        Scale::Log,
     );
     let throughput = bars(
         "Deliveries per second",
@@ -192,6 +234,7 @@ pub fn write(results: &Path, out: &Path) -> anyhow::Result<()> {
                 values: vec![s.deliveries_per_sec],
             })
             .collect::<Vec<_>>(),
+        Scale::Linear,
     );
     std::fs::create_dir_all(out)?;
     std::fs::write(out.join("latency.svg"), latency)?;
@@ -281,6 +324,10 @@ pub fn write(results: &Path, out: &Path) -> anyhow::Result<()> {
         let _ = writeln!(md, "{}", line.replacen('\t', ": ", 1));
     }
     let _ = writeln!(md, "```");
+    // The hand-kept part: targets, what limits them, and each change's effect.
+    if let Ok(notes) = std::fs::read_to_string(out.join("history.md")) {
+        let _ = writeln!(md, "\n{}", notes.trim_end());
+    }
     std::fs::write(out.join("README.md"), md)?;
     Ok(())
 }
@@ -313,6 +360,7 @@ mod tests {
                     values: vec![3.0, 4.0],
                 },
             ],
+            Scale::Linear,
         );
         assert_eq!(
             svg.matches("<rect x=").count(),
@@ -321,5 +369,26 @@ mod tests {
         );
         assert!(svg.contains("x&lt;y"));
         assert!(svg.starts_with("<svg"));
+    }
+
+    #[test]
+    fn a_log_chart_spans_decades_and_keeps_small_bars_visible() {
+        let groups = [Group {
+            label: "run".into(),
+            values: vec![2.0, 2000.0],
+        }];
+        let svg = bars("t", "ms", &["p50", "p99"], &groups, Scale::Log);
+        // Ticks at 1, 10, 100, 1000 and 10000 ms.
+        for tick in [">1.00<", ">10.00<", ">100<", ">1000<", ">10k<"] {
+            assert!(svg.contains(tick), "tick {tick} in {svg}");
+        }
+        let heights: Vec<f64> = svg
+            .split("height=\"")
+            .skip(2) // the text before the background's height, and the background's
+            .filter_map(|rest| rest.split('"').next()?.parse().ok())
+            .collect();
+        // 2 ms is a visible bar, a quarter of the way up (log 2 of 4 decades), not a sliver.
+        assert!(heights[0] > 15.0, "{heights:?}");
+        assert!(heights[1] > heights[0] * 2.0, "{heights:?}");
     }
 }

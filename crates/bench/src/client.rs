@@ -99,7 +99,12 @@ pub async fn connect(url: &str, from: IpAddr) -> anyhow::Result<Ws> {
     socket.bind(SocketAddr::new(from, 0))?;
     let stream = socket.connect(addr).await.context("TCP connect")?;
     stream.set_nodelay(true)?;
-    let (ws, _) = tokio_tungstenite::client_async(url, stream)
+    // Small read buffers, like the server's: the default 128 KiB one is zero-filled on each
+    // read, which made memset the generator's top cost (a quarter of its CPU, taken from the
+    // server on a shared machine).
+    let config = tokio_tungstenite::tungstenite::protocol::WebSocketConfig::default()
+        .read_buffer_size(8 * 1024);
+    let (ws, _) = tokio_tungstenite::client_async_with_config(url, stream, Some(config))
         .await
         .context("WebSocket handshake")?;
     Ok(ws)

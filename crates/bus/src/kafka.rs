@@ -71,6 +71,9 @@ impl KafkaSettings {
     fn client(&self) -> ClientConfig {
         let mut config = ClientConfig::new();
         config.set("bootstrap.servers", &self.brokers);
+        // Small produce and fetch requests are the chat's normal case: with Nagle on, each
+        // waited for the previous one's TCP ack (tens of ms at low load, docs/benchmarks).
+        config.set("socket.nagle.disable", "true");
         config
     }
 }

@@ -133,7 +133,12 @@ pub async fn rooms(
     // One sender per room.
     let mut senders = Vec::new();
     let period = Duration::from_secs_f64(args.rooms as f64 / args.rate.max(0.001));
+    // Each sender's ticks are offset by its share of the period, so the asked rate arrives
+    // evenly spread: started together, every room would send in the same instant, and the
+    // figures would measure bursts of R x M deliveries rather than the rate.
+    let epoch = Instant::now() + Duration::from_millis(200);
     for r in 0..args.rooms {
+        let first_tick = epoch + period.mul_f64(r as f64 / args.rooms as f64);
         let sender = Sender {
             ctx: ctx.clone(),
             url: urls[r % urls.len()].clone(),
@@ -142,7 +147,7 @@ pub async fn rooms(
             n: args.rooms * args.members + r,
             body_bytes: args.body_bytes,
         };
-        senders.push(tokio::spawn(sender.run(period, stop.clone())));
+        senders.push(tokio::spawn(sender.run(first_tick, period, stop.clone())));
     }
 
     let started = Instant::now();
@@ -442,12 +447,17 @@ struct Sender {
 }
 
 impl Sender {
-    async fn run(self, period: Duration, mut stop: watch::Receiver<bool>) -> anyhow::Result<()> {
+    async fn run(
+        self,
+        first_tick: Instant,
+        period: Duration,
+        mut stop: watch::Receiver<bool>,
+    ) -> anyhow::Result<()> {
         let room = self.ctx.room(self.room);
         let url = client::ws_url(self.ctx.protocol, &self.url, &self.token, &room);
         let ws = client::connect(&url, client::source(&self.ctx.common, self.n)).await?;
         let (mut sink, mut stream) = ws.split();
-        let mut tick = tokio::time::interval(period);
+        let mut tick = tokio::time::interval_at(first_tick, period);
         // Behind schedule, catch up: the asked rate is the point.
         tick.set_missed_tick_behavior(MissedTickBehavior::Burst);
         let mut seq = 0u64;
