@@ -1191,13 +1191,16 @@ function onMembersChanged(room) {
 function onError(f) {
   const p = f.client_id ? outbox.get(f.client_id) : undefined;
   if (p) {
-    if (f.code === 'unavailable' || f.code === 'token_expired') {
+    if (f.code === 'unavailable' || f.code === 'token_expired' || f.code === 'rate_limited') {
       // Nothing was stored: send again (same client_id) shortly, or on the next socket.
-      p.error = f.code === 'unavailable' ? 'server busy' : 'reconnecting';
+      p.error = { unavailable: 'server busy', token_expired: 'reconnecting', rate_limited: 'slow down' }[f.code];
       paintMessage(p);
       p.sentOn = 0;
       clearTimeout(p.retry);
-      p.retry = setTimeout(() => trySend(p), RETRY_SEND_MS);
+      const wait = f.code === 'rate_limited' && Number.isFinite(f.retry_after_ms)
+        ? Math.min(Math.max(f.retry_after_ms, 50), 60000)
+        : RETRY_SEND_MS;
+      p.retry = setTimeout(() => trySend(p), wait);
     } else {
       failPending(p, f.message || f.code);
     }

@@ -25,6 +25,9 @@ pub enum Error {
     /// 401 `invalid_refresh_token`: unknown, expired, revoked or replayed refresh token.
     #[error("invalid refresh token")]
     InvalidRefreshToken,
+    /// 429 `rate_limited` with `Retry-After`; the text names what there was too much of.
+    #[error("rate limited: {1}")]
+    RateLimited(banter_http::limit::RetryAfter, &'static str),
     /// 503 `unavailable`: the database cannot be reached right now.
     #[error("store unavailable")]
     Unavailable(#[source] StoreError),
@@ -69,6 +72,7 @@ impl IntoResponse for Error {
                 "invalid_refresh_token",
                 "the refresh token is not valid; log in again",
             ),
+            Self::RateLimited(wait, what) => wait.into_api_error(what).into_response(),
             Self::Unavailable(cause) => {
                 tracing::warn!(error = %cause, "database unavailable");
                 ApiError::unavailable().into_response()

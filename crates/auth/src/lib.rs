@@ -14,6 +14,7 @@ pub mod token;
 
 use std::sync::Arc;
 
+use banter_http::limit::{Limiter, Rate};
 use banter_store::DynStore;
 
 pub use error::Error;
@@ -26,4 +27,63 @@ pub struct AuthState {
     pub store: DynStore,
     pub hasher: Arc<password::Hasher>,
     pub tokens: Arc<TokenKeys>,
+    pub limits: Arc<AuthLimits>,
+}
+
+/// How often logins and registrations may come (`None`: unlimited).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AuthLimitSettings {
+    /// Login attempts per client address.
+    pub login_per_ip: Option<Rate>,
+    /// Login attempts per username, from anywhere: slows a distributed guess at one
+    /// password (at the price that the real user waits too while it lasts).
+    pub login_per_user: Option<Rate>,
+    /// Registrations per client address.
+    pub register_per_ip: Option<Rate>,
+    /// Take the client's address from `X-Forwarded-For` (only behind a proxy that sets it).
+    pub trust_forwarded: bool,
+}
+
+impl Default for AuthLimitSettings {
+    fn default() -> Self {
+        let rate = |s: &str| s.parse().ok();
+        Self {
+            login_per_ip: rate("30/min"),
+            login_per_user: rate("10/min"),
+            register_per_ip: rate("20/min"),
+            trust_forwarded: false,
+        }
+    }
+}
+
+impl AuthLimitSettings {
+    /// No limits (tools and tests that hammer on purpose).
+    pub fn off() -> Self {
+        Self {
+            login_per_ip: None,
+            login_per_user: None,
+            register_per_ip: None,
+            trust_forwarded: false,
+        }
+    }
+}
+
+/// The limiters of one auth process.
+#[derive(Debug)]
+pub struct AuthLimits {
+    pub login_per_ip: Limiter<std::net::IpAddr>,
+    pub login_per_user: Limiter<String>,
+    pub register_per_ip: Limiter<std::net::IpAddr>,
+    pub trust_forwarded: bool,
+}
+
+impl AuthLimits {
+    pub fn new(settings: &AuthLimitSettings) -> Self {
+        Self {
+            login_per_ip: Limiter::new("login_per_ip", settings.login_per_ip),
+            login_per_user: Limiter::new("login_per_user", settings.login_per_user),
+            register_per_ip: Limiter::new("register_per_ip", settings.register_per_ip),
+            trust_forwarded: settings.trust_forwarded,
+        }
+    }
 }

@@ -1,12 +1,15 @@
 //! The auth API: register, login, refresh, logout, me. Paths and JSON follow the seed.
 
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 
 use axum::extract::{FromRef, FromRequestParts, State};
 use axum::http::request::Parts;
+use axum::http::HeaderMap;
 use axum::routing::{get, post};
 use axum::Router;
 use banter_core::{Password, User, UserId, Username};
+use banter_http::limit::PeerAddr;
 use banter_http::{ApiJson, Envelope};
 use banter_store::{NewRefreshToken, Rotation};
 use serde::{Deserialize, Serialize};
@@ -115,10 +118,23 @@ struct TokenPair {
     user: UserView,
 }
 
+/// The address a request came from, as far as the limits are concerned.
+fn client_ip(state: &AuthState, peer: Option<SocketAddr>, headers: &HeaderMap) -> IpAddr {
+    banter_http::limit::client_ip(peer, headers, state.limits.trust_forwarded)
+}
+
 async fn register(
     State(state): State<AuthState>,
+    PeerAddr(peer): PeerAddr,
+    headers: HeaderMap,
     ApiJson(input): ApiJson<CredentialsInput>,
 ) -> Result<Envelope<UserView>, Error> {
+    let ip = client_ip(&state, peer, &headers);
+    state
+        .limits
+        .register_per_ip
+        .check(&ip)
+        .map_err(|wait| Error::RateLimited(wait, "registrations from this address"))?;
     let username = Username::parse(&input.username)?;
     let password = Password::parse(&input.password)?;
     // Checked first so that a taken name costs no hashing.
@@ -146,14 +162,29 @@ async fn register(
 
 async fn login(
     State(state): State<AuthState>,
+    PeerAddr(peer): PeerAddr,
+    headers: HeaderMap,
     ApiJson(input): ApiJson<CredentialsInput>,
 ) -> Result<Envelope<TokenPair>, Error> {
+    // Before any work: a refused attempt costs no hashing.
+    let ip = client_ip(&state, peer, &headers);
+    state
+        .limits
+        .login_per_ip
+        .check(&ip)
+        .map_err(|wait| Error::RateLimited(wait, "login attempts from this address"))?;
     if input.username.is_empty() {
         return Err(banter_core::ValidationError::new("username", "must not be empty").into());
     }
     if input.password.is_empty() {
         return Err(banter_core::ValidationError::new("password", "must not be empty").into());
     }
+    // Names are case-insensitive, so `Alice` and `alice` share one allowance.
+    state
+        .limits
+        .login_per_user
+        .check(&input.username.to_lowercase())
+        .map_err(|wait| Error::RateLimited(wait, "login attempts for this user"))?;
     let found = state.store.credentials(&input.username).await?;
     let (user, hash) = match found {
         Some(c) => (Some(c.user), Some(c.password_hash)),

@@ -72,6 +72,14 @@ fn secret(s: &str) -> Result<Secret, String> {
     Ok(Secret(s.to_owned()))
 }
 
+/// A rate limit from the command line: `N/s`, `N/min`, `N/h`, or `off`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RateArg(pub Option<banter_http::limit::Rate>);
+
+fn rate(s: &str) -> Result<RateArg, String> {
+    banter_http::limit::parse_rate(s).map(RateArg)
+}
+
 fn duration(s: &str) -> Result<Duration, String> {
     humantime::parse_duration(s).map_err(|e| format!("{e} (examples: 900s, 15m, 30d)"))
 }
@@ -151,9 +159,74 @@ pub struct TokenArgs {
     #[arg(long, env = "BANTER_REFRESH_TOKEN_TTL", value_parser = duration, default_value = "30d")]
     pub refresh_token_ttl: Duration,
     /// Password hashes computed at once (each takes 19 MiB and a core for tens of ms).
-    /// Default: the number of cores.
+    /// Default: half the cores (at least one), leaving the rest to the sockets.
     #[arg(long, env = "BANTER_HASH_CONCURRENCY")]
     pub hash_concurrency: Option<usize>,
+}
+
+/// Limits on logins and registrations, counted per process (docs/operations.md).
+#[derive(Debug, Clone, Args)]
+pub struct AuthLimitArgs {
+    /// Login attempts per client address: N/s, N/min, N/h, or off.
+    #[arg(long, env = "BANTER_LIMIT_LOGIN_PER_IP", value_parser = rate, default_value = "30/min")]
+    pub limit_login_per_ip: RateArg,
+    /// Login attempts per username, from anywhere.
+    #[arg(long, env = "BANTER_LIMIT_LOGIN_PER_USER", value_parser = rate, default_value = "10/min")]
+    pub limit_login_per_user: RateArg,
+    /// Registrations per client address.
+    #[arg(long, env = "BANTER_LIMIT_REGISTER_PER_IP", value_parser = rate, default_value = "20/min")]
+    pub limit_register_per_ip: RateArg,
+}
+
+impl AuthLimitArgs {
+    pub fn settings(&self, proxy: &ProxyArgs) -> banter_auth::AuthLimitSettings {
+        banter_auth::AuthLimitSettings {
+            login_per_ip: self.limit_login_per_ip.0,
+            login_per_user: self.limit_login_per_user.0,
+            register_per_ip: self.limit_register_per_ip.0,
+            trust_forwarded: proxy.trust_forwarded_for,
+        }
+    }
+}
+
+/// Limits on WebSocket connections and what they send, counted per process.
+#[derive(Debug, Clone, Args)]
+pub struct GatewayLimitArgs {
+    /// Messages a user may send: N/s, N/min, N/h, or off.
+    #[arg(long, env = "BANTER_LIMIT_SENDS", value_parser = rate, default_value = "30/s")]
+    pub limit_sends: RateArg,
+    /// Typing notices a user may send.
+    #[arg(long, env = "BANTER_LIMIT_TYPING", value_parser = rate, default_value = "10/s")]
+    pub limit_typing: RateArg,
+    /// New WebSocket connections per client address.
+    #[arg(long, env = "BANTER_LIMIT_CONNECTS_PER_IP", value_parser = rate, default_value = "300/min")]
+    pub limit_connects_per_ip: RateArg,
+    /// WebSocket connections one user may hold open at once (0: no limit).
+    #[arg(long, env = "BANTER_LIMIT_CONNECTIONS_PER_USER", default_value_t = 50)]
+    pub limit_connections_per_user: u32,
+}
+
+impl GatewayLimitArgs {
+    pub fn settings(&self, proxy: &ProxyArgs) -> banter_gateway::limits::GatewayLimitSettings {
+        banter_gateway::limits::GatewayLimitSettings {
+            sends: self.limit_sends.0,
+            typing: self.limit_typing.0,
+            connects_per_ip: self.limit_connects_per_ip.0,
+            connections_per_user: (self.limit_connections_per_user > 0)
+                .then_some(self.limit_connections_per_user),
+            trust_forwarded: proxy.trust_forwarded_for,
+        }
+    }
+}
+
+/// Where clients' addresses come from.
+#[derive(Debug, Clone, Args)]
+pub struct ProxyArgs {
+    /// Take the client's address from the last X-Forwarded-For hop, for per-address limits.
+    /// Only behind a proxy that appends it (ingress-nginx does); otherwise clients could
+    /// claim any address.
+    #[arg(long, env = "BANTER_TRUST_FORWARDED_FOR", default_value_t = false)]
+    pub trust_forwarded_for: bool,
 }
 
 /// Where Kafka is, and the topics banter uses.
@@ -249,6 +322,10 @@ pub struct GatewayArgs {
     pub presence: PresenceArgs,
     #[command(flatten)]
     pub web: WebArgs,
+    #[command(flatten)]
+    pub limits: GatewayLimitArgs,
+    #[command(flatten)]
+    pub proxy: ProxyArgs,
 }
 
 /// The web app.
@@ -339,6 +416,12 @@ pub struct ServeArgs {
     pub group: PersistGroupArgs,
     #[command(flatten)]
     pub web: WebArgs,
+    #[command(flatten)]
+    pub auth_limits: AuthLimitArgs,
+    #[command(flatten)]
+    pub gateway_limits: GatewayLimitArgs,
+    #[command(flatten)]
+    pub proxy: ProxyArgs,
 }
 
 #[derive(Debug, Clone, Args)]
@@ -357,6 +440,10 @@ pub struct AuthArgs {
     /// public origins when the web app is served from another origin than auth).
     #[arg(long, env = "BANTER_CORS_ORIGINS", value_delimiter = ',')]
     pub cors_origins: Vec<String>,
+    #[command(flatten)]
+    pub limits: AuthLimitArgs,
+    #[command(flatten)]
+    pub proxy: ProxyArgs,
 }
 
 /// `--listen` when given, else the seed's way: the port on all interfaces.

@@ -37,15 +37,21 @@ pub struct AuthOptions {
     pub access_ttl: Duration,
     pub refresh_ttl: Duration,
     pub hash_concurrency: usize,
+    pub limits: banter_auth::AuthLimitSettings,
 }
 
 impl AuthOptions {
-    fn from_args(args: &TokenArgs, secret: SecretString) -> Self {
+    fn from_args(
+        args: &TokenArgs,
+        secret: SecretString,
+        limits: banter_auth::AuthLimitSettings,
+    ) -> Self {
         Self {
             jwt_secret: secret,
             access_ttl: args.access_token_ttl,
             refresh_ttl: args.refresh_token_ttl,
             hash_concurrency: args.hash_concurrency.unwrap_or_else(default_concurrency),
+            limits,
         }
     }
 }
@@ -59,8 +65,11 @@ pub struct ServeOptions {
     pub kafka: Option<PersistSettings>,
 }
 
+/// Password hashes at once by default: half the cores, so that a login storm (each hash a
+/// core for tens of milliseconds) leaves the other half to the sockets. Logins queue a little
+/// instead; the fan-out's latency does not pay for them (docs/benchmarks).
 fn default_concurrency() -> usize {
-    std::thread::available_parallelism().map_or(2, |n| n.get())
+    std::thread::available_parallelism().map_or(1, |n| (n.get() / 2).max(1))
 }
 
 /// Runs one command to completion (for servers: until SIGINT or SIGTERM).
@@ -95,9 +104,10 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         store.backend().as_str(),
     );
     let options = ServeOptions {
-        auth: AuthOptions::from_args(&args.tokens, secret),
+        auth: AuthOptions::from_args(&args.tokens, secret, args.auth_limits.settings(&args.proxy)),
         gateway: GatewayConfig {
             web: args.web.config()?,
+            limits: args.gateway_limits.settings(&args.proxy),
             ..GatewayConfig::default()
         },
         kafka: args.kafka.settings().map(|k| args.group.settings(k)),
@@ -110,8 +120,11 @@ async fn auth(args: AuthArgs) -> anyhow::Result<()> {
         "banter auth needs JWT_SECRET (at least 32 bytes, shared by every banter process; \
          generate one with: openssl rand -base64 48)",
     )?;
-    let options =
-        AuthOptions::from_args(&args.tokens, SecretString::from(secret.expose().to_owned()));
+    let options = AuthOptions::from_args(
+        &args.tokens,
+        SecretString::from(secret.expose().to_owned()),
+        args.limits.settings(&args.proxy),
+    );
     let url = args.database.required_url("auth")?;
     let store = open_store(url.expose(), args.database.db_max_connections).await?;
     let cors = args
@@ -137,13 +150,18 @@ async fn gateway(args: GatewayArgs) -> anyhow::Result<()> {
         .jwt_secret
         .as_ref()
         .context("banter gateway needs JWT_SECRET, the same as banter auth's")?;
-    let options =
-        AuthOptions::from_args(&args.tokens, SecretString::from(secret.expose().to_owned()));
+    // The gateway signs no tokens and takes no logins: auth's limits do not apply here.
+    let options = AuthOptions::from_args(
+        &args.tokens,
+        SecretString::from(secret.expose().to_owned()),
+        banter_auth::AuthLimitSettings::off(),
+    );
     let kafka = args.kafka.required("gateway")?;
     let url = args.database.required_url("gateway")?;
     let store = open_store(url.expose(), args.database.db_max_connections).await?;
     let listener = bind(args.listen_addr()).await?;
-    let config = args.presence.gateway_config(args.web.config()?);
+    let mut config = args.presence.gateway_config(args.web.config()?);
+    config.limits = args.limits.settings(&args.proxy);
     launch_gateway(store, options, kafka, config, listener, shutdown_signal()).await
 }
 
@@ -375,6 +393,7 @@ fn auth_routes(
         store: store.clone(),
         hasher: Arc::new(Hasher::new(options.hash_concurrency)?),
         tokens,
+        limits: Arc::new(banter_auth::AuthLimits::new(&options.limits)),
     };
     Ok(banter_auth::router(state))
 }

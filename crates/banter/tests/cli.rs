@@ -220,7 +220,21 @@ async fn migrate_then_auth_on_postgres() {
 #[tokio::test]
 async fn acked_messages_survive_kill_9() {
     let data = tempfile::tempdir().expect("tempdir");
-    let start = || serve_in(data.path());
+    // 300 pipelined sends from one user are a burst the default send limit refuses; this
+    // test is about durability, the limit has its own tests.
+    let start = || {
+        let mut cmd = banter();
+        cmd.args([
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--limit-sends",
+            "off",
+            "--data-dir",
+        ])
+        .arg(data.path());
+        Running::start(cmd)
+    };
     let mut first = start();
     let base = first.base.clone();
     post(

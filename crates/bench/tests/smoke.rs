@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use banter_bench::cli::{Common, FanoutArgs, Protocol, ReconnectArgs};
 use banter_bench::report::Summary;
-use banter_testkit::{Db, TestApp};
+use banter_testkit::{Db, Options, TestApp};
 
 fn common(app: &TestApp) -> Common {
     Common {
@@ -46,7 +46,7 @@ fn assert_clean(s: &Summary) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn fanout_delivers_everything_once_in_order() {
-    let app = TestApp::spawn(Db::Sqlite).await;
+    let app = TestApp::spawn_with(Db::Sqlite, Options::unlimited()).await;
     let summary = banter_bench::scenarios::fanout::run(&common(&app), &fanout())
         .await
         .expect("fanout");
@@ -55,7 +55,7 @@ async fn fanout_delivers_everything_once_in_order() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_reconnect_storm_loses_and_doubles_nothing() {
-    let app = TestApp::spawn(Db::Sqlite).await;
+    let app = TestApp::spawn_with(Db::Sqlite, Options::unlimited()).await;
     let args = ReconnectArgs {
         fanout: fanout(),
         reconnect_rate: 20.0,

@@ -204,6 +204,7 @@ where
                         code: "token_expired",
                         message: "the access token expired; reconnect with a fresh one",
                         client_id: None,
+                        retry_after_ms: None,
                     }).await;
                     return End::Close(CLOSE_TOKEN_EXPIRED, "token expired");
                 }
@@ -456,6 +457,16 @@ where
             e.client_id = client_id.map(|c| c.as_str().to_owned());
             return self.send_error(&e).await;
         }
+        if let Err(wait) = self.state.limits.sends.check(&self.peer.id) {
+            // Nothing is stored: the client sends it again, same client_id, after the wait.
+            let mut e = FrameError::new(
+                "rate_limited",
+                "too many messages; send this one again after retry_after_ms",
+            );
+            e.client_id = client_id.map(|c| c.as_str().to_owned());
+            e.retry_after_ms = Some(u64::try_from(wait.0.as_millis()).unwrap_or(u64::MAX).max(1));
+            return self.send_error(&e).await;
+        }
         if !self.rooms.contains(&room) {
             // Sending to a room joins it, so the sender sees its own message like everyone.
             self.join(room.clone(), None).await?;
@@ -516,6 +527,10 @@ where
                     format!("join {room} before typing in it"),
                 ))
                 .await;
+        }
+        if self.state.limits.typing.check(&self.peer.id).is_err() {
+            // A hint, not a message: dropping an excess one loses nothing the client needs.
+            return Ok(());
         }
         let now = Instant::now();
         if self

@@ -34,6 +34,8 @@ pub struct FrameError {
     pub message: String,
     /// Echoed so the client knows which of its sends failed.
     pub client_id: Option<String>,
+    /// With `rate_limited`: when the client may try again.
+    pub retry_after_ms: Option<u64>,
 }
 
 impl FrameError {
@@ -42,6 +44,7 @@ impl FrameError {
             code,
             message: message.into(),
             client_id: None,
+            retry_after_ms: None,
         }
     }
 
@@ -201,6 +204,8 @@ pub enum ServerFrame<'a> {
         message: &'a str,
         #[serde(skip_serializing_if = "Option::is_none")]
         client_id: Option<&'a str>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        retry_after_ms: Option<u64>,
     },
 }
 
@@ -217,6 +222,7 @@ impl<'a> From<&'a FrameError> for ServerFrame<'a> {
             code: e.code,
             message: &e.message,
             client_id: e.client_id.as_deref(),
+            retry_after_ms: e.retry_after_ms,
         }
     }
 }

@@ -11,6 +11,7 @@ pub mod api;
 pub mod conn;
 pub mod frames;
 pub mod hub;
+pub mod limits;
 pub mod presence;
 pub mod recent;
 pub mod web;
@@ -64,6 +65,8 @@ pub struct GatewayConfig {
     pub presence_ttl: Duration,
     /// The web app's files and settings.
     pub web: web::WebConfig,
+    /// Rate and connection limits.
+    pub limits: limits::GatewayLimitSettings,
 }
 
 impl Default for GatewayConfig {
@@ -78,6 +81,7 @@ impl Default for GatewayConfig {
             presence_heartbeat: Duration::from_secs(10),
             presence_ttl: Duration::from_secs(30),
             web: web::WebConfig::default(),
+            limits: limits::GatewayLimitSettings::default(),
         }
     }
 }
@@ -98,6 +102,7 @@ pub struct GatewayState {
     pub shutdown: CancellationToken,
     /// Tracks connection tasks, so shutdown can wait until they have said goodbye.
     pub tasks: TaskTracker,
+    pub limits: Arc<limits::GatewayLimits>,
 }
 
 impl FromRef<GatewayState> for Arc<TokenKeys> {
@@ -148,6 +153,7 @@ impl GatewayState {
             bus,
             store,
             tokens,
+            limits: Arc::new(limits::GatewayLimits::new(&config.limits)),
             config: Arc::new(config),
             shutdown,
             tasks,

@@ -9,6 +9,7 @@ use axum::extract::{Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use banter_core::{RoomName, Username};
+use banter_http::limit::PeerAddr;
 use banter_http::ApiError;
 
 use crate::conn::{self, Peer};
@@ -16,10 +17,18 @@ use crate::GatewayState;
 
 pub async fn upgrade(
     State(state): State<GatewayState>,
+    PeerAddr(peer_addr): PeerAddr,
     Query(query): Query<HashMap<String, String>>,
     headers: HeaderMap,
     ws: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
 ) -> Response {
+    // First, before any token work: a flood from one address is turned away cheaply.
+    let ip = banter_http::limit::client_ip(peer_addr, &headers, state.limits.trust_forwarded);
+    if let Err(wait) = state.limits.connects_per_ip.check(&ip) {
+        return wait
+            .into_api_error("new connections from this address")
+            .into_response();
+    }
     // The seed puts the token in the query (browsers cannot set headers on a WebSocket);
     // other clients may send it as a Bearer header instead.
     let bearer = headers
@@ -65,6 +74,15 @@ pub async fn upgrade(
     if state.shutdown.is_cancelled() {
         return ApiError::unavailable().into_response();
     }
+    let Some(slot) = state.limits.open_connection(user_id) else {
+        let mut e = ApiError::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            "rate_limited",
+            "too many open connections for this user; close one first",
+        );
+        e.retry_after = Some(5);
+        return e.into_response();
+    };
     let peer = Peer {
         id: user_id,
         username,
@@ -78,5 +96,11 @@ pub async fn upgrade(
         // batched per wake-up by the connection task (see `conn::Conn::forward`).
         .read_buffer_size(crate::WS_READ_BUFFER)
         .write_buffer_size(crate::WS_WRITE_BUFFER)
-        .on_upgrade(move |socket| tasks.track_future(conn::run(socket, state, peer, room)))
+        .on_upgrade(move |socket| {
+            tasks.track_future(async move {
+                conn::run(socket, state, peer, room).await;
+                // Held for the connection's life: its end gives the user's slot back.
+                drop(slot);
+            })
+        })
 }

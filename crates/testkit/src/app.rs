@@ -40,6 +40,20 @@ mod anyhow_free {
 pub struct Options {
     pub access_ttl: Duration,
     pub gateway: GatewayConfig,
+    /// Login and registration limits: the production defaults unless a test changes them.
+    pub auth_limits: banter_auth::AuthLimitSettings,
+}
+
+impl Options {
+    /// No rate or connection limits: for load (the benchmark smoke) that a person never makes.
+    pub fn unlimited() -> Self {
+        let mut options = Self {
+            auth_limits: banter_auth::AuthLimitSettings::off(),
+            ..Self::default()
+        };
+        options.gateway.limits = banter_gateway::limits::GatewayLimitSettings::off();
+        options
+    }
 }
 
 impl Default for Options {
@@ -47,6 +61,7 @@ impl Default for Options {
         Self {
             access_ttl: Duration::from_secs(900),
             gateway: GatewayConfig::default(),
+            auth_limits: banter_auth::AuthLimitSettings::default(),
         }
     }
 }
@@ -70,6 +85,7 @@ impl TestApp {
                 access_ttl: options.access_ttl,
                 refresh_ttl: Duration::from_secs(30 * 24 * 3600),
                 hash_concurrency: 2,
+                limits: options.auth_limits,
             },
             gateway: options.gateway,
             kafka: None,

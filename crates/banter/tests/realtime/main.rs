@@ -4,4 +4,5 @@ mod chat;
 mod lifecycle;
 mod limits;
 mod privacy;
+mod rate_limits;
 mod resume;
