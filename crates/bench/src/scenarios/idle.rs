@@ -21,38 +21,38 @@ pub async fn run(common: &Common, args: &IdleArgs) -> anyhow::Result<Summary> {
         "bench-idle-{}",
         &uuid::Uuid::new_v4().simple().to_string()[..8]
     );
-    // Logins made the server hash passwords (19 MiB each): let the allocator give that back
-    // before the baseline is read, or it would be counted against (or for) the connections.
-    tokio::time::sleep(Duration::from_secs(3)).await;
-    let rss_before = common.server_pid.and_then(report::rss_bytes);
     let drops = Arc::new(AtomicU64::new(0));
     let (stop_tx, stop) = watch::channel(false);
     eprintln!("opening {} connections", args.connections);
-    let opened = futures::stream::iter(0..args.connections)
-        .map(|n| {
-            let url = client::ws_url(
-                common.protocol,
-                &urls[n % urls.len()],
-                &tokens[n % tokens.len()],
-                &room,
-            );
-            let from = client::source(common, n);
-            async move { client::connect(&url, from).await }
-        })
-        .buffer_unordered(common.connect_concurrency.max(1))
-        .collect::<Vec<_>>()
-        .await;
+    // In two halves, with the server's memory read after each (once it settled): the second
+    // half's cost is what a connection adds. A baseline taken before the first would also
+    // count what the allocator still held from the logins' password hashes, or gave back
+    // meanwhile, and one-time growth (maps, pools) of the first connections.
+    let half = args.connections / 2;
     let mut handles = Vec::new();
     let mut failed = 0u64;
-    for ws in opened {
-        match ws {
-            Ok(ws) => handles.push(tokio::spawn(hold(ws, stop.clone(), drops.clone()))),
-            Err(e) => {
-                failed += 1;
-                if failed == 1 {
-                    eprintln!("a connection failed: {e:#}");
+    let mut rss_half = None;
+    let mut opened_in_second_half = 0;
+    for part in [0..half, half..args.connections] {
+        let first_part = part.start == 0;
+        for ws in open(common, &urls, &tokens, &room, part).await {
+            match ws {
+                Ok(ws) => {
+                    handles.push(tokio::spawn(hold(ws, stop.clone(), drops.clone())));
+                    opened_in_second_half += usize::from(!first_part);
+                }
+                Err(e) => {
+                    failed += 1;
+                    if failed == 1 {
+                        eprintln!("a connection failed: {e:#}");
+                    }
                 }
             }
+        }
+        // Let the server settle (joins, presence) before reading its memory.
+        tokio::time::sleep(Duration::from_secs(3)).await;
+        if first_part {
+            rss_half = common.server_pid.and_then(report::rss_bytes);
         }
     }
     eprintln!(
@@ -60,8 +60,6 @@ pub async fn run(common: &Common, args: &IdleArgs) -> anyhow::Result<Summary> {
         handles.len(),
         args.hold
     );
-    // Let the server settle (joins, presence) before reading its memory.
-    tokio::time::sleep(Duration::from_secs(3)).await;
     let rss_open = common.server_pid.and_then(report::rss_bytes);
     let mut tick = tokio::time::interval(Duration::from_secs(10));
     let until = tokio::time::Instant::now() + args.hold;
@@ -84,9 +82,9 @@ pub async fn run(common: &Common, args: &IdleArgs) -> anyhow::Result<Summary> {
     for h in handles {
         let _ = h.await;
     }
-    let per_connection = match (rss_before, rss_open) {
-        (Some(before), Some(after)) if open > 0 => {
-            Some(after.saturating_sub(before) as f64 / open as f64)
+    let per_connection = match (rss_half, rss_open) {
+        (Some(before), Some(after)) if opened_in_second_half > 0 => {
+            Some(after.saturating_sub(before) as f64 / opened_in_second_half as f64)
         }
         _ => None,
     };
@@ -119,4 +117,28 @@ async fn hold(mut ws: client::Ws, mut stop: watch::Receiver<bool>, drops: Arc<At
             }
         }
     }
+}
+
+/// Opens connections number `part` (each from its source address, with its token).
+async fn open(
+    common: &Common,
+    urls: &[String],
+    tokens: &[String],
+    room: &str,
+    part: std::ops::Range<usize>,
+) -> Vec<anyhow::Result<client::Ws>> {
+    futures::stream::iter(part)
+        .map(|n| {
+            let url = client::ws_url(
+                common.protocol,
+                &urls[n % urls.len()],
+                &tokens[n % tokens.len()],
+                room,
+            );
+            let from = client::source(common, n);
+            async move { client::connect(&url, from).await }
+        })
+        .buffer_unordered(common.connect_concurrency.max(1))
+        .collect::<Vec<_>>()
+        .await
 }
