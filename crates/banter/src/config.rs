@@ -340,6 +340,19 @@ pub struct WebArgs {
     /// Give that auth service BANTER_CORS_ORIGINS with this gateway's public origin.
     #[arg(long, env = "BANTER_PUBLIC_AUTH_URL")]
     pub public_auth_url: Option<String>,
+    /// Web pages of other origins that may open WebSockets here, comma-separated
+    /// (https://chat.example.com), or * for any. Pages served by this process always may;
+    /// clients that are not browsers send no origin and are not affected.
+    #[arg(long, env = "BANTER_WS_ORIGINS", value_delimiter = ',')]
+    pub ws_origins: Vec<String>,
+}
+
+impl WebArgs {
+    /// The WebSocket origin policy these settings ask for.
+    pub fn ws_origins(&self) -> anyhow::Result<banter_gateway::origins::WsOrigins> {
+        banter_gateway::origins::WsOrigins::parse(&self.ws_origins)
+            .map_err(|e| anyhow::anyhow!("BANTER_WS_ORIGINS: {e}"))
+    }
 }
 
 impl WebArgs {

@@ -108,6 +108,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         gateway: GatewayConfig {
             web: args.web.config()?,
             limits: args.gateway_limits.settings(&args.proxy),
+            ws_origins: args.web.ws_origins()?,
             ..GatewayConfig::default()
         },
         kafka: args.kafka.settings().map(|k| args.group.settings(k)),
@@ -162,6 +163,7 @@ async fn gateway(args: GatewayArgs) -> anyhow::Result<()> {
     let listener = bind(args.listen_addr()).await?;
     let mut config = args.presence.gateway_config(args.web.config()?);
     config.limits = args.limits.settings(&args.proxy);
+    config.ws_origins = args.web.ws_origins()?;
     launch_gateway(store, options, kafka, config, listener, shutdown_signal()).await
 }
 
@@ -448,26 +450,92 @@ fn pool_gauges(store: &DynStore) -> Vec<Collector> {
     })]
 }
 
+/// How long a client may take to send a request's line and headers: a slow-loris client
+/// that trickles them is cut off instead of holding a connection for ever.
+const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
+/// Most bytes of request line and headers; more is answered 431.
+const MAX_HEADER_BYTES: usize = 64 * 1024;
+/// How long HTTP requests in progress may take to finish at shutdown.
+const HTTP_DRAIN: Duration = Duration::from_secs(20);
+
+/// Serves `app` on `listener` until `shutdown`, then lets requests in progress finish.
+///
+/// hyper directly rather than `axum::serve`, for what that does not set: a header read
+/// timeout (it needs a timer) and a bound on header bytes. Each connection also gets
+/// `TCP_NODELAY` (chat frames are small and wanted at once: with Nagle's algorithm one
+/// written while an earlier one is unacknowledged waits for the peer's delayed ACK) and its
+/// peer address for the per-address limits.
 async fn serve_http(
     listener: TcpListener,
     app: Router,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
-    use axum::serve::ListenerExt;
-    // Chat frames are small and wanted at once: with Nagle's algorithm a frame written while
-    // an earlier one is unacknowledged waits for the peer's (delayed) ACK.
-    let listener = listener.tap_io(|tcp| {
+    use hyper::server::conn::http1;
+    use hyper_util::rt::{TokioIo, TokioTimer};
+    use hyper_util::service::TowerToHyperService;
+
+    let mut builder = http1::Builder::new();
+    builder
+        .timer(TokioTimer::new())
+        .header_read_timeout(HEADER_READ_TIMEOUT)
+        .max_header_size(MAX_HEADER_BYTES);
+    let closing = CancellationToken::new();
+    let connections = tokio_util::task::TaskTracker::new();
+    tokio::pin!(shutdown);
+    loop {
+        let (tcp, peer) = tokio::select! {
+            () = &mut shutdown => break,
+            accepted = listener.accept() => match accepted {
+                Ok(accepted) => accepted,
+                Err(e) => {
+                    // Out of file descriptors, usually: let some close before trying again.
+                    tracing::warn!(error = %e, "accepting a connection");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    continue;
+                }
+            },
+        };
         if let Err(e) = tcp.set_nodelay(true) {
             tracing::debug!(error = %e, "TCP_NODELAY");
         }
-    });
-    axum::serve(
-        listener,
-        app.into_make_service_with_connect_info::<std::net::SocketAddr>(),
-    )
-    .with_graceful_shutdown(shutdown)
-    .await
-    .context("serving HTTP")
+        let service = TowerToHyperService::new(tower::ServiceExt::map_request(
+            app.clone(),
+            move |mut request: axum::extract::Request<hyper::body::Incoming>| {
+                request
+                    .extensions_mut()
+                    .insert(axum::extract::ConnectInfo(peer));
+                request
+            },
+        ));
+        let connection = builder
+            .serve_connection(TokioIo::new(tcp), service)
+            .with_upgrades();
+        let closing = closing.clone();
+        connections.spawn(async move {
+            tokio::pin!(connection);
+            let done = tokio::select! {
+                done = connection.as_mut() => done,
+                () = closing.cancelled() => {
+                    // Idle keep-alive connections close now, requests in progress finish.
+                    connection.as_mut().graceful_shutdown();
+                    connection.await
+                }
+            };
+            if let Err(e) = done {
+                tracing::debug!(error = %e, "HTTP connection ended");
+            }
+        });
+    }
+    drop(listener);
+    closing.cancel();
+    connections.close();
+    if tokio::time::timeout(HTTP_DRAIN, connections.wait())
+        .await
+        .is_err()
+    {
+        tracing::warn!("HTTP requests still in progress after {HTTP_DRAIN:?}; stopping anyway");
+    }
+    Ok(())
 }
 
 /// Resolves on SIGINT (Ctrl-C) or SIGTERM (what Kubernetes sends).

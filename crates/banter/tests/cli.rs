@@ -5,6 +5,7 @@ use std::process::Command;
 
 use banter_testkit::TestDb;
 use serde_json::{json, Value};
+use tokio_tungstenite::tungstenite::Message;
 
 /// The settings a developer's shell might hold, removed so each test states its own.
 const ENV: [&str; 12] = [
@@ -217,8 +218,27 @@ async fn migrate_then_auth_on_postgres() {
     assert_eq!(body["data"]["token_type"], "Bearer");
 }
 
+/// How the first server is stopped mid-stream.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Stop {
+    /// `kill -9`: nothing is flushed; only what was committed before the ack counts.
+    Kill,
+    /// SIGTERM, as Kubernetes sends: clients are told to reconnect (1012), the process
+    /// finishes its batch and exits cleanly.
+    Term,
+}
+
 #[tokio::test]
 async fn acked_messages_survive_kill_9() {
+    acked_messages_survive(Stop::Kill).await;
+}
+
+#[tokio::test]
+async fn sigterm_says_reconnect_and_loses_nothing_acked() {
+    acked_messages_survive(Stop::Term).await;
+}
+
+async fn acked_messages_survive(stop: Stop) {
     let data = tempfile::tempdir().expect("tempdir");
     // 300 pipelined sends from one user are a burst the default send limit refuses; this
     // test is about durability, the limit has its own tests.
@@ -273,8 +293,38 @@ async fn acked_messages_survive_kill_9() {
             acked.push(frame["id"].as_str().expect("id").to_owned());
         }
     }
-    first.child.kill().expect("kill -9");
-    first.child.wait().expect("reaped");
+    match stop {
+        Stop::Kill => {
+            first.child.kill().expect("kill -9");
+            first.child.wait().expect("reaped");
+        }
+        Stop::Term => {
+            Command::new("kill")
+                .args(["-TERM", &first.child.id().to_string()])
+                .status()
+                .expect("kill -TERM");
+            // Acks may still come; then the server says "reconnect elsewhere".
+            let close = tokio::time::timeout(std::time::Duration::from_secs(30), async {
+                loop {
+                    match ws.next_raw().await {
+                        Some(Message::Text(t)) => {
+                            let frame: Value = serde_json::from_str(&t).expect("JSON");
+                            if frame["type"] == "ack" {
+                                acked.push(frame["id"].as_str().expect("id").to_owned());
+                            }
+                        }
+                        Some(Message::Close(close)) => break close.map(|c| u16::from(c.code)),
+                        Some(_) => {}
+                        None => break None,
+                    }
+                }
+            })
+            .await
+            .expect("the server closed the socket within 30 s of SIGTERM");
+            assert_eq!(close, Some(1012), "close code at shutdown");
+            assert!(first.child.wait().expect("exit").success(), "a clean exit");
+        }
+    }
 
     let second = start();
     let mut stored = Vec::new();

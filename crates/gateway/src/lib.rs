@@ -12,6 +12,7 @@ pub mod conn;
 pub mod frames;
 pub mod hub;
 pub mod limits;
+pub mod origins;
 pub mod presence;
 pub mod recent;
 pub mod web;
@@ -69,6 +70,8 @@ pub struct GatewayConfig {
     pub web: web::WebConfig,
     /// Rate and connection limits.
     pub limits: limits::GatewayLimitSettings,
+    /// Pages of other origins allowed to open WebSockets (the gateway's own always may).
+    pub ws_origins: origins::WsOrigins,
 }
 
 impl Default for GatewayConfig {
@@ -84,6 +87,7 @@ impl Default for GatewayConfig {
             presence_ttl: Duration::from_secs(30),
             web: web::WebConfig::default(),
             limits: limits::GatewayLimitSettings::default(),
+            ws_origins: origins::WsOrigins::default(),
         }
     }
 }

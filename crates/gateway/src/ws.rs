@@ -35,6 +35,14 @@ pub async fn upgrade(
         .get(axum::http::header::AUTHORIZATION)
         .and_then(|h| h.to_str().ok())
         .and_then(|h| h.strip_prefix("Bearer "));
+    if !state.config.ws_origins.admits(&headers) {
+        return ApiError::new(
+            StatusCode::FORBIDDEN,
+            "forbidden",
+            "pages of this origin may not open banter connections (see BANTER_WS_ORIGINS)",
+        )
+        .into_response();
+    }
     let Some(token) = query.get("token").map(String::as_str).or(bearer) else {
         return banter_auth::Error::Unauthorized("a token is required: /ws?token=<JWT>")
             .into_response();
