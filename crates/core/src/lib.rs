@@ -1,9 +1,11 @@
 //! banter's domain vocabulary, shared by every service: the validated names and bodies that
-//! input is parsed into at the edge, and the records the store hands back.
+//! input is parsed into at the edge, the records the store hands back, and the WebSocket
+//! protocol's frames ([`frames`]), kept here, free of I/O, so they can be fuzzed alone.
 //!
 //! Nothing here does I/O. A value of one of these types is valid by construction, so code past
 //! the edge never re-checks it ("parse, don't validate").
 
+pub mod frames;
 mod message;
 mod names;
 mod user;

@@ -9,7 +9,7 @@
 
 pub mod api;
 pub mod conn;
-pub mod frames;
+pub use banter_core::frames;
 pub mod hub;
 pub mod limits;
 pub mod origins;

@@ -107,8 +107,10 @@ async fn a_reader_that_cannot_keep_up_is_closed_and_resumes_without_loss() {
     let app = TestApp::spawn_with(
         Db::Sqlite,
         Options {
+            // A writer far faster than the send limit allows: the limit is not the point.
             gateway: GatewayConfig {
                 outbound_queue: 16,
+                limits: banter_gateway::limits::GatewayLimitSettings::off(),
                 ..GatewayConfig::default()
             },
             ..Options::default()

@@ -1,7 +1,7 @@
 //! Reconnect and resume with `since`: exactly the missed messages, in order, then live ones,
 //! with nothing lost or doubled, also for messages sent while the replay runs.
 
-use banter_testkit::{Db, TestApp};
+use banter_testkit::{Db, Options, TestApp};
 use serde_json::{json, Value};
 
 use banter_testkit::token_of as token;
@@ -43,7 +43,8 @@ async fn resume_after_a_disconnect_misses_nothing_and_doubles_nothing() {
 
 #[tokio::test]
 async fn messages_sent_during_a_long_replay_arrive_once_and_in_order() {
-    let app = TestApp::spawn(Db::Sqlite).await;
+    // Hundreds of sends in a burst: past the send limit, which is not the point here.
+    let app = TestApp::spawn_with(Db::Sqlite, Options::unlimited()).await;
     let alice = token(&app.signup("alice").await);
     let bob = token(&app.signup("bob").await);
     let mut b = app.ws(&bob, Some("busy")).await;
