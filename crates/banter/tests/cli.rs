@@ -25,9 +25,15 @@ const ENV: [&str; 12] = [
 
 /// `banter serve` on a free loopback port, keeping its data in `data`.
 fn serve_in(data: &std::path::Path) -> Running {
+    serve_in_with(data, &[])
+}
+
+/// `serve_in` with more arguments.
+fn serve_in_with(data: &std::path::Path, args: &[&str]) -> Running {
     let mut cmd = banter();
     cmd.args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
-        .arg(data);
+        .arg(data)
+        .args(args);
     Running::start(cmd)
 }
 
@@ -39,31 +45,12 @@ fn banter() -> Command {
     cmd
 }
 
+#[path = "support/http.rs"]
+mod http;
 #[path = "support/running.rs"]
 mod running;
+use http::{get, post};
 use running::Running;
-
-async fn post(base: &str, path: &str, body: Value, token: Option<&str>) -> (u16, Value) {
-    let mut req = reqwest::Client::new()
-        .post(format!("{base}{path}"))
-        .json(&body);
-    if let Some(t) = token {
-        req = req.bearer_auth(t);
-    }
-    let resp = req.send().await.expect("request");
-    let status = resp.status().as_u16();
-    (status, resp.json().await.unwrap_or(Value::Null))
-}
-
-async fn get(base: &str, path: &str, token: Option<&str>) -> (u16, Value) {
-    let mut req = reqwest::Client::new().get(format!("{base}{path}"));
-    if let Some(t) = token {
-        req = req.bearer_auth(t);
-    }
-    let resp = req.send().await.expect("request");
-    let status = resp.status().as_u16();
-    (status, resp.json().await.unwrap_or(Value::Null))
-}
 
 #[test]
 fn help_describes_every_command_and_setting() {
@@ -242,19 +229,7 @@ async fn acked_messages_survive(stop: Stop) {
     let data = tempfile::tempdir().expect("tempdir");
     // 300 pipelined sends from one user are a burst the default send limit refuses; this
     // test is about durability, the limit has its own tests.
-    let start = || {
-        let mut cmd = banter();
-        cmd.args([
-            "serve",
-            "--listen",
-            "127.0.0.1:0",
-            "--limit-sends",
-            "off",
-            "--data-dir",
-        ])
-        .arg(data.path());
-        Running::start(cmd)
-    };
+    let start = || serve_in_with(data.path(), &["--limit-sends", "off"]);
     let mut first = start();
     let base = first.base.clone();
     post(

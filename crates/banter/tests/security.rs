@@ -14,8 +14,11 @@ use serde_json::{json, Value};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 
+#[path = "support/http.rs"]
+mod http;
 #[path = "support/running.rs"]
 mod running;
+use http::post;
 use running::Running;
 
 /// Every way to forge or misuse an access token, each refused with 401 before a WebSocket
@@ -295,25 +298,16 @@ async fn no_secret_reaches_the_log_even_at_debug() {
         .arg(data.path());
     let mut server = Running::start(cmd);
     let base = server.base.clone();
-    let http = reqwest::Client::new();
     let password = "pa55-w0rd-that-must-not-leak";
-    let post = |path: &str, body: Value, bearer: Option<&str>| {
-        let mut req = http.post(format!("{base}{path}")).json(&body);
-        if let Some(t) = bearer {
-            req = req.bearer_auth(t);
-        }
-        async move {
-            let resp = req.send().await.expect("request");
-            resp.json::<Value>().await.expect("json")
-        }
-    };
     post(
+        &base,
         "/api/v1/register",
         json!({"username": "quiet", "password": password}),
         None,
     )
     .await;
-    let login = post(
+    let (_, login) = post(
+        &base,
         "/api/v1/login",
         json!({"username": "quiet", "password": password}),
         None,
@@ -326,12 +320,19 @@ async fn no_secret_reaches_the_log_even_at_debug() {
         .to_owned();
     // A failed login with the password too.
     post(
+        &base,
         "/api/v1/login",
         json!({"username": "quiet", "password": format!("{password}-wrong")}),
         None,
     )
     .await;
-    let renewed = post("/api/v1/refresh", json!({ "refresh_token": refresh }), None).await;
+    let (_, renewed) = post(
+        &base,
+        "/api/v1/refresh",
+        json!({ "refresh_token": refresh }),
+        None,
+    )
+    .await;
     let token2 = renewed["data"]["token"].as_str().expect("token").to_owned();
     let refresh2 = renewed["data"]["refresh_token"]
         .as_str()
@@ -346,6 +347,7 @@ async fn no_secret_reaches_the_log_even_at_debug() {
         .await;
     ws.recv_type("ack").await;
     post(
+        &base,
         "/api/v1/logout",
         json!({ "refresh_token": refresh2 }),
         Some(&token2),

@@ -148,6 +148,24 @@ impl TestApp {
         Self::read(req.send().await.expect("GET")).await
     }
 
+    /// The bodies of the newest page of `room`'s history (up to 100), oldest first, as
+    /// `token`'s user reads them; the request must succeed.
+    pub async fn history_bodies(&self, room: &str, token: &str) -> Vec<String> {
+        let (status, page) = self
+            .get(
+                &format!("/api/v1/rooms/{room}/messages?limit=100"),
+                Some(token),
+            )
+            .await;
+        assert_eq!(status, StatusCode::OK, "history of {room}: {page}");
+        page["data"]["messages"]
+            .as_array()
+            .expect("messages")
+            .iter()
+            .map(|m| m["body"].as_str().expect("body").to_owned())
+            .collect()
+    }
+
     pub async fn read(resp: reqwest::Response) -> (StatusCode, Value) {
         let status = resp.status();
         let text = resp.text().await.expect("body");

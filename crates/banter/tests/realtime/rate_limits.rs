@@ -185,17 +185,10 @@ async fn sends_over_the_limit_are_refused_with_their_client_id_and_none_is_lost(
             tokio::time::sleep(std::time::Duration::from_millis(wait)).await;
         }
     }
-    let (status, page) = app
-        .get("/api/v1/rooms/quick/messages?limit=50", Some(&ann))
-        .await;
-    assert_eq!(status, 200, "{page}");
-    let bodies: Vec<&str> = page["data"]["messages"]
-        .as_array()
-        .expect("messages")
-        .iter()
-        .map(|m| m["body"].as_str().unwrap())
-        .collect();
-    assert_eq!(bodies, ["m0", "m1", "m2", "m3", "m4"]);
+    assert_eq!(
+        app.history_bodies("quick", &ann).await,
+        ["m0", "m1", "m2", "m3", "m4"]
+    );
 }
 
 #[tokio::test]
