@@ -2,7 +2,8 @@
 //! `gateway`s and two `persist` workers as separate processes, driven by real WebSocket
 //! clients, checked against the rows in PostgreSQL. It is the seed's topology, and these are
 //! the guarantees of the contract across processes, under load and under faults: a gateway
-//! or a persist worker killed with SIGKILL, PostgreSQL stopped for 20 s, Kafka stopped.
+//! or a persist worker killed with SIGKILL or stopped with SIGTERM, PostgreSQL stopped for
+//! 20 s, Kafka stopped.
 //!
 //! The cluster is found through `BANTER_TEST_CLUSTER` (a directory), or `.cluster` at the
 //! repository root; without one the tests fail, saying how to start it. They stop parts of
@@ -177,6 +178,8 @@ struct Sent {
     /// Error frames by code.
     errors: HashMap<String, usize>,
     reconnects: usize,
+    /// The codes of the close frames the server sent.
+    closes: Vec<u16>,
 }
 
 /// A client that sends `plan` as a careful client does: at most `window` unacked, pacing
@@ -248,6 +251,10 @@ async fn send_reliably(
                 Ok(Some(Ok(WsMessage::Text(t)))) => {
                     serde_json::from_str::<Value>(&t).expect("json")
                 }
+                Ok(Some(Ok(WsMessage::Close(Some(close))))) => {
+                    sent.closes.push(close.code.into());
+                    continue;
+                }
                 Ok(Some(Ok(_))) => continue,
                 Ok(None | Some(Err(_))) => break 'connection,
             };
@@ -293,6 +300,8 @@ async fn send_reliably(
 struct Read {
     rooms: HashMap<String, Vec<String>>,
     reconnects: usize,
+    /// The codes of the close frames the server sent.
+    closes: Vec<u16>,
 }
 
 /// A client that reads `rooms` until told to stop, moving to the next gateway when its own goes
@@ -340,6 +349,10 @@ async fn read_reliably(
             };
             let frame: Value = match frame {
                 Some(Ok(WsMessage::Text(t))) => serde_json::from_str(&t).expect("json"),
+                Some(Ok(WsMessage::Close(Some(close)))) => {
+                    read.closes.push(close.code.into());
+                    continue;
+                }
                 Some(Ok(_)) => continue,
                 None | Some(Err(_)) => break,
             };
@@ -817,4 +830,62 @@ async fn kafka_stopped_sends_are_answered_unavailable_and_nothing_acked_is_lost(
     // is sent again, possibly after later ones that were not refused.)
     let stored = wait_stored(&db, &rooms, plan_a.len()).await;
     assert_exactly_once(&stored, &[&plan_a], &[&sent]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_of_a_gateway_and_a_persist_worker_mid_stream_says_reconnect_and_loses_nothing() {
+    let _turn = TURN.lock().await;
+    let cluster = Cluster::open();
+    cluster.heal().await;
+    let db = cluster.db().await;
+    let rooms = rooms(4);
+    let (_, alice) = cluster.user("alice").await;
+    let (_, bob) = cluster.user("bob").await;
+    let (_, reader) = cluster.user("reader").await;
+    // The reader and Alice on gateway-1, which is about to be stopped; Bob on the other.
+    let reader = start_reader(&cluster, 0, &reader, &rooms).await;
+    let plan_a = plan("alice", &rooms, 300);
+    let plan_b = plan("bob", &rooms, 300);
+    let acks = Arc::new(AtomicUsize::new(0));
+    let pace = Some(Duration::from_millis(2));
+    let a = tokio::spawn(send_reliably(
+        cluster.gateways.clone(),
+        0,
+        alice,
+        plan_a.clone(),
+        16,
+        pace,
+        acks.clone(),
+    ));
+    let b = tokio::spawn(send_reliably(
+        cluster.gateways.clone(),
+        1,
+        bob,
+        plan_b.clone(),
+        16,
+        pace,
+        acks.clone(),
+    ));
+    wait_acked(&acks, 600).await;
+    // SIGTERM, as Kubernetes stops a pod: the gateway closes its sockets with 1012 and flushes
+    // its producer; the worker stores the batch in hand, commits and leaves the group.
+    cluster.script(&["stop", "gateway-1"]).await;
+    cluster.script(&["stop", "persist-1"]).await;
+    let (a, b) = (a.await.expect("alice"), b.await.expect("bob"));
+    assert!(
+        a.closes.contains(&1012),
+        "alice was not told to reconnect: {:?}",
+        a.closes
+    );
+    assert!(a.errors.is_empty() && b.errors.is_empty(), "{a:?} {b:?}");
+    assert_eq!(b.reconnects, 0);
+
+    let stored = wait_stored(&db, &rooms, plan_a.len() + plan_b.len()).await;
+    assert_exactly_once_in_order(&stored, &[&plan_a, &plan_b], &[&a, &b]);
+    let read = assert_read_everything(reader, &stored).await;
+    assert!(
+        read.closes.contains(&1012),
+        "the reader was not told to reconnect: {:?}",
+        read.closes
+    );
 }

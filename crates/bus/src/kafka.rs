@@ -618,6 +618,17 @@ impl Bus for KafkaBus {
             .push(tx);
         rx
     }
+
+    async fn flush(&self, timeout: Duration) {
+        let producer = self.producer.clone();
+        // rdkafka's flush blocks the calling thread until the queue is empty or time is up.
+        let flushed = tokio::task::spawn_blocking(move || producer.flush(timeout)).await;
+        match flushed {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => tracing::warn!(error = %e, "flushing the Kafka producer"),
+            Err(e) => tracing::warn!(error = %e, "flushing the Kafka producer"),
+        }
+    }
 }
 
 /// The outcome of a delivery: the record's partition and offset once every in-sync replica

@@ -15,6 +15,7 @@ mod kafka;
 mod memory;
 
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use async_trait::async_trait;
 use banter_core::{Message, NewMessage, RoomName, Username};
@@ -108,6 +109,13 @@ pub trait Bus: Send + Sync + std::fmt::Debug + 'static {
     /// Every message and event from now on. A subscriber that does not keep up slows the bus
     /// down (its channel is bounded); it never misses anything.
     fn subscribe(&self) -> mpsc::Receiver<Event>;
+
+    /// Waits, at most `timeout`, until whatever was handed over has left the process (at
+    /// shutdown: presence goodbyes, deletions, sends whose answer never reached their client).
+    /// Acked messages are durable already; this is for the rest.
+    async fn flush(&self, timeout: Duration) {
+        let _ = timeout;
+    }
 }
 
 /// A shared handle to the configured bus.

@@ -92,6 +92,9 @@ impl Default for GatewayConfig {
     }
 }
 
+/// How long shutdown waits for the bus to hand over what it still holds.
+const FLUSH_GRACE: Duration = Duration::from_secs(5);
+
 /// What the gateway's handlers and connections share. Cloning is a few `Arc` increments.
 #[derive(Debug, Clone)]
 pub struct GatewayState {
@@ -176,6 +179,9 @@ impl GatewayState {
         {
             tracing::warn!("some connections did not close within {grace:?}");
         }
+        // What the connections handed over last (sends unanswered, presence goodbyes) leaves
+        // the process before it exits.
+        self.bus.flush(FLUSH_GRACE).await;
     }
 }
 
