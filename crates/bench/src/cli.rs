@@ -92,6 +92,58 @@ pub enum Scenario {
     Persist(PersistArgs),
     /// Writes the report of a suite (markdown and SVG charts) from its JSON summaries.
     Report(ReportArgs),
+    /// Steady traffic on a `scripts/cluster` cluster while its parts fail in turn; checks
+    /// what clients sent, were acked and received against PostgreSQL (`scripts/chaos`).
+    Chaos(ChaosArgs),
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct ChaosArgs {
+    /// The cluster's directory (`scripts/cluster up DIR`).
+    #[arg(long)]
+    pub cluster: PathBuf,
+    /// The script that kills, stops and starts its parts.
+    #[arg(long, default_value = "scripts/cluster")]
+    pub cluster_script: PathBuf,
+    /// Faults, in turn: kill:NAME (SIGKILL), term:NAME (SIGTERM), each started again after
+    /// --down; stop:postgres, stop:kafka, started again after --outage.
+    #[arg(
+        long,
+        value_delimiter = ',',
+        default_value = "kill:gateway-1,kill:gateway-2,kill:persist-1,kill:persist-2,kill:auth,\
+                         term:gateway-1,term:persist-2,stop:postgres,stop:kafka"
+    )]
+    pub faults: Vec<String>,
+    #[arg(long, default_value_t = 6)]
+    pub senders: usize,
+    #[arg(long, default_value_t = 3)]
+    pub readers: usize,
+    #[arg(long, default_value_t = 6)]
+    pub rooms: usize,
+    /// Messages per second, per sender.
+    #[arg(long, default_value_t = 20.0)]
+    pub rate: f64,
+    /// Messages a sender has unanswered at most.
+    #[arg(long, default_value_t = 16)]
+    pub window: usize,
+    /// Steady traffic before the first fault.
+    #[arg(long, value_parser = duration, default_value = "10s")]
+    pub warmup: Duration,
+    /// How long a killed or stopped process stays down.
+    #[arg(long, value_parser = duration, default_value = "3s")]
+    pub down: Duration,
+    /// How long PostgreSQL or Kafka stays stopped.
+    #[arg(long, value_parser = duration, default_value = "30s")]
+    pub outage: Duration,
+    /// Steady traffic after each fault is mended, before the next.
+    #[arg(long, value_parser = duration, default_value = "10s")]
+    pub settle: Duration,
+    /// After writing stops: how long to wait for acks, rows and deliveries.
+    #[arg(long, value_parser = duration, default_value = "180s")]
+    pub patience: Duration,
+    /// Also write the table (markdown) here.
+    #[arg(long)]
+    pub markdown: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, Args)]

@@ -10,7 +10,7 @@
 //! Scenarios: [`scenarios::fanout`] (rooms × members at a send rate), [`scenarios::idle`]
 //! (connections held; server memory per connection; drops), [`scenarios::reconnect`]
 //! (a storm of reconnects that resume with `since`), [`scenarios::login`] (logins beside a
-//! fanout).
+//! fanout), [`scenarios::chaos`] (faults on a local cluster under steady traffic).
 
 pub mod chart;
 pub mod cli;
@@ -30,6 +30,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         cli::Scenario::Login(args) => scenarios::login::run(&cli.common, args).await?,
         cli::Scenario::Persist(args) => scenarios::persist::run(args).await?,
         cli::Scenario::Report(args) => return chart::write(&args.results, &args.out),
+        cli::Scenario::Chaos(args) => return scenarios::chaos::run(&cli.common, args).await,
     };
     report::finish(&cli.common, &summary)
 }

@@ -466,7 +466,7 @@ where
                 "too many messages; send this one again after retry_after_ms",
             );
             e.client_id = client_id.map(|c| c.as_str().to_owned());
-            e.retry_after_ms = Some(u64::try_from(wait.0.as_millis()).unwrap_or(u64::MAX).max(1));
+            e.retry_after_ms = Some(wait.millis());
             return self.send_error(&e).await;
         }
         if !self.rooms.contains(&room) {

@@ -73,6 +73,14 @@ impl RetryAfter {
         self.0.as_secs() + u64::from(self.0.subsec_nanos() > 0)
     }
 
+    /// Milliseconds, rounded up (a client that waits exactly this long is let through,
+    /// rather than refused again a fraction of a millisecond early), at least 1.
+    pub fn millis(self) -> u64 {
+        u64::try_from(self.0.as_micros().div_ceil(1000))
+            .unwrap_or(u64::MAX)
+            .max(1)
+    }
+
     /// The HTTP answer: 429 `rate_limited` with `Retry-After`.
     pub fn into_api_error(self, what: &str) -> ApiError {
         let mut e = ApiError::new(
@@ -241,5 +249,8 @@ mod tests {
         let e = RetryAfter(Duration::from_millis(1500)).into_api_error("logins");
         assert_eq!(e.status, StatusCode::TOO_MANY_REQUESTS);
         assert_eq!((e.code, e.retry_after), ("rate_limited", Some(2)));
+        assert_eq!(RetryAfter(Duration::from_micros(33_334)).millis(), 34);
+        assert_eq!(RetryAfter(Duration::from_millis(33)).millis(), 33);
+        assert_eq!(RetryAfter(Duration::ZERO).millis(), 1);
     }
 }

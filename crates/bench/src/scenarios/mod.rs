@@ -2,6 +2,7 @@
 //! check everything, one paced sender per room, a measured window after a warm-up, and a
 //! drain at the end so that late deliveries are counted rather than called lost.
 
+pub mod chaos;
 pub mod fanout;
 pub mod idle;
 pub mod login;
