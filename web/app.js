@@ -100,6 +100,8 @@ class Room {
     this.joinSentOn = 0;      // socket generation our `join` went out on
     this.joinsAwaited = 0;    // `joined` answers still due on this socket
     this.joined = false;      // our own join was answered on this socket
+    this.holdUntil = 0;       // after a refused send: nothing of this room goes out before
+    this.release = null;      // the timer that sends the held messages, in typing order
     this.draft = '';
     this.nav = null;          // sidebar elements
   }
@@ -453,7 +455,7 @@ function endSession(error = '', info = '', { keepStored = false } = {}) {
   session = null;
   refreshing = null;
   for (const room of rooms.values()) for (const t of room.typing.values()) clearTimeout(t);
-  for (const p of outbox.values()) clearTimeout(p.retry);
+  for (const room of rooms.values()) clearTimeout(room.release);
   rooms.clear();
   outbox.clear();
   deletedIds.clear();
@@ -878,7 +880,7 @@ function sendMessage() {
   const p = {
     id: null, cursor: null, room: room.name, author: session.username, body,
     createdAt: new Date().toISOString(), clientId: newClientId(),
-    state: 'pending', error: '', el: null, sentOn: 0, retry: null,
+    state: 'pending', error: '', el: null, sentOn: 0,
   };
   addPending(p);
   storeOutboxEntry(p);
@@ -903,7 +905,7 @@ function restoreOutbox() {
     addPending({
       id: null, cursor: null, room: e.room, author: session.username, body: String(e.body),
       createdAt: e.created_at, clientId: e.client_id,
-      state: e.state === 'failed' ? 'failed' : 'pending', error: e.error || '', el: null, sentOn: 0, retry: null,
+      state: e.state === 'failed' ? 'failed' : 'pending', error: e.error || '', el: null, sentOn: 0,
     });
   }
 }
@@ -914,8 +916,20 @@ function restoreOutbox() {
 function trySend(p) {
   const room = rooms.get(p.room);
   if (p.state !== 'pending' || !room || !socketReady() || room.joinSentOn !== socket.gen || p.sentOn === socket.gen) return;
+  // A refused message goes again first: later ones wait, so the room gets them in the order
+  // they were typed.
+  if (Date.now() < room.holdUntil) return;
   p.sentOn = socket.gen;
   sendFrame({ type: 'send', room: p.room, body: p.body, client_id: p.clientId });
+}
+
+// Holds back a room's sends for `wait` ms, then sends what is pending (the outbox keeps
+// typing order).
+function holdRoom(room, wait) {
+  if (!room) return;
+  room.holdUntil = Math.max(room.holdUntil, Date.now() + wait);
+  clearTimeout(room.release);
+  room.release = setTimeout(() => flushOutbox(room), room.holdUntil - Date.now());
 }
 
 function flushOutbox(room) {
@@ -926,7 +940,6 @@ function flushOutbox(room) {
 function settle(p, m) {
   outbox.delete(p.clientId);
   forgetOutboxEntry(p.clientId);
-  clearTimeout(p.retry);
   Object.assign(p, { id: m.id, cursor: m.cursor, createdAt: m.created_at || p.createdAt, state: 'sent', error: '' });
   p.el.classList.remove('is-outbox');
   paintMessage(p);
@@ -936,7 +949,6 @@ function settle(p, m) {
 function dropPending(p) {
   outbox.delete(p.clientId);
   forgetOutboxEntry(p.clientId);
-  clearTimeout(p.retry);
   if (p.el.contains(document.activeElement)) ui.input.focus();
   p.el.remove();
   if (current && p.room === current.name) renderHistoryState();
@@ -953,7 +965,6 @@ function retryPending(p) {
 }
 
 function failPending(p, reason) {
-  clearTimeout(p.retry);
   p.state = 'failed';
   p.error = reason;
   paintMessage(p);
@@ -1196,11 +1207,10 @@ function onError(f) {
       p.error = { unavailable: 'server busy', token_expired: 'reconnecting', rate_limited: 'slow down' }[f.code];
       paintMessage(p);
       p.sentOn = 0;
-      clearTimeout(p.retry);
       const wait = f.code === 'rate_limited' && Number.isFinite(f.retry_after_ms)
         ? Math.min(Math.max(f.retry_after_ms, 50), 60000)
         : RETRY_SEND_MS;
-      p.retry = setTimeout(() => trySend(p), wait);
+      holdRoom(rooms.get(p.room), wait);
     } else {
       failPending(p, f.message || f.code);
     }

@@ -403,3 +403,26 @@ test('two people in two tabs of one browser', async (t) => {
   assert.equal(await two.getByLabel('Password').isVisible(), false, 'bob is still in');
   assert.deepEqual(errors, []);
 });
+
+test('sends over the limit wait, go again and arrive once each, in the order typed', async (t) => {
+  const server = await startServer({ env: { BANTER_LIMIT_SENDS: '2/s' } });
+  const browser = await launchBrowser();
+  t.after(async () => {
+    await browser.close();
+    await server.stop();
+  });
+  const { alice, bob } = await twoInRoom(browser, server.base, 'team');
+
+  // Faster than two a second: the server refuses some (`rate_limited`), the app holds the
+  // room's sends for the wait it was told and sends them again, first the refused one.
+  const typed = ['one', 'two', 'three', 'four', 'five', 'six'];
+  for (const text of typed) await say(alice.page, text);
+  await shows(bob.page, typed, 30000);
+  await shows(alice.page, typed, 30000);
+  await until('every message acked', async () =>
+    (await alice.page.locator('#message-list > li[data-state="sent"]').count()) === typed.length);
+  const metrics = await (await fetch(`${server.base}/metrics`)).text();
+  const refused = /banter_rate_limited_total\{limit="sends"\} (\d+)/.exec(metrics);
+  assert.ok(refused && Number(refused[1]) > 0, `no send was refused: ${metrics.match(/^banter_rate.*$/gm)}`);
+  assert.deepEqual([...alice.errors, ...bob.errors], []);
+});
