@@ -40,6 +40,9 @@ pub struct AuthLimitSettings {
     pub login_per_user: Option<Rate>,
     /// Registrations per client address.
     pub register_per_ip: Option<Rate>,
+    /// Registrations per username, from anywhere: a name not taken yet costs a password hash
+    /// per attempt until one wins, so a burst at one name from many addresses is bounded.
+    pub register_per_user: Option<Rate>,
     /// Take the client's address from `X-Forwarded-For` (only behind a proxy that sets it).
     pub trust_forwarded: bool,
 }
@@ -51,6 +54,7 @@ impl Default for AuthLimitSettings {
             login_per_ip: rate("30/min"),
             login_per_user: rate("10/min"),
             register_per_ip: rate("20/min"),
+            register_per_user: rate("5/min"),
             trust_forwarded: false,
         }
     }
@@ -63,6 +67,7 @@ impl AuthLimitSettings {
             login_per_ip: None,
             login_per_user: None,
             register_per_ip: None,
+            register_per_user: None,
             trust_forwarded: false,
         }
     }
@@ -74,6 +79,7 @@ pub struct AuthLimits {
     pub login_per_ip: Limiter<std::net::IpAddr>,
     pub login_per_user: Limiter<String>,
     pub register_per_ip: Limiter<std::net::IpAddr>,
+    pub register_per_user: Limiter<String>,
     pub trust_forwarded: bool,
 }
 
@@ -83,6 +89,7 @@ impl AuthLimits {
             login_per_ip: Limiter::new("login_per_ip", settings.login_per_ip),
             login_per_user: Limiter::new("login_per_user", settings.login_per_user),
             register_per_ip: Limiter::new("register_per_ip", settings.register_per_ip),
+            register_per_user: Limiter::new("register_per_user", settings.register_per_user),
             trust_forwarded: settings.trust_forwarded,
         }
     }

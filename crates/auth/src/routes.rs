@@ -137,6 +137,13 @@ async fn register(
         .map_err(|wait| Error::RateLimited(wait, "registrations from this address"))?;
     let username = Username::parse(&input.username)?;
     let password = Password::parse(&input.password)?;
+    // After validation, so that a mistyped form does not spend the allowance; names are
+    // case-insensitive, so `Alice` and `alice` share one.
+    state
+        .limits
+        .register_per_user
+        .check(&username.as_str().to_lowercase())
+        .map_err(|wait| Error::RateLimited(wait, "registrations of this username"))?;
     // Checked first so that a taken name costs no hashing.
     if state.store.credentials(username.as_str()).await?.is_some() {
         metrics::counter!("banter_registrations_total", "outcome" => "taken").increment(1);

@@ -176,6 +176,9 @@ pub struct AuthLimitArgs {
     /// Registrations per client address.
     #[arg(long, env = "BANTER_LIMIT_REGISTER_PER_IP", value_parser = rate, default_value = "20/min")]
     pub limit_register_per_ip: RateArg,
+    /// Registrations per username, from anywhere.
+    #[arg(long, env = "BANTER_LIMIT_REGISTER_PER_USER", value_parser = rate, default_value = "5/min")]
+    pub limit_register_per_user: RateArg,
 }
 
 impl AuthLimitArgs {
@@ -184,6 +187,7 @@ impl AuthLimitArgs {
             login_per_ip: self.limit_login_per_ip.0,
             login_per_user: self.limit_login_per_user.0,
             register_per_ip: self.limit_register_per_ip.0,
+            register_per_user: self.limit_register_per_user.0,
             trust_forwarded: proxy.trust_forwarded_for,
         }
     }

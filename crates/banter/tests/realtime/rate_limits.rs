@@ -54,8 +54,7 @@ async fn logins_are_limited_per_username_and_per_address() {
             AuthLimitSettings {
                 login_per_ip: "6/min".parse().ok(),
                 login_per_user: "3/min".parse().ok(),
-                register_per_ip: None,
-                trust_forwarded: false,
+                ..AuthLimitSettings::off()
             },
             GatewayLimitSettings::default(),
         ),
@@ -128,6 +127,37 @@ async fn registrations_are_limited_per_address() {
     assert!(retry_after.unwrap() > 1700, "{retry_after:?}");
     // Refused means not created.
     assert_eq!(app.login("cyd", "password123").await.0, 401);
+}
+
+#[tokio::test]
+async fn registrations_are_limited_per_username_after_validation() {
+    let app = TestApp::spawn_with(
+        Db::Sqlite,
+        options(
+            AuthLimitSettings {
+                register_per_user: "1/h".parse().ok(),
+                ..AuthLimitSettings::off()
+            },
+            GatewayLimitSettings::default(),
+        ),
+    )
+    .await;
+    // Invalid forms spend nothing.
+    for _ in 0..3 {
+        assert_eq!(app.register("ann", "short").await.0, 400);
+    }
+    assert_eq!(app.register("ann", "password123").await.0, 201);
+    // The same name again, in any case, is refused before anything else (even "taken").
+    let (status, retry_after, body) = post(
+        &app,
+        "/api/v1/register",
+        json!({"username": "ANN", "password": "password123"}),
+    )
+    .await;
+    assert_limited(status, retry_after, &body);
+    assert!(body["message"].as_str().unwrap().contains("this username"));
+    // Other names are not touched.
+    assert_eq!(app.register("bob", "password123").await.0, 201);
 }
 
 #[tokio::test]
