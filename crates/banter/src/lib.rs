@@ -266,9 +266,9 @@ pub async fn launch_serve(
         .merge(banter_gateway::router(gateway.clone()))
         .merge(ops::router(checks, pool_gauges(&store)));
     let drain = gateway.clone();
-    serve_http(listener, ops::finish(app), async move {
-        shutdown.await;
-        // Sockets first: they get 1012 and reconnect elsewhere while HTTP drains.
+    // Once no new connection is taken, sockets first: they get 1012 and reconnect elsewhere
+    // while HTTP drains.
+    serve_http(listener, ops::finish(app), shutdown, async move {
         drain.drain(DRAIN_GRACE).await;
     })
     .await?;
@@ -306,8 +306,7 @@ pub async fn launch_gateway(
     );
     let app =
         banter_gateway::router(gateway.clone()).merge(ops::router(checks, pool_gauges(&store)));
-    serve_http(listener, ops::finish(app), async move {
-        shutdown.await;
+    serve_http(listener, ops::finish(app), shutdown, async move {
         gateway.drain(DRAIN_GRACE).await;
     })
     .await?;
@@ -327,7 +326,7 @@ pub async fn launch_persist(
     let stop = CancellationToken::new();
     let worker = tokio::spawn(banter_persist::run(settings, store.clone(), stop.clone()));
     let app = ops::finish(ops::router(checks, pool_gauges(&store)));
-    serve_http(listener, app, shutdown).await?;
+    serve_http(listener, app, shutdown, async {}).await?;
     // Finish the batch in hand, commit its offsets, leave the group.
     stop.cancel();
     let outcome = worker.await;
@@ -361,7 +360,7 @@ pub async fn launch_auth(
     if !cors_origins.is_empty() {
         app = app.layer(cors(&cors_origins)?);
     }
-    serve_http(listener, app, shutdown).await?;
+    serve_http(listener, app, shutdown, async {}).await?;
     store.close().await;
     Ok(())
 }
@@ -458,7 +457,8 @@ const MAX_HEADER_BYTES: usize = 64 * 1024;
 /// How long HTTP requests in progress may take to finish at shutdown.
 const HTTP_DRAIN: Duration = Duration::from_secs(20);
 
-/// Serves `app` on `listener` until `shutdown`, then lets requests in progress finish.
+/// Serves `app` on `listener` until `shutdown`; then takes no new connection, runs `drain`
+/// (the gateway closes its WebSockets there) and lets HTTP requests in progress finish.
 ///
 /// hyper directly rather than `axum::serve`, for what that does not set: a header read
 /// timeout (it needs a timer) and a bound on header bytes. Each connection also gets
@@ -469,6 +469,7 @@ async fn serve_http(
     listener: TcpListener,
     app: Router,
     shutdown: impl Future<Output = ()> + Send + 'static,
+    drain: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
     use hyper::server::conn::http1;
     use hyper_util::rt::{TokioIo, TokioTimer};
@@ -527,6 +528,7 @@ async fn serve_http(
         });
     }
     drop(listener);
+    drain.await;
     closing.cancel();
     connections.close();
     if tokio::time::timeout(HTTP_DRAIN, connections.wait())
