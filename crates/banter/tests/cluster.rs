@@ -125,6 +125,15 @@ impl Cluster {
     }
 }
 
+/// Each test's start: its turn at the cluster, the cluster whole again, a database pool.
+async fn begin() -> (tokio::sync::MutexGuard<'static, ()>, Cluster, PgPool) {
+    let turn = TURN.lock().await;
+    let cluster = Cluster::open();
+    cluster.heal().await;
+    let db = cluster.db().await;
+    (turn, cluster, db)
+}
+
 /// Rooms of their own for each test, so tests never see each other's messages.
 fn rooms(n: usize) -> Vec<String> {
     let tag = &uuid::Uuid::new_v4().simple().to_string()[..8];
@@ -293,6 +302,27 @@ async fn send_reliably(
         }
     }
     sent
+}
+
+/// Starts [`send_reliably`] in a task, first on gateway `first`.
+fn spawn_sender(
+    cluster: &Cluster,
+    first: usize,
+    token: String,
+    plan: &[Planned],
+    window: usize,
+    every: Option<Duration>,
+    acks: &Arc<AtomicUsize>,
+) -> tokio::task::JoinHandle<Sent> {
+    tokio::spawn(send_reliably(
+        cluster.gateways.clone(),
+        first,
+        token,
+        plan.to_vec(),
+        window,
+        every,
+        acks.clone(),
+    ))
 }
 
 /// What a reader got, per room: message ids in the order received.
@@ -580,10 +610,7 @@ async fn wait_acked(acks: &AtomicUsize, n: usize) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ten_thousand_messages_over_twenty_rooms_through_two_gateways_are_stored_once_in_order() {
-    let _turn = TURN.lock().await;
-    let cluster = Cluster::open();
-    cluster.heal().await;
-    let db = cluster.db().await;
+    let (_turn, cluster, db) = begin().await;
     let rooms = rooms(20);
     let (_, alice) = cluster.user("alice").await;
     let (_, bob) = cluster.user("bob").await;
@@ -593,24 +620,8 @@ async fn ten_thousand_messages_over_twenty_rooms_through_two_gateways_are_stored
     let plan_a = plan("alice", &rooms, 250);
     let plan_b = plan("bob", &rooms, 250);
     let acks = Arc::new(AtomicUsize::new(0));
-    let a = tokio::spawn(send_reliably(
-        cluster.gateways.clone(),
-        0,
-        alice,
-        plan_a.clone(),
-        64,
-        None,
-        acks.clone(),
-    ));
-    let b = tokio::spawn(send_reliably(
-        cluster.gateways.clone(),
-        1,
-        bob,
-        plan_b.clone(),
-        64,
-        None,
-        acks.clone(),
-    ));
+    let a = spawn_sender(&cluster, 0, alice, &plan_a, 64, None, &acks);
+    let b = spawn_sender(&cluster, 1, bob, &plan_b, 64, None, &acks);
     let (a, b) = (a.await.expect("alice"), b.await.expect("bob"));
     assert_eq!(acks.load(Ordering::Relaxed), 10_000);
     assert!(
@@ -629,23 +640,12 @@ async fn ten_thousand_messages_over_twenty_rooms_through_two_gateways_are_stored
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kill_9_of_a_persist_worker_mid_stream_still_stores_each_message_once() {
-    let _turn = TURN.lock().await;
-    let cluster = Cluster::open();
-    cluster.heal().await;
-    let db = cluster.db().await;
+    let (_turn, cluster, db) = begin().await;
     let rooms = rooms(12);
     let (_, alice) = cluster.user("alice").await;
     let plan_a = plan("alice", &rooms, 250);
     let acks = Arc::new(AtomicUsize::new(0));
-    let sender = tokio::spawn(send_reliably(
-        cluster.gateways.clone(),
-        0,
-        alice,
-        plan_a.clone(),
-        32,
-        None,
-        acks.clone(),
-    ));
+    let sender = spawn_sender(&cluster, 0, alice, &plan_a, 32, None, &acks);
     // Mid-stream, and once the workers have stored some of it.
     wait_acked(&acks, 1_000).await;
     let deadline = Instant::now() + PATIENCE;
@@ -671,10 +671,7 @@ async fn kill_9_of_a_persist_worker_mid_stream_still_stores_each_message_once() 
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kill_9_of_a_gateway_moves_its_clients_to_the_other_with_no_gap_and_no_duplicate() {
-    let _turn = TURN.lock().await;
-    let cluster = Cluster::open();
-    cluster.heal().await;
-    let db = cluster.db().await;
+    let (_turn, cluster, db) = begin().await;
     let rooms = rooms(4);
     let (_, alice) = cluster.user("alice").await;
     let (_, bob) = cluster.user("bob").await;
@@ -689,24 +686,8 @@ async fn kill_9_of_a_gateway_moves_its_clients_to_the_other_with_no_gap_and_no_d
     let acks = Arc::new(AtomicUsize::new(0));
     let pace = Some(Duration::from_millis(2));
     // Alice on the gateway that dies, Bob on the one that stays.
-    let a = tokio::spawn(send_reliably(
-        cluster.gateways.clone(),
-        0,
-        alice,
-        plan_a.clone(),
-        16,
-        pace,
-        acks.clone(),
-    ));
-    let b = tokio::spawn(send_reliably(
-        cluster.gateways.clone(),
-        1,
-        bob,
-        plan_b.clone(),
-        16,
-        pace,
-        acks.clone(),
-    ));
+    let a = spawn_sender(&cluster, 0, alice, &plan_a, 16, pace, &acks);
+    let b = spawn_sender(&cluster, 1, bob, &plan_b, 16, pace, &acks);
     wait_acked(&acks, 600).await;
     cluster.script(&["kill", "gateway-1"]).await;
     let (a, b) = (a.await.expect("alice"), b.await.expect("bob"));
@@ -736,15 +717,15 @@ async fn postgres_stopped_for_twenty_seconds_mid_stream_loses_nothing() {
     // About 30 s of sending, one message every 10 ms.
     let plan_a = plan("alice", &rooms, 600);
     let acks = Arc::new(AtomicUsize::new(0));
-    let sender = tokio::spawn(send_reliably(
-        cluster.gateways.clone(),
+    let sender = spawn_sender(
+        &cluster,
         0,
         alice,
-        plan_a.clone(),
+        &plan_a,
         16,
         Some(Duration::from_millis(10)),
-        acks.clone(),
-    ));
+        &acks,
+    );
     wait_acked(&acks, 300).await;
     cluster.script(&["stop", "postgres"]).await;
     let during = acks.load(Ordering::Relaxed);
@@ -768,24 +749,21 @@ async fn postgres_stopped_for_twenty_seconds_mid_stream_loses_nothing() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kafka_stopped_sends_are_answered_unavailable_and_nothing_acked_is_lost() {
-    let _turn = TURN.lock().await;
-    let cluster = Cluster::open();
-    cluster.heal().await;
-    let db = cluster.db().await;
+    let (_turn, cluster, db) = begin().await;
     let rooms = rooms(5);
     let (_, alice) = cluster.user("alice").await;
     let plan_a = plan("alice", &rooms, 100);
     let window = 8;
     let acks = Arc::new(AtomicUsize::new(0));
-    let sender = tokio::spawn(send_reliably(
-        cluster.gateways.clone(),
+    let sender = spawn_sender(
+        &cluster,
         0,
         alice,
-        plan_a.clone(),
+        &plan_a,
         window,
         Some(Duration::from_millis(20)),
-        acks.clone(),
-    ));
+        &acks,
+    );
     wait_acked(&acks, 100).await;
     cluster.script(&["stop", "kafka"]).await;
     let stopped_at = acks.load(Ordering::Relaxed);
@@ -834,10 +812,7 @@ async fn kafka_stopped_sends_are_answered_unavailable_and_nothing_acked_is_lost(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_of_a_gateway_and_a_persist_worker_mid_stream_says_reconnect_and_loses_nothing() {
-    let _turn = TURN.lock().await;
-    let cluster = Cluster::open();
-    cluster.heal().await;
-    let db = cluster.db().await;
+    let (_turn, cluster, db) = begin().await;
     let rooms = rooms(4);
     let (_, alice) = cluster.user("alice").await;
     let (_, bob) = cluster.user("bob").await;
@@ -848,24 +823,8 @@ async fn sigterm_of_a_gateway_and_a_persist_worker_mid_stream_says_reconnect_and
     let plan_b = plan("bob", &rooms, 300);
     let acks = Arc::new(AtomicUsize::new(0));
     let pace = Some(Duration::from_millis(2));
-    let a = tokio::spawn(send_reliably(
-        cluster.gateways.clone(),
-        0,
-        alice,
-        plan_a.clone(),
-        16,
-        pace,
-        acks.clone(),
-    ));
-    let b = tokio::spawn(send_reliably(
-        cluster.gateways.clone(),
-        1,
-        bob,
-        plan_b.clone(),
-        16,
-        pace,
-        acks.clone(),
-    ));
+    let a = spawn_sender(&cluster, 0, alice, &plan_a, 16, pace, &acks);
+    let b = spawn_sender(&cluster, 1, bob, &plan_b, 16, pace, &acks);
     wait_acked(&acks, 600).await;
     // SIGTERM, as Kubernetes stops a pod: the gateway closes its sockets with 1012 and flushes
     // its producer; the worker stores the batch in hand, commits and leaves the group.

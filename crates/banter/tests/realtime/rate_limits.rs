@@ -16,6 +16,11 @@ fn options(auth: AuthLimitSettings, gateway: GatewayLimitSettings) -> Options {
     options
 }
 
+/// A server with these login and registration limits, and the default gateway limits.
+async fn with_auth_limits(auth: AuthLimitSettings) -> TestApp {
+    TestApp::spawn_with(Db::Sqlite, options(auth, GatewayLimitSettings::default())).await
+}
+
 /// A JSON POST whose `Retry-After` header is kept.
 async fn post(app: &TestApp, path: &str, body: Value) -> (u16, Option<u64>, Value) {
     let resp = reqwest::Client::new()
@@ -48,17 +53,11 @@ fn assert_limited(status: u16, retry_after: Option<u64>, body: &Value) {
 
 #[tokio::test]
 async fn logins_are_limited_per_username_and_per_address() {
-    let app = TestApp::spawn_with(
-        Db::Sqlite,
-        options(
-            AuthLimitSettings {
-                login_per_ip: "6/min".parse().ok(),
-                login_per_user: "3/min".parse().ok(),
-                ..AuthLimitSettings::off()
-            },
-            GatewayLimitSettings::default(),
-        ),
-    )
+    let app = with_auth_limits(AuthLimitSettings {
+        login_per_ip: "6/min".parse().ok(),
+        login_per_user: "3/min".parse().ok(),
+        ..AuthLimitSettings::off()
+    })
     .await;
     for name in ["lee", "max"] {
         assert_eq!(app.register(name, "password123").await.0, 201);
@@ -103,16 +102,10 @@ async fn logins_are_limited_per_username_and_per_address() {
 
 #[tokio::test]
 async fn registrations_are_limited_per_address() {
-    let app = TestApp::spawn_with(
-        Db::Sqlite,
-        options(
-            AuthLimitSettings {
-                register_per_ip: "2/h".parse().ok(),
-                ..AuthLimitSettings::off()
-            },
-            GatewayLimitSettings::default(),
-        ),
-    )
+    let app = with_auth_limits(AuthLimitSettings {
+        register_per_ip: "2/h".parse().ok(),
+        ..AuthLimitSettings::off()
+    })
     .await;
     assert_eq!(app.register("ann", "password123").await.0, 201);
     assert_eq!(app.register("bob", "password123").await.0, 201);
@@ -131,16 +124,10 @@ async fn registrations_are_limited_per_address() {
 
 #[tokio::test]
 async fn registrations_are_limited_per_username_after_validation() {
-    let app = TestApp::spawn_with(
-        Db::Sqlite,
-        options(
-            AuthLimitSettings {
-                register_per_user: "1/h".parse().ok(),
-                ..AuthLimitSettings::off()
-            },
-            GatewayLimitSettings::default(),
-        ),
-    )
+    let app = with_auth_limits(AuthLimitSettings {
+        register_per_user: "1/h".parse().ok(),
+        ..AuthLimitSettings::off()
+    })
     .await;
     // Invalid forms spend nothing.
     for _ in 0..3 {
