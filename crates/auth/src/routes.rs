@@ -1,5 +1,6 @@
 //! The auth API: register, login, refresh, logout, me. Paths and JSON follow the seed.
 
+use std::hash::Hash;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 
@@ -9,7 +10,7 @@ use axum::http::HeaderMap;
 use axum::routing::{get, post};
 use axum::Router;
 use banter_core::{Password, User, UserId, Username};
-use banter_http::limit::PeerAddr;
+use banter_http::limit::{Limiter, PeerAddr};
 use banter_http::{ApiJson, Envelope};
 use banter_store::{NewRefreshToken, Rotation};
 use serde::{Deserialize, Serialize};
@@ -123,6 +124,17 @@ fn client_ip(state: &AuthState, peer: Option<SocketAddr>, headers: &HeaderMap) -
     banter_http::limit::client_ip(peer, headers, state.limits.trust_forwarded)
 }
 
+/// Counts one for `key`; refused with 429 naming `what` there was too much of.
+fn within<K: Hash + Eq + Clone>(
+    limiter: &Limiter<K>,
+    key: &K,
+    what: &'static str,
+) -> Result<(), Error> {
+    limiter
+        .check(key)
+        .map_err(|wait| Error::RateLimited(wait, what))
+}
+
 async fn register(
     State(state): State<AuthState>,
     PeerAddr(peer): PeerAddr,
@@ -130,20 +142,20 @@ async fn register(
     ApiJson(input): ApiJson<CredentialsInput>,
 ) -> Result<Envelope<UserView>, Error> {
     let ip = client_ip(&state, peer, &headers);
-    state
-        .limits
-        .register_per_ip
-        .check(&ip)
-        .map_err(|wait| Error::RateLimited(wait, "registrations from this address"))?;
+    within(
+        &state.limits.register_per_ip,
+        &ip,
+        "registrations from this address",
+    )?;
     let username = Username::parse(&input.username)?;
     let password = Password::parse(&input.password)?;
     // After validation, so that a mistyped form does not spend the allowance; names are
     // case-insensitive, so `Alice` and `alice` share one.
-    state
-        .limits
-        .register_per_user
-        .check(&username.as_str().to_lowercase())
-        .map_err(|wait| Error::RateLimited(wait, "registrations of this username"))?;
+    within(
+        &state.limits.register_per_user,
+        &username.as_str().to_lowercase(),
+        "registrations of this username",
+    )?;
     // Checked first so that a taken name costs no hashing.
     if state.store.credentials(username.as_str()).await?.is_some() {
         metrics::counter!("banter_registrations_total", "outcome" => "taken").increment(1);
@@ -175,11 +187,11 @@ async fn login(
 ) -> Result<Envelope<TokenPair>, Error> {
     // Before any work: a refused attempt costs no hashing.
     let ip = client_ip(&state, peer, &headers);
-    state
-        .limits
-        .login_per_ip
-        .check(&ip)
-        .map_err(|wait| Error::RateLimited(wait, "login attempts from this address"))?;
+    within(
+        &state.limits.login_per_ip,
+        &ip,
+        "login attempts from this address",
+    )?;
     if input.username.is_empty() {
         return Err(banter_core::ValidationError::new("username", "must not be empty").into());
     }
@@ -187,11 +199,11 @@ async fn login(
         return Err(banter_core::ValidationError::new("password", "must not be empty").into());
     }
     // Names are case-insensitive, so `Alice` and `alice` share one allowance.
-    state
-        .limits
-        .login_per_user
-        .check(&input.username.to_lowercase())
-        .map_err(|wait| Error::RateLimited(wait, "login attempts for this user"))?;
+    within(
+        &state.limits.login_per_user,
+        &input.username.to_lowercase(),
+        "login attempts for this user",
+    )?;
     let found = state.store.credentials(&input.username).await?;
     let (user, hash) = match found {
         Some(c) => (Some(c.user), Some(c.password_hash)),

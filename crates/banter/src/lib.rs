@@ -265,11 +265,10 @@ pub async fn launch_serve(
     let app = auth_routes(&store, &options.auth, tokens)?
         .merge(banter_gateway::router(gateway.clone()))
         .merge(ops::router(checks, pool_gauges(&store)));
-    let drain = gateway.clone();
     // Once no new connection is taken, sockets first: they get 1012 and reconnect elsewhere
     // while HTTP drains.
     serve_http(listener, ops::finish(app), shutdown, async move {
-        drain.drain(DRAIN_GRACE).await;
+        gateway.drain(DRAIN_GRACE).await;
     })
     .await?;
     stop_worker.cancel();

@@ -29,12 +29,6 @@ pub async fn upgrade(
             .into_api_error("new connections from this address")
             .into_response();
     }
-    // The seed puts the token in the query (browsers cannot set headers on a WebSocket);
-    // other clients may send it as a Bearer header instead.
-    let bearer = headers
-        .get(axum::http::header::AUTHORIZATION)
-        .and_then(|h| h.to_str().ok())
-        .and_then(|h| h.strip_prefix("Bearer "));
     if !state.config.ws_origins.admits(&headers) {
         return ApiError::new(
             StatusCode::FORBIDDEN,
@@ -43,6 +37,12 @@ pub async fn upgrade(
         )
         .into_response();
     }
+    // The seed puts the token in the query (browsers cannot set headers on a WebSocket);
+    // other clients may send it as a Bearer header instead.
+    let bearer = headers
+        .get(axum::http::header::AUTHORIZATION)
+        .and_then(|h| h.to_str().ok())
+        .and_then(|h| h.strip_prefix("Bearer "));
     let Some(token) = query.get("token").map(String::as_str).or(bearer) else {
         return banter_auth::Error::Unauthorized("a token is required: /ws?token=<JWT>")
             .into_response();

@@ -21,6 +21,11 @@ async fn with_auth_limits(auth: AuthLimitSettings) -> TestApp {
     TestApp::spawn_with(Db::Sqlite, options(auth, GatewayLimitSettings::default())).await
 }
 
+/// A server with these gateway limits and no login or registration limits.
+async fn with_gateway_limits(gateway: GatewayLimitSettings) -> TestApp {
+    TestApp::spawn_with(Db::Sqlite, options(AuthLimitSettings::off(), gateway)).await
+}
+
 /// A JSON POST whose `Retry-After` header is kept.
 async fn post(app: &TestApp, path: &str, body: Value) -> (u16, Option<u64>, Value) {
     let resp = reqwest::Client::new()
@@ -149,16 +154,10 @@ async fn registrations_are_limited_per_username_after_validation() {
 
 #[tokio::test]
 async fn sends_over_the_limit_are_refused_with_their_client_id_and_none_is_lost() {
-    let app = TestApp::spawn_with(
-        Db::Sqlite,
-        options(
-            AuthLimitSettings::off(),
-            GatewayLimitSettings {
-                sends: "3/s".parse().ok(),
-                ..GatewayLimitSettings::off()
-            },
-        ),
-    )
+    let app = with_gateway_limits(GatewayLimitSettings {
+        sends: "3/s".parse().ok(),
+        ..GatewayLimitSettings::off()
+    })
     .await;
     let ann = token(&app.signup("ann").await);
     let mut ws = app.ws(&ann, Some("quick")).await;
@@ -210,16 +209,10 @@ async fn sends_over_the_limit_are_refused_with_their_client_id_and_none_is_lost(
 
 #[tokio::test]
 async fn connections_are_limited_per_address_and_per_user_before_the_upgrade() {
-    let app = TestApp::spawn_with(
-        Db::Sqlite,
-        options(
-            AuthLimitSettings::off(),
-            GatewayLimitSettings {
-                connections_per_user: Some(2),
-                ..GatewayLimitSettings::off()
-            },
-        ),
-    )
+    let app = with_gateway_limits(GatewayLimitSettings {
+        connections_per_user: Some(2),
+        ..GatewayLimitSettings::off()
+    })
     .await;
     let ann = token(&app.signup("ann").await);
     let bob = token(&app.signup("bob").await);
@@ -252,16 +245,10 @@ async fn connections_are_limited_per_address_and_per_user_before_the_upgrade() {
         "ann's slot came back after closing a connection"
     );
 
-    let app = TestApp::spawn_with(
-        Db::Sqlite,
-        options(
-            AuthLimitSettings::off(),
-            GatewayLimitSettings {
-                connects_per_ip: "2/min".parse().ok(),
-                ..GatewayLimitSettings::off()
-            },
-        ),
-    )
+    let app = with_gateway_limits(GatewayLimitSettings {
+        connects_per_ip: "2/min".parse().ok(),
+        ..GatewayLimitSettings::off()
+    })
     .await;
     let cyd = token(&app.signup("cyd").await);
     let _a = app.ws(&cyd, None).await;

@@ -127,25 +127,15 @@ async fn cluster(args: &ChaosArgs, verb: &str, name: &str) -> anyhow::Result<()>
 
 /// Does `fault` and mends it.
 async fn inflict(args: &ChaosArgs, fault: &Fault) -> anyhow::Result<()> {
-    // The length of a fault is the scenario: these sleeps are not waits for readiness (the
-    // `start`s wait for that).
-    match fault {
-        Fault::Kill(name) | Fault::Term(name) => {
-            let verb = if matches!(fault, Fault::Kill(_)) {
-                "kill"
-            } else {
-                "stop"
-            };
-            cluster(args, verb, name).await?;
-            tokio::time::sleep(args.down).await;
-            cluster(args, "start", name).await
-        }
-        Fault::Stop(name) => {
-            cluster(args, "stop", name).await?;
-            tokio::time::sleep(args.outage).await;
-            cluster(args, "start", name).await
-        }
-    }
+    let (verb, name, down) = match fault {
+        Fault::Kill(name) => ("kill", name, args.down),
+        Fault::Term(name) => ("stop", name, args.down),
+        Fault::Stop(name) => ("stop", name, args.outage),
+    };
+    cluster(args, verb, name).await?;
+    // The length of a fault is the scenario, not a wait for readiness (`start` waits for that).
+    tokio::time::sleep(down).await;
+    cluster(args, "start", name).await
 }
 
 /// The rows of the run's rooms, per room in log order.
