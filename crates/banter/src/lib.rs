@@ -5,6 +5,7 @@
 pub mod config;
 mod data_dir;
 pub mod telemetry;
+pub mod wiring;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -22,6 +23,7 @@ use secrecy::SecretString;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
+use crate::wiring::StorePorts;
 use crate::config::{
     AdminAction, AdminArgs, AuthArgs, Command, GatewayArgs, MigrateArgs, PersistArgs, ServeArgs,
     TokenArgs,
@@ -228,7 +230,7 @@ async fn bind(addr: std::net::SocketAddr) -> anyhow::Result<TcpListener> {
 }
 
 /// Everything in one process: the auth API, the gateway (WebSocket, history, web page) and the
-/// message log, which here is the store itself behind the in-process bus.
+/// rooms' log, which here is the store itself behind the in-process bus.
 pub async fn launch_serve(
     store: DynStore,
     options: ServeOptions,
@@ -238,9 +240,9 @@ pub async fn launch_serve(
     let tokens = token_keys(&options.auth)?;
     let stop_worker = CancellationToken::new();
     let bus: DynBus = match &options.kafka {
-        None => Arc::new(MemoryBus::start(store.clone())),
+        None => Arc::new(MemoryBus::start(StorePorts::local_log(&store))),
         Some(persist) => {
-            let bus = KafkaBus::start(persist.kafka.clone(), store.clone())
+            let bus = KafkaBus::start(persist.kafka.clone(), StorePorts::first_copies(&store))
                 .await
                 .map_err(anyhow::Error::msg)?;
             tokio::spawn(persist_worker(
@@ -288,7 +290,7 @@ pub async fn launch_gateway(
     let tokens = token_keys(&options)?;
     let mut checks = database_check(&store);
     checks.push(kafka_check(&kafka)?);
-    let bus = KafkaBus::start(kafka, store.clone())
+    let bus = KafkaBus::start(kafka, StorePorts::first_copies(&store))
         .await
         .map_err(anyhow::Error::msg)?;
     // Said once the bus is up, so "listening" means ready to chat.

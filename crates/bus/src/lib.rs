@@ -1,15 +1,19 @@
-//! The bus: where the gateway hands over messages and where it hears about them again.
+//! The bus: where the gateway hands over room events and where it hears about them again.
 //!
-//! A [`Bus`] is two things at once. It is the message **log**: [`Bus::publish`] returns only
-//! once a message is durable, with the cursor that places it in its room's total order. And it
-//! is the **fan-out**: every subscriber receives every message and event, messages in log
-//! order, so every reader of a room sees the same sequence.
+//! A [`Bus`] is two things at once. It is the rooms' **log**: [`Bus::publish`] returns only
+//! once an event (a message, an edit, a delete, a reaction) is durable, with the cursor that
+//! places it in its room's total order. And it is the **fan-out**: every subscriber receives
+//! every event, room events in log order, so every reader of a room sees the same sequence.
 //!
-//! - [`MemoryBus`] (`banter serve`): the log is the SQLite (or PostgreSQL) store, written by one
-//!   task that commits sends in batches (group commit), then hands them to subscribers in
-//!   commit order.
+//! - [`MemoryBus`] (`banter serve`): the log is a [`LocalLog`] (the binary wires the store),
+//!   written by one task that commits events in batches (group commit), then hands them to
+//!   subscribers in commit order.
 //! - [`KafkaBus`] (scale-out): the log is the `chat-in` topic keyed by room; every process
-//!   consumes every partition for its fan-out.
+//!   consumes every partition for its fan-out. Re-sends are recognised from what it heard and
+//!   from a [`FirstCopies`] lookup (the binary wires the store).
+//!
+//! The bus knows storage only through those two ports, declared here by the side that needs
+//! them: it depends on banter-core alone.
 
 mod kafka;
 mod memory;
@@ -18,20 +22,39 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use banter_core::{Message, NewMessage, RoomName, Username};
-use banter_store::Appended;
+use banter_core::{Appended, ClientId, LoggedEvent, RoomEvent, RoomName, UserId, Username};
 use tokio::sync::mpsc;
 
-pub use kafka::{ensure_topic_names, ensure_topics, KafkaBus, KafkaProbe, KafkaSettings, Record};
+pub use kafka::{
+    ensure_topic_names, ensure_topics, KafkaBus, KafkaProbe, KafkaSettings, Record, WireError,
+};
 pub use memory::MemoryBus;
+
+/// The local log of `banter serve`: appends a batch of events in order, durably, each at the
+/// next cursor, applied to what history reads (see the store's `append_events`).
+#[async_trait]
+pub trait LocalLog: Send + Sync + std::fmt::Debug + 'static {
+    /// One outcome per event, in order; `Err` when nothing of the batch was written.
+    async fn append(&self, batch: &[RoomEvent]) -> Result<Vec<Appended>, String>;
+}
+
+/// Where a re-send's first copy is found once it is older than what the bus remembers
+/// (see the store's `first_copy`).
+#[async_trait]
+pub trait FirstCopies: Send + Sync + std::fmt::Debug + 'static {
+    /// The event `actor` logged with `client_id`, if it is stored.
+    async fn find(
+        &self,
+        actor: UserId,
+        client_id: &ClientId,
+    ) -> Result<Option<LoggedEvent>, String>;
+}
 
 /// What travels from the bus to the gateways.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Event {
-    /// A message now durable in the log. Shared: one allocation however many readers.
-    Message(Arc<Message>),
-    /// A message was deleted; readers drop it.
-    Deleted { room: RoomName, id: uuid::Uuid },
+    /// A room event now durable in the log. Shared: one allocation however many readers.
+    Room(Arc<LoggedEvent>),
     /// Someone is typing (not stored).
     Typing { room: RoomName, user: Username },
     /// Who is online on which gateway (not stored).
@@ -80,30 +103,30 @@ impl Presence {
 #[derive(Debug, thiserror::Error)]
 pub enum BusError {
     /// The log cannot take writes right now (database or broker down, or shutting down). The
-    /// message was not stored; the sender may retry with the same `client_id`.
-    #[error("the message log is unavailable")]
+    /// event was not stored; the sender may retry with the same `client_id`.
+    #[error("the log is unavailable")]
     Unavailable,
 }
 
-/// Resolves once a submitted message is durable (or could not be stored).
+/// Resolves once a submitted event is durable (or could not be stored).
 pub type Receipt = futures::future::BoxFuture<'static, Result<Appended, BusError>>;
 
-/// The message log and fan-out. Shared as `Arc<dyn Bus>`.
+/// The rooms' log and fan-out. Shared as `Arc<dyn Bus>`.
 #[async_trait]
 pub trait Bus: Send + Sync + std::fmt::Debug + 'static {
-    /// Hands a message to the log. When this returns, its place is taken: a message submitted
-    /// later by the same caller to the same room comes after it in the log, so one client's
-    /// messages keep their order however many are in flight. The receipt resolves once it
-    /// is durable. A re-sent `client_id` resolves to the first message, as
+    /// Hands a room event to the log. When this returns, its place is taken: an event
+    /// submitted later by the same caller to the same room comes after it in the log, so one
+    /// client's events keep their order however many are in flight. The receipt resolves
+    /// once it is durable. A re-sent `client_id` resolves to the first event, as
     /// [`Appended::Duplicate`], and is not fanned out again.
-    async fn submit(&self, message: NewMessage) -> Result<Receipt, BusError>;
+    async fn submit(&self, event: RoomEvent) -> Result<Receipt, BusError>;
 
-    /// Appends a message to the log; resolves once it is durable.
-    async fn publish(&self, message: NewMessage) -> Result<Appended, BusError> {
-        self.submit(message).await?.await
+    /// Appends an event to the log; resolves once it is durable.
+    async fn publish(&self, event: RoomEvent) -> Result<Appended, BusError> {
+        self.submit(event).await?.await
     }
 
-    /// Fans out an event that is not part of the log (deletions, typing).
+    /// Fans out an event that is not part of the log (typing, presence).
     async fn announce(&self, event: Event) -> Result<(), BusError>;
 
     /// Every message and event from now on. A subscriber that does not keep up slows the bus
@@ -111,7 +134,7 @@ pub trait Bus: Send + Sync + std::fmt::Debug + 'static {
     fn subscribe(&self) -> mpsc::Receiver<Event>;
 
     /// Waits, at most `timeout`, until whatever was handed over has left the process (at
-    /// shutdown: presence goodbyes, deletions, sends whose answer never reached their client).
+    /// shutdown: presence goodbyes, events whose answer never reached their client).
     /// Acked messages are durable already; this is for the rest.
     async fn flush(&self, timeout: Duration) {
         let _ = timeout;

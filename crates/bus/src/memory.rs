@@ -1,21 +1,21 @@
-//! The in-process bus of `banter serve`: the store is the log, one task writes it.
+//! The in-process bus of `banter serve`: a [`LocalLog`] (the store) is the log, one task
+//! writes it.
 //!
-//! Sends queue on a channel to a single writer task. It takes everything waiting (up to
+//! Events queue on a channel to a single writer task. It takes everything waiting (up to
 //! [`MAX_BATCH`]) and appends it in one transaction, so under load one fsync covers many
-//! messages (group commit). Only after the commit does it hand the messages to subscribers,
+//! events (group commit). Only after the commit does it hand the new events to subscribers,
 //! in the order they were committed, and answer each sender: so "acked" means durable, and
 //! every reader sees one order per room (the order of the log).
 
 use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
-use banter_core::NewMessage;
-use banter_store::{Appended, DynStore};
+use banter_core::{Appended, RoomEvent};
 use tokio::sync::{mpsc, oneshot};
 
-use crate::{deliver, Bus, BusError, Event, Receipt};
+use crate::{deliver, Bus, BusError, Event, LocalLog, Receipt};
 
-/// Most messages committed in one transaction.
+/// Most events committed in one transaction.
 const MAX_BATCH: usize = 256;
 /// Sends waiting for the writer before `publish` itself waits (backpressure, not loss).
 const QUEUE: usize = 4096;
@@ -25,7 +25,7 @@ const SUBSCRIBER_QUEUE: usize = 8192;
 type Reply = oneshot::Sender<Result<Appended, BusError>>;
 
 enum Request {
-    Publish(NewMessage, Reply),
+    Publish(RoomEvent, Reply),
     Announce(Event),
 }
 
@@ -41,7 +41,7 @@ pub struct MemoryBus {
 impl std::fmt::Debug for Request {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            Self::Publish(m, _) => f.debug_tuple("Publish").field(&m.id).finish(),
+            Self::Publish(e, _) => f.debug_tuple("Publish").field(&e.id()).finish(),
             Self::Announce(e) => f.debug_tuple("Announce").field(e).finish(),
         }
     }
@@ -49,10 +49,10 @@ impl std::fmt::Debug for Request {
 
 impl MemoryBus {
     /// Starts the writer task on the current runtime. It ends when every handle is dropped.
-    pub fn start(store: DynStore) -> Self {
+    pub fn start(log: Arc<dyn LocalLog>) -> Self {
         let (requests, rx) = mpsc::channel(QUEUE);
         let subscribers = Arc::new(Mutex::new(Vec::new()));
-        tokio::spawn(writer(store, rx, subscribers.clone()));
+        tokio::spawn(writer(log, rx, subscribers.clone()));
         Self {
             requests,
             subscribers,
@@ -62,11 +62,11 @@ impl MemoryBus {
 
 #[async_trait]
 impl Bus for MemoryBus {
-    async fn submit(&self, message: NewMessage) -> Result<Receipt, BusError> {
+    async fn submit(&self, event: RoomEvent) -> Result<Receipt, BusError> {
         let (tx, rx) = oneshot::channel();
         // The writer takes requests in the order they were queued: that is the log's order.
         self.requests
-            .send(Request::Publish(message, tx))
+            .send(Request::Publish(event, tx))
             .await
             .map_err(|_| BusError::Unavailable)?;
         Ok(Box::pin(async move {
@@ -92,7 +92,7 @@ impl Bus for MemoryBus {
 }
 
 async fn writer(
-    store: DynStore,
+    log: Arc<dyn LocalLog>,
     mut requests: mpsc::Receiver<Request>,
     subscribers: Arc<Mutex<Vec<mpsc::Sender<Event>>>>,
 ) {
@@ -100,7 +100,7 @@ async fn writer(
     let mut replies = Vec::with_capacity(MAX_BATCH);
     while let Some(first) = requests.recv().await {
         // Everything already waiting joins this batch, in arrival order. Announcements are
-        // delivered in place, so a deletion never overtakes the message it deletes.
+        // delivered in place, so typing never overtakes the message it announced.
         let mut next = Some(first);
         let mut events = Vec::new();
         while let Some(request) = next.take() {
@@ -112,7 +112,7 @@ async fn writer(
                 Request::Announce(e) => {
                     // Flush what is batched so far first, to keep the order.
                     if !batch.is_empty() {
-                        commit(&store, &mut batch, &mut replies, &mut events).await;
+                        commit(&*log, &mut batch, &mut replies, &mut events).await;
                     }
                     events.push(e);
                 }
@@ -122,36 +122,36 @@ async fn writer(
             }
         }
         if !batch.is_empty() {
-            commit(&store, &mut batch, &mut replies, &mut events).await;
+            commit(&*log, &mut batch, &mut replies, &mut events).await;
         }
         deliver(&subscribers, events).await;
     }
     tracing::debug!("bus writer stopped");
 }
 
-/// Appends `batch`, queues its new messages as events and answers the senders. On failure
-/// nobody is acked and nothing is fanned out: every sender gets `Unavailable`.
+/// Appends `batch`, queues what is new in it for the subscribers and answers the senders. On
+/// failure nobody is acked and nothing is fanned out: every sender gets `Unavailable`.
 async fn commit(
-    store: &DynStore,
-    batch: &mut Vec<NewMessage>,
+    log: &dyn LocalLog,
+    batch: &mut Vec<RoomEvent>,
     replies: &mut Vec<Reply>,
     events: &mut Vec<Event>,
 ) {
-    let result = store.append_messages(batch).await;
+    let result = log.append(batch).await;
     metrics::histogram!("banter_bus_batch_size").record(batch.len() as f64);
     batch.clear();
     match result {
         Ok(appended) => {
             for (outcome, reply) in appended.into_iter().zip(replies.drain(..)) {
-                if let Appended::New(m) = &outcome {
-                    events.push(Event::Message(Arc::new(m.clone())));
+                if let Appended::New(logged) = &outcome {
+                    events.push(Event::Room(Arc::new(logged.clone())));
                 }
-                // A sender that went away still had its message stored; nothing to do.
+                // A sender that went away still had its event stored; nothing to do.
                 let _ = reply.send(Ok(outcome));
             }
         }
         Err(e) => {
-            tracing::warn!(error = %e, "appending messages failed");
+            tracing::warn!(error = %e, "appending events failed");
             metrics::counter!("banter_bus_append_failures_total").increment(1);
             for reply in replies.drain(..) {
                 let _ = reply.send(Err(BusError::Unavailable));

@@ -1,13 +1,37 @@
 //! The Kafka bus on the real broker that `scripts/services` provisions: what one process
 //! publishes, every process hears, in the log's order, with the ack's cursor.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use banter_bus::{Bus, Event, KafkaBus, KafkaSettings};
-use banter_core::{ClientId, NewMessage, RoomName, UserId, Username};
-use banter_store::Appended;
-use banter_testkit::TestDb;
+use banter_core::{
+    Appended, Change, ClientId, Message, NewChange, NewMessage, RoomEvent, RoomName, UserId,
+    Username,
+};
 use tokio::sync::mpsc;
+
+async fn start(settings: &KafkaSettings) -> KafkaBus {
+    KafkaBus::start(settings.clone(), Arc::new(banter_testkit::NothingStored))
+        .await
+        .expect("bus")
+}
+
+/// Publishes a message; panics unless it is new.
+async fn publish(bus: &KafkaBus, m: NewMessage) -> Message {
+    match bus.publish(RoomEvent::Message(m)).await.expect("published") {
+        Appended::New(logged) => logged.message().expect("a message"),
+        other => panic!("not a new message: {other:?}"),
+    }
+}
+
+/// The next message heard, skipping nothing else (only messages are sent here).
+async fn next_message(rx: &mut mpsc::Receiver<Event>) -> Message {
+    match next(rx).await {
+        Event::Room(logged) => logged.message().expect("a message"),
+        other => panic!("not a room event: {other:?}"),
+    }
+}
 
 fn settings() -> KafkaSettings {
     // Topics of its own, so tests never see each other's records.
@@ -26,8 +50,10 @@ fn message(room: &str, body: &str, client_id: Option<&str>) -> NewMessage {
         author_id: UserId(1),
         author: Username::parse("alice").expect("name"),
         body: body.into(),
-        created_at: banter_store::now(),
+        created_at: chrono::Utc::now(),
         client_id: client_id.map(|c| ClientId::parse(c).expect("client id")),
+        reply_to: None,
+        thread_root: None,
     }
 }
 
@@ -40,36 +66,21 @@ async fn next(rx: &mut mpsc::Receiver<Event>) -> Event {
 
 #[tokio::test]
 async fn what_one_process_publishes_every_process_hears_in_order() {
-    let db = TestDb::postgres().await;
-    let store = db.store().await;
     let settings = settings();
-    let a = KafkaBus::start(settings.clone(), store.clone())
-        .await
-        .expect("bus a");
-    let b = KafkaBus::start(settings, store.clone())
-        .await
-        .expect("bus b");
+    let a = start(&settings).await;
+    let b = start(&settings).await;
     let mut at_a = a.subscribe();
     let mut at_b = b.subscribe();
 
     let mut acked = Vec::new();
     for i in 0..30 {
         let room = if i % 2 == 0 { "even" } else { "odd" };
-        match a
-            .publish(message(room, &format!("m{i}"), None))
-            .await
-            .expect("published")
-        {
-            Appended::New(m) => acked.push(m),
-            Appended::Duplicate(m) => panic!("not a duplicate: {m:?}"),
-        }
+        acked.push(publish(&a, message(room, &format!("m{i}"), None)).await);
     }
     for rx in [&mut at_a, &mut at_b] {
         let mut heard = Vec::new();
         while heard.len() < acked.len() {
-            if let Event::Message(m) = next(rx).await {
-                heard.push((*m).clone());
-            }
+            heard.push(next_message(rx).await);
         }
         for room in ["even", "odd"] {
             let sent: Vec<_> = acked.iter().filter(|m| m.room.as_str() == room).collect();
@@ -93,62 +104,79 @@ async fn what_one_process_publishes_every_process_hears_in_order() {
             break;
         }
     }
-    store.close().await;
+}
+
+#[tokio::test]
+async fn changes_of_a_room_take_their_place_in_its_log() {
+    let settings = settings();
+    let a = start(&settings).await;
+    let b = start(&settings).await;
+    let mut at_b = b.subscribe();
+    let m = publish(&a, message("log", "first", None)).await;
+    let change = |what: Change| {
+        RoomEvent::Change(NewChange {
+            id: uuid::Uuid::now_v7(),
+            room: m.room.clone(),
+            message: m.id,
+            user_id: UserId(1),
+            user: Username::parse("alice").expect("name"),
+            at: chrono::Utc::now(),
+            client_id: None,
+            change: what,
+        })
+    };
+    let emoji = banter_core::Emoji::parse("👍").expect("emoji");
+    let events = [
+        change(Change::Edit { body: "second".into() }),
+        change(Change::React { emoji: emoji.clone() }),
+        change(Change::Unreact { emoji }),
+        change(Change::Delete),
+    ];
+    let mut acked = Vec::new();
+    for event in &events {
+        match a.publish(event.clone()).await.expect("published") {
+            Appended::New(logged) => acked.push(logged),
+            other => panic!("not new: {other:?}"),
+        }
+    }
+    assert_eq!(next_message(&mut at_b).await.id, m.id);
+    for (event, ack) in events.iter().zip(&acked) {
+        let Event::Room(heard) = next(&mut at_b).await else {
+            panic!("a room event");
+        };
+        assert_eq!(&heard.event, event, "the same change, read back from the log");
+        assert_eq!(heard.cursor, ack.cursor, "at the cursor its ack named");
+        assert!(heard.cursor > m.cursor);
+    }
 }
 
 #[tokio::test]
 async fn a_resent_client_id_is_answered_with_the_first_copy_and_never_heard_twice() {
-    let db = TestDb::postgres().await;
-    let store = db.store().await;
     let settings = settings();
-    let a = KafkaBus::start(settings.clone(), store.clone())
-        .await
-        .expect("bus a");
-    let b = KafkaBus::start(settings.clone(), store.clone())
-        .await
-        .expect("bus b");
+    let a = start(&settings).await;
+    let b = start(&settings).await;
     let mut at_b = b.subscribe();
-    let Appended::New(first) = a
-        .publish(message("r", "once", Some("c1")))
-        .await
-        .expect("published")
-    else {
-        panic!("a new message");
-    };
-    let Event::Message(heard) = next(&mut at_b).await else {
-        panic!("a message");
-    };
-    assert_eq!(heard.id, first.id);
+    let first = publish(&a, message("r", "once", Some("c1"))).await;
+    assert_eq!(next_message(&mut at_b).await.id, first.id);
 
     // The client retries on another process, before anything is persisted.
     match b
-        .publish(message("r", "once", Some("c1")))
+        .publish(RoomEvent::Message(message("r", "once", Some("c1"))))
         .await
         .expect("answered")
     {
-        Appended::Duplicate(m) => assert_eq!((m.id, m.cursor), (first.id, first.cursor)),
-        Appended::New(m) => panic!("a second copy: {m:?}"),
+        Appended::Duplicate(logged) => {
+            assert_eq!((logged.event.id(), logged.cursor), (first.id, first.cursor))
+        }
+        other => panic!("a second copy: {other:?}"),
     }
 
     // A process that started after the first copy cannot know it: its copy reaches the log,
     // but those who heard the first do not fan the second out.
-    let late = KafkaBus::start(settings, store.clone())
-        .await
-        .expect("bus c");
-    let Appended::New(second) = late
-        .publish(message("r", "once", Some("c1")))
-        .await
-        .expect("published")
-    else {
-        panic!("the late process has no way to know");
-    };
-    a.publish(message("r", "after", None))
-        .await
-        .expect("published");
-    let Event::Message(next_heard) = next(&mut at_b).await else {
-        panic!("a message");
-    };
+    let late = start(&settings).await;
+    let second = publish(&late, message("r", "once", Some("c1"))).await;
+    publish(&a, message("r", "after", None)).await;
+    let next_heard = next_message(&mut at_b).await;
     assert_ne!(next_heard.id, second.id, "the second copy was fanned out");
     assert_eq!(next_heard.body, "after");
-    store.close().await;
 }

@@ -1,9 +1,13 @@
 //! The WebSocket protocol's frames: what clients send, parsed into types at the edge, and
 //! what they receive, built here and nowhere else. docs/protocol.md describes each one.
 
-use crate::{rfc3339_millis, ClientId, Cursor, Message, MessageBody, RoomName};
+use crate::{
+    rfc3339_millis, Change, ClientId, Cursor, Emoji, LoggedEvent, Message, MessageBody, RoomEvent,
+    RoomName,
+};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
+use uuid::Uuid;
 
 /// A frame from a client, validated.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -12,6 +16,26 @@ pub enum ClientFrame {
     Send {
         room: RoomName,
         body: MessageBody,
+        client_id: Option<ClientId>,
+        /// A reply to this message (of the same room).
+        reply_to: Option<Uuid>,
+    },
+    /// `{"type":"edit","id","body","client_id"?}`.
+    Edit {
+        id: Uuid,
+        body: MessageBody,
+        client_id: Option<ClientId>,
+    },
+    /// `{"type":"delete","id","client_id"?}`.
+    Delete {
+        id: Uuid,
+        client_id: Option<ClientId>,
+    },
+    /// `{"type":"react","id","emoji","client_id"?}`, and `unreact` (`add: false`).
+    React {
+        id: Uuid,
+        emoji: Emoji,
+        add: bool,
         client_id: Option<ClientId>,
     },
     /// `{"type":"join","room","since"?}`.
@@ -63,6 +87,9 @@ struct RawFrame {
     client_id: Option<String>,
     since: Option<String>,
     token: Option<String>,
+    id: Option<String>,
+    emoji: Option<String>,
+    reply_to: Option<String>,
 }
 
 fn required(field: &'static str, value: Option<String>, kind: &str) -> Result<String, FrameError> {
@@ -77,6 +104,33 @@ fn required(field: &'static str, value: Option<String>, kind: &str) -> Result<St
 fn room(value: Option<String>, kind: &str) -> Result<RoomName, FrameError> {
     RoomName::parse(&required("room", value, kind)?).map_err(FrameError::validation)
 }
+
+fn message_id(field: &'static str, value: &str) -> Result<Uuid, FrameError> {
+    Uuid::parse_str(value).map_err(|_| {
+        FrameError::new(
+            "validation_failed",
+            format!("{field}: is not a message id (a UUID)"),
+        )
+    })
+}
+
+fn target(value: Option<String>, kind: &str) -> Result<Uuid, FrameError> {
+    message_id("id", &required("id", value, kind)?)
+}
+
+fn body(value: Option<String>, kind: &str) -> Result<MessageBody, FrameError> {
+    let body = required("body", value, kind)?;
+    MessageBody::parse(&body).map_err(|e| {
+        if body.chars().count() > MessageBody::MAX_LEN {
+            FrameError::new("too_large", e.to_string())
+        } else {
+            FrameError::validation(e)
+        }
+    })
+}
+
+/// The frame types a client may send, for error messages.
+const KINDS: &str = "send, edit, delete, react, unreact, join, leave, typing or auth";
 
 /// Parses one text frame.
 pub fn parse(text: &str) -> Result<ClientFrame, FrameError> {
@@ -98,37 +152,62 @@ pub fn parse(text: &str) -> Result<ClientFrame, FrameError> {
     } else {
         ""
     });
+    // Every frame that changes a room may carry a client_id: its error echoes a usable one,
+    // so the client can match the error to what it sent.
+    let echo = raw
+        .client_id
+        .clone()
+        .filter(|c| ClientId::parse(c).is_ok());
+    let client_id = || {
+        raw.client_id
+            .as_deref()
+            .map(ClientId::parse)
+            .transpose()
+            .map_err(FrameError::validation)
+    };
+    let with_echo = |e: FrameError| FrameError {
+        client_id: echo.clone(),
+        ..e
+    };
     match kind {
-        "send" => {
-            let client_id = raw.client_id.clone();
-            let parsed = (|| {
-                let room = room(raw.room, "send")?;
-                let body = required("body", raw.body, "send")?;
-                let body = MessageBody::parse(&body).map_err(|e| {
-                    if body.chars().count() > MessageBody::MAX_LEN {
-                        FrameError::new("too_large", e.to_string())
-                    } else {
-                        FrameError::validation(e)
-                    }
-                })?;
-                let client_id = raw
-                    .client_id
+        "send" => (|| {
+            Ok(ClientFrame::Send {
+                room: room(raw.room.clone(), "send")?,
+                body: body(raw.body.clone(), "send")?,
+                client_id: client_id()?,
+                reply_to: raw
+                    .reply_to
                     .as_deref()
-                    .map(ClientId::parse)
-                    .transpose()
-                    .map_err(FrameError::validation)?;
-                Ok(ClientFrame::Send {
-                    room,
-                    body,
-                    client_id,
-                })
-            })();
-            parsed.map_err(|mut e: FrameError| {
-                // Echo a usable client_id so the sender can match the error to its send.
-                e.client_id = client_id.filter(|c| ClientId::parse(c).is_ok());
-                e
+                    .map(|r| message_id("reply_to", r))
+                    .transpose()?,
             })
-        }
+        })()
+        .map_err(with_echo),
+        "edit" => (|| {
+            Ok(ClientFrame::Edit {
+                id: target(raw.id.clone(), "edit")?,
+                body: body(raw.body.clone(), "edit")?,
+                client_id: client_id()?,
+            })
+        })()
+        .map_err(with_echo),
+        "delete" => (|| {
+            Ok(ClientFrame::Delete {
+                id: target(raw.id.clone(), "delete")?,
+                client_id: client_id()?,
+            })
+        })()
+        .map_err(with_echo),
+        "react" | "unreact" => (|| {
+            let emoji = required("emoji", raw.emoji.clone(), kind)?;
+            Ok(ClientFrame::React {
+                id: target(raw.id.clone(), kind)?,
+                emoji: Emoji::parse(&emoji).map_err(FrameError::validation)?,
+                add: kind == "react",
+                client_id: client_id()?,
+            })
+        })()
+        .map_err(with_echo),
         "join" => Ok(ClientFrame::Join {
             room: room(raw.room, "join")?,
             since: raw
@@ -149,11 +228,11 @@ pub fn parse(text: &str) -> Result<ClientFrame, FrameError> {
         }),
         "" => Err(FrameError::new(
             "validation_failed",
-            "type: a frame needs a type (send, join, leave, typing or auth)",
+            format!("type: a frame needs a type ({KINDS})"),
         )),
         other => Err(FrameError::new(
             "validation_failed",
-            format!("type: unknown frame type {other:?} (send, join, leave, typing or auth)"),
+            format!("type: unknown frame type {other:?} ({KINDS})"),
         )),
     }
 }
@@ -192,9 +271,26 @@ pub enum ServerFrame<'a> {
         room: &'a RoomName,
         user: &'a str,
     },
+    Edited {
+        room: &'a RoomName,
+        id: Uuid,
+        body: &'a str,
+        #[serde(serialize_with = "rfc3339_millis")]
+        edited_at: DateTime<Utc>,
+        cursor: Cursor,
+    },
     Deleted {
         room: &'a RoomName,
-        id: uuid::Uuid,
+        id: Uuid,
+        cursor: Cursor,
+    },
+    Reaction {
+        room: &'a RoomName,
+        id: Uuid,
+        emoji: &'a Emoji,
+        user: &'a str,
+        op: &'static str,
+        cursor: Cursor,
     },
     Authenticated {
         expires_in: i64,
@@ -213,6 +309,41 @@ impl ServerFrame<'_> {
     pub fn to_json(&self) -> String {
         // Serializing these types cannot fail: no maps with non-string keys, no I/O.
         serde_json::to_string(self).unwrap_or_default()
+    }
+}
+
+/// The frame readers of the room get for a logged event: `message`, `edited`, `deleted` or
+/// `reaction`, each with the event's cursor.
+pub fn event_json(logged: &LoggedEvent) -> String {
+    let cursor = logged.cursor;
+    match &logged.event {
+        RoomEvent::Message(m) => ServerFrame::Message(&m.at(cursor)).to_json(),
+        RoomEvent::Change(c) => {
+            let (room, id) = (&c.room, c.message);
+            match &c.change {
+                Change::Edit { body } => ServerFrame::Edited {
+                    room,
+                    id,
+                    body,
+                    edited_at: c.at,
+                    cursor,
+                },
+                Change::Delete => ServerFrame::Deleted { room, id, cursor },
+                Change::React { emoji } | Change::Unreact { emoji } => ServerFrame::Reaction {
+                    room,
+                    id,
+                    emoji,
+                    user: c.user.as_str(),
+                    op: if matches!(c.change, Change::React { .. }) {
+                        "add"
+                    } else {
+                        "remove"
+                    },
+                    cursor,
+                },
+            }
+            .to_json()
+        }
     }
 }
 
@@ -243,6 +374,7 @@ mod tests {
             room,
             body,
             client_id,
+            reply_to: None,
         } = typed
         else {
             panic!("not a send");
@@ -317,6 +449,47 @@ mod tests {
             "x".repeat(4001)
         );
         assert_eq!(code(&long), "too_large");
+    }
+
+    #[test]
+    fn parses_the_timeline_frames() {
+        let id = "0190b6c4-5f6e-7a8b-9c0d-1e2f3a4b5c6d";
+        let target = Uuid::parse_str(id).expect("uuid");
+        assert_eq!(
+            parse(&format!(r#"{{"type":"edit","id":"{id}","body":"new","client_id":"e1"}}"#)),
+            Ok(ClientFrame::Edit {
+                id: target,
+                body: MessageBody::parse("new").expect("body"),
+                client_id: Some(ClientId::parse("e1").expect("cid")),
+            })
+        );
+        assert_eq!(
+            parse(&format!(r#"{{"type":"delete","id":"{id}"}}"#)),
+            Ok(ClientFrame::Delete {
+                id: target,
+                client_id: None
+            })
+        );
+        assert!(matches!(
+            parse(&format!(r#"{{"type":"unreact","id":"{id}","emoji":"👍"}}"#)),
+            Ok(ClientFrame::React { add: false, .. })
+        ));
+        assert!(matches!(
+            parse(&format!(r#"{{"type":"send","room":"r","body":"x","reply_to":"{id}"}}"#)),
+            Ok(ClientFrame::Send { reply_to: Some(r), .. }) if r == target
+        ));
+        for bad in [
+            r#"{"type":"edit","body":"x"}"#.to_owned(),
+            r#"{"type":"edit","id":"nope","body":"x"}"#.to_owned(),
+            format!(r#"{{"type":"edit","id":"{id}","body":""}}"#),
+            format!(r#"{{"type":"react","id":"{id}"}}"#),
+            format!(r#"{{"type":"react","id":"{id}","emoji":"a b"}}"#),
+            r#"{"type":"send","room":"r","body":"x","reply_to":"x"}"#.to_owned(),
+        ] {
+            assert_eq!(code(&bad), "validation_failed", "{bad}");
+        }
+        let e = parse(r#"{"type":"delete","id":"nope","client_id":"d7"}"#).expect_err("bad id");
+        assert_eq!(e.client_id.as_deref(), Some("d7"));
     }
 
     #[test]

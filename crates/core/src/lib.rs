@@ -5,12 +5,17 @@
 //! Nothing here does I/O. A value of one of these types is valid by construction, so code past
 //! the edge never re-checks it ("parse, don't validate").
 
+mod event;
 pub mod frames;
 mod message;
 mod names;
 mod user;
 
-pub use message::{rfc3339_millis, ClientId, Cursor, Message, NewMessage};
+pub use event::{Appended, Change, Emoji, LoggedEvent, NewChange, RoomEvent};
+pub use message::{
+    optional_rfc3339_millis, rfc3339_millis, ClientId, Cursor, EarlierBody, Message, NewMessage,
+    ReactionSummary, StoredMessage,
+};
 pub use names::{MessageBody, Password, RoomName, Username};
 pub use user::{User, UserId};
 

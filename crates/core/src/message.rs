@@ -125,6 +125,12 @@ pub struct Message {
     pub cursor: Cursor,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub client_id: Option<ClientId>,
+    /// The message this one answers, when it is a reply.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reply_to: Option<Uuid>,
+    /// The first message of the thread a reply is in (a reply to a reply joins its thread).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub thread_root: Option<Uuid>,
 }
 
 /// RFC 3339 in UTC with milliseconds (`2026-11-23T22:50:57.123Z`), like the seed's Go times.
@@ -142,6 +148,10 @@ pub struct NewMessage {
     pub body: String,
     pub created_at: DateTime<Utc>,
     pub client_id: Option<ClientId>,
+    /// See [`Message::reply_to`]; checked to be a message of the same room.
+    pub reply_to: Option<Uuid>,
+    /// See [`Message::thread_root`].
+    pub thread_root: Option<Uuid>,
 }
 
 impl NewMessage {
@@ -155,8 +165,67 @@ impl NewMessage {
             created_at: self.created_at,
             cursor,
             client_id: self.client_id.clone(),
+            reply_to: self.reply_to,
+            thread_root: self.thread_root,
         }
     }
+}
+
+/// `Some` times in RFC 3339 with milliseconds, `None` as null.
+pub fn optional_rfc3339_millis<S: Serializer>(
+    t: &Option<DateTime<Utc>>,
+    s: S,
+) -> Result<S::Ok, S::Error> {
+    match t {
+        Some(t) => rfc3339_millis(t, s),
+        None => s.serialize_none(),
+    }
+}
+
+/// A message in its current state, as history shows it: the latest body, when it was last
+/// edited, its reactions counted from their rows, and (on a thread's first message) how many
+/// replies it has.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct StoredMessage {
+    pub id: Uuid,
+    pub room: RoomName,
+    pub author: Username,
+    pub body: String,
+    #[serde(serialize_with = "rfc3339_millis")]
+    pub created_at: DateTime<Utc>,
+    pub cursor: Cursor,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub client_id: Option<ClientId>,
+    pub reply_to: Option<Uuid>,
+    pub thread_root: Option<Uuid>,
+    #[serde(serialize_with = "optional_rfc3339_millis")]
+    pub edited_at: Option<DateTime<Utc>>,
+    pub reactions: Vec<ReactionSummary>,
+    pub reply_count: u32,
+}
+
+/// One emoji's reactions to a message: how many, and the first of those who reacted.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ReactionSummary {
+    pub emoji: crate::Emoji,
+    pub count: u32,
+    /// At most [`ReactionSummary::MAX_USERS`], in the order they reacted.
+    pub users: Vec<Username>,
+}
+
+impl ReactionSummary {
+    pub const MAX_USERS: usize = 20;
+}
+
+/// An earlier body of an edited message: what it said, when that was written, and when an
+/// edit replaced it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct EarlierBody {
+    pub body: String,
+    #[serde(serialize_with = "rfc3339_millis")]
+    pub created_at: DateTime<Utc>,
+    #[serde(serialize_with = "rfc3339_millis")]
+    pub replaced_at: DateTime<Utc>,
 }
 
 #[cfg(test)]
@@ -221,6 +290,8 @@ mod tests {
             created_at: DateTime::from_timestamp(1_700_000_000, 123_000_000).expect("time"),
             cursor: Cursor::new(0, 7),
             client_id: None,
+            reply_to: None,
+            thread_root: None,
         };
         let v = serde_json::to_value(&m).expect("json");
         assert_eq!(

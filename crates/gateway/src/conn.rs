@@ -19,14 +19,14 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::extract::ws::{CloseFrame, Message as WsMessage, Utf8Bytes, WebSocket};
-use banter_bus::{BusError, Event};
-use banter_core::{ClientId, Cursor, MessageBody, NewMessage, RoomName, UserId, Username};
-use banter_store::Appended;
+use banter_bus::Event;
+use banter_core::{ClientId, Cursor, MessageBody, RoomName, UserId, Username};
 use futures::stream::FuturesOrdered;
 use futures::{Sink, SinkExt, Stream, StreamExt};
 use tokio::sync::mpsc;
 use tokio::time::{Instant, Interval, MissedTickBehavior};
 
+use crate::chat::{Acked, Actor, ChatError, Request};
 use crate::frames::{self, ClientFrame, FrameError, ServerFrame};
 use crate::hub::{Kick, Member, Outbound};
 use crate::GatewayState;
@@ -60,6 +60,28 @@ pub struct Peer {
     pub expires_at: i64,
 }
 
+impl Peer {
+    fn actor(&self) -> Actor {
+        Actor {
+            id: self.id,
+            name: self.username.clone(),
+        }
+    }
+}
+
+/// An error frame for a refusal of the chat service, echoing the client's id.
+fn refused(e: &ChatError, client_id: Option<&ClientId>) -> FrameError {
+    let message = match e {
+        ChatError::Unavailable(_) => {
+            "it was not stored; send it again (same client_id) shortly".to_owned()
+        }
+        other => other.to_string(),
+    };
+    let mut frame = FrameError::new(e.code(), message);
+    frame.client_id = client_id.map(|c| c.as_str().to_owned());
+    frame
+}
+
 /// Runs a socket write to completion within `timeout`; a peer that does not take it in time
 /// is gone. The timer is armed only if the write has to wait: most writes complete at once
 /// into the kernel's buffer, and a timer per write was a visible cost under fan-out.
@@ -82,7 +104,7 @@ where
     }
 }
 
-type Ack = Pin<Box<dyn Future<Output = (Option<ClientId>, Result<Appended, BusError>)> + Send>>;
+type Ack = Pin<Box<dyn Future<Output = (Option<ClientId>, Result<Acked, ChatError>)> + Send>>;
 
 /// Why the loop ended, and so how the socket is closed.
 enum End {
@@ -255,7 +277,11 @@ where
     }
 
     async fn send_frame(&mut self, frame: &ServerFrame<'_>) -> Result<(), End> {
-        self.send(WsMessage::Text(frame.to_json().into())).await
+        self.send_text(frame.to_json()).await
+    }
+
+    async fn send_text(&mut self, text: String) -> Result<(), End> {
+        self.send(WsMessage::Text(text.into())).await
     }
 
     async fn send_error(&mut self, e: &FrameError) -> Result<(), End> {
@@ -335,7 +361,36 @@ where
                 room,
                 body,
                 client_id,
-            } => self.on_send(room, body, client_id).await.map(|()| None),
+                reply_to,
+            } => self
+                .on_send(room, body, client_id, reply_to)
+                .await
+                .map(|()| None),
+            ClientFrame::Edit {
+                id,
+                body,
+                client_id,
+            } => self
+                .on_change(id, Request::Edit(body), client_id)
+                .await
+                .map(|()| None),
+            ClientFrame::Delete { id, client_id } => self
+                .on_change(id, Request::Delete, client_id)
+                .await
+                .map(|()| None),
+            ClientFrame::React {
+                id,
+                emoji,
+                add,
+                client_id,
+            } => {
+                let request = if add {
+                    Request::React(emoji)
+                } else {
+                    Request::Unreact(emoji)
+                };
+                self.on_change(id, request, client_id).await.map(|()| None)
+            }
             ClientFrame::Join { room, since } => self.join(room, since).await.map(|()| None),
             ClientFrame::Leave { room } => self.leave(room).await.map(|()| None),
             ClientFrame::Typing { room } => self.on_typing(room).await.map(|()| None),
@@ -343,17 +398,10 @@ where
         }
     }
 
-    fn forbidden(room: &RoomName) -> FrameError {
-        FrameError::new(
-            "forbidden",
-            format!("{room} is a direct-message room of two other users"),
-        )
-    }
-
     /// Joins `room`: registers, sends `members`, replays after `since`, answers `joined`.
     async fn join(&mut self, room: RoomName, since: Option<Cursor>) -> Result<(), End> {
-        if !room.admits(&self.peer.username) {
-            return self.send_error(&Self::forbidden(&room)).await;
+        if let Err(e) = self.state.chat.reader(&self.peer.username, room.clone()) {
+            return self.send_error(&refused(&e, None)).await;
         }
         let online = self.state.hub.join(&room, self.id, self.member.clone());
         self.rooms.insert(room.clone());
@@ -375,8 +423,8 @@ where
         let ahead = self.state.recent.after(&room, floor);
         if let Some(newest) = ahead.last() {
             if since.is_some() {
-                for message in &ahead {
-                    self.send_frame(&ServerFrame::Message(message)).await?;
+                for event in &ahead {
+                    self.send_text(frames::event_json(event)).await?;
                 }
             }
             floor = Some(newest.cursor);
@@ -411,8 +459,9 @@ where
         .await
     }
 
-    /// Sends every message of `room` after `since`, in order. Returns the last cursor sent
-    /// (`since` when there was nothing to send), or the store's error.
+    /// Sends every event of `room` after `since` (messages, edits, deletes, reactions), in
+    /// log order. Returns the last cursor sent (`since` when there was nothing to send), or
+    /// the store's error.
     async fn replay(
         &mut self,
         room: &RoomName,
@@ -423,16 +472,16 @@ where
             let page = match self
                 .state
                 .store
-                .messages_after(room, Some(after), REPLAY_PAGE)
+                .events_after(room, Some(after), REPLAY_PAGE)
                 .await
             {
                 Ok(page) => page,
                 Err(e) => return Ok(Err(e)),
             };
             let full = page.len() == REPLAY_PAGE as usize;
-            for message in &page {
-                self.send_frame(&ServerFrame::Message(message)).await?;
-                after = message.cursor;
+            for event in &page {
+                self.send_text(frames::event_json(event)).await?;
+                after = event.cursor;
             }
             metrics::counter!("banter_ws_replayed_messages_total").increment(page.len() as u64);
             if !full {
@@ -448,76 +497,103 @@ where
         self.send_frame(&ServerFrame::Left { room: &room }).await
     }
 
-    async fn on_send(
-        &mut self,
-        room: RoomName,
-        body: MessageBody,
-        client_id: Option<ClientId>,
-    ) -> Result<(), End> {
-        if !room.admits(&self.peer.username) {
-            let mut e = Self::forbidden(&room);
-            e.client_id = client_id.map(|c| c.as_str().to_owned());
-            return self.send_error(&e).await;
-        }
-        if let Err(wait) = self.state.limits.sends.check(&self.peer.id) {
-            // Nothing is stored: the client sends it again, same client_id, after the wait.
+    /// Whether this user may write now; otherwise the refusal (nothing is stored: the client
+    /// sends it again, same client_id, after the wait).
+    fn within_rate(&self, client_id: Option<&ClientId>) -> Result<(), FrameError> {
+        self.state.limits.sends.check(&self.peer.id).map_err(|wait| {
             let mut e = FrameError::new(
                 "rate_limited",
                 "too many messages; send this one again after retry_after_ms",
             );
             e.client_id = client_id.map(|c| c.as_str().to_owned());
             e.retry_after_ms = Some(wait.millis());
+            e
+        })
+    }
+
+    async fn on_send(
+        &mut self,
+        room: RoomName,
+        body: MessageBody,
+        client_id: Option<ClientId>,
+        reply_to: Option<uuid::Uuid>,
+    ) -> Result<(), End> {
+        let reader = match self.state.chat.reader(&self.peer.username, room.clone()) {
+            Ok(reader) => reader,
+            Err(e) => return self.send_error(&refused(&e, client_id.as_ref())).await,
+        };
+        if let Err(e) = self.within_rate(client_id.as_ref()) {
             return self.send_error(&e).await;
         }
         if !self.rooms.contains(&room) {
             // Sending to a room joins it, so the sender sees its own message like everyone.
             self.join(room.clone(), None).await?;
         }
-        let message = NewMessage {
-            id: uuid::Uuid::now_v7(),
-            room,
-            author_id: self.peer.id,
-            author: self.peer.username.clone(),
-            body: body.as_str().to_owned(),
-            created_at: banter_store::now(),
-            client_id: client_id.clone(),
-        };
         metrics::counter!("banter_ws_sends_total").increment(1);
-        // Submitted here, in the order the client sent them (so its messages keep their
-        // order in the room); the acks are awaited side by side and answered in that order.
-        let ack: Ack = match self.state.bus.submit(message).await {
-            Ok(receipt) => Box::pin(async move { (client_id, receipt.await) }),
-            Err(e) => Box::pin(async move { (client_id, Err(e)) }),
-        };
-        self.acks.push_back(ack);
-        Ok(())
+        let actor = self.peer.actor();
+        let pending = self
+            .state
+            .chat
+            .send(&actor, &reader, body, client_id.clone(), reply_to)
+            .await;
+        self.await_ack(client_id, pending).await
+    }
+
+    /// An edit, delete, reaction or removed reaction.
+    async fn on_change(
+        &mut self,
+        id: uuid::Uuid,
+        request: Request,
+        client_id: Option<ClientId>,
+    ) -> Result<(), End> {
+        if let Err(e) = self.within_rate(client_id.as_ref()) {
+            return self.send_error(&e).await;
+        }
+        metrics::counter!("banter_ws_changes_total").increment(1);
+        let actor = self.peer.actor();
+        let pending = self
+            .state
+            .chat
+            .change(&actor, id, request, client_id.clone())
+            .await;
+        self.await_ack(client_id, pending).await
+    }
+
+    /// Queues the ack of a submitted event: submitted here, in the order the client sent
+    /// them (so its events keep their order in the room); the acks are awaited side by side
+    /// and answered in that order. A refusal before the log is answered at once.
+    async fn await_ack(
+        &mut self,
+        client_id: Option<ClientId>,
+        pending: Result<crate::chat::Pending, ChatError>,
+    ) -> Result<(), End> {
+        match pending {
+            Ok(pending) => {
+                self.acks
+                    .push_back(Box::pin(async move { (client_id, pending.await) }));
+                Ok(())
+            }
+            Err(e) => self.send_error(&refused(&e, client_id.as_ref())).await,
+        }
     }
 
     async fn answer_send(
         &mut self,
         client_id: Option<ClientId>,
-        result: Result<Appended, BusError>,
+        result: Result<Acked, ChatError>,
     ) -> Result<(), End> {
         match result {
-            Ok(appended) => {
-                let m = appended.message();
+            Ok(acked) => {
                 self.send_frame(&ServerFrame::Ack {
                     client_id: client_id.as_ref(),
-                    id: m.id,
-                    room: &m.room,
-                    cursor: m.cursor,
-                    created_at: m.created_at,
+                    id: acked.id,
+                    room: &acked.room,
+                    cursor: acked.cursor,
+                    created_at: acked.at,
                 })
                 .await
             }
-            Err(BusError::Unavailable) => {
-                let mut e = FrameError::new(
-                    "unavailable",
-                    "the message was not stored; send it again (same client_id) shortly",
-                );
-                e.client_id = client_id.map(|c| c.as_str().to_owned());
-                self.send_error(&e).await
-            }
+            Err(e) => self.send_error(&refused(&e, client_id.as_ref())).await,
         }
     }
 

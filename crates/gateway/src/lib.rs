@@ -1,13 +1,14 @@
 //! The gateway: where clients talk. It upgrades `/ws` to WebSocket connections, keeps each
-//! room's members ([`hub`]), hands sends to the bus and fans the bus's messages out to the
-//! rooms' members, serves history and presence over HTTP ([`api`]), and the web page
-//! ([`web`]).
+//! room's members ([`hub`]), hands what people do to the chat service ([`chat`]: rights,
+//! then a room event for the log) and fans the bus's events out to the rooms' members,
+//! serves history, threads and presence over HTTP ([`api`]), and the web page ([`web`]).
 //!
 //! The gateway does not know which bus it runs on: the in-process one of `banter serve` or
-//! Kafka. Every message reaches sockets through the same path, [`dispatch`]: from the bus, in
-//! log order, serialized once, queued to each member.
+//! Kafka. Every room event reaches sockets through the same path, [`dispatch`]: from the bus,
+//! in log order, serialized once, queued to each member.
 
 pub mod api;
+pub mod chat;
 pub mod conn;
 pub use banter_core::frames;
 pub mod hub;
@@ -22,7 +23,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::extract::FromRef;
-use axum::routing::{delete, get};
+use axum::routing::get;
 use axum::Router;
 use banter_auth::TokenKeys;
 use banter_bus::{DynBus, Event, NodeId};
@@ -103,6 +104,8 @@ pub struct GatewayState {
     pub node: NodeId,
     /// What this gateway heard lately, per room, for resumes ahead of the store.
     pub recent: Arc<Recent>,
+    /// Rights, and the events that go to the log: what every transport goes through.
+    pub chat: chat::Chat,
     pub bus: DynBus,
     pub store: DynStore,
     pub tokens: Arc<TokenKeys>,
@@ -158,6 +161,7 @@ impl GatewayState {
         Self {
             hub,
             node,
+            chat: chat::Chat::new(store.clone(), bus.clone(), recent.clone()),
             recent,
             bus,
             store,
@@ -185,20 +189,26 @@ impl GatewayState {
     }
 }
 
-/// The gateway's routes: `/ws`, the history/rooms/presence/delete API, and the web page.
+/// The gateway's routes: `/ws`, the rooms/history/presence/message API, and the web page.
 pub fn router(state: GatewayState) -> Router {
     Router::new()
         .route("/ws", get(ws::upgrade))
         .route("/api/v1/rooms", get(api::rooms))
         .route("/api/v1/rooms/{room}/messages", get(api::history))
         .route("/api/v1/rooms/{room}/presence", get(api::presence))
-        .route("/api/v1/messages/{id}", delete(api::delete_message))
+        .route(
+            "/api/v1/messages/{id}",
+            axum::routing::patch(api::edit_message).delete(api::delete_message),
+        )
+        .route("/api/v1/messages/{id}/replies", get(api::replies))
+        .route("/api/v1/messages/{id}/edits", get(api::edits))
         .merge(web::router(state.config.web.clone()))
         .with_state(state)
 }
 
 /// Moves everything the bus delivers to the members of its room: each event is serialized
-/// once, and the same bytes are queued to every member. Messages are also kept in `recent`.
+/// once, and the same bytes are queued to every member. Room events are also kept in
+/// `recent`, and carry their place so a connection that has just replayed skips them.
 pub async fn dispatch(
     node: NodeId,
     hub: Arc<Hub>,
@@ -219,19 +229,14 @@ pub async fn dispatch(
             }
         };
         match &event {
-            Event::Message(m) => {
-                recent.push(m.clone());
+            Event::Room(logged) => {
+                recent.push(logged.clone());
                 let out = Outbound {
-                    text: ServerFrame::Message(m).to_json().into(),
-                    place: Some(Arc::new((m.room.clone(), m.cursor))),
+                    text: frames::event_json(logged).into(),
+                    place: Some(Arc::new((logged.room().clone(), logged.cursor))),
                 };
-                hub.fan_out(&m.room, &out, None);
+                hub.fan_out(logged.room(), &out, None);
                 metrics::counter!("banter_messages_fanned_out_total").increment(1);
-            }
-            Event::Deleted { room, id } => {
-                recent.forget(room, *id);
-                let out = Outbound::frame(&ServerFrame::Deleted { room, id: *id });
-                hub.fan_out(room, &out, None);
             }
             Event::Typing { room, user } => {
                 let out = Outbound::frame(&ServerFrame::Typing {

@@ -1,26 +1,37 @@
-//! The last messages each room had on this gateway, kept for a short while.
+//! The last events each room had on this gateway, kept for a short while.
 //!
 //! On Kafka, history lives in PostgreSQL, which the persist workers fill a few milliseconds
 //! (or, while the database is down, minutes) behind the log. A client that resumes with
-//! `since` on this gateway must still get every message it missed, including those not yet
+//! `since` on this gateway must still get every event it missed, including those not yet
 //! persisted: the join replays history from the store, then whatever this buffer holds past
-//! it. Messages stay here for `keep` (longer than persist usually lags) and at most `cap` per
-//! room, so memory stays bounded.
+//! it. And the chat service must find a message sent a moment ago, to edit, delete, react to
+//! or answer it before persist has stored it. Events stay here for `keep` (longer than persist
+//! usually lags) and at most `cap` per room, so memory stays bounded.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-use banter_core::{Cursor, Message, RoomName};
+use banter_core::{Change, Cursor, Emoji, LoggedEvent, RoomEvent, RoomName, UserId};
 
-/// A room's kept messages, each with the time it was heard.
-type Kept = VecDeque<(Instant, Arc<Message>)>;
+/// A room's kept events, each with the time it was heard.
+type Kept = VecDeque<(Instant, Arc<LoggedEvent>)>;
+
+#[derive(Debug, Default)]
+struct Inner {
+    rooms: HashMap<RoomName, Kept>,
+    /// The kept messages by id (their events are in `rooms`), so a lookup by id is cheap.
+    messages: HashMap<uuid::Uuid, Arc<LoggedEvent>>,
+    /// Messages deleted lately: the store may still have them (persist lags), and they are
+    /// gone all the same.
+    deleted: HashMap<uuid::Uuid, Instant>,
+}
 
 /// See the module docs. Shared behind an `Arc`.
 #[derive(Debug)]
 pub struct Recent {
     /// A std mutex: held to push, prune or copy out a few entries, never across an await.
-    rooms: Mutex<HashMap<RoomName, Kept>>,
+    inner: Mutex<Inner>,
     keep: Duration,
     cap: usize,
 }
@@ -28,51 +39,95 @@ pub struct Recent {
 impl Recent {
     pub fn new(keep: Duration, cap: usize) -> Self {
         Self {
-            rooms: Mutex::new(HashMap::new()),
+            inner: Mutex::new(Inner::default()),
             keep,
             cap: cap.max(1),
         }
     }
 
-    fn rooms(&self) -> MutexGuard<'_, HashMap<RoomName, Kept>> {
-        self.rooms
+    fn inner(&self) -> MutexGuard<'_, Inner> {
+        self.inner
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
-    /// Remembers a message just heard from the log.
-    pub fn push(&self, message: Arc<Message>) {
+    /// Remembers an event just heard from the log. A delete forgets its message and the
+    /// message's other events, so that a resume does not bring them back.
+    pub fn push(&self, logged: Arc<LoggedEvent>) {
         let now = Instant::now();
-        let mut rooms = self.rooms();
-        let room = rooms.entry(message.room.clone()).or_default();
-        room.push_back((now, message));
+        let mut inner = self.inner();
+        let inner = &mut *inner;
+        match &logged.event {
+            RoomEvent::Message(m) => {
+                inner.messages.insert(m.id, logged.clone());
+            }
+            RoomEvent::Change(c) if c.change == Change::Delete => {
+                inner.messages.remove(&c.message);
+                inner.deleted.insert(c.message, now);
+                if let Some(kept) = inner.rooms.get_mut(&c.room) {
+                    kept.retain(|(_, e)| e.event.message_id() != c.message);
+                }
+            }
+            RoomEvent::Change(_) => {}
+        }
+        let room = inner.rooms.entry(logged.room().clone()).or_default();
+        room.push_back((now, logged));
         while room.len() > self.cap
             || room
                 .front()
                 .is_some_and(|(at, _)| now.duration_since(*at) > self.keep)
         {
-            room.pop_front();
+            if let Some((_, old)) = room.pop_front() {
+                if let RoomEvent::Message(m) = &old.event {
+                    inner.messages.remove(&m.id);
+                }
+            }
         }
     }
 
-    /// Forgets a deleted message, so that a resume does not bring it back.
-    pub fn forget(&self, room: &RoomName, id: uuid::Uuid) {
-        if let Some(kept) = self.rooms().get_mut(room) {
-            kept.retain(|(_, m)| m.id != id);
-        }
-    }
-
-    /// The messages of `room` after `after` (all that are kept, with `None`), oldest first.
-    pub fn after(&self, room: &RoomName, after: Option<Cursor>) -> Vec<Arc<Message>> {
-        self.rooms()
+    /// The events of `room` after `after` (all that are kept, with `None`), oldest first.
+    pub fn after(&self, room: &RoomName, after: Option<Cursor>) -> Vec<Arc<LoggedEvent>> {
+        self.inner()
+            .rooms
             .get(room)
             .map(|kept| {
                 kept.iter()
-                    .filter(|(_, m)| after.is_none_or(|a| m.cursor > a))
-                    .map(|(_, m)| m.clone())
+                    .filter(|(_, e)| after.is_none_or(|a| e.cursor > a))
+                    .map(|(_, e)| e.clone())
                     .collect()
             })
             .unwrap_or_default()
+    }
+
+    /// A message heard lately and not deleted since.
+    pub fn message(&self, id: uuid::Uuid) -> Option<Arc<LoggedEvent>> {
+        self.inner().messages.get(&id).cloned()
+    }
+
+    /// Whether the message was deleted lately.
+    pub fn deleted(&self, id: uuid::Uuid) -> bool {
+        self.inner().deleted.contains_key(&id)
+    }
+
+    /// What the last reaction event heard lately of (`message`, `user`, `emoji`) did: added
+    /// (`Some(true)`), removed (`Some(false)`), or none kept (`None`).
+    pub fn reaction(
+        &self,
+        room: &RoomName,
+        message: uuid::Uuid,
+        user: UserId,
+        emoji: &Emoji,
+    ) -> Option<bool> {
+        let inner = self.inner();
+        let kept = inner.rooms.get(room)?;
+        kept.iter().rev().find_map(|(_, e)| match &e.event {
+            RoomEvent::Change(c) if c.message == message && c.user_id == user => match &c.change {
+                Change::React { emoji: e } if e == emoji => Some(true),
+                Change::Unreact { emoji: e } if e == emoji => Some(false),
+                _ => None,
+            },
+            _ => None,
+        })
     }
 
     /// Forgets what is older than `keep`, and rooms left empty.
@@ -81,77 +136,127 @@ impl Recent {
     }
 
     fn prune_at(&self, now: Instant) {
-        self.rooms().retain(|_, kept| {
+        let keep = self.keep;
+        let mut inner = self.inner();
+        let inner = &mut *inner;
+        let messages = &mut inner.messages;
+        inner.rooms.retain(|_, kept| {
             while kept
                 .front()
-                .is_some_and(|(at, _)| now.duration_since(*at) > self.keep)
+                .is_some_and(|(at, _)| now.duration_since(*at) > keep)
             {
-                kept.pop_front();
+                if let Some((_, old)) = kept.pop_front() {
+                    if let RoomEvent::Message(m) = &old.event {
+                        messages.remove(&m.id);
+                    }
+                }
             }
             !kept.is_empty()
         });
+        inner
+            .deleted
+            .retain(|_, at| now.duration_since(*at) <= keep);
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use banter_core::Username;
+    use banter_core::{NewChange, NewMessage, Username};
 
-    fn message(room: &str, offset: u64) -> Arc<Message> {
-        Arc::new(Message {
-            id: uuid::Uuid::new_v4(),
-            room: RoomName::parse(room).expect("room"),
-            author: Username::parse("alice").expect("name"),
-            body: format!("m{offset}"),
-            created_at: chrono::Utc::now(),
-            cursor: Cursor::new(0, offset),
-            client_id: None,
-        })
+    fn message(room: &str, offset: u64) -> Arc<LoggedEvent> {
+        Arc::new(
+            RoomEvent::Message(NewMessage {
+                id: uuid::Uuid::new_v4(),
+                room: RoomName::parse(room).expect("room"),
+                author_id: UserId(1),
+                author: Username::parse("alice").expect("name"),
+                body: format!("m{offset}"),
+                created_at: chrono::Utc::now(),
+                client_id: None,
+                reply_to: None,
+                thread_root: None,
+            })
+            .at_cursor(Cursor::new(0, offset)),
+        )
+    }
+
+    fn change(of: &LoggedEvent, offset: u64, change: Change) -> Arc<LoggedEvent> {
+        Arc::new(
+            RoomEvent::Change(NewChange {
+                id: uuid::Uuid::new_v4(),
+                room: of.room().clone(),
+                message: of.event.id(),
+                user_id: UserId(2),
+                user: Username::parse("bob").expect("name"),
+                at: chrono::Utc::now(),
+                client_id: None,
+                change,
+            })
+            .at_cursor(Cursor::new(0, offset)),
+        )
+    }
+
+    fn offsets(events: &[Arc<LoggedEvent>]) -> Vec<u64> {
+        events.iter().map(|e| e.cursor.offset).collect()
     }
 
     #[test]
-    fn keeps_the_last_messages_per_room_within_its_cap() {
+    fn keeps_the_last_events_per_room_within_its_cap() {
         let recent = Recent::new(Duration::from_secs(60), 3);
-        for offset in 1..=5 {
+        let first = message("a", 1);
+        recent.push(first.clone());
+        for offset in 2..=5 {
             recent.push(message("a", offset));
         }
         recent.push(message("b", 6));
         let a = RoomName::parse("a").expect("room");
-        let offsets: Vec<u64> = recent
-            .after(&a, None)
-            .iter()
-            .map(|m| m.cursor.offset)
-            .collect();
-        assert_eq!(offsets, [3, 4, 5]);
-        let offsets: Vec<u64> = recent
-            .after(&a, Some(Cursor::new(0, 3)))
-            .iter()
-            .map(|m| m.cursor.offset)
-            .collect();
-        assert_eq!(offsets, [4, 5]);
+        assert_eq!(offsets(&recent.after(&a, None)), [3, 4, 5]);
+        assert_eq!(offsets(&recent.after(&a, Some(Cursor::new(0, 3)))), [4, 5]);
+        assert!(recent.message(first.event.id()).is_none(), "evicted");
     }
 
     #[test]
-    fn a_deleted_message_is_not_replayed() {
+    fn a_delete_forgets_its_message_and_its_changes() {
         let recent = Recent::new(Duration::from_secs(60), 10);
         let (one, two) = (message("a", 1), message("a", 2));
         recent.push(one.clone());
         recent.push(two.clone());
+        let emoji = Emoji::parse("👍").expect("emoji");
+        recent.push(change(&one, 3, Change::React { emoji }));
+        recent.push(change(&one, 4, Change::Delete));
         let room = RoomName::parse("a").expect("room");
-        recent.forget(&room, one.id);
-        let ids: Vec<_> = recent.after(&room, None).iter().map(|m| m.id).collect();
-        assert_eq!(ids, [two.id]);
+        assert_eq!(offsets(&recent.after(&room, None)), [2, 4]);
+        assert!(recent.message(one.event.id()).is_none());
+        assert!(recent.deleted(one.event.id()));
+        assert!(recent.message(two.event.id()).is_some());
+    }
+
+    #[test]
+    fn the_last_reaction_event_says_whether_it_is_there() {
+        let recent = Recent::new(Duration::from_secs(60), 10);
+        let one = message("a", 1);
+        recent.push(one.clone());
+        let (room, id) = (one.room().clone(), one.event.id());
+        let emoji = Emoji::parse("👍").expect("emoji");
+        assert_eq!(recent.reaction(&room, id, UserId(2), &emoji), None);
+        recent.push(change(&one, 2, Change::React { emoji: emoji.clone() }));
+        assert_eq!(recent.reaction(&room, id, UserId(2), &emoji), Some(true));
+        recent.push(change(&one, 3, Change::Unreact { emoji: emoji.clone() }));
+        assert_eq!(recent.reaction(&room, id, UserId(2), &emoji), Some(false));
+        assert_eq!(recent.reaction(&room, id, UserId(3), &emoji), None);
     }
 
     #[test]
     fn forgets_what_is_older_than_it_keeps() {
         let recent = Recent::new(Duration::from_secs(60), 10);
-        recent.push(message("a", 1));
+        let one = message("a", 1);
+        recent.push(one.clone());
         recent.prune_at(Instant::now() + Duration::from_secs(61));
         assert!(recent
             .after(&RoomName::parse("a").expect("room"), None)
             .is_empty());
-        assert!(recent.rooms().is_empty());
+        assert!(recent.inner().rooms.is_empty());
+        assert!(recent.message(one.event.id()).is_none());
     }
 }

@@ -60,13 +60,8 @@ pub async fn upgrade(
         Ok(room) => room,
         Err(e) => return ApiError::from(e).into_response(),
     };
-    if !room.admits(&username) {
-        return ApiError::new(
-            StatusCode::FORBIDDEN,
-            "forbidden",
-            "that direct-message room belongs to two other users",
-        )
-        .into_response();
+    if let Err(e) = state.chat.reader(&username, room.clone()) {
+        return crate::api::Error::from(e).into_response();
     }
     let ws = match ws {
         Ok(ws) => ws,

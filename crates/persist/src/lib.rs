@@ -1,15 +1,17 @@
-//! The persist worker: reads `chat-in` as a consumer group and writes every message into the
-//! store, exactly once.
+//! The persist worker: reads `chat-in` as a consumer group and applies every room event
+//! (messages, edits, deletes, reactions) to the store, exactly once, in log order: the same
+//! projection (`Store::apply_logged`) the local log of `banter serve` applies.
 //!
 //! - Batches by size and by time: it takes what Kafka has, up to `batch_size`, waiting at
 //!   most `batch_wait` for more once it has one. One batch is read while the one before is
 //!   stored.
-//! - Idempotent writes (`Store::insert_logged`): a redelivered message (after a crash, a
-//!   rebalance, or another worker's retry) is stored once, whatever happens.
+//! - Idempotent writes (`Store::apply_logged`): a redelivered event (after a crash, a
+//!   rebalance, or another worker's retry) changes nothing the second time.
 //! - Offsets are committed only after the database transaction committed, so a crash at any
 //!   point redelivers at worst, and never skips.
-//! - A record that can never be stored (not a banter message, an unknown author) goes to the
-//!   dead-letter topic with the reason, instead of blocking its partition forever.
+//! - A record that can never be stored (not a banter event, a version this build does not
+//!   know, an unknown author) goes to the dead-letter topic with the reason, instead of
+//!   blocking its partition forever.
 //! - While the database is down it retries with backoff, without committing; it carries on by
 //!   itself when the database is back.
 //! - On shutdown it finishes the batch in hand, commits, and leaves the group.
@@ -21,8 +23,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use banter_bus::{KafkaSettings, Record};
-use banter_core::Cursor;
-use banter_store::{DynStore, LoggedMessage, StoreError};
+use banter_core::{Cursor, LoggedEvent};
+use banter_store::{DynStore, StoreError};
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
 use rdkafka::message::{BorrowedMessage, Header, Message as _, OwnedHeaders};
@@ -38,9 +40,9 @@ pub struct PersistSettings {
     pub group: String,
     /// Where records that cannot be stored go (the seed's `KAFKA_DLQ_TOPIC`, `chat-dlq`).
     pub dlq_topic: String,
-    /// Most messages written in one transaction.
+    /// Most events applied in one transaction.
     pub batch_size: usize,
-    /// How long a started batch waits for more messages.
+    /// How long a started batch waits for more events.
     pub batch_wait: Duration,
 }
 
@@ -62,15 +64,15 @@ struct Read {
     partition: i32,
     offset: i64,
     payload: Vec<u8>,
-    decoded: Result<LoggedMessage, String>,
+    decoded: Result<LoggedEvent, String>,
 }
 
 fn read(record: &BorrowedMessage<'_>) -> Read {
     let payload = record.payload().unwrap_or_default().to_vec();
     let decoded = match Cursor::of_record(record.partition(), record.offset()) {
-        Some(cursor) => serde_json::from_slice::<Record>(&payload)
-            .map_err(|e| format!("not a banter message: {e}"))
-            .and_then(|r| r.into_logged(cursor)),
+        Some(cursor) => Record::decode(&payload)
+            .map(|event| event.at_cursor(cursor))
+            .map_err(|e| e.to_string()),
         None => Err("impossible partition or offset".into()),
     };
     Read {
@@ -188,16 +190,16 @@ async fn store_batch(
     }
     match insert_when_available(store, &good, shutdown).await {
         None => false,
-        Some(Ok(inserted)) => {
-            metrics::counter!("banter_persist_messages_total").increment(inserted);
+        Some(Ok(applied)) => {
+            metrics::counter!("banter_persist_messages_total").increment(applied);
             metrics::counter!("banter_persist_redelivered_total")
-                .increment(good.len() as u64 - inserted);
+                .increment((good.len() as u64).saturating_sub(applied));
             true
         }
         Some(Err(e)) => {
-            // One bad message fails the whole transaction: store them one by one, and send
-            // the ones that fail on their own to the dead-letter topic.
-            tracing::warn!(error = %e, "batch refused; storing its messages one by one");
+            // One bad event fails the whole transaction: apply them one by one, in order, and
+            // send the ones that fail on their own to the dead-letter topic.
+            tracing::warn!(error = %e, "batch refused; applying its events one by one");
             for r in batch {
                 let Ok(logged) = &r.decoded else { continue };
                 match insert_when_available(store, std::slice::from_ref(logged), shutdown).await {
@@ -213,16 +215,16 @@ async fn store_batch(
     }
 }
 
-/// Inserts, retrying with backoff while the database is unavailable. `None` when shutdown
+/// Applies, retrying with backoff while the database is unavailable. `None` when shutdown
 /// came first; otherwise the database's answer.
 async fn insert_when_available(
     store: &DynStore,
-    messages: &[LoggedMessage],
+    events: &[LoggedEvent],
     shutdown: &CancellationToken,
 ) -> Option<Result<u64, StoreError>> {
     let mut backoff = Duration::from_millis(100);
     loop {
-        match store.insert_logged(messages).await {
+        match store.apply_logged(events).await {
             Err(StoreError::Unavailable(e)) => {
                 metrics::counter!("banter_persist_retries_total").increment(1);
                 tracing::warn!(error = %e, retry_in = ?backoff, "database unavailable; retrying");
@@ -238,7 +240,7 @@ async fn insert_when_available(
 }
 
 /// Sends a record to the dead-letter topic with why, and where it came from, as headers.
-/// Retries until Kafka takes it: dropping it would lose a message silently.
+/// Retries until Kafka takes it: dropping it would lose an event silently.
 async fn dead_letter(settings: &PersistSettings, dlq: &FutureProducer, r: &Read, reason: &str) {
     metrics::counter!("banter_persist_dead_letters_total").increment(1);
     tracing::warn!(topic = %r.topic, partition = r.partition, offset = r.offset, %reason, "to the dead-letter topic");

@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use banter_bus::{Bus, KafkaBus, KafkaSettings};
-use banter_core::{NewMessage, RoomName, Username};
+use banter_core::{Appended, LoggedEvent, Message, NewMessage, RoomEvent, RoomName, Username};
 use banter_persist::PersistSettings;
 use banter_store::DynStore;
 use banter_testkit::TestDb;
@@ -26,17 +26,45 @@ fn settings() -> PersistSettings {
     s
 }
 
+/// The messages of `room` the store holds, in log order.
+async fn stored(store: &DynStore, room: &RoomName) -> Vec<Message> {
+    store
+        .events_after(room, None, 10_000)
+        .await
+        .expect("read")
+        .iter()
+        .filter_map(LoggedEvent::message)
+        .collect()
+}
+
+fn message(user: &banter_core::User, room: &RoomName, body: &str) -> RoomEvent {
+    RoomEvent::Message(NewMessage {
+        id: uuid::Uuid::now_v7(),
+        room: room.clone(),
+        author_id: user.id,
+        author: user.username.clone(),
+        body: body.into(),
+        created_at: banter_store::now(),
+        client_id: None,
+        reply_to: None,
+        thread_root: None,
+    })
+}
+
+async fn publish(bus: &KafkaBus, event: RoomEvent) -> LoggedEvent {
+    match bus.publish(event).await.expect("published") {
+        Appended::New(logged) => logged,
+        other => panic!("not new: {other:?}"),
+    }
+}
+
 /// Waits (bounded) until the store holds `n` messages across `rooms`.
 async fn wait_for_rows(store: &DynStore, rooms: &[RoomName], n: usize) -> usize {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
     loop {
         let mut count = 0;
         for room in rooms {
-            count += store
-                .messages_after(room, None, 10_000)
-                .await
-                .expect("read")
-                .len();
+            count += stored(store, room).await.len();
         }
         if count >= n || tokio::time::Instant::now() > deadline {
             return count;
@@ -58,27 +86,19 @@ async fn every_message_is_stored_once_even_when_delivered_twice() {
         .await
         .expect("user");
     let settings = settings();
-    let bus = KafkaBus::start(settings.kafka.clone(), store.clone())
-        .await
-        .expect("bus");
+    let bus = KafkaBus::start(
+        settings.kafka.clone(),
+        banter_testkit::StorePorts::first_copies(&store),
+    )
+    .await
+    .expect("bus");
     let rooms: Vec<RoomName> = (0..4)
         .map(|r| RoomName::parse(&format!("r{r}")).expect("room"))
         .collect();
     let mut sent = Vec::new();
     for i in 0..200 {
-        let m = bus
-            .publish(NewMessage {
-                id: uuid::Uuid::now_v7(),
-                room: rooms[i % 4].clone(),
-                author_id: user.id,
-                author: user.username.clone(),
-                body: format!("m{i}"),
-                created_at: banter_store::now(),
-                client_id: None,
-            })
-            .await
-            .expect("published");
-        sent.push(m.message().clone());
+        let m = publish(&bus, message(&user, &rooms[i % 4], &format!("m{i}"))).await;
+        sent.push(m.message().expect("a message"));
     }
 
     let stop = CancellationToken::new();
@@ -97,30 +117,19 @@ async fn every_message_is_stored_once_even_when_delivered_twice() {
     let stop = CancellationToken::new();
     let worker = tokio::spawn(banter_persist::run(again, store.clone(), stop.clone()));
     // A marker published after the replay started is stored once the replay is through.
-    let marker = bus
-        .publish(NewMessage {
-            id: uuid::Uuid::now_v7(),
-            room: rooms[0].clone(),
-            author_id: user.id,
-            author: user.username.clone(),
-            body: "marker".into(),
-            created_at: banter_store::now(),
-            client_id: None,
-        })
+    let marker = publish(&bus, message(&user, &rooms[0], "marker"))
         .await
-        .expect("marker");
+        .message()
+        .expect("a message");
     assert_eq!(wait_for_rows(&store, &rooms, 201).await, 201);
     stop.cancel();
     worker.await.expect("join").expect("worker");
 
     for room in &rooms {
-        let stored = store
-            .messages_after(room, None, 10_000)
-            .await
-            .expect("read");
+        let stored = stored(&store, room).await;
         let expected: Vec<_> = sent
             .iter()
-            .chain(std::iter::once(marker.message()))
+            .chain(std::iter::once(&marker))
             .filter(|m| &m.room == room)
             .cloned()
             .collect();
@@ -144,7 +153,9 @@ async fn records_that_are_not_messages_go_to_the_dead_letter_topic() {
         .set("bootstrap.servers", &settings.kafka.brokers)
         .create()
         .expect("producer");
-    for payload in ["not json", r#"{"id":"x"}"#] {
+    // Not JSON, not an event, and a version this build does not know.
+    let future = r#"{"v":9,"id":"0190b6c4-5f6e-7a8b-9c0d-1e2f3a4b5c6d","room":"general","author":"a","author_id":1,"created_at":"2026-11-01T10:00:00Z"}"#;
+    for payload in ["not json", r#"{"id":"x"}"#, future] {
         producer
             .send(
                 FutureRecord::to(&settings.kafka.topic)
@@ -156,15 +167,12 @@ async fn records_that_are_not_messages_go_to_the_dead_letter_topic() {
             .expect("produce");
     }
     // A well-formed message whose author does not exist cannot be stored either.
-    let orphan = banter_bus::Record {
-        id: uuid::Uuid::now_v7(),
-        room: "general".into(),
-        author: "ghost".into(),
-        author_id: 424_242,
-        body: "boo".into(),
+    let ghost = banter_core::User {
+        id: banter_core::UserId(424_242),
+        username: Username::parse("ghost").expect("name"),
         created_at: banter_store::now(),
-        client_id: None,
     };
+    let orphan = banter_bus::Record::of(&message(&ghost, &RoomName::parse("general").expect("room"), "boo"));
     let orphan = serde_json::to_vec(&orphan).expect("json");
     producer
         .send(
@@ -191,7 +199,7 @@ async fn records_that_are_not_messages_go_to_the_dead_letter_topic() {
     // The worker creates the dead-letter topic; subscribing before it exists is fine.
     dlq.subscribe(&[&settings.dlq_topic]).expect("subscribe");
     let mut reasons = Vec::new();
-    while reasons.len() < 3 {
+    while reasons.len() < 4 {
         let m = tokio::time::timeout(Duration::from_secs(60), dlq.recv())
             .await
             .expect("a dead letter within 60 s");
@@ -204,16 +212,13 @@ async fn records_that_are_not_messages_go_to_the_dead_letter_topic() {
             .expect("a reason header");
         reasons.push(reason);
     }
-    assert!(reasons[0].contains("not a banter message"), "{reasons:?}");
-    assert!(reasons[1].contains("not a banter message"), "{reasons:?}");
-    assert!(!reasons[2].is_empty());
+    assert!(reasons[0].contains("not a banter record"), "{reasons:?}");
+    assert!(reasons[1].contains("not a banter record"), "{reasons:?}");
+    assert!(reasons[2].contains("version 9"), "{reasons:?}");
+    assert!(!reasons[3].is_empty());
     stop.cancel();
     worker.await.expect("join").expect("worker");
     let general = RoomName::parse("general").expect("room");
-    assert!(store
-        .messages_after(&general, None, 10)
-        .await
-        .expect("read")
-        .is_empty());
+    assert!(stored(&store, &general).await.is_empty());
     store.close().await;
 }

@@ -15,7 +15,10 @@ mod sqlite;
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use banter_core::{Cursor, Message, NewMessage, RoomName, User, UserId, Username};
+use banter_core::{
+    Appended, ClientId, Cursor, EarlierBody, Emoji, LoggedEvent, Message, RoomEvent, RoomName,
+    StoredMessage, User, UserId, Username,
+};
 use chrono::{DateTime, SubsecRound, Utc};
 use uuid::Uuid;
 
@@ -113,31 +116,6 @@ pub enum Rotation {
     Invalid,
 }
 
-/// What appending one message did.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Appended {
-    /// Stored, at a new cursor.
-    New(Message),
-    /// The author already sent a message with this `client_id`: this is that message, as it
-    /// was stored then. Nothing new was written.
-    Duplicate(Message),
-}
-
-impl Appended {
-    pub fn message(&self) -> &Message {
-        match self {
-            Self::New(m) | Self::Duplicate(m) => m,
-        }
-    }
-}
-
-/// A message read back from an external log, with the author's id the row needs.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct LoggedMessage {
-    pub message: Message,
-    pub author_id: UserId,
-}
-
 /// A room as the rooms list shows it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RoomSummary {
@@ -216,51 +194,74 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
     /// Grants or withdraws admin rights; false when there is no such user.
     async fn set_admin(&self, username: &str, admin: bool) -> Result<bool, StoreError>;
 
-    /// Appends messages to the local log in order, in one transaction, each at the next
-    /// cursor of partition 0. A message whose author already used its `client_id` is not
-    /// written again: its first copy comes back as [`Appended::Duplicate`].
-    async fn append_messages(&self, batch: &[NewMessage]) -> Result<Vec<Appended>, StoreError>;
+    /// The local log of `banter serve`: gives each event of `batch`, in order, the next
+    /// cursor of partition 0 and applies it ([`Store::apply_logged`]'s projection), all in
+    /// one transaction. An event whose actor already used its `client_id` is not written
+    /// again (its first copy comes back as [`Appended::Duplicate`]); an event that would
+    /// change nothing takes no cursor ([`Appended::Unchanged`], [`Appended::Missing`]).
+    async fn append_events(&self, batch: &[RoomEvent]) -> Result<Vec<Appended>, StoreError>;
 
-    /// Stores messages that already have their place in an external log (Kafka: partition and
-    /// offset as the cursor), in one transaction. Idempotent: a message whose id, place, or
-    /// (author, client_id) is already stored is skipped, so redelivery never duplicates.
-    /// Returns how many were new.
-    async fn insert_logged(&self, batch: &[LoggedMessage]) -> Result<u64, StoreError>;
+    /// The projection of events that already have their place in an external log (Kafka:
+    /// partition and offset as the cursor), applied in order in one transaction. Idempotent:
+    /// re-applying any event changes nothing (a message by its id or its actor's client id,
+    /// a change by its id, a reaction by the cursor of the last change of its set member).
+    /// Another message at a stored place is an error: the log was reset. Returns how many
+    /// events changed something.
+    async fn apply_logged(&self, batch: &[LoggedEvent]) -> Result<u64, StoreError>;
 
-    /// Up to `limit` messages of `room` after `after` (from the start with `None`), oldest
-    /// first. Deleted messages are left out.
-    async fn messages_after(
+    /// Up to `limit` events of `room` after `after` (from the start with `None`), in log
+    /// order: messages in their current state, and the edits, deletes and reactions that
+    /// changed them. Events of deleted messages are left out, except the delete itself.
+    async fn events_after(
         &self,
         room: &RoomName,
         after: Option<Cursor>,
         limit: u32,
-    ) -> Result<Vec<Message>, StoreError>;
+    ) -> Result<Vec<LoggedEvent>, StoreError>;
 
     /// Up to `limit` messages of `room` just before `before` (the newest with `None`), oldest
-    /// first. Deleted messages are left out.
+    /// first, in their current state. Deleted messages are left out.
     async fn messages_before(
         &self,
         room: &RoomName,
         before: Option<Cursor>,
         limit: u32,
-    ) -> Result<Vec<Message>, StoreError>;
+    ) -> Result<Vec<StoredMessage>, StoreError>;
 
-    /// The cursor of the newest message of `room`, deleted or not.
+    /// Up to `limit` replies in the thread of `root` just before `before`, oldest first.
+    async fn replies(
+        &self,
+        root: uuid::Uuid,
+        before: Option<Cursor>,
+        limit: u32,
+    ) -> Result<Vec<StoredMessage>, StoreError>;
+
+    /// A message that has not been deleted, in its current state.
+    async fn stored_message(&self, id: uuid::Uuid) -> Result<Option<StoredMessage>, StoreError>;
+
+    /// The earlier bodies of a message, oldest first (empty when never edited).
+    async fn earlier_bodies(&self, id: uuid::Uuid) -> Result<Vec<EarlierBody>, StoreError>;
+
+    /// The cursor of the newest event of `room`.
     async fn latest_cursor(&self, room: &RoomName) -> Result<Option<Cursor>, StoreError>;
 
-    /// The message an author sent with `client_id`, deleted or not.
-    async fn message_by_client_id(
+    /// The event an actor logged with `client_id` (a message, deleted or not, or a change).
+    async fn first_copy(
         &self,
-        author: UserId,
-        client_id: &banter_core::ClientId,
-    ) -> Result<Option<Message>, StoreError>;
+        actor: UserId,
+        client_id: &ClientId,
+    ) -> Result<Option<LoggedEvent>, StoreError>;
 
     /// A message that has not been deleted.
     async fn message(&self, id: uuid::Uuid) -> Result<Option<Message>, StoreError>;
 
-    /// Deletes a message: it leaves history and its body is erased. False when there was no
-    /// such message left to delete.
-    async fn delete_message(&self, id: uuid::Uuid, now: DateTime<Utc>) -> Result<bool, StoreError>;
+    /// Whether `user`'s reaction `emoji` is on the message now.
+    async fn has_reaction(
+        &self,
+        message: uuid::Uuid,
+        user: UserId,
+        emoji: &Emoji,
+    ) -> Result<bool, StoreError>;
 
     /// Every room with messages, newest activity first, at most `limit`.
     async fn rooms(&self, limit: u32) -> Result<Vec<RoomSummary>, StoreError>;

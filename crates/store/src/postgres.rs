@@ -7,7 +7,10 @@
 use std::collections::HashSet;
 use std::time::Duration;
 
-use banter_core::{ClientId, Cursor, Message, NewMessage, RoomName, User, UserId, Username};
+use banter_core::{
+    Appended, Change, ClientId, Cursor, EarlierBody, Emoji, LoggedEvent, Message, NewChange,
+    NewMessage, ReactionSummary, RoomEvent, RoomName, StoredMessage, User, UserId, Username,
+};
 use chrono::{DateTime, Utc};
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::{PgPool, Row};
@@ -15,8 +18,7 @@ use uuid::Uuid;
 
 use crate::queries::cursor_values;
 use crate::{
-    Appended, Backend, Credentials, LoggedMessage, NewRefreshToken, PoolStats, RoomSummary,
-    Rotation, Store, StoreError,
+    Backend, Credentials, NewRefreshToken, PoolStats, RoomSummary, Rotation, Store, StoreError,
 };
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
@@ -45,45 +47,56 @@ impl PostgresStore {
     }
 }
 
-crate::queries::impl_store!(PostgresStore, Backend::Postgres, sqlx::postgres::PgRow);
+crate::queries::impl_store!(
+    PostgresStore,
+    Backend::Postgres,
+    sqlx::postgres::PgRow,
+    sqlx::PgConnection
+);
 
 impl PostgresStore {
-    /// [`Store::insert_logged`] as one statement: the batch goes over as nine arrays that
-    /// `UNNEST` turns back into rows, so a batch of a thousand costs one round trip and one
-    /// plan instead of a thousand (11k -> see docs/benchmarks for rows/s).
+    /// Writes a run of messages at their places as one statement: the run goes over as
+    /// arrays that `UNNEST` turns back into rows, so a batch of a thousand costs one round
+    /// trip and one plan instead of a thousand (docs/benchmarks: persist rows/s). Returns how
+    /// many were new.
     ///
-    /// The rules are the row-by-row ones: a redelivered message (same id) or a re-sent one
-    /// (same author and client_id, stored before or earlier in this batch) is skipped;
-    /// another message at a stored place fails the statement, as the log was reset and
-    /// skipping it would lose it. A statement does not see its own rows, so copies within
-    /// the batch are dropped here, keeping the first like the log does.
-    async fn insert_logged_batch(&self, batch: &[LoggedMessage]) -> Result<u64, StoreError> {
-        let mut ids = HashSet::with_capacity(batch.len());
+    /// A redelivered message (same id) or a re-sent one (same author and client_id, stored
+    /// before or earlier in this run) is skipped; another message at a stored place fails the
+    /// statement, as the log was reset and skipping it would lose it. A statement does not
+    /// see its own rows, so copies within the run are dropped here, keeping the first like
+    /// the log does.
+    async fn insert_messages(
+        conn: &mut sqlx::PgConnection,
+        run: &[(&NewMessage, Cursor)],
+    ) -> Result<u64, StoreError> {
+        let mut ids = HashSet::with_capacity(run.len());
         let mut sent = HashSet::new();
-        let firsts = batch.iter().filter(|logged| {
-            let m = &logged.message;
+        let firsts = run.iter().filter(|(m, _)| {
             let new_id = ids.insert(m.id);
             let new_send = m
                 .client_id
                 .as_ref()
-                .is_none_or(|c| sent.insert((logged.author_id.0, c.as_str())));
+                .is_none_or(|c| sent.insert((m.author_id.0, c.as_str())));
             new_id && new_send
         });
-        let mut columns = Columns::with_capacity(batch.len());
-        for logged in firsts {
-            columns.push(logged);
+        let mut columns = Columns::with_capacity(run.len());
+        for (m, cursor) in firsts {
+            columns.push(m, *cursor);
         }
         if columns.id.is_empty() {
             return Ok(0);
         }
         let done = sqlx::query(
             "INSERT INTO messages \
-             (id, part, seq, room, author_id, author, body, created_at, client_id) \
+             (id, part, seq, room, author_id, author, body, created_at, client_id, reply_to, \
+              thread_root) \
              SELECT t.id, t.part, t.seq, t.room, t.author_id, t.author, t.body, t.created_at, \
-                    t.client_id \
+                    t.client_id, t.reply_to, t.thread_root \
              FROM UNNEST($1::uuid[], $2::int8[], $3::int8[], $4::text[], $5::int8[], \
-                         $6::text[], $7::text[], $8::timestamptz[], $9::text[]) \
-               AS t(id, part, seq, room, author_id, author, body, created_at, client_id) \
+                         $6::text[], $7::text[], $8::timestamptz[], $9::text[], $10::uuid[], \
+                         $11::uuid[]) \
+               AS t(id, part, seq, room, author_id, author, body, created_at, client_id, \
+                    reply_to, thread_root) \
              WHERE NOT EXISTS (SELECT 1 FROM messages m \
                WHERE t.client_id IS NOT NULL AND m.author_id = t.author_id \
                  AND m.client_id = t.client_id) \
@@ -98,13 +111,16 @@ impl PostgresStore {
         .bind(columns.body)
         .bind(columns.created_at)
         .bind(columns.client_id)
-        .execute(&self.pool)
-        .await?;
+        .bind(columns.reply_to)
+        .bind(columns.thread_root)
+        .execute(&mut *conn)
+        .await
+        .map_err(|e| StoreError::from_sqlx(e, "a message is stored at that place"))?;
         Ok(done.rows_affected())
     }
 }
 
-/// A batch of messages as one array per column, for `UNNEST`.
+/// A run of messages as one array per column, for `UNNEST`.
 struct Columns<'a> {
     id: Vec<Uuid>,
     part: Vec<i64>,
@@ -115,6 +131,8 @@ struct Columns<'a> {
     body: Vec<&'a str>,
     created_at: Vec<DateTime<Utc>>,
     client_id: Vec<Option<&'a str>>,
+    reply_to: Vec<Option<Uuid>>,
+    thread_root: Vec<Option<Uuid>>,
 }
 
 impl<'a> Columns<'a> {
@@ -129,21 +147,24 @@ impl<'a> Columns<'a> {
             body: Vec::with_capacity(n),
             created_at: Vec::with_capacity(n),
             client_id: Vec::with_capacity(n),
+            reply_to: Vec::with_capacity(n),
+            thread_root: Vec::with_capacity(n),
         }
     }
 
-    fn push(&mut self, logged: &'a LoggedMessage) {
-        let m = &logged.message;
-        let (part, seq) = cursor_values(m.cursor);
+    fn push(&mut self, m: &'a NewMessage, cursor: Cursor) {
+        let (part, seq) = cursor_values(cursor);
         self.id.push(m.id);
         self.part.push(part);
         self.seq.push(seq);
         self.room.push(m.room.as_str());
-        self.author_id.push(logged.author_id.0);
+        self.author_id.push(m.author_id.0);
         self.author.push(m.author.as_str());
         self.body.push(&m.body);
         self.created_at.push(m.created_at);
         self.client_id
             .push(m.client_id.as_ref().map(ClientId::as_str));
+        self.reply_to.push(m.reply_to);
+        self.thread_root.push(m.thread_root);
     }
 }

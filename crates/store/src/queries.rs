@@ -7,9 +7,10 @@
 //! backend's own module.
 
 /// Implements `Store` for `$store`, whose `pool` field is a sqlx pool of its engine, whose rows
-/// are `$row`. The calling module provides `MIGRATOR` (its migrations).
+/// are `$row`, whose connections are `$conn`. The calling module provides `MIGRATOR` (its
+/// migrations) and `Self::insert_messages` (its way to write a run of messages).
 macro_rules! impl_store {
-    ($store:ty, $backend:expr, $row:ty) => {
+    ($store:ty, $backend:expr, $row:ty, $conn:ty) => {
     fn user_from_row(row: &$row) -> Result<User, sqlx::Error> {
         Ok(User {
             id: UserId(row.try_get("id")?),
@@ -29,28 +30,314 @@ macro_rules! impl_store {
         }
     }
 
-    const MESSAGE_COLUMNS: &str =
-        "id, part, seq, room, author, body, created_at, client_id";
+    const MESSAGE_COLUMNS: &str = "id, part, seq, room, author_id, author, body, created_at, \
+         client_id, reply_to, thread_root, edited_at";
 
-    fn message_from_row(row: &$row) -> Result<Message, sqlx::Error> {
-        let room: String = row.try_get("room")?;
-        let part: i64 = row.try_get("part")?;
-        let seq: i64 = row.try_get("seq")?;
-        let cursor = match (u32::try_from(part), u64::try_from(seq)) {
-            (Ok(p), Ok(s)) => Cursor::new(p, s),
-            _ => return Err(sqlx::Error::Decode(format!("bad cursor {part}/{seq}").into())),
-        };
-        Ok(Message {
+    fn cursor_of(part: i64, seq: i64) -> Result<Cursor, sqlx::Error> {
+        match (u32::try_from(part), u64::try_from(seq)) {
+            (Ok(p), Ok(s)) => Ok(Cursor::new(p, s)),
+            _ => Err(sqlx::Error::Decode(format!("bad cursor {part}/{seq}").into())),
+        }
+    }
+
+    fn new_message_from_row(row: &$row) -> Result<(NewMessage, Cursor), sqlx::Error> {
+        let cursor = cursor_of(row.try_get("part")?, row.try_get("seq")?)?;
+        let message = NewMessage {
             id: row.try_get("id")?,
-            room: RoomName::from_stored(room),
+            room: RoomName::from_stored(row.try_get("room")?),
+            author_id: UserId(row.try_get("author_id")?),
             author: Username::from_stored(row.try_get("author")?),
             body: row.try_get("body")?,
             created_at: row.try_get("created_at")?,
-            cursor,
             client_id: row
                 .try_get::<Option<String>, _>("client_id")?
                 .map(ClientId::from_stored),
+            reply_to: row.try_get("reply_to")?,
+            thread_root: row.try_get("thread_root")?,
+        };
+        Ok((message, cursor))
+    }
+
+    fn message_from_row(row: &$row) -> Result<Message, sqlx::Error> {
+        let (message, cursor) = new_message_from_row(row)?;
+        Ok(message.at(cursor))
+    }
+
+    /// A message row with its `reply_count` column; reactions are added by [`decorate`].
+    fn stored_from_row(row: &$row) -> Result<StoredMessage, sqlx::Error> {
+        let m = message_from_row(row)?;
+        Ok(StoredMessage {
+            id: m.id,
+            room: m.room,
+            author: m.author,
+            body: m.body,
+            created_at: m.created_at,
+            cursor: m.cursor,
+            client_id: m.client_id,
+            reply_to: m.reply_to,
+            thread_root: m.thread_root,
+            edited_at: row.try_get("edited_at")?,
+            reactions: Vec::new(),
+            reply_count: u32::try_from(row.try_get::<i64, _>("reply_count")?).unwrap_or(u32::MAX),
         })
+    }
+
+    /// The columns of a stored message, with its replies counted from their rows.
+    fn stored_columns() -> String {
+        format!(
+            "{MESSAGE_COLUMNS}, (SELECT COUNT(*) FROM messages r \
+             WHERE r.thread_root = messages.id AND r.deleted_at IS NULL) AS reply_count"
+        )
+    }
+
+    const EVENT_COLUMNS: &str = "id, part, seq, room, kind, message_id, user_id, username, body, \
+         emoji, created_at, client_id";
+
+    fn change_from_row(row: &$row) -> Result<LoggedEvent, sqlx::Error> {
+        let kind: String = row.try_get("kind")?;
+        let emoji = || -> Result<Emoji, sqlx::Error> {
+            Ok(Emoji::from_stored(
+                row.try_get::<Option<String>, _>("emoji")?.unwrap_or_default(),
+            ))
+        };
+        let change = match kind.as_str() {
+            "edit" => Change::Edit {
+                body: row.try_get::<Option<String>, _>("body")?.unwrap_or_default(),
+            },
+            "delete" => Change::Delete,
+            "react" => Change::React { emoji: emoji()? },
+            "unreact" => Change::Unreact { emoji: emoji()? },
+            other => return Err(sqlx::Error::Decode(format!("unknown event kind {other}").into())),
+        };
+        let event = NewChange {
+            id: row.try_get("id")?,
+            room: RoomName::from_stored(row.try_get("room")?),
+            message: row.try_get("message_id")?,
+            user_id: UserId(row.try_get("user_id")?),
+            user: Username::from_stored(row.try_get("username")?),
+            at: row.try_get("created_at")?,
+            client_id: row
+                .try_get::<Option<String>, _>("client_id")?
+                .map(ClientId::from_stored),
+            change,
+        };
+        Ok(RoomEvent::Change(event).at_cursor(cursor_of(row.try_get("part")?, row.try_get("seq")?)?))
+    }
+
+    /// What applying one change did.
+    enum Applied {
+        Changed,
+        /// Nothing to do: applied before, or a reaction already so. The message's cursor.
+        Unchanged(Cursor),
+        /// The message is not there (or not in that room, or, for an edit, not the user's).
+        Missing,
+    }
+
+    /// The projection of one change: the only code that writes what a change does.
+    async fn apply_change(
+        conn: &mut $conn,
+        c: &NewChange,
+        cursor: Cursor,
+    ) -> Result<Applied, StoreError> {
+        let target = sqlx::query(
+            "SELECT part, seq, author_id, body FROM messages \
+             WHERE id = $1 AND room = $2 AND deleted_at IS NULL",
+        )
+        .bind(c.message)
+        .bind(c.room.as_str())
+        .fetch_optional(&mut *conn)
+        .await?;
+        let Some(target) = target else {
+            return Ok(Applied::Missing);
+        };
+        let message_cursor = cursor_of(target.try_get("part")?, target.try_get("seq")?)?;
+        // Applied before (redelivered), or a re-send of a change already logged.
+        let known = sqlx::query(
+            "SELECT 1 AS known FROM room_events WHERE id = $1 \
+             OR ($3 IS NOT NULL AND user_id = $2 AND client_id = $3)",
+        )
+        .bind(c.id)
+        .bind(c.user_id.0)
+        .bind(c.client_id.as_ref().map(ClientId::as_str))
+        .fetch_optional(&mut *conn)
+        .await?;
+        if known.is_some() {
+            return Ok(Applied::Unchanged(message_cursor));
+        }
+        let (part, seq) = cursor_values(cursor);
+        let mut previous_body: Option<String> = None;
+        let mut new_body: Option<&str> = None;
+        let mut emoji_text: Option<&str> = None;
+        match &c.change {
+            Change::Edit { body } => {
+                let author: i64 = target.try_get("author_id")?;
+                if author != c.user_id.0 {
+                    return Ok(Applied::Missing);
+                }
+                previous_body = Some(target.try_get("body")?);
+                new_body = Some(body);
+                sqlx::query("UPDATE messages SET body = $1, edited_at = $2 WHERE id = $3")
+                    .bind(body)
+                    .bind(c.at)
+                    .bind(c.message)
+                    .execute(&mut *conn)
+                    .await?;
+            }
+            Change::Delete => {
+                sqlx::query("UPDATE messages SET deleted_at = $1, body = '' WHERE id = $2")
+                    .bind(c.at)
+                    .bind(c.message)
+                    .execute(&mut *conn)
+                    .await?;
+                sqlx::query("DELETE FROM reactions WHERE message_id = $1")
+                    .bind(c.message)
+                    .execute(&mut *conn)
+                    .await?;
+                // Erased with the message: its earlier bodies are its words too.
+                sqlx::query(
+                    "UPDATE room_events SET body = '', previous_body = '' \
+                     WHERE message_id = $1 AND kind = 'edit'",
+                )
+                .bind(c.message)
+                .execute(&mut *conn)
+                .await?;
+            }
+            Change::React { emoji } | Change::Unreact { emoji } => {
+                let want = matches!(c.change, Change::React { .. });
+                let now = sqlx::query(
+                    "SELECT part, seq, present FROM reactions \
+                     WHERE message_id = $1 AND user_id = $2 AND emoji = $3",
+                )
+                .bind(c.message)
+                .bind(c.user_id.0)
+                .bind(emoji.as_str())
+                .fetch_optional(&mut *conn)
+                .await?;
+                if let Some(now) = now {
+                    let last = cursor_of(now.try_get("part")?, now.try_get("seq")?)?;
+                    let present: bool = now.try_get("present")?;
+                    // A set member's last change wins: an older event, applied again,
+                    // changes nothing.
+                    if last >= cursor || present == want {
+                        return Ok(Applied::Unchanged(message_cursor));
+                    }
+                } else if !want {
+                    return Ok(Applied::Unchanged(message_cursor));
+                }
+                sqlx::query(
+                    "INSERT INTO reactions (message_id, user_id, emoji, username, part, seq, present) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7) \
+                     ON CONFLICT (message_id, user_id, emoji) \
+                     DO UPDATE SET part = excluded.part, seq = excluded.seq, present = excluded.present",
+                )
+                .bind(c.message)
+                .bind(c.user_id.0)
+                .bind(emoji.as_str())
+                .bind(c.user.as_str())
+                .bind(part)
+                .bind(seq)
+                .bind(want)
+                .execute(&mut *conn)
+                .await?;
+                emoji_text = Some(emoji.as_str());
+            }
+        }
+        sqlx::query(
+            "INSERT INTO room_events (id, part, seq, room, kind, message_id, user_id, username, \
+             body, previous_body, emoji, created_at, client_id) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)",
+        )
+        .bind(c.id)
+        .bind(part)
+        .bind(seq)
+        .bind(c.room.as_str())
+        .bind(c.change.kind())
+        .bind(c.message)
+        .bind(c.user_id.0)
+        .bind(c.user.as_str())
+        .bind(new_body)
+        .bind(previous_body)
+        .bind(emoji_text)
+        .bind(c.at)
+        .bind(c.client_id.as_ref().map(ClientId::as_str))
+        .execute(&mut *conn)
+        .await
+        .map_err(|e| StoreError::from_sqlx(e, "an event is stored at that place"))?;
+        Ok(Applied::Changed)
+    }
+
+    /// The event `actor` logged with `client_id`, if any: a message or a change.
+    async fn first_copy_in(
+        conn: &mut $conn,
+        actor: UserId,
+        client_id: &ClientId,
+    ) -> Result<Option<LoggedEvent>, StoreError> {
+        let row = sqlx::query(&format!(
+            "SELECT {MESSAGE_COLUMNS} FROM messages WHERE author_id = $1 AND client_id = $2"
+        ))
+        .bind(actor.0)
+        .bind(client_id.as_str())
+        .fetch_optional(&mut *conn)
+        .await?;
+        if let Some(row) = row {
+            let (message, cursor) = new_message_from_row(&row)?;
+            return Ok(Some(RoomEvent::Message(message).at_cursor(cursor)));
+        }
+        let row = sqlx::query(&format!(
+            "SELECT {EVENT_COLUMNS} FROM room_events WHERE user_id = $1 AND client_id = $2"
+        ))
+        .bind(actor.0)
+        .bind(client_id.as_str())
+        .fetch_optional(&mut *conn)
+        .await?;
+        Ok(row.as_ref().map(change_from_row).transpose()?)
+    }
+
+    /// Fills in the reactions of `messages` (one query), counted from the rows in place.
+    async fn decorate(
+        conn: &mut $conn,
+        messages: &mut [StoredMessage],
+    ) -> Result<(), StoreError> {
+        if messages.is_empty() {
+            return Ok(());
+        }
+        let placeholders: Vec<String> = (1..=messages.len()).map(|i| format!("${i}")).collect();
+        let sql = format!(
+            "SELECT message_id, emoji, username FROM reactions \
+             WHERE present AND message_id IN ({}) ORDER BY message_id, part, seq",
+            placeholders.join(", ")
+        );
+        let mut query = sqlx::query(&sql);
+        for m in messages.iter() {
+            query = query.bind(m.id);
+        }
+        let rows = query.fetch_all(&mut *conn).await?;
+        let mut by_message: std::collections::HashMap<Uuid, Vec<ReactionSummary>> =
+            std::collections::HashMap::new();
+        for row in &rows {
+            let id: Uuid = row.try_get("message_id")?;
+            let emoji = Emoji::from_stored(row.try_get("emoji")?);
+            let user = Username::from_stored(row.try_get("username")?);
+            let list = by_message.entry(id).or_default();
+            // Emoji in the order they were first used on the message.
+            match list.iter_mut().find(|r| r.emoji == emoji) {
+                Some(summary) => {
+                    summary.count += 1;
+                    if summary.users.len() < ReactionSummary::MAX_USERS {
+                        summary.users.push(user);
+                    }
+                }
+                None => list.push(ReactionSummary {
+                    emoji,
+                    count: 1,
+                    users: vec![user],
+                }),
+            }
+        }
+        for m in messages.iter_mut() {
+            m.reactions = by_message.remove(&m.id).unwrap_or_default();
+        }
+        Ok(())
     }
 
     #[async_trait::async_trait]
@@ -227,67 +514,89 @@ macro_rules! impl_store {
             Ok(done.rows_affected() > 0)
         }
 
-        async fn append_messages(&self, batch: &[NewMessage]) -> Result<Vec<Appended>, StoreError> {
+        async fn append_events(&self, batch: &[RoomEvent]) -> Result<Vec<Appended>, StoreError> {
             let mut tx = self.pool.begin_with(begin_write()).await?;
+            // One counter row hands out the local log's offsets. Taking it first locks it (on
+            // SQLite the transaction holds the write lock anyway), so offsets are given in
+            // commit order; it is written back once, at the end.
+            let last: i64 = sqlx::query(
+                "UPDATE counters SET value = value WHERE name = 'messages' RETURNING value",
+            )
+            .fetch_one(&mut *tx)
+            .await?
+            .try_get("value")?;
+            let mut next = u64::try_from(last)
+                .map_err(|_| StoreError::Other(sqlx::Error::Decode("negative offset".into())))?
+                + 1;
             let mut out = Vec::with_capacity(batch.len());
-            for m in batch {
-                if let Some(client_id) = &m.client_id {
-                    let first = sqlx::query(&format!(
-                        "SELECT {MESSAGE_COLUMNS} FROM messages WHERE author_id = $1 AND client_id = $2"
-                    ))
-                    .bind(m.author_id.0)
-                    .bind(client_id.as_str())
-                    .fetch_optional(&mut *tx)
-                    .await?;
-                    if let Some(row) = first {
-                        out.push(Appended::Duplicate(message_from_row(&row)?));
+            for event in batch {
+                if let Some(client_id) = event.client_id() {
+                    if let Some(first) = first_copy_in(&mut tx, event.actor_id(), client_id).await? {
+                        out.push(Appended::Duplicate(first));
                         continue;
                     }
                 }
-                // One counter row hands out the local log's offsets; the transaction holds its
-                // lock, so offsets are given in commit order.
-                let seq: i64 = sqlx::query(
-                    "UPDATE counters SET value = value + 1 WHERE name = 'messages' RETURNING value",
-                )
-                .fetch_one(&mut *tx)
-                .await?
-                .try_get("value")?;
-                sqlx::query(
-                    "INSERT INTO messages \
-                     (id, part, seq, room, author_id, author, body, created_at, client_id) \
-                     VALUES ($1, 0, $2, $3, $4, $5, $6, $7, $8)",
-                )
-                .bind(m.id)
-                .bind(seq)
-                .bind(m.room.as_str())
-                .bind(m.author_id.0)
-                .bind(m.author.as_str())
-                .bind(&m.body)
-                .bind(m.created_at)
-                .bind(m.client_id.as_ref().map(ClientId::as_str))
-                .execute(&mut *tx)
-                .await
-                .map_err(|e| StoreError::from_sqlx(e, "message id taken"))?;
-                let seq = u64::try_from(seq).map_err(|_| StoreError::Other(sqlx::Error::Decode("negative offset".into())))?;
-                out.push(Appended::New(m.at(Cursor::new(0, seq))));
+                let cursor = Cursor::new(0, next);
+                let outcome = match event {
+                    RoomEvent::Message(m) => {
+                        Self::insert_messages(&mut tx, &[(m, cursor)]).await?;
+                        Appended::New(event.clone().at_cursor(cursor))
+                    }
+                    RoomEvent::Change(c) => match apply_change(&mut tx, c, cursor).await? {
+                        Applied::Changed => Appended::New(event.clone().at_cursor(cursor)),
+                        Applied::Unchanged(at) => Appended::Unchanged { message: c.message, cursor: at },
+                        Applied::Missing => Appended::Missing,
+                    },
+                };
+                if matches!(outcome, Appended::New(_)) {
+                    next += 1;
+                }
+                out.push(outcome);
             }
+            sqlx::query("UPDATE counters SET value = $1 WHERE name = 'messages'")
+                .bind(i64::try_from(next - 1).unwrap_or(i64::MAX))
+                .execute(&mut *tx)
+                .await?;
             tx.commit().await?;
             Ok(out)
         }
 
-        async fn insert_logged(&self, batch: &[LoggedMessage]) -> Result<u64, StoreError> {
-            // Each engine has its own way to write many rows fast (see the backend modules).
-            self.insert_logged_batch(batch).await
+        async fn apply_logged(&self, batch: &[LoggedEvent]) -> Result<u64, StoreError> {
+            let mut tx = self.pool.begin_with(begin_write()).await?;
+            let mut changed = 0;
+            // Runs of messages go to the store in one statement where the engine can (see the
+            // backend's insert_messages); changes are applied one by one, in log order.
+            let mut run: Vec<(&NewMessage, Cursor)> = Vec::new();
+            for logged in batch {
+                match &logged.event {
+                    RoomEvent::Message(m) => run.push((m, logged.cursor)),
+                    RoomEvent::Change(c) => {
+                        if !run.is_empty() {
+                            changed += Self::insert_messages(&mut tx, &run).await?;
+                            run.clear();
+                        }
+                        if matches!(apply_change(&mut tx, c, logged.cursor).await?, Applied::Changed) {
+                            changed += 1;
+                        }
+                    }
+                }
+            }
+            if !run.is_empty() {
+                changed += Self::insert_messages(&mut tx, &run).await?;
+            }
+            tx.commit().await?;
+            Ok(changed)
         }
 
-        async fn messages_after(
+        async fn events_after(
             &self,
             room: &RoomName,
             after: Option<Cursor>,
             limit: u32,
-        ) -> Result<Vec<Message>, StoreError> {
+        ) -> Result<Vec<LoggedEvent>, StoreError> {
             let (part, seq) = after.map_or((-1, -1), cursor_values);
-            let rows = sqlx::query(&format!(
+            let mut conn = self.pool.acquire().await?;
+            let messages = sqlx::query(&format!(
                 "SELECT {MESSAGE_COLUMNS} FROM messages \
                  WHERE room = $1 AND deleted_at IS NULL AND (part, seq) > ($2, $3) \
                  ORDER BY part, seq LIMIT $4"
@@ -296,9 +605,33 @@ macro_rules! impl_store {
             .bind(part)
             .bind(seq)
             .bind(i64::from(limit))
-            .fetch_all(&self.pool)
+            .fetch_all(&mut *conn)
             .await?;
-            Ok(rows.iter().map(message_from_row).collect::<Result<_, _>>()?)
+            let changes = sqlx::query(&format!(
+                "SELECT {EVENT_COLUMNS} FROM room_events e \
+                 WHERE room = $1 AND (part, seq) > ($2, $3) AND (kind = 'delete' OR EXISTS \
+                   (SELECT 1 FROM messages m WHERE m.id = e.message_id AND m.deleted_at IS NULL)) \
+                 ORDER BY part, seq LIMIT $4"
+            ))
+            .bind(room.as_str())
+            .bind(part)
+            .bind(seq)
+            .bind(i64::from(limit))
+            .fetch_all(&mut *conn)
+            .await?;
+            // Two pages in log order, merged: the first `limit` of both are the first `limit`
+            // events after the cursor.
+            let mut out = Vec::with_capacity(messages.len() + changes.len());
+            for row in &messages {
+                let (message, cursor) = new_message_from_row(row)?;
+                out.push(RoomEvent::Message(message).at_cursor(cursor));
+            }
+            for row in &changes {
+                out.push(change_from_row(row)?);
+            }
+            out.sort_by_key(|e| e.cursor);
+            out.truncate(limit as usize);
+            Ok(out)
         }
 
         async fn messages_before(
@@ -306,55 +639,121 @@ macro_rules! impl_store {
             room: &RoomName,
             before: Option<Cursor>,
             limit: u32,
-        ) -> Result<Vec<Message>, StoreError> {
+        ) -> Result<Vec<StoredMessage>, StoreError> {
             let (part, seq) = before.map_or((i64::MAX, i64::MAX), cursor_values);
+            let mut conn = self.pool.acquire().await?;
             let rows = sqlx::query(&format!(
-                "SELECT {MESSAGE_COLUMNS} FROM messages \
+                "SELECT {} FROM messages \
                  WHERE room = $1 AND deleted_at IS NULL AND (part, seq) < ($2, $3) \
-                 ORDER BY part DESC, seq DESC LIMIT $4"
+                 ORDER BY part DESC, seq DESC LIMIT $4",
+                stored_columns()
             ))
             .bind(room.as_str())
             .bind(part)
             .bind(seq)
             .bind(i64::from(limit))
-            .fetch_all(&self.pool)
+            .fetch_all(&mut *conn)
             .await?;
-            let mut page: Vec<Message> = rows.iter().map(message_from_row).collect::<Result<_, _>>()?;
+            let mut page: Vec<StoredMessage> = rows.iter().map(stored_from_row).collect::<Result<_, _>>()?;
             page.reverse();
+            decorate(&mut conn, &mut page).await?;
             Ok(page)
         }
 
-        async fn latest_cursor(&self, room: &RoomName) -> Result<Option<Cursor>, StoreError> {
-            let row = sqlx::query(
-                "SELECT part, seq FROM messages WHERE room = $1 ORDER BY part DESC, seq DESC LIMIT 1",
-            )
-            .bind(room.as_str())
-            .fetch_optional(&self.pool)
-            .await?;
-            let Some(row) = row else { return Ok(None) };
-            let (part, seq): (i64, i64) = (row.try_get("part")?, row.try_get("seq")?);
-            match (u32::try_from(part), u64::try_from(seq)) {
-                (Ok(p), Ok(s)) => Ok(Some(Cursor::new(p, s))),
-                _ => Err(StoreError::Other(sqlx::Error::Decode("bad cursor".into()))),
-            }
-        }
-
-        async fn message_by_client_id(
+        async fn replies(
             &self,
-            author: UserId,
-            client_id: &ClientId,
-        ) -> Result<Option<Message>, StoreError> {
-            let row = sqlx::query(&format!(
-                "SELECT {MESSAGE_COLUMNS} FROM messages WHERE author_id = $1 AND client_id = $2"
+            root: Uuid,
+            before: Option<Cursor>,
+            limit: u32,
+        ) -> Result<Vec<StoredMessage>, StoreError> {
+            let (part, seq) = before.map_or((i64::MAX, i64::MAX), cursor_values);
+            let mut conn = self.pool.acquire().await?;
+            let rows = sqlx::query(&format!(
+                "SELECT {} FROM messages \
+                 WHERE thread_root = $1 AND deleted_at IS NULL AND (part, seq) < ($2, $3) \
+                 ORDER BY part DESC, seq DESC LIMIT $4",
+                stored_columns()
             ))
-            .bind(author.0)
-            .bind(client_id.as_str())
-            .fetch_optional(&self.pool)
+            .bind(root)
+            .bind(part)
+            .bind(seq)
+            .bind(i64::from(limit))
+            .fetch_all(&mut *conn)
             .await?;
-            Ok(row.as_ref().map(message_from_row).transpose()?)
+            let mut page: Vec<StoredMessage> = rows.iter().map(stored_from_row).collect::<Result<_, _>>()?;
+            page.reverse();
+            decorate(&mut conn, &mut page).await?;
+            Ok(page)
         }
 
-        async fn message(&self, id: uuid::Uuid) -> Result<Option<Message>, StoreError> {
+        async fn stored_message(&self, id: Uuid) -> Result<Option<StoredMessage>, StoreError> {
+            let mut conn = self.pool.acquire().await?;
+            let row = sqlx::query(&format!(
+                "SELECT {} FROM messages WHERE id = $1 AND deleted_at IS NULL",
+                stored_columns()
+            ))
+            .bind(id)
+            .fetch_optional(&mut *conn)
+            .await?;
+            let mut found: Vec<StoredMessage> = row.iter().map(stored_from_row).collect::<Result<_, _>>()?;
+            decorate(&mut conn, &mut found).await?;
+            Ok(found.pop())
+        }
+
+        async fn earlier_bodies(&self, id: Uuid) -> Result<Vec<EarlierBody>, StoreError> {
+            let Some(message) = self.message(id).await? else {
+                return Ok(Vec::new());
+            };
+            let rows = sqlx::query(
+                "SELECT previous_body, created_at FROM room_events \
+                 WHERE message_id = $1 AND kind = 'edit' ORDER BY part, seq",
+            )
+            .bind(id)
+            .fetch_all(&self.pool)
+            .await?;
+            // Each edit replaced the body written at the edit before it (the first, the
+            // message's own).
+            let mut written = message.created_at;
+            let mut out = Vec::with_capacity(rows.len());
+            for row in &rows {
+                let replaced_at: DateTime<Utc> = row.try_get("created_at")?;
+                out.push(EarlierBody {
+                    body: row.try_get::<Option<String>, _>("previous_body")?.unwrap_or_default(),
+                    created_at: written,
+                    replaced_at,
+                });
+                written = replaced_at;
+            }
+            Ok(out)
+        }
+
+        async fn latest_cursor(&self, room: &RoomName) -> Result<Option<Cursor>, StoreError> {
+            let mut latest = None;
+            for table in ["messages", "room_events"] {
+                let row = sqlx::query(&format!(
+                    "SELECT part, seq FROM {table} WHERE room = $1 ORDER BY part DESC, seq DESC LIMIT 1"
+                ))
+                .bind(room.as_str())
+                .fetch_optional(&self.pool)
+                .await?;
+                if let Some(row) = row {
+                    let cursor = cursor_of(row.try_get("part")?, row.try_get("seq")?)?;
+                    latest = latest.max(Some(cursor));
+                }
+            }
+            Ok(latest)
+        }
+
+        async fn first_copy(
+            &self,
+            actor: UserId,
+            client_id: &ClientId,
+        ) -> Result<Option<LoggedEvent>, StoreError> {
+            let mut conn = self.pool.acquire().await?;
+            first_copy_in(&mut conn, actor, client_id).await
+        }
+
+        async fn message(&self, id: Uuid) -> Result<Option<Message>, StoreError> {
             let row = sqlx::query(&format!(
                 "SELECT {MESSAGE_COLUMNS} FROM messages WHERE id = $1 AND deleted_at IS NULL"
             ))
@@ -364,15 +763,24 @@ macro_rules! impl_store {
             Ok(row.as_ref().map(message_from_row).transpose()?)
         }
 
-        async fn delete_message(&self, id: uuid::Uuid, now: DateTime<Utc>) -> Result<bool, StoreError> {
-            let done = sqlx::query(
-                "UPDATE messages SET deleted_at = $1, body = '' WHERE id = $2 AND deleted_at IS NULL",
+        async fn has_reaction(
+            &self,
+            message: Uuid,
+            user: UserId,
+            emoji: &Emoji,
+        ) -> Result<bool, StoreError> {
+            let row = sqlx::query(
+                "SELECT present FROM reactions WHERE message_id = $1 AND user_id = $2 AND emoji = $3",
             )
-            .bind(now)
-            .bind(id)
-            .execute(&self.pool)
+            .bind(message)
+            .bind(user.0)
+            .bind(emoji.as_str())
+            .fetch_optional(&self.pool)
             .await?;
-            Ok(done.rows_affected() > 0)
+            Ok(match row {
+                Some(row) => row.try_get("present")?,
+                None => false,
+            })
         }
 
         async fn rooms(&self, limit: u32) -> Result<Vec<RoomSummary>, StoreError> {

@@ -7,7 +7,10 @@
 use std::str::FromStr;
 use std::time::Duration;
 
-use banter_core::{ClientId, Cursor, Message, NewMessage, RoomName, User, UserId, Username};
+use banter_core::{
+    Appended, Change, ClientId, Cursor, EarlierBody, Emoji, LoggedEvent, Message, NewChange,
+    NewMessage, ReactionSummary, RoomEvent, RoomName, StoredMessage, User, UserId, Username,
+};
 use chrono::{DateTime, Utc};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::{Row, SqlitePool};
@@ -15,8 +18,7 @@ use uuid::Uuid;
 
 use crate::queries::cursor_values;
 use crate::{
-    Appended, Backend, Credentials, LoggedMessage, NewRefreshToken, PoolStats, RoomSummary,
-    Rotation, Store, StoreError,
+    Backend, Credentials, NewRefreshToken, PoolStats, RoomSummary, Rotation, Store, StoreError,
 };
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
@@ -46,24 +48,33 @@ impl SqliteStore {
     }
 }
 
-crate::queries::impl_store!(SqliteStore, Backend::Sqlite, sqlx::sqlite::SqliteRow);
+crate::queries::impl_store!(
+    SqliteStore,
+    Backend::Sqlite,
+    sqlx::sqlite::SqliteRow,
+    sqlx::SqliteConnection
+);
 
 impl SqliteStore {
-    /// [`Store::insert_logged`] row by row in one transaction: SQLite's statements are
-    /// in-process calls, so there is no round trip to save by sending the batch at once.
-    async fn insert_logged_batch(&self, batch: &[LoggedMessage]) -> Result<u64, StoreError> {
-        let mut tx = self.pool.begin_with(begin_write()).await?;
+    /// Writes a run of messages at their places, row by row (SQLite's statements are
+    /// in-process calls: there is no round trip to save by sending the run at once). Returns
+    /// how many were new.
+    ///
+    /// A redelivered message (same id) or a re-sent one (same author and client_id) is a
+    /// no-op. Another message at a stored place is an error, not a skip: it means the log was
+    /// reset, and silently dropping it would lose it.
+    async fn insert_messages(
+        conn: &mut sqlx::SqliteConnection,
+        run: &[(&NewMessage, Cursor)],
+    ) -> Result<u64, StoreError> {
         let mut inserted = 0;
-        for logged in batch {
-            let m = &logged.message;
-            let (part, seq) = cursor_values(m.cursor);
-            // A redelivered message (same id) or a re-sent one (same author and client_id)
-            // is a no-op. Another message at a stored place is an error, not a skip: it
-            // means the log was reset, and silently dropping it would lose it.
+        for (m, cursor) in run {
+            let (part, seq) = cursor_values(*cursor);
             let done = sqlx::query(
                 "INSERT INTO messages \
-                 (id, part, seq, room, author_id, author, body, created_at, client_id) \
-                 SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9 \
+                 (id, part, seq, room, author_id, author, body, created_at, client_id, \
+                  reply_to, thread_root) \
+                 SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11 \
                  WHERE NOT EXISTS (SELECT 1 FROM messages \
                    WHERE $9 IS NOT NULL AND author_id = $5 AND client_id = $9) \
                  ON CONFLICT (id) DO NOTHING",
@@ -72,16 +83,18 @@ impl SqliteStore {
             .bind(part)
             .bind(seq)
             .bind(m.room.as_str())
-            .bind(logged.author_id.0)
+            .bind(m.author_id.0)
             .bind(m.author.as_str())
             .bind(&m.body)
             .bind(m.created_at)
             .bind(m.client_id.as_ref().map(ClientId::as_str))
-            .execute(&mut *tx)
-            .await?;
+            .bind(m.reply_to)
+            .bind(m.thread_root)
+            .execute(&mut *conn)
+            .await
+            .map_err(|e| StoreError::from_sqlx(e, "a message is stored at that place"))?;
             inserted += done.rows_affected();
         }
-        tx.commit().await?;
         Ok(inserted)
     }
 }

@@ -3,8 +3,11 @@
 
 use std::future::Future;
 
-use banter_core::{ClientId, Cursor, NewMessage, RoomName, User, UserId, Username};
-use banter_store::{now, Appended, DynStore, LoggedMessage, NewRefreshToken, Rotation, StoreError};
+use banter_core::{
+    Appended, Change, ClientId, Cursor, Emoji, LoggedEvent, Message, NewChange, NewMessage,
+    RoomEvent, RoomName, User, UserId, Username,
+};
+use banter_store::{now, DynStore, NewRefreshToken, Rotation, StoreError};
 use banter_testkit::{Db, TestDb};
 use chrono::Duration;
 use uuid::Uuid;
@@ -50,6 +53,14 @@ conformance!(
     admin_rights_are_granted_and_revoked,
     logged_messages_are_stored_once_whatever_is_redelivered,
     writers_at_once_wait_for_each_other,
+    every_event_applied_twice_changes_nothing,
+    an_older_reaction_event_applied_again_changes_nothing,
+    edits_keep_every_earlier_body,
+    reactions_are_sets_counted_from_their_rows,
+    a_delete_erases_the_body_its_edits_and_its_reactions,
+    replies_join_their_thread_and_are_counted,
+    resume_reads_every_event_in_log_order,
+    a_client_id_names_one_event_of_any_kind,
 );
 
 fn name(s: &str) -> Username {
@@ -318,11 +329,40 @@ fn new_message(author: &User, room_name: &str, body: &str, client_id: Option<&st
         body: body.to_owned(),
         created_at: now(),
         client_id: client_id.map(|c| ClientId::parse(c).expect("valid client id")),
+        reply_to: None,
+        thread_root: None,
     }
 }
 
 async fn append(store: &DynStore, batch: Vec<NewMessage>) -> Vec<Appended> {
-    store.append_messages(&batch).await.expect("append")
+    let events: Vec<RoomEvent> = batch.into_iter().map(RoomEvent::Message).collect();
+    store.append_events(&events).await.expect("append")
+}
+
+/// The message an append stored (or found stored).
+fn msg(appended: &Appended) -> Message {
+    match appended {
+        Appended::New(logged) | Appended::Duplicate(logged) => {
+            logged.message().expect("a message event")
+        }
+        other => panic!("not a message: {other:?}"),
+    }
+}
+
+/// The messages among the events of `room` after `after`.
+async fn messages_after(
+    store: &DynStore,
+    room_name: &RoomName,
+    after: Option<Cursor>,
+    limit: u32,
+) -> Vec<Message> {
+    store
+        .events_after(room_name, after, limit)
+        .await
+        .expect("events after")
+        .iter()
+        .filter_map(LoggedEvent::message)
+        .collect()
 }
 
 async fn appended_messages_get_increasing_cursors_in_order(store: DynStore) {
@@ -343,7 +383,7 @@ async fn appended_messages_get_increasing_cursors_in_order(store: DynStore) {
     let cursors: Vec<Cursor> = first
         .iter()
         .chain(&second)
-        .map(|a| a.message().cursor)
+        .map(|a| msg(a).cursor)
         .collect();
     assert!(cursors.windows(2).all(|w| w[0] < w[1]), "{cursors:?}");
     assert!(first
@@ -351,17 +391,10 @@ async fn appended_messages_get_increasing_cursors_in_order(store: DynStore) {
         .chain(&second)
         .all(|a| matches!(a, Appended::New(_))));
 
-    let in_a = store
-        .messages_after(&room("a"), None, 100)
-        .await
-        .expect("read");
+    let in_a = messages_after(&store, &room("a"), None, 100).await;
     let bodies: Vec<&str> = in_a.iter().map(|m| m.body.as_str()).collect();
     assert_eq!(bodies, ["one", "three", "four"]);
-    assert_eq!(
-        in_a[1],
-        *first[2].message(),
-        "what is read is what was stored"
-    );
+    assert_eq!(in_a[1], msg(&first[2]), "what is read is what was stored");
     assert_eq!(in_a[1].client_id.as_ref().map(ClientId::as_str), Some("c3"));
     assert_eq!(
         store.latest_cursor(&room("a")).await.expect("latest"),
@@ -399,14 +432,13 @@ async fn a_client_id_is_stored_once_per_author(store: DynStore) {
         ],
     )
     .await;
-    assert_eq!(again[0], Appended::Duplicate(first[0].message().clone()));
+    assert!(matches!(again[0], Appended::Duplicate(_)));
+    assert_eq!(msg(&again[0]), msg(&first[0]));
     assert!(matches!(again[1], Appended::New(_)));
-    assert_eq!(again[2], Appended::Duplicate(again[1].message().clone()));
+    assert!(matches!(again[2], Appended::Duplicate(_)));
+    assert_eq!(msg(&again[2]), msg(&again[1]));
     assert!(matches!(again[3], Appended::New(_)));
-    let stored = store
-        .messages_after(&room("r"), None, 100)
-        .await
-        .expect("read");
+    let stored = messages_after(&store, &room("r"), None, 100).await;
     let bodies: Vec<&str> = stored.iter().map(|m| m.body.as_str()).collect();
     assert_eq!(bodies, ["hello", "new", "mine"]);
 }
@@ -419,14 +451,12 @@ async fn history_pages_both_ways_around_a_cursor(store: DynStore) {
     let batch = (0..10)
         .map(|i| new_message(&ned, "p", &format!("m{i}"), None))
         .collect();
-    let all: Vec<_> = append(&store, batch)
-        .await
-        .iter()
-        .map(|a| a.message().clone())
-        .collect();
+    let all: Vec<_> = append(&store, batch).await.iter().map(msg).collect();
     let r = room("p");
-    let bodies =
-        |ms: &[banter_core::Message]| ms.iter().map(|m| m.body.clone()).collect::<Vec<_>>();
+    let bodies = |ms: &[banter_core::StoredMessage]| {
+        ms.iter().map(|m| m.body.clone()).collect::<Vec<_>>()
+    };
+    let message_bodies = |ms: &[Message]| ms.iter().map(|m| m.body.clone()).collect::<Vec<_>>();
 
     assert_eq!(
         bodies(&store.messages_before(&r, None, 3).await.expect("newest")),
@@ -442,23 +472,13 @@ async fn history_pages_both_ways_around_a_cursor(store: DynStore) {
         .await
         .expect("start");
     assert_eq!(bodies(&before), ["m0"]);
-    let after = store
-        .messages_after(&r, Some(all[6].cursor), 2)
-        .await
-        .expect("after");
-    assert_eq!(bodies(&after), ["m7", "m8"]);
-    let after = store
-        .messages_after(&r, Some(all[9].cursor), 5)
-        .await
-        .expect("end");
+    let after = messages_after(&store, &r, Some(all[6].cursor), 2).await;
+    assert_eq!(message_bodies(&after), ["m7", "m8"]);
+    let after = messages_after(&store, &r, Some(all[9].cursor), 5).await;
     assert!(after.is_empty());
     // A cursor far in the future, or of another partition, is just a position.
     let far = Cursor::new(0, u64::MAX / 2);
-    assert!(store
-        .messages_after(&r, Some(far), 5)
-        .await
-        .expect("far")
-        .is_empty());
+    assert!(messages_after(&store, &r, Some(far), 5).await.is_empty());
     assert_eq!(
         store
             .messages_before(&r, Some(far), 1)
@@ -482,21 +502,17 @@ async fn deleted_messages_leave_history(store: DynStore) {
         ],
     )
     .await;
-    let gone = stored[1].message().clone();
-    assert!(store.delete_message(gone.id, now()).await.expect("delete"));
-    assert!(
-        !store.delete_message(gone.id, now()).await.expect("again"),
-        "already deleted"
-    );
-    assert!(!store
-        .delete_message(Uuid::new_v4(), now())
+    let gone = msg(&stored[1]);
+    let delete = |id: Uuid| change(&oli, &gone.room, id, None, Change::Delete);
+    let done = store
+        .append_events(&[delete(gone.id), delete(gone.id), delete(Uuid::new_v4())])
         .await
-        .expect("unknown"));
+        .expect("delete");
+    assert!(matches!(done[0], Appended::New(_)), "{done:?}");
+    assert_eq!(done[1], Appended::Missing, "already deleted");
+    assert_eq!(done[2], Appended::Missing, "unknown");
     assert_eq!(store.message(gone.id).await.expect("get"), None);
-    let left = store
-        .messages_after(&room("d"), None, 10)
-        .await
-        .expect("read");
+    let left = messages_after(&store, &room("d"), None, 10).await;
     assert_eq!(left.len(), 1);
     assert_eq!(left[0].body, "keep");
     assert_eq!(
@@ -546,36 +562,28 @@ async fn logged_messages_are_stored_once_whatever_is_redelivered(store: DynStore
         .create_user(&name("rae"), "h", now())
         .await
         .expect("create");
-    let logged =
-        |room_name: &str, body: &str, client_id: Option<&str>, cursor: Cursor| LoggedMessage {
-            message: new_message(&rae, room_name, body, client_id).at(cursor),
-            author_id: rae.id,
-        };
+    let logged = |room_name: &str, body: &str, client_id: Option<&str>, cursor: Cursor| {
+        RoomEvent::Message(new_message(&rae, room_name, body, client_id)).at_cursor(cursor)
+    };
     let batch = vec![
         logged("k", "one", Some("k1"), Cursor::new(2, 10)),
         logged("k", "two", None, Cursor::new(2, 11)),
         logged("other", "three", None, Cursor::new(5, 3)),
     ];
-    assert_eq!(store.insert_logged(&batch).await.expect("insert"), 3);
+    assert_eq!(store.apply_logged(&batch).await.expect("insert"), 3);
     // Redelivered: nothing new.
-    assert_eq!(store.insert_logged(&batch).await.expect("again"), 0);
+    assert_eq!(store.apply_logged(&batch).await.expect("again"), 0);
     // The same client id re-sent as another message, later in the log: nothing new.
     let resent = logged("k", "one (resent)", Some("k1"), Cursor::new(2, 12));
-    assert_eq!(store.insert_logged(&[resent]).await.expect("resent"), 0);
-    let in_k = store
-        .messages_after(&room("k"), None, 10)
-        .await
-        .expect("read");
+    assert_eq!(store.apply_logged(&[resent]).await.expect("resent"), 0);
+    let in_k = messages_after(&store, &room("k"), None, 10).await;
     let bodies: Vec<&str> = in_k.iter().map(|m| m.body.as_str()).collect();
     assert_eq!(bodies, ["one", "two"]);
-    assert_eq!(in_k[0], batch[0].message);
+    assert_eq!(Some(in_k[0].clone()), batch[0].message());
     // A different message at a place already taken is refused, not silently skipped.
     let clash = logged("k", "imposter", None, Cursor::new(2, 10));
-    assert!(store.insert_logged(&[clash]).await.is_err());
-    let after = store
-        .messages_after(&room("k"), Some(Cursor::new(2, 10)), 10)
-        .await
-        .expect("read");
+    assert!(store.apply_logged(&[clash]).await.is_err());
+    let after = messages_after(&store, &room("k"), Some(Cursor::new(2, 10)), 10).await;
     assert_eq!(after.len(), 1);
     // Copies inside one batch: a record delivered twice, and a re-send of the same client
     // id later in the log. The first copy is stored, once.
@@ -586,14 +594,11 @@ async fn logged_messages_are_stored_once_whatever_is_redelivered(store: DynStore
         logged("m", "first (resent)", Some("m1"), Cursor::new(3, 2)),
         logged("m", "next", Some("m2"), Cursor::new(3, 3)),
     ];
-    assert_eq!(store.insert_logged(&twice).await.expect("copies"), 2);
-    let in_m = store
-        .messages_after(&room("m"), None, 10)
-        .await
-        .expect("read");
+    assert_eq!(store.apply_logged(&twice).await.expect("copies"), 2);
+    let in_m = messages_after(&store, &room("m"), None, 10).await;
     let bodies: Vec<&str> = in_m.iter().map(|m| m.body.as_str()).collect();
     assert_eq!(bodies, ["first", "next"]);
-    assert_eq!(in_m[0], first.message);
+    assert_eq!(Some(in_m[0].clone()), first.message());
 }
 
 /// Appends (which read before they write) beside other writers (logins storing refresh
@@ -611,7 +616,12 @@ async fn writers_at_once_wait_for_each_other(store: DynStore) {
             for i in 0..25 {
                 let cid = format!("w{w}-{i}");
                 store
-                    .append_messages(&[new_message(&ada, "busy", "hi", Some(&cid))])
+                    .append_events(&[RoomEvent::Message(new_message(
+                        &ada,
+                        "busy",
+                        "hi",
+                        Some(&cid),
+                    ))])
                     .await
                     .expect("an append beside other writers");
             }
@@ -636,9 +646,358 @@ async fn writers_at_once_wait_for_each_other(store: DynStore) {
     for t in tasks {
         t.await.expect("task");
     }
-    let stored = store
-        .messages_after(&room("busy"), None, 1000)
-        .await
-        .expect("read");
+    let stored = messages_after(&store, &room("busy"), None, 1000).await;
     assert_eq!(stored.len(), 100);
+}
+
+fn change(
+    who: &User,
+    in_room: &RoomName,
+    message: Uuid,
+    client_id: Option<&str>,
+    what: Change,
+) -> RoomEvent {
+    RoomEvent::Change(NewChange {
+        id: Uuid::now_v7(),
+        room: in_room.clone(),
+        message,
+        user_id: who.id,
+        user: who.username.clone(),
+        at: now(),
+        client_id: client_id.map(|c| ClientId::parse(c).expect("client id")),
+        change: what,
+    })
+}
+
+fn emoji(e: &str) -> Emoji {
+    Emoji::parse(e).expect("emoji")
+}
+
+fn edit(body: &str) -> Change {
+    Change::Edit { body: body.into() }
+}
+
+/// Everything a reader can get of a room: its history and its replay.
+async fn state_of(
+    store: &DynStore,
+    r: &RoomName,
+) -> (Vec<banter_core::StoredMessage>, Vec<LoggedEvent>) {
+    (
+        store.messages_before(r, None, 100).await.expect("history"),
+        store.events_after(r, None, 100).await.expect("replay"),
+    )
+}
+
+async fn every_event_applied_twice_changes_nothing(store: DynStore) {
+    let (sam, tom) = (
+        store.create_user(&name("sam"), "h", now()).await.expect("create"),
+        store.create_user(&name("tom"), "h", now()).await.expect("create"),
+    );
+    let r = room("twice");
+    let (one, two) = (
+        new_message(&sam, "twice", "one", Some("s1")),
+        new_message(&sam, "twice", "two", None),
+    );
+    let mut reply = new_message(&tom, "twice", "re", None);
+    reply.reply_to = Some(one.id);
+    reply.thread_root = Some(one.id);
+    let events = [
+        RoomEvent::Message(one.clone()),
+        RoomEvent::Message(two.clone()),
+        change(&sam, &r, one.id, Some("s2"), edit("one, edited")),
+        change(&tom, &r, one.id, None, Change::React { emoji: emoji("👍") }),
+        change(&sam, &r, one.id, None, Change::React { emoji: emoji("👍") }),
+        change(&tom, &r, one.id, None, Change::Unreact { emoji: emoji("👍") }),
+        RoomEvent::Message(reply),
+        change(&tom, &r, two.id, None, Change::React { emoji: emoji("🎉") }),
+        change(&sam, &r, two.id, None, Change::Delete),
+    ];
+    let logged: Vec<LoggedEvent> = events
+        .iter()
+        .enumerate()
+        .map(|(i, e)| e.clone().at_cursor(Cursor::new(4, 100 + i as u64)))
+        .collect();
+    assert_eq!(store.apply_logged(&logged).await.expect("apply"), 9);
+    let once = state_of(&store, &r).await;
+    // All again, then each alone, then the second half: nothing changes any more.
+    assert_eq!(store.apply_logged(&logged).await.expect("again"), 0);
+    for event in &logged {
+        assert_eq!(
+            store.apply_logged(std::slice::from_ref(event)).await.expect("one"),
+            0,
+            "{event:?}"
+        );
+    }
+    assert_eq!(store.apply_logged(&logged[4..]).await.expect("tail"), 0);
+    assert_eq!(state_of(&store, &r).await, once);
+
+    let (history, replay) = once;
+    let bodies: Vec<&str> = history.iter().map(|m| m.body.as_str()).collect();
+    assert_eq!(bodies, ["one, edited", "re"], "two was deleted");
+    assert!(history[0].edited_at.is_some());
+    assert_eq!(history[0].reactions.len(), 1);
+    assert_eq!(history[0].reactions[0].count, 1);
+    assert_eq!(history[0].reactions[0].users, [name("sam")]);
+    assert_eq!(history[0].reply_count, 1);
+    assert_eq!(history[1].reply_to, Some(one.id));
+    // The replay: one, edit, three reaction changes, the reply, the delete (two and its
+    // reaction are gone with it).
+    let kinds: Vec<&str> = replay
+        .iter()
+        .map(|e| match &e.event {
+            RoomEvent::Message(_) => "message",
+            RoomEvent::Change(c) => c.change.kind(),
+        })
+        .collect();
+    assert_eq!(
+        kinds,
+        ["message", "edit", "react", "react", "unreact", "message", "delete"]
+    );
+}
+
+async fn an_older_reaction_event_applied_again_changes_nothing(store: DynStore) {
+    let uma = store.create_user(&name("uma"), "h", now()).await.expect("create");
+    let r = room("late");
+    let m = new_message(&uma, "late", "hi", None);
+    let react = change(&uma, &r, m.id, None, Change::React { emoji: emoji("👀") });
+    let unreact = change(&uma, &r, m.id, None, Change::Unreact { emoji: emoji("👀") });
+    // A react that changed nothing (already there) is not recorded; applied again after the
+    // reaction was removed, it must still change nothing.
+    let noop = change(&uma, &r, m.id, None, Change::React { emoji: emoji("👀") });
+    let logged = [
+        RoomEvent::Message(m.clone()).at_cursor(Cursor::new(1, 1)),
+        react.at_cursor(Cursor::new(1, 2)),
+        noop.at_cursor(Cursor::new(1, 3)),
+        unreact.at_cursor(Cursor::new(1, 4)),
+    ];
+    assert_eq!(store.apply_logged(&logged).await.expect("apply"), 3);
+    for again in [&logged[1], &logged[2]] {
+        assert_eq!(
+            store.apply_logged(std::slice::from_ref(again)).await.expect("again"),
+            0
+        );
+        assert!(!store
+            .has_reaction(m.id, uma.id, &emoji("👀"))
+            .await
+            .expect("has"));
+    }
+}
+
+async fn edits_keep_every_earlier_body(store: DynStore) {
+    let (vic, wes) = (
+        store.create_user(&name("vic"), "h", now()).await.expect("create"),
+        store.create_user(&name("wes"), "h", now()).await.expect("create"),
+    );
+    let r = room("e");
+    let m = msg(&append(&store, vec![new_message(&vic, "e", "first", None)]).await[0]);
+    let done = store
+        .append_events(&[
+            change(&vic, &r, m.id, None, edit("second")),
+            change(&vic, &r, m.id, None, edit("third")),
+            // Only the author edits: the projection refuses anyone else's.
+            change(&wes, &r, m.id, None, edit("hijacked")),
+            // In another room the message "is not there".
+            change(&vic, &room("elsewhere"), m.id, None, edit("moved")),
+        ])
+        .await
+        .expect("edit");
+    assert!(matches!(done[0], Appended::New(_)));
+    assert!(matches!(done[1], Appended::New(_)));
+    assert_eq!(done[2], Appended::Missing);
+    assert_eq!(done[3], Appended::Missing);
+    let now_stored = store.stored_message(m.id).await.expect("get").expect("there");
+    assert_eq!(now_stored.body, "third");
+    let Appended::New(second_edit) = &done[1] else { unreachable!() };
+    assert_eq!(now_stored.edited_at, Some(second_edit.event.at()));
+    let earlier = store.earlier_bodies(m.id).await.expect("edits");
+    let bodies: Vec<&str> = earlier.iter().map(|e| e.body.as_str()).collect();
+    assert_eq!(bodies, ["first", "second"]);
+    assert_eq!(earlier[0].created_at, m.created_at);
+    assert_eq!(earlier[1].created_at, earlier[0].replaced_at);
+    assert!(store.earlier_bodies(Uuid::new_v4()).await.expect("none").is_empty());
+}
+
+async fn reactions_are_sets_counted_from_their_rows(store: DynStore) {
+    let people: Vec<User> = {
+        let mut v = Vec::new();
+        for i in 0..23 {
+            v.push(
+                store
+                    .create_user(&name(&format!("fan{i:02}")), "h", now())
+                    .await
+                    .expect("create"),
+            );
+        }
+        v
+    };
+    let r = room("x");
+    let m = msg(&append(&store, vec![new_message(&people[0], "x", "vote", None)]).await[0]);
+    let like = |who: &User| change(who, &r, m.id, None, Change::React { emoji: emoji("👍") });
+    let first = store.append_events(&[like(&people[0])]).await.expect("react");
+    assert!(matches!(first[0], Appended::New(_)));
+    // Twice is one reaction: the second takes no place in the log.
+    let again = store.append_events(&[like(&people[0])]).await.expect("again");
+    assert_eq!(
+        again[0],
+        Appended::Unchanged {
+            message: m.id,
+            cursor: m.cursor
+        }
+    );
+    // Removing one that is not there changes nothing either.
+    let absent = change(&people[1], &r, m.id, None, Change::Unreact { emoji: emoji("👍") });
+    assert!(matches!(
+        store.append_events(&[absent]).await.expect("unreact")[0],
+        Appended::Unchanged { .. }
+    ));
+    let likes: Vec<RoomEvent> = people[1..].iter().map(like).collect();
+    store.append_events(&likes).await.expect("many");
+    let party = change(&people[3], &r, m.id, None, Change::React { emoji: emoji("🎉") });
+    store.append_events(&[party]).await.expect("party");
+    let history = store.messages_before(&r, None, 10).await.expect("history");
+    let reactions = &history[0].reactions;
+    assert_eq!(reactions.len(), 2);
+    assert_eq!(reactions[0].emoji, emoji("👍"));
+    assert_eq!(reactions[0].count, 23);
+    assert_eq!(reactions[0].users.len(), 20, "at most 20 names");
+    assert_eq!(reactions[0].users[0], people[0].username, "in the order they reacted");
+    assert_eq!((reactions[1].emoji.as_str(), reactions[1].count), ("🎉", 1));
+    let off = change(&people[0], &r, m.id, None, Change::Unreact { emoji: emoji("👍") });
+    store.append_events(&[off]).await.expect("off");
+    assert!(!store.has_reaction(m.id, people[0].id, &emoji("👍")).await.expect("has"));
+    let history = store.messages_before(&r, None, 10).await.expect("history");
+    assert_eq!(history[0].reactions[0].count, 22);
+}
+
+async fn a_delete_erases_the_body_its_edits_and_its_reactions(store: DynStore) {
+    let yan = store.create_user(&name("yan"), "h", now()).await.expect("create");
+    let r = room("gone");
+    let m = msg(&append(&store, vec![new_message(&yan, "gone", "secret", None)]).await[0]);
+    store
+        .append_events(&[
+            change(&yan, &r, m.id, None, edit("secret 2")),
+            change(&yan, &r, m.id, None, Change::React { emoji: emoji("🙈") }),
+        ])
+        .await
+        .expect("changes");
+    let deleted = store
+        .append_events(&[change(&yan, &r, m.id, None, Change::Delete)])
+        .await
+        .expect("delete");
+    let Appended::New(delete) = &deleted[0] else { panic!("{deleted:?}") };
+    assert_eq!(store.message(m.id).await.expect("get"), None);
+    assert!(store.messages_before(&r, None, 10).await.expect("h").is_empty());
+    assert!(!store.has_reaction(m.id, yan.id, &emoji("🙈")).await.expect("has"));
+    assert!(store.earlier_bodies(m.id).await.expect("edits").is_empty());
+    // A resume from before it all gets the delete alone: nothing of what was said.
+    let replay = store.events_after(&r, None, 10).await.expect("replay");
+    assert_eq!(replay, [delete.clone()]);
+    // Anything after the delete finds nothing to change.
+    let late = store
+        .append_events(&[
+            change(&yan, &r, m.id, None, edit("back")),
+            change(&yan, &r, m.id, None, Change::React { emoji: emoji("🙈") }),
+        ])
+        .await
+        .expect("late");
+    assert_eq!(late, [Appended::Missing, Appended::Missing]);
+    assert_eq!(store.latest_cursor(&r).await.expect("latest"), Some(delete.cursor));
+}
+
+async fn replies_join_their_thread_and_are_counted(store: DynStore) {
+    let zed = store.create_user(&name("zed"), "h", now()).await.expect("create");
+    let r = room("t");
+    let root = msg(&append(&store, vec![new_message(&zed, "t", "root", None)]).await[0]);
+    let reply = |body: &str, to: Uuid| {
+        let mut m = new_message(&zed, "t", body, None);
+        m.reply_to = Some(to);
+        m.thread_root = Some(root.id);
+        m
+    };
+    let first = msg(&append(&store, vec![reply("r1", root.id)]).await[0]);
+    let second = msg(&append(&store, vec![reply("r2", first.id)]).await[0]);
+    append(&store, vec![reply("r3", root.id)]).await;
+    let page = store.replies(root.id, None, 2).await.expect("replies");
+    let bodies: Vec<&str> = page.iter().map(|m| m.body.as_str()).collect();
+    assert_eq!(bodies, ["r2", "r3"], "the newest page, oldest first");
+    assert_eq!(page[0].reply_to, Some(first.id));
+    assert_eq!(page[0].thread_root, Some(root.id));
+    let older = store
+        .replies(root.id, Some(second.cursor), 10)
+        .await
+        .expect("older");
+    assert_eq!(older.len(), 1);
+    let stored_root = store.stored_message(root.id).await.expect("get").expect("root");
+    assert_eq!(stored_root.reply_count, 3);
+    // A deleted reply is not counted.
+    store
+        .append_events(&[change(&zed, &r, second.id, None, Change::Delete)])
+        .await
+        .expect("delete");
+    let history = store.messages_before(&r, None, 10).await.expect("history");
+    assert_eq!(history[0].reply_count, 2);
+    assert_eq!(history.len(), 3, "replies are in the room's history too");
+}
+
+async fn resume_reads_every_event_in_log_order(store: DynStore) {
+    let ann = store.create_user(&name("ann"), "h", now()).await.expect("create");
+    let r = room("order");
+    let mut cursors = Vec::new();
+    let mut ids = Vec::new();
+    for i in 0..6 {
+        let m = msg(&append(&store, vec![new_message(&ann, "order", &format!("m{i}"), None)]).await[0]);
+        ids.push(m.id);
+        cursors.push(m.cursor);
+        let done = store
+            .append_events(&[change(&ann, &r, m.id, None, edit(&format!("m{i}!")))])
+            .await
+            .expect("edit");
+        let Appended::New(e) = &done[0] else { panic!("{done:?}") };
+        cursors.push(e.cursor);
+    }
+    // Pages of 4 from the start, and from a cursor in the middle: every event once, in order.
+    let mut seen = Vec::new();
+    let mut after = None;
+    loop {
+        let page = store.events_after(&r, after, 4).await.expect("page");
+        if page.is_empty() {
+            break;
+        }
+        after = page.last().map(|e| e.cursor);
+        seen.extend(page.iter().map(|e| e.cursor));
+    }
+    assert_eq!(seen, cursors);
+    let tail = store.events_after(&r, Some(cursors[5]), 100).await.expect("tail");
+    assert_eq!(tail.len(), 6);
+    // A message's body in a replay is its latest; its edits follow it.
+    assert_eq!(tail[0].message().expect("message").body, "m3!");
+    assert_eq!(store.latest_cursor(&r).await.expect("latest"), cursors.last().copied());
+}
+
+async fn a_client_id_names_one_event_of_any_kind(store: DynStore) {
+    let bea = store.create_user(&name("bea"), "h", now()).await.expect("create");
+    let r = room("cid");
+    let m = msg(&append(&store, vec![new_message(&bea, "cid", "hi", Some("c1"))]).await[0]);
+    let done = store
+        .append_events(&[
+            change(&bea, &r, m.id, Some("c2"), edit("hi!")),
+            // A re-sent edit with the same client id: the first comes back, nothing changes.
+            change(&bea, &r, m.id, Some("c2"), edit("hi!!")),
+        ])
+        .await
+        .expect("edits");
+    let Appended::New(first) = &done[0] else { panic!("{done:?}") };
+    assert_eq!(done[1], Appended::Duplicate(first.clone()));
+    assert_eq!(store.message(m.id).await.expect("get").expect("m").body, "hi!");
+    let c2 = ClientId::parse("c2").expect("cid");
+    assert_eq!(store.first_copy(bea.id, &c2).await.expect("find"), Some(first.clone()));
+    let c1 = ClientId::parse("c1").expect("cid");
+    assert_eq!(
+        store.first_copy(bea.id, &c1).await.expect("find").and_then(|e| e.message()).map(|m| m.id),
+        Some(m.id)
+    );
+    // On the external log a copy of the edit under another id is skipped too.
+    let copy = change(&bea, &r, m.id, Some("c2"), edit("hi!!!")).at_cursor(Cursor::new(0, 999));
+    assert_eq!(store.apply_logged(&[copy]).await.expect("copy"), 0);
+    assert_eq!(store.message(m.id).await.expect("get").expect("m").body, "hi!");
 }

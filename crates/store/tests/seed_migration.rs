@@ -52,10 +52,13 @@ async fn a_seed_database_is_migrated_in_place() {
 
     let store = db.store().await;
     let general = RoomName::parse("general").expect("room");
-    let history = store
-        .messages_after(&general, None, 10)
+    let history: Vec<_> = store
+        .events_after(&general, None, 10)
         .await
-        .expect("history");
+        .expect("history")
+        .iter()
+        .filter_map(banter_core::LoggedEvent::message)
+        .collect();
     let bodies: Vec<&str> = history.iter().map(|m| m.body.as_str()).collect();
     assert_eq!(
         bodies,
@@ -75,7 +78,7 @@ async fn a_seed_database_is_migrated_in_place() {
         .expect("new user");
     assert!(bob.id.0 > 1);
     let appended = store
-        .append_messages(&[NewMessage {
+        .append_events(&[banter_core::RoomEvent::Message(NewMessage {
             id: uuid::Uuid::now_v7(),
             room: general.clone(),
             author_id: bob.id,
@@ -83,10 +86,15 @@ async fn a_seed_database_is_migrated_in_place() {
             body: "fourth".into(),
             created_at: banter_store::now(),
             client_id: None,
-        }])
+            reply_to: None,
+            thread_root: None,
+        })])
         .await
         .expect("append");
-    assert!(appended[0].message().cursor > history[2].cursor);
+    let banter_core::Appended::New(fourth) = &appended[0] else {
+        panic!("not appended: {appended:?}");
+    };
+    assert!(fourth.cursor > history[2].cursor);
     // The seed's password hash is kept, though banter cannot verify it.
     let alice = store
         .credentials("alice")

@@ -16,6 +16,25 @@ pub use db::{kafka_brokers, postgres_admin_url, TestDb};
 pub use tokens::token_of;
 pub use ws::{Refused, WsClient, FRAME_TIMEOUT};
 
+/// The bus's re-send lookup wired to a store, as the binary wires it.
+pub use banter::wiring::StorePorts;
+
+/// A re-send lookup for tests where nothing is persisted: re-sends are known only from what
+/// the bus heard.
+#[derive(Debug)]
+pub struct NothingStored;
+
+#[async_trait::async_trait]
+impl banter_bus::FirstCopies for NothingStored {
+    async fn find(
+        &self,
+        _: banter_core::UserId,
+        _: &banter_core::ClientId,
+    ) -> Result<Option<banter_core::LoggedEvent>, String> {
+        Ok(None)
+    }
+}
+
 /// Which database a test runs on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Db {

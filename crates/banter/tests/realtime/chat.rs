@@ -334,9 +334,11 @@ async fn authors_and_admins_delete_and_the_room_hears_it() {
 
     let (status, body) = delete(alice.clone(), id.clone()).await;
     assert_eq!(status, 200, "{body}");
+    let cursor = body["data"]["cursor"].as_str().expect("the delete's cursor");
+    assert!(cursor > ack["cursor"].as_str().expect("cursor"), "{body}");
     assert_eq!(
         b.recv_type("deleted").await,
-        json!({"type":"deleted","room":"del","id":id})
+        json!({"type":"deleted","room":"del","id":id,"cursor":cursor})
     );
     let (_, page) = app.get("/api/v1/rooms/del/messages", Some(&bob)).await;
     assert_eq!(page["data"]["messages"], json!([]), "it left history");

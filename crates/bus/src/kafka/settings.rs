@@ -1,0 +1,46 @@
+//! Where the Kafka bus lives and how it behaves: brokers, topic names, partitions, the send
+//! timeout, and the client settings every banter Kafka client starts from.
+
+use std::time::Duration;
+
+use rdkafka::config::ClientConfig;
+
+/// Where the Kafka bus lives and how it behaves.
+#[derive(Debug, Clone)]
+pub struct KafkaSettings {
+    /// `host:port,host:port`.
+    pub brokers: String,
+    /// The rooms' log (the seed's `chat-in`).
+    pub topic: String,
+    /// Typing and presence: not part of any room's log.
+    pub events_topic: String,
+    /// Partitions of the topics when banter creates them.
+    pub partitions: i32,
+    /// Replication factor of the topics when banter creates them.
+    pub replication: i32,
+    /// How long a send may wait for Kafka before the sender is told `unavailable`.
+    pub send_timeout: Duration,
+}
+
+impl KafkaSettings {
+    pub fn new(brokers: impl Into<String>) -> Self {
+        Self {
+            brokers: brokers.into(),
+            topic: "chat-in".into(),
+            events_topic: "chat-events".into(),
+            partitions: 6,
+            replication: 1,
+            send_timeout: Duration::from_secs(10),
+        }
+    }
+
+    /// The settings every banter Kafka client starts from.
+    pub fn client(&self) -> ClientConfig {
+        let mut config = ClientConfig::new();
+        config.set("bootstrap.servers", &self.brokers);
+        // Small produce and fetch requests are the chat's normal case: with Nagle on, each
+        // waited for the previous one's TCP ack (tens of ms at low load, docs/benchmarks).
+        config.set("socket.nagle.disable", "true");
+        config
+    }
+}

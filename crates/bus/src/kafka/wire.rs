@@ -1,0 +1,363 @@
+//! The records banter writes to Kafka, in one versioned format shared by every gateway and
+//! persist worker.
+//!
+//! `chat-in` holds one [`Record`] per room event, keyed by room. Every record keeps the seed's
+//! fields (`id`, `room`, `author`, `body`, `created_at`), so `kcat -C -t chat-in` shows what
+//! seed users expect; `v` and `type` say what it is:
+//!
+//! - no `v` (version 1: the seed's records and banter's before room events): a message;
+//! - `"v":2` with `"type"`: `message`, `edit` (`body` is the new text), `delete`, `react` or
+//!   `unreact` (`emoji`). For a change, `id` is the event's own id, `message` the message it
+//!   changes, and `author` the user who made the change.
+//!
+//! A record of a version this build does not know, or that does not decode, is an error the
+//! reader reports (persist sends it to the dead-letter topic with the reason; the fan-out
+//! skips it). `chat-events` holds typing and presence ([`EventRecord`]), which no log keeps.
+
+use banter_core::{
+    Change, ClientId, Emoji, MessageBody, NewChange, NewMessage, RoomEvent, RoomName, UserId,
+    Username,
+};
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use crate::{Event, NodeId, Presence};
+
+/// The version [`Record::of`] writes.
+pub const VERSION: u32 = 2;
+
+/// A record of `chat-in`. See the module docs.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Record {
+    /// Absent in version 1.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub v: Option<u32>,
+    /// What the event is; absent in version 1 (a message).
+    #[serde(rename = "type", default, skip_serializing_if = "Option::is_none")]
+    pub kind: Option<String>,
+    pub id: Uuid,
+    pub room: String,
+    /// Who wrote the message, or made the change.
+    pub author: String,
+    pub author_id: i64,
+    /// A message's text, or an edit's new text.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub body: Option<String>,
+    pub created_at: DateTime<Utc>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reply_to: Option<Uuid>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub thread_root: Option<Uuid>,
+    /// The message a change changes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<Uuid>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub emoji: Option<String>,
+}
+
+/// Why a record is not a room event banter can use.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct WireError(String);
+
+fn bad(what: impl std::fmt::Display) -> WireError {
+    WireError(what.to_string())
+}
+
+impl Record {
+    /// The record of an event.
+    pub fn of(event: &RoomEvent) -> Self {
+        match event {
+            RoomEvent::Message(m) => Self {
+                v: Some(VERSION),
+                kind: Some("message".into()),
+                id: m.id,
+                room: m.room.as_str().to_owned(),
+                author: m.author.as_str().to_owned(),
+                author_id: m.author_id.0,
+                body: Some(m.body.clone()),
+                created_at: m.created_at,
+                client_id: m.client_id.as_ref().map(|c| c.as_str().to_owned()),
+                reply_to: m.reply_to,
+                thread_root: m.thread_root,
+                message: None,
+                emoji: None,
+            },
+            RoomEvent::Change(c) => {
+                let (body, emoji) = match &c.change {
+                    Change::Edit { body } => (Some(body.clone()), None),
+                    Change::Delete => (None, None),
+                    Change::React { emoji } | Change::Unreact { emoji } => {
+                        (None, Some(emoji.as_str().to_owned()))
+                    }
+                };
+                Self {
+                    v: Some(VERSION),
+                    kind: Some(c.change.kind().into()),
+                    id: c.id,
+                    room: c.room.as_str().to_owned(),
+                    author: c.user.as_str().to_owned(),
+                    author_id: c.user_id.0,
+                    body,
+                    created_at: c.at,
+                    client_id: c.client_id.as_ref().map(|c| c.as_str().to_owned()),
+                    reply_to: None,
+                    thread_root: None,
+                    message: Some(c.message),
+                    emoji,
+                }
+            }
+        }
+    }
+
+    /// Decodes and validates a record's bytes.
+    pub fn decode(payload: &[u8]) -> Result<RoomEvent, WireError> {
+        let record: Self = serde_json::from_slice(payload)
+            .map_err(|e| bad(format!("not a banter record: {e}")))?;
+        record.into_event()
+    }
+
+    /// Validates a record into the event it carries.
+    pub fn into_event(self) -> Result<RoomEvent, WireError> {
+        match self.v {
+            None | Some(1) | Some(2) => {}
+            Some(v) => return Err(bad(format!("record version {v} is newer than this build"))),
+        }
+        let room = RoomName::parse(&self.room).map_err(bad)?;
+        let author = Username::parse(&self.author).map_err(bad)?;
+        let client_id = self
+            .client_id
+            .as_deref()
+            .map(ClientId::parse)
+            .transpose()
+            .map_err(bad)?;
+        let kind = self.kind.as_deref().unwrap_or("message");
+        if kind == "message" {
+            let body = self.body.ok_or_else(|| bad("a message record needs a body"))?;
+            return Ok(RoomEvent::Message(NewMessage {
+                id: self.id,
+                room,
+                author_id: UserId(self.author_id),
+                author,
+                body,
+                created_at: self.created_at,
+                client_id,
+                reply_to: self.reply_to,
+                thread_root: self.thread_root,
+            }));
+        }
+        let emoji = || {
+            let emoji = self.emoji.as_deref().ok_or_else(|| bad("needs an emoji"))?;
+            Emoji::parse(emoji).map_err(bad)
+        };
+        let change = match kind {
+            "edit" => {
+                let body = self.body.as_deref().ok_or_else(|| bad("an edit needs a body"))?;
+                MessageBody::parse(body).map_err(bad)?;
+                Change::Edit {
+                    body: body.to_owned(),
+                }
+            }
+            "delete" => Change::Delete,
+            "react" => Change::React { emoji: emoji()? },
+            "unreact" => Change::Unreact { emoji: emoji()? },
+            other => return Err(bad(format!("unknown event type {other:?}"))),
+        };
+        Ok(RoomEvent::Change(NewChange {
+            id: self.id,
+            room,
+            message: self
+                .message
+                .ok_or_else(|| bad("a change needs the message it changes"))?,
+            user_id: UserId(self.author_id),
+            user: author,
+            at: self.created_at,
+            client_id,
+            change,
+        }))
+    }
+}
+
+/// A record on `chat-events`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub(crate) enum EventRecord {
+    Typing {
+        room: String,
+        user: String,
+    },
+    Presence {
+        node: NodeId,
+        room: String,
+        user: String,
+        online: bool,
+    },
+    PresenceSnapshot {
+        node: NodeId,
+        online: Vec<(String, Vec<String>)>,
+    },
+    PresenceHello {
+        node: NodeId,
+    },
+    PresenceGone {
+        node: NodeId,
+    },
+}
+
+impl EventRecord {
+    /// The record of an event, and its key: the room, or for presence the gateway, so that
+    /// one gateway's presence news stay in order. Room events are not announced: `None`.
+    pub(crate) fn of(event: &Event) -> Option<(Self, String)> {
+        let name = |n: &Username| n.as_str().to_owned();
+        Some(match event {
+            Event::Room(_) => return None,
+            Event::Typing { room, user } => (
+                Self::Typing {
+                    room: room.as_str().to_owned(),
+                    user: name(user),
+                },
+                room.as_str().to_owned(),
+            ),
+            Event::Presence(p) => {
+                let record = match p {
+                    Presence::Changed {
+                        node,
+                        room,
+                        user,
+                        online,
+                    } => Self::Presence {
+                        node: *node,
+                        room: room.as_str().to_owned(),
+                        user: name(user),
+                        online: *online,
+                    },
+                    Presence::Snapshot { node, online } => Self::PresenceSnapshot {
+                        node: *node,
+                        online: online
+                            .iter()
+                            .map(|(room, users)| {
+                                (room.as_str().to_owned(), users.iter().map(name).collect())
+                            })
+                            .collect(),
+                    },
+                    Presence::Hello { node } => Self::PresenceHello { node: *node },
+                    Presence::Gone { node } => Self::PresenceGone { node: *node },
+                };
+                (record, p.node().to_string())
+            }
+        })
+    }
+
+    pub(crate) fn into_event(self) -> Result<Event, String> {
+        let room = |r: &str| RoomName::parse(r).map_err(|e| e.to_string());
+        let user = |u: &str| Username::parse(u).map_err(|e| e.to_string());
+        Ok(match self {
+            Self::Typing { room: r, user: u } => Event::Typing {
+                room: room(&r)?,
+                user: user(&u)?,
+            },
+            Self::Presence {
+                node,
+                room: r,
+                user: u,
+                online,
+            } => Event::Presence(Presence::Changed {
+                node,
+                room: room(&r)?,
+                user: user(&u)?,
+                online,
+            }),
+            Self::PresenceSnapshot { node, online } => Event::Presence(Presence::Snapshot {
+                node,
+                online: online
+                    .iter()
+                    .map(|(r, users)| {
+                        Ok((
+                            room(r)?,
+                            users.iter().map(|u| user(u)).collect::<Result<_, _>>()?,
+                        ))
+                    })
+                    .collect::<Result<_, String>>()?,
+            }),
+            Self::PresenceHello { node } => Event::Presence(Presence::Hello { node }),
+            Self::PresenceGone { node } => Event::Presence(Presence::Gone { node }),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn change(change: Change) -> RoomEvent {
+        RoomEvent::Change(NewChange {
+            id: Uuid::new_v4(),
+            room: RoomName::parse("general").expect("room"),
+            message: Uuid::new_v4(),
+            user_id: UserId(7),
+            user: Username::parse("alice").expect("name"),
+            at: DateTime::from_timestamp(1_700_000_000, 0).expect("time"),
+            client_id: Some(ClientId::parse("c1").expect("cid")),
+            change,
+        })
+    }
+
+    #[test]
+    fn every_event_survives_the_wire() {
+        let message = RoomEvent::Message(NewMessage {
+            id: Uuid::new_v4(),
+            room: RoomName::parse("general").expect("room"),
+            author_id: UserId(7),
+            author: Username::parse("alice").expect("name"),
+            body: "hi".into(),
+            created_at: DateTime::from_timestamp(1_700_000_000, 0).expect("time"),
+            client_id: None,
+            reply_to: Some(Uuid::new_v4()),
+            thread_root: Some(Uuid::new_v4()),
+        });
+        let emoji = Emoji::parse("👍").expect("emoji");
+        for event in [
+            message,
+            change(Change::Edit { body: "new".into() }),
+            change(Change::Delete),
+            change(Change::React {
+                emoji: emoji.clone(),
+            }),
+            change(Change::Unreact { emoji }),
+        ] {
+            let bytes = serde_json::to_vec(&Record::of(&event)).expect("json");
+            assert_eq!(Record::decode(&bytes), Ok(event));
+        }
+    }
+
+    #[test]
+    fn version_one_records_are_messages() {
+        // A record as banter wrote it before room events (and the seed's fields).
+        let v1 = br#"{"id":"0190b6c4-5f6e-7a8b-9c0d-1e2f3a4b5c6d","room":"general","author":"alice","author_id":3,"body":"old","created_at":"2026-11-01T10:00:00Z","client_id":"c9"}"#;
+        let RoomEvent::Message(m) = Record::decode(v1).expect("v1") else {
+            panic!("not a message");
+        };
+        assert_eq!((m.body.as_str(), m.author_id), ("old", UserId(3)));
+        assert_eq!(m.client_id.map(|c| c.as_str().to_owned()).as_deref(), Some("c9"));
+    }
+
+    #[test]
+    fn records_that_cannot_be_used_say_why() {
+        let at = r#""created_at":"2026-11-01T10:00:00Z""#;
+        let id = r#""id":"0190b6c4-5f6e-7a8b-9c0d-1e2f3a4b5c6d""#;
+        for (record, why) in [
+            ("not json".to_owned(), "not a banter record"),
+            (format!(r#"{{"v":3,{id},"room":"r","author":"alice","author_id":1,{at}}}"#), "version 3"),
+            (format!(r#"{{"v":2,"type":"dance",{id},"room":"r","author":"alice","author_id":1,{at}}}"#), "unknown event type"),
+            (format!(r#"{{"v":2,"type":"edit",{id},"room":"r","author":"alice","author_id":1,"body":"x",{at}}}"#), "needs the message"),
+            (format!(r#"{{"v":2,"type":"react",{id},"room":"r","author":"alice","author_id":1,"message":"0190b6c4-5f6e-7a8b-9c0d-1e2f3a4b5c6d",{at}}}"#), "emoji"),
+            (format!(r#"{{{id},"room":"bad room","author":"alice","author_id":1,"body":"x",{at}}}"#), "room"),
+        ] {
+            let err = Record::decode(record.as_bytes()).expect_err(&record);
+            assert!(err.to_string().contains(why), "{record}: {err}");
+        }
+    }
+}
