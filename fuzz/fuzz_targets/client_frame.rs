@@ -4,7 +4,7 @@
 #![no_main]
 
 use banter_core::frames::{parse, ClientFrame, ServerFrame};
-use banter_core::{MessageBody, RoomName};
+use banter_core::{Emoji, MessageBody, RoomName};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
@@ -26,7 +26,15 @@ fuzz_target!(|data: &[u8]| {
                 ClientFrame::Join { room, .. }
                 | ClientFrame::Leave { room }
                 | ClientFrame::Typing { room } => Some(room),
-                ClientFrame::Auth { .. } => None,
+                ClientFrame::Edit { body, .. } => {
+                    assert_eq!(MessageBody::parse(body.as_str()).as_ref(), Ok(body));
+                    None
+                }
+                ClientFrame::React { emoji, .. } => {
+                    assert_eq!(Emoji::parse(emoji.as_str()).as_ref(), Ok(emoji));
+                    None
+                }
+                ClientFrame::Delete { .. } | ClientFrame::Auth { .. } => None,
             };
             if let Some(room) = room {
                 assert_eq!(RoomName::parse(room.as_str()).as_ref(), Ok(room));

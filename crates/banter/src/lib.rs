@@ -23,11 +23,11 @@ use secrecy::SecretString;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
-use crate::wiring::StorePorts;
 use crate::config::{
     AdminAction, AdminArgs, AuthArgs, Command, GatewayArgs, MigrateArgs, PersistArgs, ServeArgs,
     TokenArgs,
 };
+use crate::wiring::StorePorts;
 
 /// How long shutdown waits for WebSocket connections to close before giving up on them.
 const DRAIN_GRACE: Duration = Duration::from_secs(10);

@@ -848,3 +848,202 @@ async fn sigterm_of_a_gateway_and_a_persist_worker_mid_stream_says_reconnect_and
         read.closes
     );
 }
+
+/// One socket of a test that acts step by step (not a load): sends frames, reads answers.
+struct Person {
+    socket: Socket,
+}
+
+impl Person {
+    async fn on(gateway: &str, token: &str) -> Self {
+        let socket = connect(gateway, token).await.expect("a connection");
+        Self { socket }
+    }
+
+    async fn recv(&mut self) -> Value {
+        loop {
+            let frame = tokio::time::timeout(Duration::from_secs(30), self.socket.next())
+                .await
+                .expect("a frame within 30 s")
+                .expect("the connection is open")
+                .expect("a frame");
+            if let WsMessage::Text(t) = frame {
+                return serde_json::from_str(t.as_str()).expect("JSON");
+            }
+        }
+    }
+
+    /// Sends a frame with a `client_id` and returns its ack (panics on an error frame).
+    async fn act(&mut self, frame: Value) -> Value {
+        self.socket.send(text(&frame)).await.expect("send");
+        loop {
+            let answer = self.recv().await;
+            let answers = answer["type"] == "ack" || answer["type"] == "error";
+            if answers && answer["client_id"] == frame["client_id"] {
+                assert_eq!(answer["type"], "ack", "{frame} was answered {answer}");
+                return answer;
+            }
+        }
+    }
+
+    /// Joins `room` (resuming after `since`) and returns the frames up to `joined`.
+    async fn join(&mut self, room: &str, since: Option<&str>) -> Vec<Value> {
+        let mut frame = json!({"type": "join", "room": room});
+        if let Some(since) = since {
+            frame["since"] = since.into();
+        }
+        self.socket.send(text(&frame)).await.expect("join");
+        let mut frames = Vec::new();
+        loop {
+            let f = self.recv().await;
+            let done = f["type"] == "joined" && f["room"] == room;
+            if f["room"] == room {
+                frames.push(f);
+            }
+            if done {
+                return frames;
+            }
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn edits_reactions_and_deletes_resume_across_gateways_before_and_after_persist() {
+    let (_turn, cluster, db) = begin().await;
+    let room = rooms(1).remove(0);
+    let (_, alice) = cluster.user("alice").await;
+    let (_, bob) = cluster.user("bob").await;
+    let (_, carol) = cluster.user("carol").await;
+    // Nothing is stored while this runs: every event lives in the log alone.
+    cluster.script(&["stop", "persist-1"]).await;
+    cluster.script(&["stop", "persist-2"]).await;
+
+    let mut a = Person::on(&cluster.gateways[0], &alice).await;
+    let mut b = Person::on(&cluster.gateways[1], &bob).await;
+    let mut c = Person::on(&cluster.gateways[1], &carol).await;
+    for p in [&mut a, &mut b, &mut c] {
+        p.join(&room, None).await;
+    }
+    let send =
+        |body: &str, cid: &str| json!({"type":"send","room":room,"body":body,"client_id":cid});
+    let m1 = a.act(send("one", "a1")).await["id"]
+        .as_str()
+        .expect("id")
+        .to_owned();
+    let m2 = a.act(send("two", "a2")).await["id"]
+        .as_str()
+        .expect("id")
+        .to_owned();
+    let last_seen = loop {
+        let f = c.recv().await;
+        if f["type"] == "message" && f["id"] == m2.as_str() {
+            break f["cursor"].as_str().expect("cursor").to_owned();
+        }
+    };
+    drop(c);
+
+    // Bob is on the other gateway than the author: the messages he acts on are known there
+    // only from the log (persist has stored nothing).
+    let acks = [
+        a.act(json!({"type":"edit","id":m1,"body":"one, edited","client_id":"a3"}))
+            .await,
+        b.act(json!({"type":"react","id":m1,"emoji":"👍","client_id":"b1"}))
+            .await,
+        b.act(json!({"type":"react","id":m1,"emoji":"🎉","client_id":"b2"}))
+            .await,
+        b.act(json!({"type":"unreact","id":m1,"emoji":"🎉","client_id":"b3"}))
+            .await,
+        a.act(json!({"type":"delete","id":m2,"client_id":"a4"}))
+            .await,
+    ];
+    let acked: Vec<&str> = acks
+        .iter()
+        .map(|a| a["cursor"].as_str().expect("cursor"))
+        .collect();
+    // A re-sent edit on the other gateway is the first one, not a second edit.
+    let again = b
+        .act(json!({"type":"react","id":m1,"emoji":"👍","client_id":"b1"}))
+        .await;
+    assert_eq!(again["cursor"].as_str(), Some(acked[1]));
+
+    // Carol resumes on each gateway: exactly the events she missed, in the log's order.
+    for gateway in &cluster.gateways {
+        let mut c = Person::on(gateway, &carol).await;
+        let frames = c.join(&room, Some(&last_seen)).await;
+        let events: Vec<&Value> = frames
+            .iter()
+            .filter(|f| !matches!(f["type"].as_str(), Some("members" | "joined" | "presence")))
+            .collect();
+        let kinds: Vec<&str> = events
+            .iter()
+            .map(|f| f["type"].as_str().expect("type"))
+            .collect();
+        assert_eq!(
+            kinds,
+            ["edited", "reaction", "reaction", "reaction", "deleted"],
+            "{gateway}: {frames:?}"
+        );
+        let cursors: Vec<&str> = events
+            .iter()
+            .map(|f| f["cursor"].as_str().expect("cursor"))
+            .collect();
+        assert_eq!(cursors, acked, "{gateway}");
+    }
+
+    // Persist catches up: every event applied once, the rows in their final state.
+    cluster.script(&["start", "persist-1"]).await;
+    cluster.script(&["start", "persist-2"]).await;
+    let deadline = Instant::now() + PATIENCE;
+    loop {
+        let events: i64 = sqlx::query("SELECT COUNT(*) AS n FROM room_events WHERE room = $1")
+            .bind(&room)
+            .fetch_one(&db)
+            .await
+            .expect("count")
+            .get("n");
+        if events >= 5 {
+            assert_eq!(events, 5, "each event stored once");
+            break;
+        }
+        assert!(Instant::now() < deadline, "persist did not catch up");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let rows = sqlx::query(
+        "SELECT body, deleted_at IS NOT NULL AS gone FROM messages WHERE room = $1 ORDER BY seq",
+    )
+    .bind(&room)
+    .fetch_all(&db)
+    .await
+    .expect("messages");
+    let rows: Vec<(String, bool)> = rows
+        .iter()
+        .map(|r| (r.get("body"), r.get("gone")))
+        .collect();
+    assert_eq!(
+        rows,
+        [("one, edited".to_owned(), false), (String::new(), true)]
+    );
+    let reactions: Vec<(String, bool)> = sqlx::query(
+        "SELECT emoji, present FROM reactions WHERE message_id = $1::uuid ORDER BY emoji",
+    )
+    .bind(&m1)
+    .fetch_all(&db)
+    .await
+    .expect("reactions")
+    .iter()
+    .map(|r| (r.get("emoji"), r.get("present")))
+    .collect();
+    assert_eq!(
+        reactions,
+        [("🎉".to_owned(), false), ("👍".to_owned(), true)]
+    );
+    // And a resume now served by the store says the same.
+    let mut c = Person::on(&cluster.gateways[0], &carol).await;
+    let frames = c.join(&room, Some(&last_seen)).await;
+    let cursors: Vec<&str> = frames
+        .iter()
+        .filter(|f| !matches!(f["type"].as_str(), Some("members" | "joined" | "presence")))
+        .map(|f| f["cursor"].as_str().expect("cursor"))
+        .collect();
+    assert_eq!(cursors, acked);
+}

@@ -127,8 +127,12 @@ async fn changes_of_a_room_take_their_place_in_its_log() {
     };
     let emoji = banter_core::Emoji::parse("👍").expect("emoji");
     let events = [
-        change(Change::Edit { body: "second".into() }),
-        change(Change::React { emoji: emoji.clone() }),
+        change(Change::Edit {
+            body: "second".into(),
+        }),
+        change(Change::React {
+            emoji: emoji.clone(),
+        }),
         change(Change::Unreact { emoji }),
         change(Change::Delete),
     ];
@@ -144,7 +148,10 @@ async fn changes_of_a_room_take_their_place_in_its_log() {
         let Event::Room(heard) = next(&mut at_b).await else {
             panic!("a room event");
         };
-        assert_eq!(&heard.event, event, "the same change, read back from the log");
+        assert_eq!(
+            &heard.event, event,
+            "the same change, read back from the log"
+        );
         assert_eq!(heard.cursor, ack.cursor, "at the cursor its ack named");
         assert!(heard.cursor > m.cursor);
     }

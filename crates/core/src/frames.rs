@@ -154,10 +154,7 @@ pub fn parse(text: &str) -> Result<ClientFrame, FrameError> {
     });
     // Every frame that changes a room may carry a client_id: its error echoes a usable one,
     // so the client can match the error to what it sent.
-    let echo = raw
-        .client_id
-        .clone()
-        .filter(|c| ClientId::parse(c).is_ok());
+    let echo = raw.client_id.clone().filter(|c| ClientId::parse(c).is_ok());
     let client_id = || {
         raw.client_id
             .as_deref()
@@ -456,7 +453,9 @@ mod tests {
         let id = "0190b6c4-5f6e-7a8b-9c0d-1e2f3a4b5c6d";
         let target = Uuid::parse_str(id).expect("uuid");
         assert_eq!(
-            parse(&format!(r#"{{"type":"edit","id":"{id}","body":"new","client_id":"e1"}}"#)),
+            parse(&format!(
+                r#"{{"type":"edit","id":"{id}","body":"new","client_id":"e1"}}"#
+            )),
             Ok(ClientFrame::Edit {
                 id: target,
                 body: MessageBody::parse("new").expect("body"),

@@ -281,7 +281,10 @@ pub async fn replies(
         .await?
         // The thread's first message was deleted, or persist has not stored it yet.
         .ok_or(Error::NotFound("no such message"))?;
-    let page = Page::of(state.store.replies(root_id, before, limit + 1).await?, limit);
+    let page = Page::of(
+        state.store.replies(root_id, before, limit + 1).await?,
+        limit,
+    );
     Ok(Envelope::ok(
         "Replies",
         Thread {

@@ -19,8 +19,8 @@ use std::sync::Arc;
 
 use banter_bus::{BusError, DynBus};
 use banter_core::{
-    Appended, Change, ClientId, Cursor, Emoji, MessageBody, NewChange, NewMessage, RoomEvent,
-    RoomName, UserId, Username,
+    Appended, Change, ClientId, Cursor, Emoji, LoggedEvent, MessageBody, NewChange, NewMessage,
+    RoomEvent, RoomName, UserId, Username,
 };
 use banter_store::{DynStore, StoreError};
 use chrono::{DateTime, Utc};
@@ -105,6 +105,15 @@ pub struct Acked {
     pub at: DateTime<Utc>,
 }
 
+fn acked_of(logged: &LoggedEvent) -> Acked {
+    Acked {
+        id: logged.event.message_id(),
+        room: logged.room().clone(),
+        cursor: logged.cursor,
+        at: logged.event.at(),
+    }
+}
+
 /// Resolves once the event is durable (or refused).
 pub type Pending = BoxFuture<'static, Result<Acked, ChatError>>;
 
@@ -173,9 +182,7 @@ impl Chat {
                 }
             }
         };
-        let reader = self
-            .reader(user, room)
-            .map_err(|_| ChatError::NotFound)?;
+        let reader = self.reader(user, room).map_err(|_| ChatError::NotFound)?;
         Ok(Target {
             id,
             reader,
@@ -229,7 +236,10 @@ impl Chat {
         client_id: Option<ClientId>,
     ) -> Result<Pending, ChatError> {
         let target = self.target(&actor.name, id).await?;
-        let own = target.author.as_str().eq_ignore_ascii_case(actor.name.as_str());
+        let own = target
+            .author
+            .as_str()
+            .eq_ignore_ascii_case(actor.name.as_str());
         let add = matches!(request, Request::React(_));
         let change = match request {
             Request::Edit(body) => {
@@ -250,6 +260,13 @@ impl Chat {
                 Change::Delete
             }
             Request::React(emoji) | Request::Unreact(emoji) => {
+                // A re-send is answered as the first time, whatever the set holds now.
+                if let Some(client_id) = &client_id {
+                    if let Some(first) = self.bus.first_copy(actor.id, client_id).await? {
+                        let acked = acked_of(&first);
+                        return Ok(Box::pin(async move { Ok(acked) }));
+                    }
+                }
                 if self.reaction_is(&target, actor.id, &emoji).await == Some(add) {
                     // Already so: nothing to log, and the answer is the same as if it were.
                     let acked = Acked {
@@ -299,13 +316,8 @@ impl Chat {
         let receipt = self.bus.submit(event).await?;
         Ok(Box::pin(async move {
             match receipt.await? {
-                Appended::New(logged) | Appended::Duplicate(logged) => Ok(Acked {
-                    // A re-sent client id answers with its first event, whatever it was.
-                    id: logged.event.message_id(),
-                    room: logged.room().clone(),
-                    cursor: logged.cursor,
-                    at: logged.event.at(),
-                }),
+                // A re-sent client id answers with its first event, whatever it was.
+                Appended::New(logged) | Appended::Duplicate(logged) => Ok(acked_of(&logged)),
                 Appended::Unchanged { message, cursor } => Ok(Acked {
                     id: message,
                     room,

@@ -500,15 +500,19 @@ where
     /// Whether this user may write now; otherwise the refusal (nothing is stored: the client
     /// sends it again, same client_id, after the wait).
     fn within_rate(&self, client_id: Option<&ClientId>) -> Result<(), FrameError> {
-        self.state.limits.sends.check(&self.peer.id).map_err(|wait| {
-            let mut e = FrameError::new(
-                "rate_limited",
-                "too many messages; send this one again after retry_after_ms",
-            );
-            e.client_id = client_id.map(|c| c.as_str().to_owned());
-            e.retry_after_ms = Some(wait.millis());
-            e
-        })
+        self.state
+            .limits
+            .sends
+            .check(&self.peer.id)
+            .map_err(|wait| {
+                let mut e = FrameError::new(
+                    "rate_limited",
+                    "too many messages; send this one again after retry_after_ms",
+                );
+                e.client_id = client_id.map(|c| c.as_str().to_owned());
+                e.retry_after_ms = Some(wait.millis());
+                e
+            })
     }
 
     async fn on_send(

@@ -240,9 +240,21 @@ mod tests {
         let (room, id) = (one.room().clone(), one.event.id());
         let emoji = Emoji::parse("👍").expect("emoji");
         assert_eq!(recent.reaction(&room, id, UserId(2), &emoji), None);
-        recent.push(change(&one, 2, Change::React { emoji: emoji.clone() }));
+        recent.push(change(
+            &one,
+            2,
+            Change::React {
+                emoji: emoji.clone(),
+            },
+        ));
         assert_eq!(recent.reaction(&room, id, UserId(2), &emoji), Some(true));
-        recent.push(change(&one, 3, Change::Unreact { emoji: emoji.clone() }));
+        recent.push(change(
+            &one,
+            3,
+            Change::Unreact {
+                emoji: emoji.clone(),
+            },
+        ));
         assert_eq!(recent.reaction(&room, id, UserId(2), &emoji), Some(false));
         assert_eq!(recent.reaction(&room, id, UserId(3), &emoji), None);
     }

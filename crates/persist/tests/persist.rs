@@ -172,7 +172,11 @@ async fn records_that_are_not_messages_go_to_the_dead_letter_topic() {
         username: Username::parse("ghost").expect("name"),
         created_at: banter_store::now(),
     };
-    let orphan = banter_bus::Record::of(&message(&ghost, &RoomName::parse("general").expect("room"), "boo"));
+    let orphan = banter_bus::Record::of(&message(
+        &ghost,
+        &RoomName::parse("general").expect("room"),
+        "boo",
+    ));
     let orphan = serde_json::to_vec(&orphan).expect("json");
     producer
         .send(

@@ -380,11 +380,7 @@ async fn appended_messages_get_increasing_cursors_in_order(store: DynStore) {
     )
     .await;
     let second = append(&store, vec![new_message(&kim, "a", "four", None)]).await;
-    let cursors: Vec<Cursor> = first
-        .iter()
-        .chain(&second)
-        .map(|a| msg(a).cursor)
-        .collect();
+    let cursors: Vec<Cursor> = first.iter().chain(&second).map(|a| msg(a).cursor).collect();
     assert!(cursors.windows(2).all(|w| w[0] < w[1]), "{cursors:?}");
     assert!(first
         .iter()
@@ -453,9 +449,8 @@ async fn history_pages_both_ways_around_a_cursor(store: DynStore) {
         .collect();
     let all: Vec<_> = append(&store, batch).await.iter().map(msg).collect();
     let r = room("p");
-    let bodies = |ms: &[banter_core::StoredMessage]| {
-        ms.iter().map(|m| m.body.clone()).collect::<Vec<_>>()
-    };
+    let bodies =
+        |ms: &[banter_core::StoredMessage]| ms.iter().map(|m| m.body.clone()).collect::<Vec<_>>();
     let message_bodies = |ms: &[Message]| ms.iter().map(|m| m.body.clone()).collect::<Vec<_>>();
 
     assert_eq!(
@@ -690,8 +685,14 @@ async fn state_of(
 
 async fn every_event_applied_twice_changes_nothing(store: DynStore) {
     let (sam, tom) = (
-        store.create_user(&name("sam"), "h", now()).await.expect("create"),
-        store.create_user(&name("tom"), "h", now()).await.expect("create"),
+        store
+            .create_user(&name("sam"), "h", now())
+            .await
+            .expect("create"),
+        store
+            .create_user(&name("tom"), "h", now())
+            .await
+            .expect("create"),
     );
     let r = room("twice");
     let (one, two) = (
@@ -705,11 +706,43 @@ async fn every_event_applied_twice_changes_nothing(store: DynStore) {
         RoomEvent::Message(one.clone()),
         RoomEvent::Message(two.clone()),
         change(&sam, &r, one.id, Some("s2"), edit("one, edited")),
-        change(&tom, &r, one.id, None, Change::React { emoji: emoji("👍") }),
-        change(&sam, &r, one.id, None, Change::React { emoji: emoji("👍") }),
-        change(&tom, &r, one.id, None, Change::Unreact { emoji: emoji("👍") }),
+        change(
+            &tom,
+            &r,
+            one.id,
+            None,
+            Change::React {
+                emoji: emoji("👍")
+            },
+        ),
+        change(
+            &sam,
+            &r,
+            one.id,
+            None,
+            Change::React {
+                emoji: emoji("👍")
+            },
+        ),
+        change(
+            &tom,
+            &r,
+            one.id,
+            None,
+            Change::Unreact {
+                emoji: emoji("👍")
+            },
+        ),
         RoomEvent::Message(reply),
-        change(&tom, &r, two.id, None, Change::React { emoji: emoji("🎉") }),
+        change(
+            &tom,
+            &r,
+            two.id,
+            None,
+            Change::React {
+                emoji: emoji("🎉")
+            },
+        ),
         change(&sam, &r, two.id, None, Change::Delete),
     ];
     let logged: Vec<LoggedEvent> = events
@@ -723,7 +756,10 @@ async fn every_event_applied_twice_changes_nothing(store: DynStore) {
     assert_eq!(store.apply_logged(&logged).await.expect("again"), 0);
     for event in &logged {
         assert_eq!(
-            store.apply_logged(std::slice::from_ref(event)).await.expect("one"),
+            store
+                .apply_logged(std::slice::from_ref(event))
+                .await
+                .expect("one"),
             0,
             "{event:?}"
         );
@@ -756,14 +792,41 @@ async fn every_event_applied_twice_changes_nothing(store: DynStore) {
 }
 
 async fn an_older_reaction_event_applied_again_changes_nothing(store: DynStore) {
-    let uma = store.create_user(&name("uma"), "h", now()).await.expect("create");
+    let uma = store
+        .create_user(&name("uma"), "h", now())
+        .await
+        .expect("create");
     let r = room("late");
     let m = new_message(&uma, "late", "hi", None);
-    let react = change(&uma, &r, m.id, None, Change::React { emoji: emoji("👀") });
-    let unreact = change(&uma, &r, m.id, None, Change::Unreact { emoji: emoji("👀") });
+    let react = change(
+        &uma,
+        &r,
+        m.id,
+        None,
+        Change::React {
+            emoji: emoji("👀")
+        },
+    );
+    let unreact = change(
+        &uma,
+        &r,
+        m.id,
+        None,
+        Change::Unreact {
+            emoji: emoji("👀")
+        },
+    );
     // A react that changed nothing (already there) is not recorded; applied again after the
     // reaction was removed, it must still change nothing.
-    let noop = change(&uma, &r, m.id, None, Change::React { emoji: emoji("👀") });
+    let noop = change(
+        &uma,
+        &r,
+        m.id,
+        None,
+        Change::React {
+            emoji: emoji("👀")
+        },
+    );
     let logged = [
         RoomEvent::Message(m.clone()).at_cursor(Cursor::new(1, 1)),
         react.at_cursor(Cursor::new(1, 2)),
@@ -773,7 +836,10 @@ async fn an_older_reaction_event_applied_again_changes_nothing(store: DynStore) 
     assert_eq!(store.apply_logged(&logged).await.expect("apply"), 3);
     for again in [&logged[1], &logged[2]] {
         assert_eq!(
-            store.apply_logged(std::slice::from_ref(again)).await.expect("again"),
+            store
+                .apply_logged(std::slice::from_ref(again))
+                .await
+                .expect("again"),
             0
         );
         assert!(!store
@@ -785,8 +851,14 @@ async fn an_older_reaction_event_applied_again_changes_nothing(store: DynStore) 
 
 async fn edits_keep_every_earlier_body(store: DynStore) {
     let (vic, wes) = (
-        store.create_user(&name("vic"), "h", now()).await.expect("create"),
-        store.create_user(&name("wes"), "h", now()).await.expect("create"),
+        store
+            .create_user(&name("vic"), "h", now())
+            .await
+            .expect("create"),
+        store
+            .create_user(&name("wes"), "h", now())
+            .await
+            .expect("create"),
     );
     let r = room("e");
     let m = msg(&append(&store, vec![new_message(&vic, "e", "first", None)]).await[0]);
@@ -805,16 +877,26 @@ async fn edits_keep_every_earlier_body(store: DynStore) {
     assert!(matches!(done[1], Appended::New(_)));
     assert_eq!(done[2], Appended::Missing);
     assert_eq!(done[3], Appended::Missing);
-    let now_stored = store.stored_message(m.id).await.expect("get").expect("there");
+    let now_stored = store
+        .stored_message(m.id)
+        .await
+        .expect("get")
+        .expect("there");
     assert_eq!(now_stored.body, "third");
-    let Appended::New(second_edit) = &done[1] else { unreachable!() };
+    let Appended::New(second_edit) = &done[1] else {
+        unreachable!()
+    };
     assert_eq!(now_stored.edited_at, Some(second_edit.event.at()));
     let earlier = store.earlier_bodies(m.id).await.expect("edits");
     let bodies: Vec<&str> = earlier.iter().map(|e| e.body.as_str()).collect();
     assert_eq!(bodies, ["first", "second"]);
     assert_eq!(earlier[0].created_at, m.created_at);
     assert_eq!(earlier[1].created_at, earlier[0].replaced_at);
-    assert!(store.earlier_bodies(Uuid::new_v4()).await.expect("none").is_empty());
+    assert!(store
+        .earlier_bodies(Uuid::new_v4())
+        .await
+        .expect("none")
+        .is_empty());
 }
 
 async fn reactions_are_sets_counted_from_their_rows(store: DynStore) {
@@ -832,11 +914,27 @@ async fn reactions_are_sets_counted_from_their_rows(store: DynStore) {
     };
     let r = room("x");
     let m = msg(&append(&store, vec![new_message(&people[0], "x", "vote", None)]).await[0]);
-    let like = |who: &User| change(who, &r, m.id, None, Change::React { emoji: emoji("👍") });
-    let first = store.append_events(&[like(&people[0])]).await.expect("react");
+    let like = |who: &User| {
+        change(
+            who,
+            &r,
+            m.id,
+            None,
+            Change::React {
+                emoji: emoji("👍")
+            },
+        )
+    };
+    let first = store
+        .append_events(&[like(&people[0])])
+        .await
+        .expect("react");
     assert!(matches!(first[0], Appended::New(_)));
     // Twice is one reaction: the second takes no place in the log.
-    let again = store.append_events(&[like(&people[0])]).await.expect("again");
+    let again = store
+        .append_events(&[like(&people[0])])
+        .await
+        .expect("again");
     assert_eq!(
         again[0],
         Appended::Unchanged {
@@ -845,14 +943,30 @@ async fn reactions_are_sets_counted_from_their_rows(store: DynStore) {
         }
     );
     // Removing one that is not there changes nothing either.
-    let absent = change(&people[1], &r, m.id, None, Change::Unreact { emoji: emoji("👍") });
+    let absent = change(
+        &people[1],
+        &r,
+        m.id,
+        None,
+        Change::Unreact {
+            emoji: emoji("👍")
+        },
+    );
     assert!(matches!(
         store.append_events(&[absent]).await.expect("unreact")[0],
         Appended::Unchanged { .. }
     ));
     let likes: Vec<RoomEvent> = people[1..].iter().map(like).collect();
     store.append_events(&likes).await.expect("many");
-    let party = change(&people[3], &r, m.id, None, Change::React { emoji: emoji("🎉") });
+    let party = change(
+        &people[3],
+        &r,
+        m.id,
+        None,
+        Change::React {
+            emoji: emoji("🎉")
+        },
+    );
     store.append_events(&[party]).await.expect("party");
     let history = store.messages_before(&r, None, 10).await.expect("history");
     let reactions = &history[0].reactions;
@@ -860,23 +974,48 @@ async fn reactions_are_sets_counted_from_their_rows(store: DynStore) {
     assert_eq!(reactions[0].emoji, emoji("👍"));
     assert_eq!(reactions[0].count, 23);
     assert_eq!(reactions[0].users.len(), 20, "at most 20 names");
-    assert_eq!(reactions[0].users[0], people[0].username, "in the order they reacted");
+    assert_eq!(
+        reactions[0].users[0], people[0].username,
+        "in the order they reacted"
+    );
     assert_eq!((reactions[1].emoji.as_str(), reactions[1].count), ("🎉", 1));
-    let off = change(&people[0], &r, m.id, None, Change::Unreact { emoji: emoji("👍") });
+    let off = change(
+        &people[0],
+        &r,
+        m.id,
+        None,
+        Change::Unreact {
+            emoji: emoji("👍")
+        },
+    );
     store.append_events(&[off]).await.expect("off");
-    assert!(!store.has_reaction(m.id, people[0].id, &emoji("👍")).await.expect("has"));
+    assert!(!store
+        .has_reaction(m.id, people[0].id, &emoji("👍"))
+        .await
+        .expect("has"));
     let history = store.messages_before(&r, None, 10).await.expect("history");
     assert_eq!(history[0].reactions[0].count, 22);
 }
 
 async fn a_delete_erases_the_body_its_edits_and_its_reactions(store: DynStore) {
-    let yan = store.create_user(&name("yan"), "h", now()).await.expect("create");
+    let yan = store
+        .create_user(&name("yan"), "h", now())
+        .await
+        .expect("create");
     let r = room("gone");
     let m = msg(&append(&store, vec![new_message(&yan, "gone", "secret", None)]).await[0]);
     store
         .append_events(&[
             change(&yan, &r, m.id, None, edit("secret 2")),
-            change(&yan, &r, m.id, None, Change::React { emoji: emoji("🙈") }),
+            change(
+                &yan,
+                &r,
+                m.id,
+                None,
+                Change::React {
+                    emoji: emoji("🙈")
+                },
+            ),
         ])
         .await
         .expect("changes");
@@ -884,10 +1023,19 @@ async fn a_delete_erases_the_body_its_edits_and_its_reactions(store: DynStore) {
         .append_events(&[change(&yan, &r, m.id, None, Change::Delete)])
         .await
         .expect("delete");
-    let Appended::New(delete) = &deleted[0] else { panic!("{deleted:?}") };
+    let Appended::New(delete) = &deleted[0] else {
+        panic!("{deleted:?}")
+    };
     assert_eq!(store.message(m.id).await.expect("get"), None);
-    assert!(store.messages_before(&r, None, 10).await.expect("h").is_empty());
-    assert!(!store.has_reaction(m.id, yan.id, &emoji("🙈")).await.expect("has"));
+    assert!(store
+        .messages_before(&r, None, 10)
+        .await
+        .expect("h")
+        .is_empty());
+    assert!(!store
+        .has_reaction(m.id, yan.id, &emoji("🙈"))
+        .await
+        .expect("has"));
     assert!(store.earlier_bodies(m.id).await.expect("edits").is_empty());
     // A resume from before it all gets the delete alone: nothing of what was said.
     let replay = store.events_after(&r, None, 10).await.expect("replay");
@@ -896,16 +1044,30 @@ async fn a_delete_erases_the_body_its_edits_and_its_reactions(store: DynStore) {
     let late = store
         .append_events(&[
             change(&yan, &r, m.id, None, edit("back")),
-            change(&yan, &r, m.id, None, Change::React { emoji: emoji("🙈") }),
+            change(
+                &yan,
+                &r,
+                m.id,
+                None,
+                Change::React {
+                    emoji: emoji("🙈")
+                },
+            ),
         ])
         .await
         .expect("late");
     assert_eq!(late, [Appended::Missing, Appended::Missing]);
-    assert_eq!(store.latest_cursor(&r).await.expect("latest"), Some(delete.cursor));
+    assert_eq!(
+        store.latest_cursor(&r).await.expect("latest"),
+        Some(delete.cursor)
+    );
 }
 
 async fn replies_join_their_thread_and_are_counted(store: DynStore) {
-    let zed = store.create_user(&name("zed"), "h", now()).await.expect("create");
+    let zed = store
+        .create_user(&name("zed"), "h", now())
+        .await
+        .expect("create");
     let r = room("t");
     let root = msg(&append(&store, vec![new_message(&zed, "t", "root", None)]).await[0]);
     let reply = |body: &str, to: Uuid| {
@@ -927,7 +1089,11 @@ async fn replies_join_their_thread_and_are_counted(store: DynStore) {
         .await
         .expect("older");
     assert_eq!(older.len(), 1);
-    let stored_root = store.stored_message(root.id).await.expect("get").expect("root");
+    let stored_root = store
+        .stored_message(root.id)
+        .await
+        .expect("get")
+        .expect("root");
     assert_eq!(stored_root.reply_count, 3);
     // A deleted reply is not counted.
     store
@@ -940,19 +1106,28 @@ async fn replies_join_their_thread_and_are_counted(store: DynStore) {
 }
 
 async fn resume_reads_every_event_in_log_order(store: DynStore) {
-    let ann = store.create_user(&name("ann"), "h", now()).await.expect("create");
+    let ann = store
+        .create_user(&name("ann"), "h", now())
+        .await
+        .expect("create");
     let r = room("order");
     let mut cursors = Vec::new();
     let mut ids = Vec::new();
     for i in 0..6 {
-        let m = msg(&append(&store, vec![new_message(&ann, "order", &format!("m{i}"), None)]).await[0]);
+        let m = msg(&append(
+            &store,
+            vec![new_message(&ann, "order", &format!("m{i}"), None)],
+        )
+        .await[0]);
         ids.push(m.id);
         cursors.push(m.cursor);
         let done = store
             .append_events(&[change(&ann, &r, m.id, None, edit(&format!("m{i}!")))])
             .await
             .expect("edit");
-        let Appended::New(e) = &done[0] else { panic!("{done:?}") };
+        let Appended::New(e) = &done[0] else {
+            panic!("{done:?}")
+        };
         cursors.push(e.cursor);
     }
     // Pages of 4 from the start, and from a cursor in the middle: every event once, in order.
@@ -967,15 +1142,24 @@ async fn resume_reads_every_event_in_log_order(store: DynStore) {
         seen.extend(page.iter().map(|e| e.cursor));
     }
     assert_eq!(seen, cursors);
-    let tail = store.events_after(&r, Some(cursors[5]), 100).await.expect("tail");
+    let tail = store
+        .events_after(&r, Some(cursors[5]), 100)
+        .await
+        .expect("tail");
     assert_eq!(tail.len(), 6);
     // A message's body in a replay is its latest; its edits follow it.
     assert_eq!(tail[0].message().expect("message").body, "m3!");
-    assert_eq!(store.latest_cursor(&r).await.expect("latest"), cursors.last().copied());
+    assert_eq!(
+        store.latest_cursor(&r).await.expect("latest"),
+        cursors.last().copied()
+    );
 }
 
 async fn a_client_id_names_one_event_of_any_kind(store: DynStore) {
-    let bea = store.create_user(&name("bea"), "h", now()).await.expect("create");
+    let bea = store
+        .create_user(&name("bea"), "h", now())
+        .await
+        .expect("create");
     let r = room("cid");
     let m = msg(&append(&store, vec![new_message(&bea, "cid", "hi", Some("c1"))]).await[0]);
     let done = store
@@ -986,18 +1170,34 @@ async fn a_client_id_names_one_event_of_any_kind(store: DynStore) {
         ])
         .await
         .expect("edits");
-    let Appended::New(first) = &done[0] else { panic!("{done:?}") };
+    let Appended::New(first) = &done[0] else {
+        panic!("{done:?}")
+    };
     assert_eq!(done[1], Appended::Duplicate(first.clone()));
-    assert_eq!(store.message(m.id).await.expect("get").expect("m").body, "hi!");
+    assert_eq!(
+        store.message(m.id).await.expect("get").expect("m").body,
+        "hi!"
+    );
     let c2 = ClientId::parse("c2").expect("cid");
-    assert_eq!(store.first_copy(bea.id, &c2).await.expect("find"), Some(first.clone()));
+    assert_eq!(
+        store.first_copy(bea.id, &c2).await.expect("find"),
+        Some(first.clone())
+    );
     let c1 = ClientId::parse("c1").expect("cid");
     assert_eq!(
-        store.first_copy(bea.id, &c1).await.expect("find").and_then(|e| e.message()).map(|m| m.id),
+        store
+            .first_copy(bea.id, &c1)
+            .await
+            .expect("find")
+            .and_then(|e| e.message())
+            .map(|m| m.id),
         Some(m.id)
     );
     // On the external log a copy of the edit under another id is skipped too.
     let copy = change(&bea, &r, m.id, Some("c2"), edit("hi!!!")).at_cursor(Cursor::new(0, 999));
     assert_eq!(store.apply_logged(&[copy]).await.expect("copy"), 0);
-    assert_eq!(store.message(m.id).await.expect("get").expect("m").body, "hi!");
+    assert_eq!(
+        store.message(m.id).await.expect("get").expect("m").body,
+        "hi!"
+    );
 }

@@ -160,6 +160,22 @@ impl WsClient {
         }
     }
 
+    /// Sends a frame that carries `client_id` and returns what answers it: its `ack`, or its
+    /// `error` (frames of other kinds meanwhile are skipped).
+    pub async fn act(&mut self, frame: serde_json::Value) -> Value {
+        let client_id = frame["client_id"].clone();
+        assert!(client_id.is_string(), "act needs a client_id: {frame}");
+        self.send(&frame).await;
+        loop {
+            let answer = self.recv().await;
+            if (answer["type"] == "ack" || answer["type"] == "error")
+                && answer["client_id"] == client_id
+            {
+                return answer;
+            }
+        }
+    }
+
     pub async fn close(mut self) {
         let _ = self
             .socket

@@ -334,7 +334,9 @@ async fn authors_and_admins_delete_and_the_room_hears_it() {
 
     let (status, body) = delete(alice.clone(), id.clone()).await;
     assert_eq!(status, 200, "{body}");
-    let cursor = body["data"]["cursor"].as_str().expect("the delete's cursor");
+    let cursor = body["data"]["cursor"]
+        .as_str()
+        .expect("the delete's cursor");
     assert!(cursor > ack["cursor"].as_str().expect("cursor"), "{body}");
     assert_eq!(
         b.recv_type("deleted").await,

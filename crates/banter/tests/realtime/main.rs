@@ -6,3 +6,4 @@ mod limits;
 mod privacy;
 mod rate_limits;
 mod resume;
+mod timeline;

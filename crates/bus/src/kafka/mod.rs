@@ -24,7 +24,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use banter_core::{Appended, Cursor, LoggedEvent, RoomEvent};
+use banter_core::{Appended, ClientId, Cursor, LoggedEvent, RoomEvent, UserId};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::producer::future_producer::OwnedDeliveryResult;
 use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord, Producer as _};
@@ -148,19 +148,25 @@ impl KafkaBus {
 
 #[async_trait]
 impl Bus for KafkaBus {
+    async fn first_copy(
+        &self,
+        actor: UserId,
+        client_id: &ClientId,
+    ) -> Result<Option<LoggedEvent>, BusError> {
+        let heard = lock(&self.seen).get(actor, client_id);
+        Ok(match heard {
+            Some(first) => Some(LoggedEvent::clone(&first)),
+            None => self.lookups.persisted(actor, client_id).await,
+        })
+    }
+
     async fn submit(&self, event: RoomEvent) -> Result<Receipt, BusError> {
         if let Some(client_id) = event.client_id() {
-            let heard = lock(&self.seen).get(event.actor_id(), client_id);
-            let first = match heard {
-                Some(first) => Some(LoggedEvent::clone(&first)),
-                None => self.lookups.persisted(event.actor_id(), client_id).await,
-            };
-            if let Some(first) = first {
+            if let Some(first) = self.first_copy(event.actor_id(), client_id).await? {
                 return Ok(Box::pin(async move { Ok(Appended::Duplicate(first)) }));
             }
         }
-        let payload =
-            serde_json::to_vec(&Record::of(&event)).map_err(|_| BusError::Unavailable)?;
+        let payload = serde_json::to_vec(&Record::of(&event)).map_err(|_| BusError::Unavailable)?;
         // Enqueued in librdkafka now, in call order; the idempotent producer keeps that order
         // within the partition through retries.
         let delivery = self

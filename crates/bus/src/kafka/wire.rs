@@ -136,7 +136,9 @@ impl Record {
             .map_err(bad)?;
         let kind = self.kind.as_deref().unwrap_or("message");
         if kind == "message" {
-            let body = self.body.ok_or_else(|| bad("a message record needs a body"))?;
+            let body = self
+                .body
+                .ok_or_else(|| bad("a message record needs a body"))?;
             return Ok(RoomEvent::Message(NewMessage {
                 id: self.id,
                 room,
@@ -155,7 +157,10 @@ impl Record {
         };
         let change = match kind {
             "edit" => {
-                let body = self.body.as_deref().ok_or_else(|| bad("an edit needs a body"))?;
+                let body = self
+                    .body
+                    .as_deref()
+                    .ok_or_else(|| bad("an edit needs a body"))?;
                 MessageBody::parse(body).map_err(bad)?;
                 Change::Edit {
                     body: body.to_owned(),
@@ -341,7 +346,10 @@ mod tests {
             panic!("not a message");
         };
         assert_eq!((m.body.as_str(), m.author_id), ("old", UserId(3)));
-        assert_eq!(m.client_id.map(|c| c.as_str().to_owned()).as_deref(), Some("c9"));
+        assert_eq!(
+            m.client_id.map(|c| c.as_str().to_owned()).as_deref(),
+            Some("c9")
+        );
     }
 
     #[test]
@@ -350,11 +358,34 @@ mod tests {
         let id = r#""id":"0190b6c4-5f6e-7a8b-9c0d-1e2f3a4b5c6d""#;
         for (record, why) in [
             ("not json".to_owned(), "not a banter record"),
-            (format!(r#"{{"v":3,{id},"room":"r","author":"alice","author_id":1,{at}}}"#), "version 3"),
-            (format!(r#"{{"v":2,"type":"dance",{id},"room":"r","author":"alice","author_id":1,{at}}}"#), "unknown event type"),
-            (format!(r#"{{"v":2,"type":"edit",{id},"room":"r","author":"alice","author_id":1,"body":"x",{at}}}"#), "needs the message"),
-            (format!(r#"{{"v":2,"type":"react",{id},"room":"r","author":"alice","author_id":1,"message":"0190b6c4-5f6e-7a8b-9c0d-1e2f3a4b5c6d",{at}}}"#), "emoji"),
-            (format!(r#"{{{id},"room":"bad room","author":"alice","author_id":1,"body":"x",{at}}}"#), "room"),
+            (
+                format!(r#"{{"v":3,{id},"room":"r","author":"alice","author_id":1,{at}}}"#),
+                "version 3",
+            ),
+            (
+                format!(
+                    r#"{{"v":2,"type":"dance",{id},"room":"r","author":"alice","author_id":1,{at}}}"#
+                ),
+                "unknown event type",
+            ),
+            (
+                format!(
+                    r#"{{"v":2,"type":"edit",{id},"room":"r","author":"alice","author_id":1,"body":"x",{at}}}"#
+                ),
+                "needs the message",
+            ),
+            (
+                format!(
+                    r#"{{"v":2,"type":"react",{id},"room":"r","author":"alice","author_id":1,"message":"0190b6c4-5f6e-7a8b-9c0d-1e2f3a4b5c6d",{at}}}"#
+                ),
+                "emoji",
+            ),
+            (
+                format!(
+                    r#"{{{id},"room":"bad room","author":"alice","author_id":1,"body":"x",{at}}}"#
+                ),
+                "room",
+            ),
         ] {
             let err = Record::decode(record.as_bytes()).expect_err(&record);
             assert!(err.to_string().contains(why), "{record}: {err}");
