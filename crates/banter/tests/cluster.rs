@@ -16,6 +16,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
+use banter_client::{Answer, Gateways, Outbox, Resume};
 use futures::{SinkExt, StreamExt};
 use serde_json::{json, Value};
 use sqlx::{PgPool, Row};
@@ -144,7 +145,7 @@ type Socket =
     tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
 
 async fn connect(gateway: &str, token: &str) -> Option<Socket> {
-    let url = format!("{}/ws?token={token}", gateway.replacen("http", "ws", 1));
+    let url = banter_client::ws_url(gateway, token);
     let (socket, _) = tokio::time::timeout(
         Duration::from_secs(10),
         tokio_tungstenite::connect_async(url),
@@ -191,10 +192,11 @@ struct Sent {
     closes: Vec<u16>,
 }
 
-/// A client that sends `plan` as a careful client does: at most `window` unacked, pacing
-/// `every` between sends; an `unavailable` answer is retried with the same client id after a
-/// pause, and when its gateway goes away it moves to the next one and re-sends whatever was
-/// not acked, with the same client ids. `acks` counts acks as they come.
+/// A client that sends `plan` as a careful client does (banter-client's `Outbox`): at most
+/// `window` unacked, pacing `every` between new sends; an `unavailable` answer is retried
+/// with the same client id after a pause, and when its gateway goes away it moves to the next
+/// one and re-sends whatever was not acked, with the same client ids. `acks` counts acks as
+/// they come. It also holds the server to answering in the order of the sends.
 async fn send_reliably(
     gateways: Vec<String>,
     first: usize,
@@ -205,15 +207,16 @@ async fn send_reliably(
     acks: Arc<AtomicUsize>,
 ) -> Sent {
     let mut sent = Sent::default();
-    let mut gateway = first;
-    let mut next = 0; // the next planned message never sent
-    let mut retry: VecDeque<usize> = VecDeque::new(); // to send again, in plan order
+    let mut gateways = Gateways::new(gateways, first);
+    let mut outbox = Outbox::new(window, Instant::now());
+    let mut next = 0; // the next planned message not yet handed to the outbox
+    let mut pace = every.map(tokio::time::interval);
     let deadline = Instant::now() + PATIENCE;
     let mut connected_before = false;
     while sent.acked.len() < plan.len() {
         assert!(Instant::now() < deadline, "sender gave up: {sent:?}");
-        let Some(socket) = connect(&gateways[gateway], &token).await else {
-            gateway = (gateway + 1) % gateways.len();
+        let Some(socket) = connect(gateways.current(), &token).await else {
+            gateways.move_on();
             tokio::time::sleep(Duration::from_millis(200)).await;
             continue;
         };
@@ -222,35 +225,33 @@ async fn send_reliably(
         }
         connected_before = true;
         let (mut sink, mut stream) = socket.split();
-        let mut in_flight: VecDeque<usize> = VecDeque::new();
-        let mut pause_until = Instant::now();
-        let mut pace = every.map(tokio::time::interval);
+        // What this connection sent, in order: answers must come in this order.
+        let mut sent_here: VecDeque<u64> = VecDeque::new();
         'connection: loop {
-            // Send while the window allows: retries first, in order, then new ones.
-            while in_flight.len() < window && Instant::now() >= pause_until {
-                let i = match retry.pop_front() {
-                    Some(i) => i,
-                    None if next < plan.len() => {
-                        if let Some(pace) = pace.as_mut() {
-                            if tokio::time::timeout(Duration::ZERO, pace.tick())
-                                .await
-                                .is_err()
-                            {
-                                break;
-                            }
-                        }
-                        next += 1;
-                        next - 1
+            // New messages join the outbox at the pace asked (all at once without one).
+            while next < plan.len() && outbox.waiting() + outbox.in_flight() < window {
+                if let Some(pace) = pace.as_mut() {
+                    if tokio::time::timeout(Duration::ZERO, pace.tick())
+                        .await
+                        .is_err()
+                    {
+                        break;
                     }
-                    None => break,
-                };
-                let p = &plan[i];
-                let frame = json!({"type": "send", "room": p.room, "body": p.body, "client_id": p.client_id});
-                if sink.send(text(&frame)).await.is_err() {
-                    retry.push_front(i);
+                }
+                let p = &plan[next];
+                outbox.push(
+                    next as u64,
+                    &p.client_id,
+                    banter_client::send_frame(&p.room, &p.body, &p.client_id),
+                );
+                next += 1;
+            }
+            while let Some((seq, frame)) = outbox.next_to_send(Instant::now()) {
+                if sink.send(WsMessage::text(frame)).await.is_err() {
+                    outbox.unsent(seq);
                     break 'connection;
                 }
-                in_flight.push_back(i);
+                sent_here.push_back(seq);
             }
             if sent.acked.len() == plan.len() {
                 break;
@@ -267,38 +268,43 @@ async fn send_reliably(
                 Ok(Some(Ok(_))) => continue,
                 Ok(None | Some(Err(_))) => break 'connection,
             };
-            let client_id = frame["client_id"].as_str().unwrap_or_default();
-            match frame["type"].as_str() {
-                Some("ack") => {
-                    let i = in_flight.pop_front().expect("an ack for something sent");
-                    assert_eq!(plan[i].client_id, client_id, "acks come in send order");
-                    let id = frame["id"].as_str().expect("id").to_owned();
-                    if sent.acked.insert(plan[i].client_id.clone(), id).is_none() {
+            let answered = match outbox.answer(&frame, Instant::now()) {
+                None if frame["type"] == "error" => panic!("an error frame: {frame}"),
+                None => continue,
+                Some(answer) => answer,
+            };
+            let seq = match &answered {
+                Answer::Acked { seq, .. }
+                | Answer::Retry { seq, .. }
+                | Answer::Refused { seq, .. } => *seq,
+            };
+            assert_eq!(
+                sent_here.pop_front(),
+                Some(seq),
+                "answers come in send order: {frame}"
+            );
+            match answered {
+                Answer::Acked { seq, ack } => {
+                    let id = ack["id"].as_str().expect("id").to_owned();
+                    if sent
+                        .acked
+                        .insert(plan[seq as usize].client_id.clone(), id)
+                        .is_none()
+                    {
                         acks.fetch_add(1, Ordering::Relaxed);
                     }
                 }
-                Some("error") if !client_id.is_empty() => {
-                    let code = frame["code"].as_str().unwrap_or_default().to_owned();
+                Answer::Retry { code, .. } => {
                     assert_eq!(code, "unavailable", "a send refused: {frame}");
                     *sent.errors.entry(code).or_default() += 1;
-                    let i = in_flight.pop_front().expect("an error for something sent");
-                    assert_eq!(plan[i].client_id, client_id, "answers come in send order");
-                    // Keep plan order among retries; pause before trying again.
-                    let at = retry.partition_point(|&r| r < i);
-                    retry.insert(at, i);
-                    pause_until = Instant::now() + Duration::from_millis(500);
                 }
-                Some("error") => panic!("an error frame: {frame}"),
-                _ => {}
+                Answer::Refused { .. } => panic!("a send refused: {frame}"),
             }
         }
         // The connection is gone: what was not answered is sent again, first, in order.
-        for i in in_flight.into_iter().rev() {
-            retry.push_front(i);
-        }
-        retry.make_contiguous().sort_unstable();
+        outbox.disconnected();
         if sent.acked.len() < plan.len() {
-            gateway = (gateway + 1) % gateways.len();
+            gateways.move_on();
         }
     }
     sent
@@ -335,7 +341,8 @@ struct Read {
 }
 
 /// A client that reads `rooms` until told to stop, moving to the next gateway when its own goes
-/// away and resuming each room from the last cursor it got, as the web app does.
+/// away and resuming each room from the last cursor it got (banter-client's `Resume`), as
+/// the web app does.
 async fn read_reliably(
     gateways: Vec<String>,
     first: usize,
@@ -346,14 +353,14 @@ async fn read_reliably(
     count: Arc<AtomicUsize>,
 ) -> Read {
     let mut read = Read::default();
-    let mut last: HashMap<String, String> = HashMap::new();
-    let mut gateway = first;
+    let mut resume = Resume::new(rooms.iter().cloned());
+    let mut gateways = Gateways::new(gateways, first);
     let mut joined = Some(joined);
     let deadline = Instant::now() + PATIENCE;
     'reconnect: while !stop.is_cancelled() {
         assert!(Instant::now() < deadline, "reader gave up");
-        let Some(socket) = connect(&gateways[gateway], &token).await else {
-            gateway = (gateway + 1) % gateways.len();
+        let Some(socket) = connect(gateways.current(), &token).await else {
+            gateways.move_on();
             tokio::time::sleep(Duration::from_millis(200)).await;
             continue;
         };
@@ -363,12 +370,8 @@ async fn read_reliably(
         let (mut sink, mut stream) = socket.split();
         let mut pending_joins = rooms.len();
         for room in &rooms {
-            let mut frame = json!({"type": "join", "room": room});
-            if let Some(cursor) = last.get(room) {
-                frame["since"] = cursor.clone().into();
-            }
-            if sink.send(text(&frame)).await.is_err() {
-                gateway = (gateway + 1) % gateways.len();
+            if sink.send(WsMessage::text(resume.join(room))).await.is_err() {
+                gateways.move_on();
                 continue 'reconnect;
             }
         }
@@ -386,13 +389,10 @@ async fn read_reliably(
                 Some(Ok(_)) => continue,
                 None | Some(Err(_)) => break,
             };
+            let ours = resume.heard(&frame);
             match frame["type"].as_str() {
-                Some("message") => {
+                Some("message") if ours => {
                     let room = frame["room"].as_str().expect("room").to_owned();
-                    last.insert(
-                        room.clone(),
-                        frame["cursor"].as_str().expect("cursor").into(),
-                    );
                     read.rooms
                         .entry(room)
                         .or_default()
@@ -412,7 +412,7 @@ async fn read_reliably(
                 _ => {}
             }
         }
-        gateway = (gateway + 1) % gateways.len();
+        gateways.move_on();
     }
     read
 }

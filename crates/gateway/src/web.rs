@@ -13,6 +13,7 @@ use axum::Router;
 
 const INDEX: &str = include_str!("../../../web/index.html");
 const APP_JS: &str = include_str!("../../../web/app.js");
+const CLIENT_JS: &str = include_str!("../../../web/client.js");
 const STYLE: &str = include_str!("../../../web/style.css");
 
 /// Where the app comes from and what it is told.
@@ -114,7 +115,7 @@ fn handler(
     }
 }
 
-/// `/`, `/chat`, `/app.js`, `/style.css`, `/config.json`.
+/// `/`, `/chat`, `/app.js`, `/client.js`, `/style.css`, `/config.json`.
 pub fn router<S: Clone + Send + Sync + 'static>(config: WebConfig) -> Router<S> {
     let csp = HeaderValue::from_str(&config.csp()).unwrap_or_else(|_| {
         // Only an origin with odd characters could get here; the strict default stands.
@@ -131,6 +132,8 @@ pub fn router<S: Clone + Send + Sync + 'static>(config: WebConfig) -> Router<S> 
     });
     let page = handler(&web, "index.html", INDEX, "text/html; charset=utf-8");
     let script = handler(&web, "app.js", APP_JS, "text/javascript; charset=utf-8");
+    // The app's reliable client (no DOM), an ES module app.js imports.
+    let client = handler(&web, "client.js", CLIENT_JS, "text/javascript; charset=utf-8");
     let style = handler(&web, "style.css", STYLE, "text/css; charset=utf-8");
     let settings = move || {
         let web = web.clone();
@@ -140,6 +143,7 @@ pub fn router<S: Clone + Send + Sync + 'static>(config: WebConfig) -> Router<S> 
         .route("/", get(page.clone()))
         .route("/chat", get(page))
         .route("/app.js", get(script))
+        .route("/client.js", get(client))
         .route("/style.css", get(style))
         .route("/config.json", get(settings))
 }

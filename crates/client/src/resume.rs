@@ -1,0 +1,96 @@
+//! Resume by cursor: per room, the last cursor the client has, and the `join` that resumes
+//! after it.
+
+use std::collections::HashMap;
+
+use serde_json::Value;
+
+use crate::{join_frame, ZERO_CURSOR};
+
+/// See the module docs.
+#[derive(Debug, Default, Clone)]
+pub struct Resume {
+    /// `None` until the room's first `joined`: the first join takes what comes from then on.
+    rooms: HashMap<String, Option<String>>,
+}
+
+impl Resume {
+    pub fn new<I, S>(rooms: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        Self {
+            rooms: rooms.into_iter().map(|r| (r.into(), None)).collect(),
+        }
+    }
+
+    /// The `join` of `room` for a new connection: a plain join the first time, then a
+    /// resume after the last cursor heard.
+    pub fn join(&self, room: &str) -> String {
+        join_frame(room, self.cursor(room))
+    }
+
+    pub fn cursor(&self, room: &str) -> Option<&str> {
+        self.rooms.get(room).and_then(Option::as_deref)
+    }
+
+    /// Takes note of a frame from the server: any room event (message, edit, delete,
+    /// reaction) moves its room's cursor, and so does `joined`. True when the frame was a
+    /// room event of a room this client follows.
+    pub fn heard(&mut self, frame: &Value) -> bool {
+        let (Some(kind), Some(room)) = (frame["type"].as_str(), frame["room"].as_str()) else {
+            return false;
+        };
+        let Some(slot) = self.rooms.get_mut(room) else {
+            return false;
+        };
+        match (kind, frame["cursor"].as_str()) {
+            ("message" | "edited" | "deleted" | "reaction", Some(cursor)) => {
+                *slot = Some(cursor.to_owned());
+                true
+            }
+            ("joined", Some(cursor)) => {
+                *slot = Some(cursor.to_owned());
+                false
+            }
+            // A room without events: everything from the start is new.
+            ("joined", None) if slot.is_none() => {
+                *slot = Some(ZERO_CURSOR.to_owned());
+                false
+            }
+            _ => false,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn every_room_event_moves_the_cursor_and_a_reconnect_resumes_after_it() {
+        let mut r = Resume::new(["a", "b"]);
+        assert_eq!(r.join("a"), join_frame("a", None), "first a plain join");
+        r.heard(&json!({"type":"joined","room":"a","cursor":null}));
+        assert_eq!(r.cursor("a"), Some(ZERO_CURSOR));
+        for (kind, cursor) in [
+            ("message", "01"),
+            ("edited", "02"),
+            ("reaction", "03"),
+            ("deleted", "04"),
+        ] {
+            assert!(r.heard(&json!({"type":kind,"room":"a","cursor":cursor})));
+            assert_eq!(r.cursor("a"), Some(cursor));
+        }
+        // Other rooms, other frames: nothing.
+        assert!(!r.heard(&json!({"type":"message","room":"z","cursor":"09"})));
+        assert!(!r.heard(&json!({"type":"typing","room":"a","user":"x"})));
+        assert_eq!(r.join("a"), join_frame("a", Some("04")));
+        // A later joined without a cursor keeps what the client has.
+        r.heard(&json!({"type":"joined","room":"a","cursor":null}));
+        assert_eq!(r.cursor("a"), Some("04"));
+        assert_eq!(r.cursor("b"), None);
+    }
+}
