@@ -12,22 +12,28 @@
  *   session   — log in/out, refresh before expiry (one tab per user at a time), 401 → refresh once.
  *   rooms     — Room objects: messages sorted by cursor, members, typing, unread.
  *   render    — sidebar, message list, presence, typing, status.
+ *   text      — message bodies as DOM nodes: links, `code`, ```blocks```; never HTML.
+ *   actions   — edit, delete, react: frames with a client_id, re-sent until answered.
  *   outbox    — own messages until the server has them; re-sent with the same client_id.
+ *   thread    — the side panel of one thread: its first message, the replies, a composer.
  *   socket    — ONE WebSocket joined to every sidebar room; resume with `since`.
  *   lifecycle — opening, adding and leaving rooms; history; polling GET /rooms.
+ *
+ * What keeps the conversation whole over a bad network (resume cursors, the outbox of
+ * frames waiting for an answer, re-sends, backoff) is client.js, which has no DOM.
  */
-'use strict';
+import { Outbox, RoomLog, ZERO_CURSOR, backoff, maxCursor } from './client.js';
 
 const PAGE_SIZE = 50;
 const POLL_MS = 10000;
 const TYPING_SEND_MS = 2000;
 const TYPING_SHOW_MS = 3000;
-const RETRY_SEND_MS = 2500;
 const GROUP_GAP_MS = 5 * 60 * 1000;   // same author within this: one visual group
 const KEEP_AWAY = 200;                // messages kept in memory for rooms not on screen
 const SLEEP_GAP_MS = 3 * 60 * 1000;   // a timer this late means the machine slept
 const MAX_BODY = 4000;
-const ZERO_CURSOR = '0'.repeat(24);   // below every cursor: "replay everything"
+const EMOJI = ['👍', '❤️', '😂', '🎉', '😮', '😢', '👀', '✅'];
+const QUOTE_CHARS = 90;               // of a replied-to message's first line
 const ROOM_RE = /^[A-Za-z0-9_.-]{1,64}$/;
 const USER_RE = /^[A-Za-z0-9_.-]{3,32}$/;
 // Sessions are per user, not per browser, so that two people can use two
@@ -54,6 +60,12 @@ const ui = {
   members: $('members'), membersToggle: $('members-toggle'), membersClose: $('members-close'),
   membersCount: $('members-count'), membersToggleCount: $('members-toggle-count'),
   memberList: $('member-list'), scrim: $('scrim'),
+  thread: $('thread'), threadRoom: $('thread-room'), threadClose: $('thread-close'),
+  threadScroll: $('thread-scroll'), threadNote: $('thread-note'), threadOlder: $('thread-older'),
+  threadList: $('thread-list'), threadComposer: $('thread-composer'), threadInput: $('thread-input'),
+  threadReplying: $('thread-replying'), threadReplyingText: $('thread-replying-text'),
+  threadReplyingCancel: $('thread-replying-cancel'),
+  confirm: $('confirm'), confirmQuote: $('confirm-quote'), confirmOk: $('confirm-ok'),
 };
 
 /* ------------------------------------------------------------------ state */
@@ -70,21 +82,38 @@ let alertTimer = null;
 const rooms = new Map();          // name → Room, in sidebar order
 let current = null;               // the Room on screen
 let prefs = null;                 // {current, read: {room: cursor}, dismissed: {room: last_message_at}}
-const outbox = new Map();         // client_id → own message not yet stored, in send order
+// What goes over the socket for the outboxes below: the open socket's generation, the rooms.
+const link = {
+  gen: () => (socketReady() ? socket.gen : 0),
+  room: (name) => rooms.get(name),
+  send: (frame) => sendFrame(frame),
+};
+const released = (name) => { const room = rooms.get(name); if (room) flushOutbox(room); };
+// Own messages not stored yet, by client_id, in send order (the items are the messages shown).
+const outbox = new Outbox({ link, frame: sendFrameOf, onRelease: released });
 // Ids deleted while this page ran. A history page read before a deletion can
 // land after its `deleted` frame, and a resume may replay a message deleted
 // moments ago: neither may bring it back.
 const deletedIds = new Set();
+// Edits, deletes and reactions of mine until the server answers them: {clientId, room,
+// frame, done, fail}.
+const actions = new Outbox({ link, frame: (a) => a.frame, onRelease: released });
+// The open thread panel, or null: {room, rootId, root, msgs (replies by cursor), byId,
+// hasMore, loading, error, replyTo (a reply being answered, else the root)}.
+let thread = null;
+// The open message menu or reaction picker: {msg, li (its node), button (that opened it), node}.
+let popup = null;
 
 const socket = { ws: null, gen: 0, attempts: 0, timer: null, hasOpened: false };
 let lastScrollTop = 0;
 
-class Room {
+// A room as the page has it; its place in the log and its join are RoomLog's (client.js).
+class Room extends RoomLog {
   constructor(name) {
+    super();
     this.name = name;
     this.msgs = [];           // stored messages, sorted by cursor
     this.byId = new Map();
-    this.cursor = null;       // resume point: we have every message up to here
     this.loaded = false;      // the newest history page is in
     this.loading = null;      // that page's request, while in flight
     this.loadError = '';
@@ -97,11 +126,6 @@ class Room {
     this.typing = new Map();  // user → timer that hides "is typing"
     this.typingSentAt = 0;
     this.unread = new Set();  // ids of messages from others not seen yet
-    this.joinSentOn = 0;      // socket generation our `join` went out on
-    this.joinsAwaited = 0;    // `joined` answers still due on this socket
-    this.joined = false;      // our own join was answered on this socket
-    this.holdUntil = 0;       // after a refused send: nothing of this room goes out before
-    this.release = null;      // the timer that sends the held messages, in typing order
     this.draft = '';
     this.nav = null;          // sidebar elements
   }
@@ -158,7 +182,6 @@ function newClientId() {
   return 'c-' + Array.from(b, (x) => x.toString(16).padStart(2, '0')).join('');
 }
 
-const maxCursor = (a, b) => (!a ? b : !b ? a : a > b ? a : b);
 const isMe = (user) => !!session && String(user).toLowerCase() === session.username.toLowerCase();
 const pageVisible = () => document.visibilityState === 'visible';
 
@@ -292,7 +315,10 @@ const savePrefs = () => store(userKey('view'), prefs);
 // time instead of writing our whole map over theirs.
 function storeOutboxEntry(p) {
   const list = (load(userKey('outbox')) || []).filter((e) => e.client_id !== p.clientId);
-  list.push({ client_id: p.clientId, room: p.room, body: p.body, created_at: p.createdAt, state: p.state, error: p.error });
+  list.push({
+    client_id: p.clientId, room: p.room, body: p.body, created_at: p.createdAt, state: p.state, error: p.error,
+    reply_to: p.replyTo, thread_root: p.threadRoot,
+  });
   store(userKey('outbox'), list);
 }
 
@@ -457,7 +483,11 @@ function endSession(error = '', info = '', { keepStored = false } = {}) {
   for (const room of rooms.values()) for (const t of room.typing.values()) clearTimeout(t);
   for (const room of rooms.values()) clearTimeout(room.release);
   rooms.clear();
+  closePopup({ focus: false });
+  closeThread({ focus: false });
+  if (ui.confirm.open) ui.confirm.close();
   outbox.clear();
+  actions.clear();
   deletedIds.clear();
   current = null;
   socket.hasOpened = false;
@@ -650,25 +680,61 @@ function renderBrowse(list) {
 
 /* ---------------------------------------------------------- message view */
 
-function renderMessage(msg) {
+// A message of the server (history, the socket, a thread page) as the page keeps it.
+function messageOf(room, m) {
+  return {
+    id: m.id, cursor: m.cursor, room: room.name, author: String(m.author || 'unknown'),
+    body: String(m.body ?? ''), createdAt: m.created_at, clientId: m.client_id || null,
+    state: 'sent', error: '', el: null, tel: null,
+    editedAt: m.edited_at || null,
+    reactions: reactionsOf(m.reactions),
+    replyTo: typeof m.reply_to === 'string' ? m.reply_to : null,
+    threadRoot: typeof m.thread_root === 'string' ? m.thread_root : null,
+    replyCount: Number(m.reply_count) || 0,
+    busy: '',       // what an action of mine on it is doing ("Saving…"), until answered
+    editing: null,  // 'main' or 'thread': where its inline editor is open
+  };
+}
+
+// The node of a message, in the timeline (`main`) or in the thread panel.
+function buildNode(msg, where) {
   const li = el('li', 'msg');
   li.dataset.author = msg.author;
   if (msg.clientId) li.dataset.clientId = msg.clientId;
   if (isMe(msg.author)) li.classList.add('own');
 
+  const quote = el('button', 'reply-quote');
+  quote.type = 'button';
+  quote.hidden = true;
+  quote.addEventListener('click', () => followQuote(msg));
   const meta = el('div', 'meta');
-  meta.append(el('span', 'author', msg.author), el('time', 'time'), el('span', 'note'));
+  const edited = el('span', 'edited', '(edited)');
+  edited.hidden = true;
+  meta.append(el('span', 'author', msg.author), el('time', 'time'), edited, el('span', 'note'));
+  const replies = el('button', 'thread-link');
+  replies.type = 'button';
+  replies.hidden = true;
+  replies.addEventListener('click', () => openThread(msg));
   const main = el('div', 'msg-main');
-  main.append(meta, el('div', 'body', msg.body));
+  main.append(quote, meta, el('div', 'body'), el('div', 'reactions'), replies);
   li.append(avatar(msg.author), main, el('div', 'msg-actions'));
-  msg.el = li;
-  paintMessage(msg);
+  li.view = { where, quote, edited, replies, reactions: main.querySelector('.reactions'), chips: new Map(), body: null, actions: '' };
+  paintNode(msg, li);
   return li;
 }
 
-// Updates what changes over a message's life: pending → sent, or failed.
+function renderMessage(msg) {
+  msg.el = buildNode(msg, 'main');
+  return msg.el;
+}
+
+// Updates what changes over a message's life, in each place it is shown.
 function paintMessage(msg) {
-  const li = msg.el;
+  for (const li of [msg.el, msg.tel]) if (li) paintNode(msg, li);
+}
+
+function paintNode(msg, li) {
+  const v = li.view;
   li.dataset.state = msg.state;
   if (msg.id) li.dataset.id = msg.id;
 
@@ -679,28 +745,115 @@ function paintMessage(msg) {
     time.textContent = hhmm(date);
     time.title = date.toLocaleString(undefined, { dateStyle: 'full', timeStyle: 'short' });
   }
+  v.edited.hidden = !msg.editedAt;
+  if (msg.editedAt) {
+    const at = new Date(msg.editedAt);
+    v.edited.title = Number.isNaN(at.getTime()) ? 'Edited' : `Edited ${at.toLocaleString(undefined, { dateStyle: 'full', timeStyle: 'short' })}`;
+  }
   li.querySelector('.note').textContent =
     msg.state === 'pending' ? (msg.error ? `Retrying… (${msg.error})` : 'Sending…') :
-    msg.state === 'failed' ? `Not sent: ${msg.error}` : '';
+    msg.state === 'failed' ? `Not sent: ${msg.error}` : msg.busy;
+  if (v.body !== msg.body) {
+    li.querySelector('.body').replaceChildren(richText(msg.body));
+    v.body = msg.body;
+  }
+  paintQuote(msg, li);
+  paintReactions(msg, li);
+  const n = msg.replyCount;
+  v.replies.hidden = v.where !== 'main' || n === 0;
+  v.replies.textContent = n === 1 ? '1 reply' : `${n} replies`;
+  paintActions(msg, li);
+}
 
-  const actions = li.querySelector('.msg-actions');
-  actions.replaceChildren();
-  if (!isMe(msg.author)) return;
-  if (msg.state === 'sent') {
-    actions.append(iconButton('trash', 'Delete message', (e) => deleteMessage(msg, e.currentTarget)));
-  } else if (msg.state === 'failed') {
+// A reply shows a line of what it answers; in the thread panel, not when that is the root.
+function paintQuote(msg, li) {
+  const { quote, where } = li.view;
+  const room = rooms.get(msg.room);
+  const show = !!msg.replyTo && !!room && !(where === 'thread' && thread && msg.replyTo === thread.rootId);
+  quote.hidden = !show;
+  if (!show) return;
+  const parent = findMsg(room, msg.replyTo);
+  const parts = [icon('reply')];
+  if (parent) parts.push(el('span', 'quote-author', parent.author), el('span', 'quote-text', firstLine(parent.body)));
+  else parts.push(el('span', 'quote-text', deletedIds.has(msg.replyTo) ? 'Original message deleted' : 'Reply to an earlier message'));
+  quote.replaceChildren(...parts);
+  quote.setAttribute('aria-label', parent ? `Reply to ${parent.author}: ${firstLine(parent.body)}` : 'Reply to an earlier message: show the thread');
+}
+
+function firstLine(text) {
+  const line = String(text).trim().split('\n')[0].replace(/`{3}/g, '');
+  const chars = [...line];
+  return chars.length > QUOTE_CHARS ? `${chars.slice(0, QUOTE_CHARS).join('')}…` : line;
+}
+
+// Chips under the message, one per emoji; updated in place so focus stays on a clicked chip.
+function paintReactions(msg, li) {
+  const { reactions: box, chips } = li.view;
+  const ok = msg.state === 'sent';
+  for (const [emoji, chip] of chips) {
+    if (!msg.reactions.has(emoji) || !ok) { chip.remove(); chips.delete(emoji); }
+  }
+  if (ok) {
+    for (const [emoji, r] of msg.reactions) {
+      let chip = chips.get(emoji);
+      if (!chip) {
+        chip = el('button', 'reaction');
+        chip.type = 'button';
+        chip.dataset.emoji = emoji;
+        chip.append(el('span', 'reaction-emoji', emoji), el('span', 'reaction-count'));
+        chip.addEventListener('click', () => toggleReaction(msg, emoji));
+        chips.set(emoji, chip);
+      }
+      box.append(chip); // (re)appended in the message's order
+      const mine = r.users.some(isMe);
+      chip.setAttribute('aria-pressed', String(mine));
+      chip.querySelector('.reaction-count').textContent = String(r.count);
+      chip.title = reactedBy(r, emoji);
+      chip.setAttribute('aria-label', `${emoji} ${r.count}: ${chip.title}${mine ? '; click to remove yours' : ''}`);
+    }
+  }
+  box.hidden = chips.size === 0;
+}
+
+function reactedBy(r, emoji) {
+  const names = r.users.map((u) => (isMe(u) ? 'you' : u));
+  const more = r.count - names.length;
+  if (more > 0) names.push(`${more} more`);
+  const list = names.length > 1 ? `${names.slice(0, -1).join(', ')} and ${names[names.length - 1]}` : names[0] || 'someone';
+  return `${list} reacted with ${emoji}`;
+}
+
+// The hover toolbar (React, Reply, More) of a stored message, Retry and Discard of a failed one.
+function paintActions(msg, li) {
+  const own = isMe(msg.author);
+  const key = `${msg.state}|${own}|${msg.editing === li.view.where}`;
+  if (li.view.actions === key) return;
+  li.view.actions = key;
+  const box = li.querySelector('.msg-actions');
+  box.replaceChildren();
+  if (msg.state === 'sent' && msg.editing !== li.view.where) {
+    const where = li.view.where;
+    const more = iconButton('more', 'More actions', (e) => openMenu(msg, li, e.currentTarget));
+    more.setAttribute('aria-haspopup', 'menu');
+    more.setAttribute('aria-expanded', 'false');
+    box.append(
+      iconButton('smile', 'Add reaction', (e) => openPicker(msg, li, e.currentTarget)),
+      iconButton('reply', 'Reply in thread', () => replyTo(msg, where)),
+      more,
+    );
+  } else if (own && msg.state === 'failed') {
     const retry = el('button', 'btn btn-quiet btn-small', 'Retry');
     retry.type = 'button';
     retry.addEventListener('click', () => retryPending(msg));
     const discard = el('button', 'btn btn-quiet btn-small', 'Discard');
     discard.type = 'button';
     discard.addEventListener('click', () => dropPending(msg));
-    actions.append(retry, discard);
+    box.append(retry, discard);
   }
 }
 
 // Groups a message with the one before it (same author, a few minutes
-// apart) and marks the first message of each day.
+// apart) and marks the first message of each day. A reply starts a group of its own.
 function restyle(room, i) {
   const msg = room.msgs[i];
   if (!msg) return;
@@ -708,9 +861,79 @@ function restyle(room, i) {
   const date = new Date(msg.createdAt);
   const prevDate = prev && new Date(prev.createdAt);
   const newDay = !prev || !sameDay(prevDate, date);
-  msg.el.classList.toggle('cont', !newDay && prev.author === msg.author && date - prevDate < GROUP_GAP_MS);
+  msg.el.classList.toggle('cont', !newDay && !msg.replyTo && prev.author === msg.author && date - prevDate < GROUP_GAP_MS);
   if (newDay && !Number.isNaN(date.getTime())) msg.el.dataset.day = dayLabel(date);
   else delete msg.el.dataset.day;
+}
+
+/* -------------------------------------------------------------------- text */
+
+// A message body as DOM nodes: ```fenced blocks``` become <pre><code>, `inline code`
+// <code>, http(s) URLs links. Every piece of user text goes in with textContent (as
+// text nodes), so nothing a person writes can become markup.
+function richText(text) {
+  const frag = document.createDocumentFragment();
+  const parts = text.split('```');
+  // An unclosed fence is text: glue the last piece back on.
+  if (parts.length % 2 === 0) parts.splice(-2, 2, `${parts[parts.length - 2]}\`\`\`${parts[parts.length - 1]}`);
+  parts.forEach((part, i) => {
+    if (i % 2 === 1) {
+      const pre = el('pre', 'code-block');
+      pre.append(el('code', null, part.replace(/^[^\S\n]*\n/, '').replace(/\n[^\S\n]*$/, '')));
+      frag.append(pre);
+      return;
+    }
+    // The line breaks next to a block are the block's own edges.
+    let t = part;
+    if (i > 0) t = t.replace(/^\n/, '');
+    if (i < parts.length - 1) t = t.replace(/\n$/, '');
+    inlineText(t, frag);
+  });
+  return frag;
+}
+
+function inlineText(text, parent) {
+  const re = /`([^`\n]+)`/g;
+  let at = 0;
+  for (let m; (m = re.exec(text));) {
+    linkify(text.slice(at, m.index), parent);
+    parent.append(el('code', 'code-inline', m[1]));
+    at = m.index + m[0].length;
+  }
+  linkify(text.slice(at), parent);
+}
+
+const URL_RE = /\bhttps?:\/\/[^\s<>"'`]+/gi;
+
+function linkify(text, parent) {
+  let at = 0;
+  URL_RE.lastIndex = 0;
+  for (let m; (m = URL_RE.exec(text));) {
+    let url = m[0];
+    // Sentence punctuation after a link is not part of it; nor is a closing bracket it did not open.
+    for (;;) {
+      const last = url[url.length - 1];
+      if ('.,;:!?\'"'.includes(last)) url = url.slice(0, -1);
+      else if (last === ')' && (url.match(/\(/g) || []).length < (url.match(/\)/g) || []).length) url = url.slice(0, -1);
+      else if (last === ']' && !url.includes('[')) url = url.slice(0, -1);
+      else break;
+    }
+    let href = null;
+    try {
+      const u = new URL(url);
+      if (u.protocol === 'http:' || u.protocol === 'https:') href = u.href;
+    } catch { /* not a URL after all: text */ }
+    if (!href) continue;
+    if (m.index > at) parent.append(document.createTextNode(text.slice(at, m.index)));
+    const a = el('a', 'link', url);
+    a.href = href;
+    a.target = '_blank';
+    a.rel = 'noopener noreferrer';
+    parent.append(a);
+    at = m.index + url.length;
+    URL_RE.lastIndex = at;
+  }
+  if (at < text.length) parent.append(document.createTextNode(text.slice(at)));
 }
 
 function renderCurrent() {
@@ -776,8 +999,9 @@ function insertMessage(room, msg) {
 
 // Adds a message from history or the socket. Returns it, or null for a
 // duplicate. An own message carrying a pending client_id takes the pending
-// message's place instead of appearing twice.
-function addMessage(room, m) {
+// message's place instead of appearing twice. `live`: it is new (the socket, an
+// ack), so its thread's first message has one more reply; history counts its own.
+function addMessage(room, m, { live = false } = {}) {
   if (!m || typeof m.id !== 'string' || typeof m.cursor !== 'string') return null;
   if (room.byId.has(m.id) || deletedIds.has(m.id)) return null;
   const pending = m.client_id && isMe(m.author) ? outbox.get(m.client_id) : undefined;
@@ -785,28 +1009,58 @@ function addMessage(room, m) {
   if (pending && pending.room === room.name) {
     msg = settle(pending, m);
   } else {
-    msg = {
-      id: m.id, cursor: m.cursor, room: room.name, author: String(m.author || 'unknown'),
-      body: String(m.body ?? ''), createdAt: m.created_at, clientId: m.client_id || null,
-      state: 'sent', error: '', el: null,
-    };
-    renderMessage(msg);
+    // Already known from the thread panel: the same object, shown in both places.
+    msg = (thread && thread.room === room && thread.byId.get(m.id)) ||
+      (thread && thread.room === room && thread.root && thread.root.id === m.id && thread.root) ||
+      messageOf(room, m);
+    if (!msg.el) renderMessage(msg);
   }
   insertMessage(room, msg);
+  if (msg.threadRoot) {
+    if (live) {
+      const root = findMsg(room, msg.threadRoot);
+      if (root) { root.replyCount++; paintMessage(root); }
+    }
+    if (thread && thread.room === room && msg.threadRoot === thread.rootId) threadAdd(msg);
+  }
   return msg;
+}
+
+// A loaded message of the room, in the timeline or only in the open thread.
+function findMsg(room, id) {
+  const found = room.byId.get(id);
+  if (found || !thread || thread.room !== room) return found;
+  return thread.byId.get(id) || (thread.root && thread.root.id === id ? thread.root : undefined);
+}
+
+// Messages whose quote shows `id`: repainted when it changes or goes.
+function repaintQuotes(room, id) {
+  for (const m of room.msgs) if (m.replyTo === id) paintMessage(m);
+  for (const p of outbox.values()) if (p.replyTo === id) paintMessage(p);
+  if (thread && thread.room === room) for (const m of thread.msgs) if (m.replyTo === id && !room.byId.has(m.id)) paintMessage(m);
 }
 
 function removeMessage(room, id) {
   deletedIds.add(id);
-  const msg = room.byId.get(id);
+  const msg = findMsg(room, id);
   if (!msg) return;
+  if (msg.editing) closeEditor(msg, { focus: false });
+  if (popup && popup.msg === msg) closePopup({ focus: false });
   const i = room.msgs.indexOf(msg);
-  room.msgs.splice(i, 1);
-  room.byId.delete(id);
-  room.unread.delete(id);
-  if (msg.el.contains(document.activeElement)) ui.messages.focus();
-  msg.el.remove();
-  restyle(room, i);
+  if (i >= 0) {
+    room.msgs.splice(i, 1);
+    room.byId.delete(id);
+    room.unread.delete(id);
+    if (msg.el.contains(document.activeElement)) ui.messages.focus();
+    msg.el.remove();
+    restyle(room, i);
+  }
+  if (msg.threadRoot) {
+    const root = findMsg(room, msg.threadRoot);
+    if (root && root.replyCount > 0) { root.replyCount--; paintMessage(root); }
+  }
+  if (thread && thread.room === room) threadRemove(msg);
+  repaintQuotes(room, id);
   updateNav(room);
   if (room === current) renderHistoryState();
 }
@@ -852,88 +1106,404 @@ function countUnread(room, messages) {
   updateNav(room);
 }
 
-async function deleteMessage(msg, button) {
-  const room = rooms.get(msg.room);
-  button.disabled = true;
-  try {
-    await api('DELETE', `/messages/${encodeURIComponent(msg.id)}`);
-    if (room) removeMessage(room, msg.id);
-  } catch (err) {
-    if (err.status === 404 && room) { removeMessage(room, msg.id); return; }
-    button.disabled = false;
-    showAlert(`Could not delete the message: ${err.message}`);
-  }
+/* ----------------------------------------------------------------- actions */
+
+// An edit, delete, react or unreact of mine: a frame with a client_id of its own, sent
+// after the room's join (like sends) and again on every new socket until the server
+// answers it (an ack or an error with that client_id); the server applies it once.
+// `done(ack)` and `fail(error frame)` tell the caller.
+function act(room, frame, { done = () => {}, fail = () => {} } = {}) {
+  const a = { clientId: newClientId(), room: room.name, frame, state: 'pending', done, fail };
+  a.frame.client_id = a.clientId;
+  actions.add(a);
 }
 
-/* ------------------------------------------------------------------ outbox */
+// The ack or error of an action. Refusals after which nothing happened go again by themselves.
+function onActionAnswer(answer) {
+  const { item: a, ok, retry } = answer;
+  if (retry) return;
+  actions.delete(a.clientId);
+  if (ok) { a.done(answer.frame); return; }
+  a.fail(answer.frame);
+  // Deleted meanwhile (or never readable): it goes from the page too.
+  const room = rooms.get(a.room);
+  if (answer.frame.code === 'not_found' && room && a.frame.id) removeMessage(room, a.frame.id);
+}
 
-function sendMessage() {
-  const room = current;
-  // Keep indentation inside the message; drop blank lines around it.
-  const body = ui.input.value.replace(/^\s*\n/, '').replace(/\s+$/, '');
-  if (!room || !body.trim()) return;
+const refusal = (f) => (f.code === 'not_found' ? 'the message is gone' : f.message || f.code);
+
+/* --------------------------------------------------------------- reactions */
+
+// Reactions of a message: emoji → {count, users (the names we know, up to 20 from history)}.
+function reactionsOf(list) {
+  const map = new Map();
+  for (const r of Array.isArray(list) ? list : []) {
+    if (!r || typeof r.emoji !== 'string') continue;
+    const users = Array.isArray(r.users) ? r.users.filter((u) => typeof u === 'string') : [];
+    const count = Math.max(Number(r.count) || 0, users.length);
+    if (count > 0) map.set(r.emoji, { count, users });
+  }
+  return map;
+}
+
+// A set per (message, user, emoji): adding twice or removing what is absent changes nothing.
+// Returns whether it changed.
+function applyReaction(msg, emoji, user, op) {
+  const key = String(user).toLowerCase();
+  const r = msg.reactions.get(emoji);
+  const at = r ? r.users.findIndex((u) => u.toLowerCase() === key) : -1;
+  if (op === 'add') {
+    if (at >= 0) return false;
+    if (r) { r.users.push(user); r.count++; } else msg.reactions.set(emoji, { count: 1, users: [user] });
+    return true;
+  }
+  if (!r) return false;
+  if (at >= 0) r.users.splice(at, 1);
+  else if (r.count <= r.users.length) return false; // not among the names, and there are no others
+  r.count--;
+  if (r.count <= 0) msg.reactions.delete(emoji);
+  return true;
+}
+
+const reactedByMe = (msg, emoji) => !!msg.reactions.get(emoji)?.users.some(isMe);
+
+// Shown at once, confirmed by the server's ack (and its `reaction` frame); undone if refused.
+function toggleReaction(msg, emoji) {
+  const room = rooms.get(msg.room);
+  if (!room || msg.state !== 'sent') return;
+  const had = reactedByMe(msg, emoji);
+  applyReaction(msg, emoji, session.username, had ? 'remove' : 'add');
+  paintMessage(msg);
+  act(room, { type: had ? 'unreact' : 'react', id: msg.id, emoji }, {
+    fail(f) {
+      applyReaction(msg, emoji, session.username, had ? 'add' : 'remove');
+      paintMessage(msg);
+      showAlert(`Could not ${had ? 'remove' : 'add'} the reaction: ${refusal(f)}`);
+    },
+  });
+}
+
+function onReaction(room, f) {
+  const msg = findMsg(room, f.id);
+  if (!msg || typeof f.emoji !== 'string' || typeof f.user !== 'string') return;
+  if (applyReaction(msg, f.emoji, f.user, f.op === 'remove' ? 'remove' : 'add')) paintMessage(msg);
+}
+
+/* ------------------------------------------------------------ edit, delete */
+
+function onEdited(room, f) {
+  const msg = findMsg(room, f.id);
+  if (!msg || typeof f.body !== 'string') return;
+  msg.body = f.body;
+  msg.editedAt = f.edited_at || msg.editedAt || new Date().toISOString();
+  paintMessage(msg);
+  repaintQuotes(room, msg.id);
+}
+
+// The inline editor: a textarea in place of the body. Enter saves, Escape cancels.
+function startEdit(msg, where = 'main') {
+  if (!isMe(msg.author) || msg.state !== 'sent') return;
+  closePopup({ focus: false });
+  const li = where === 'thread' ? msg.tel : msg.el;
+  if (!li) return;
+  if (msg.editing) {
+    if (msg.editing === where) { li.querySelector('.edit-input').focus(); return; }
+    closeEditor(msg, { focus: false });
+  }
+  msg.editing = where;
+  const form = el('form', 'edit-form');
+  const box = el('textarea', 'edit-input');
+  box.value = msg.body;
+  box.rows = 1;
+  box.setAttribute('aria-label', 'Edit message');
+  const cancel = el('button', 'btn btn-quiet btn-small', 'Cancel');
+  cancel.type = 'button';
+  const save = el('button', 'btn btn-primary btn-small', 'Save');
+  save.type = 'submit';
+  const bar = el('div', 'edit-bar');
+  bar.append(el('span', 'edit-hint', 'Enter to save · Escape to cancel'), cancel, save);
+  form.append(box, bar);
+  form.addEventListener('submit', (e) => { e.preventDefault(); saveEdit(msg, box.value); });
+  cancel.addEventListener('click', () => closeEditor(msg));
+  box.addEventListener('keydown', (e) => {
+    if (e.key === 'Enter' && !e.shiftKey && !e.isComposing) { e.preventDefault(); saveEdit(msg, box.value); }
+    else if (e.key === 'Escape') { e.preventDefault(); e.stopPropagation(); closeEditor(msg); }
+  });
+  li.querySelector('.body').hidden = true;
+  li.querySelector('.body').after(form);
+  paintNode(msg, li);
+  li.scrollIntoView({ block: 'nearest' });
+  box.focus();
+  box.setSelectionRange(box.value.length, box.value.length);
+}
+
+function closeEditor(msg, { focus = true } = {}) {
+  const where = msg.editing;
+  if (!where) return;
+  const li = where === 'thread' ? msg.tel : msg.el;
+  msg.editing = null;
+  if (li) {
+    li.querySelector('.edit-form')?.remove();
+    li.querySelector('.body').hidden = false;
+    paintNode(msg, li);
+  }
+  if (focus) (where === 'thread' && !ui.thread.hidden ? ui.threadInput : ui.input).focus();
+}
+
+function saveEdit(msg, text) {
+  const body = cleanBody(text);
+  const room = rooms.get(msg.room);
+  if (!room) return;
+  if (!body.trim()) { closeEditor(msg); confirmDelete(msg); return; }
+  if (body === msg.body) { closeEditor(msg); return; }
   const length = [...body].length;
   if (length > MAX_BODY) {
     showAlert(`A message can be at most ${MAX_BODY} characters; this one has ${length}.`);
     return;
   }
-  const p = {
-    id: null, cursor: null, room: room.name, author: session.username, body,
-    createdAt: new Date().toISOString(), clientId: newClientId(),
-    state: 'pending', error: '', el: null, sentOn: 0,
+  const before = { body: msg.body, editedAt: msg.editedAt };
+  msg.body = body;
+  msg.busy = 'Saving…';
+  closeEditor(msg);
+  repaintQuotes(room, msg.id);
+  act(room, { type: 'edit', id: msg.id, body }, {
+    done(f) {
+      msg.busy = '';
+      if (!msg.editedAt) msg.editedAt = f.created_at || new Date().toISOString();
+      paintMessage(msg);
+    },
+    fail(f) {
+      msg.busy = '';
+      if (msg.body === body) Object.assign(msg, before);
+      paintMessage(msg);
+      repaintQuotes(room, msg.id);
+      showAlert(`Could not edit the message: ${refusal(f)}`);
+    },
+  });
+}
+
+// The last message of mine in a list, for Up in an empty composer.
+function lastOwn(list) {
+  for (let i = list.length - 1; i >= 0; i--) if (isMe(list[i].author) && list[i].state === 'sent') return list[i];
+  return null;
+}
+
+// Asks in the page's own dialog (keyboard: Tab between the buttons, Escape cancels).
+function confirmDelete(msg) {
+  if (ui.confirm.open) return;
+  const back = document.activeElement;
+  ui.confirmQuote.textContent = firstLine(msg.body);
+  ui.confirm.returnValue = '';
+  ui.confirm.addEventListener('close', () => {
+    if (ui.confirm.returnValue === 'ok') deleteMessage(msg);
+    if (back && back.isConnected) back.focus();
+    else (msg.tel && !ui.thread.hidden ? ui.threadInput : ui.input).focus();
+  }, { once: true });
+  ui.confirm.showModal();
+  ui.confirmOk.focus();
+}
+
+// Gone from the page once the server acks it (its `deleted` frame may come first).
+function deleteMessage(msg) {
+  const room = rooms.get(msg.room);
+  if (!room || msg.state !== 'sent') return;
+  msg.busy = 'Deleting…';
+  paintMessage(msg);
+  act(room, { type: 'delete', id: msg.id }, {
+    done() { removeMessage(room, msg.id); },
+    fail(f) {
+      msg.busy = '';
+      paintMessage(msg);
+      if (f.code !== 'not_found') showAlert(`Could not delete the message: ${refusal(f)}`);
+    },
+  });
+}
+
+/* ---------------------------------------------------------- menu, picker */
+
+// One popup at a time, inside the message's toolbar: the actions menu or the emoji picker.
+// Arrow keys move between its items, Escape closes it and gives focus back to its button.
+function showPopup(msg, li, button, node) {
+  const reopen = popup && popup.button === button;
+  closePopup({ focus: false });
+  if (reopen) return; // a second click on the button closes it
+  li.classList.add('has-popup');
+  button.after(node);
+  button.setAttribute('aria-expanded', 'true');
+  // Open upwards when there is more room above (near the composer).
+  const scroller = li.closest('.messages, .thread-scroll');
+  if (scroller) {
+    const box = scroller.getBoundingClientRect();
+    const at = button.getBoundingClientRect();
+    node.classList.toggle('up', box.bottom - at.bottom < node.offsetHeight + 12 && at.top - box.top > box.bottom - at.bottom);
+  }
+  const items = [...node.querySelectorAll('button')];
+  node.addEventListener('keydown', (e) => {
+    const i = items.indexOf(document.activeElement);
+    const step = { ArrowDown: 1, ArrowRight: 1, ArrowUp: -1, ArrowLeft: -1 }[e.key];
+    if (step) { e.preventDefault(); items[(i + step + items.length) % items.length].focus(); }
+    else if (e.key === 'Home' || e.key === 'End') { e.preventDefault(); items[e.key === 'Home' ? 0 : items.length - 1].focus(); }
+    else if (e.key === 'Escape') { e.preventDefault(); e.stopPropagation(); closePopup(); }
+    else if (e.key === 'Tab') closePopup({ focus: false });
+  });
+  popup = { msg, li, button, node };
+  items[0].focus();
+}
+
+function closePopup({ focus = true } = {}) {
+  if (!popup) return;
+  const { li, button, node } = popup;
+  popup = null;
+  node.remove();
+  li.classList.remove('has-popup');
+  button.setAttribute('aria-expanded', 'false');
+  if (focus && button.isConnected) button.focus();
+}
+
+function openMenu(msg, li, button) {
+  const where = li.view.where;
+  const menu = el('div', 'popup menu');
+  menu.setAttribute('role', 'menu');
+  menu.setAttribute('aria-label', 'Message actions');
+  const item = (label, run, className = '') => {
+    const b = el('button', `menu-item ${className}`.trim(), label);
+    b.type = 'button';
+    b.setAttribute('role', 'menuitem');
+    // Focus goes back to the menu's button first: what the item opens returns it there.
+    b.addEventListener('click', () => { closePopup(); run(); });
+    menu.append(b);
   };
-  addPending(p);
+  item('Add reaction', () => openPicker(msg, li, button));
+  item('Reply in thread', () => replyTo(msg, where));
+  if (isMe(msg.author)) {
+    item('Edit message', () => startEdit(msg, where));
+    item('Delete message', () => confirmDelete(msg), 'menu-danger');
+  }
+  showPopup(msg, li, button, menu);
+}
+
+function openPicker(msg, li, button) {
+  if (!button) return;
+  const picker = el('div', 'popup picker');
+  picker.setAttribute('role', 'group');
+  picker.setAttribute('aria-label', 'Pick a reaction');
+  for (const emoji of EMOJI) {
+    const b = el('button', 'picker-emoji', emoji);
+    b.type = 'button';
+    const label = reactedByMe(msg, emoji) ? `Remove your ${emoji}` : `React with ${emoji}`;
+    b.setAttribute('aria-label', label);
+    b.title = label;
+    b.setAttribute('aria-pressed', String(reactedByMe(msg, emoji)));
+    b.addEventListener('click', () => { closePopup(); toggleReaction(msg, emoji); });
+    picker.append(b);
+  }
+  showPopup(msg, li, button, picker);
+}
+
+// Outside the popup (and not on its button): close it.
+document.addEventListener('pointerdown', (e) => {
+  if (popup && !popup.node.contains(e.target) && !popup.button.contains(e.target)) closePopup({ focus: false });
+});
+
+/* ------------------------------------------------------------------ quotes */
+
+// A reply's quote: to the replied-to message if it is on screen (briefly highlighted),
+// else the thread panel, which has it.
+function followQuote(msg) {
+  const room = rooms.get(msg.room);
+  const parent = room && room.byId.get(msg.replyTo);
+  if (parent && room === current && parent.el.isConnected && !msg.tel?.contains(document.activeElement)) {
+    parent.el.scrollIntoView({ block: 'center', behavior: 'smooth' });
+    flash(parent.el);
+  } else if (thread && thread.room === room && parent?.tel?.isConnected) {
+    parent.tel.scrollIntoView({ block: 'center', behavior: 'smooth' });
+    flash(parent.tel);
+  } else {
+    openThread(msg);
+  }
+}
+
+function flash(li) {
+  li.classList.remove('flash');
+  void li.offsetWidth; // restart the animation
+  li.classList.add('flash');
+  li.addEventListener('animationend', () => li.classList.remove('flash'), { once: true });
+}
+
+/* ------------------------------------------------------------------ outbox */
+
+// Keep indentation inside the message; drop blank lines around it.
+const cleanBody = (text) => text.replace(/^\s*\n/, '').replace(/\s+$/, '');
+
+function sendMessage() {
+  const room = current;
+  if (room && queueMessage(room, ui.input.value)) {
+    ui.input.value = '';
+    room.draft = '';
+    markRead(room);
+    renderHistoryState();
+    scrollToBottom();
+  }
+}
+
+// Puts a message of mine in the outbox and sends it. `replyTo`: the message it answers,
+// `threadRoot`: that message's thread (known here so the panel can show it before the ack).
+// Returns whether the text was taken.
+function queueMessage(room, text, { replyTo = null, threadRoot = null } = {}) {
+  const body = cleanBody(text);
+  if (!room || !body.trim()) return false;
+  const length = [...body].length;
+  if (length > MAX_BODY) {
+    showAlert(`A message can be at most ${MAX_BODY} characters; this one has ${length}.`);
+    return false;
+  }
+  const p = pendingOf(room.name, {
+    body, created_at: new Date().toISOString(), client_id: newClientId(), reply_to: replyTo, thread_root: threadRoot,
+  });
   storeOutboxEntry(p);
-  ui.input.value = '';
-  room.draft = '';
-  markRead(room);
-  renderHistoryState();
-  scrollToBottom();
-  trySend(p);
+  addPending(p);
+  return true;
+}
+
+function pendingOf(roomName, e) {
+  return {
+    id: null, cursor: null, room: roomName, author: session.username, body: String(e.body),
+    createdAt: e.created_at, clientId: e.client_id,
+    state: e.state === 'failed' ? 'failed' : 'pending', error: e.error || '', el: null, tel: null, sentOn: 0,
+    editedAt: null, reactions: new Map(), replyCount: 0, busy: '', editing: null,
+    replyTo: typeof e.reply_to === 'string' ? e.reply_to : null,
+    threadRoot: typeof e.thread_root === 'string' ? e.thread_root : null,
+  };
 }
 
 function addPending(p) {
   renderMessage(p);
   p.el.classList.add('is-outbox');
-  outbox.set(p.clientId, p);
+  outbox.add(p); // and sends it, if it can go now
   if (current && p.room === current.name) ui.list.append(p.el);
+  if (thread && p.room === thread.room.name && p.threadRoot === thread.rootId) renderThread({ stick: true });
 }
 
 function restoreOutbox() {
   for (const e of load(userKey('outbox')) || []) {
     if (!e || typeof e.client_id !== 'string' || outbox.has(e.client_id) || !rooms.has(e.room)) continue;
-    addPending({
-      id: null, cursor: null, room: e.room, author: session.username, body: String(e.body),
-      createdAt: e.created_at, clientId: e.client_id,
-      state: e.state === 'failed' ? 'failed' : 'pending', error: e.error || '', el: null, sentOn: 0,
-    });
+    addPending(pendingOf(e.room, e));
   }
 }
 
-// Sends once per socket, after the room's join: the server handles frames in
-// order, so the send lands in a joined room. A new socket sends it again with
-// the same client_id, which the server never stores twice.
-function trySend(p) {
-  const room = rooms.get(p.room);
-  if (p.state !== 'pending' || !room || !socketReady() || room.joinSentOn !== socket.gen || p.sentOn === socket.gen) return;
-  // A refused message goes again first: later ones wait, so the room gets them in the order
-  // they were typed.
-  if (Date.now() < room.holdUntil) return;
-  p.sentOn = socket.gen;
-  sendFrame({ type: 'send', room: p.room, body: p.body, client_id: p.clientId });
+// A message's frame. It goes once per socket, after the room's join (the server handles
+// frames in order, so the send lands in a joined room), and again with the same client_id
+// on a new socket, which the server never stores twice (client.js's Outbox).
+function sendFrameOf(p) {
+  const frame = { type: 'send', room: p.room, body: p.body, client_id: p.clientId };
+  if (p.replyTo) frame.reply_to = p.replyTo;
+  return frame;
 }
 
-// Holds back a room's sends for `wait` ms, then sends what is pending (the outbox keeps
-// typing order).
-function holdRoom(room, wait) {
-  if (!room) return;
-  room.holdUntil = Math.max(room.holdUntil, Date.now() + wait);
-  clearTimeout(room.release);
-  room.release = setTimeout(() => flushOutbox(room), room.holdUntil - Date.now());
-}
-
+// Sends what of the room waits: messages first, then actions, each in the order made.
 function flushOutbox(room) {
-  for (const p of outbox.values()) if (p.room === room.name) trySend(p);
+  outbox.flush(room.name);
+  actions.flush(room.name);
 }
 
 // The server has the message: the pending entry becomes the stored one.
@@ -941,6 +1511,8 @@ function settle(p, m) {
   outbox.delete(p.clientId);
   forgetOutboxEntry(p.clientId);
   Object.assign(p, { id: m.id, cursor: m.cursor, createdAt: m.created_at || p.createdAt, state: 'sent', error: '' });
+  if (typeof m.reply_to === 'string') p.replyTo = m.reply_to;
+  if (typeof m.thread_root === 'string') p.threadRoot = m.thread_root;
   p.el.classList.remove('is-outbox');
   paintMessage(p);
   return p;
@@ -949,8 +1521,9 @@ function settle(p, m) {
 function dropPending(p) {
   outbox.delete(p.clientId);
   forgetOutboxEntry(p.clientId);
-  if (p.el.contains(document.activeElement)) ui.input.focus();
+  if (p.el.contains(document.activeElement) || p.tel?.contains(document.activeElement)) ui.input.focus();
   p.el.remove();
+  p.tel?.remove();
   if (current && p.room === current.name) renderHistoryState();
 }
 
@@ -961,7 +1534,7 @@ function retryPending(p) {
   paintMessage(p);
   storeOutboxEntry(p);
   ui.input.focus();
-  trySend(p);
+  outbox.send(p);
 }
 
 function failPending(p, reason) {
@@ -973,14 +1546,167 @@ function failPending(p, reason) {
 }
 
 function onAck(f) {
-  const p = outbox.get(f.client_id);
+  const action = actions.answer(f);
+  if (action) { onActionAnswer({ ...action, frame: f }); return; }
+  const p = outbox.answer(f)?.item;
   if (!p) return; // the `message` frame came first and settled it
   const room = rooms.get(p.room);
   const added = room && addMessage(room, {
     id: f.id, cursor: f.cursor, created_at: f.created_at,
     author: session.username, body: p.body, client_id: p.clientId,
-  });
+    reply_to: p.replyTo, thread_root: p.threadRoot,
+  }, { live: true });
   if (!added) dropPending(p); // already on screen, deleted meanwhile, or the room was left
+}
+
+/* ------------------------------------------------------------------ thread */
+
+// Opens the panel of `msg`'s thread (its root's, for a reply). From "Reply" on a reply,
+// the new message answers that reply (`reply_to`), in the same thread.
+function replyTo(msg, where) {
+  openThread(msg, { replyTo: msg.threadRoot ? msg.id : null });
+  if (where === 'thread' || msg.threadRoot || msg.id === thread?.rootId) ui.threadInput.focus();
+}
+
+function openThread(msg, { replyTo: answer = null } = {}) {
+  const room = rooms.get(msg.room);
+  if (!room || !msg.id) return;
+  const rootId = msg.threadRoot || msg.id;
+  if (!thread || thread.rootId !== rootId || thread.room !== room) {
+    closeThread({ focus: false });
+    thread = {
+      room, rootId, root: findMsg(room, rootId) || null, msgs: [], byId: new Map(),
+      hasMore: false, loading: false, error: '', replyTo: null, draft: '',
+    };
+    for (const m of room.msgs) if (m.threadRoot === rootId) threadAdd(m, { render: false });
+    loadThread();
+  }
+  thread.replyTo = answer && answer !== rootId ? answer : null;
+  ui.thread.hidden = false;
+  ui.chatView.classList.add('show-thread');
+  renderThread();
+  ui.threadScroll.scrollTop = ui.threadScroll.scrollHeight;
+  ui.threadInput.focus();
+}
+
+function closeThread({ focus = true } = {}) {
+  if (!thread) return;
+  for (const m of [thread.root, ...thread.msgs, ...outbox.values()]) {
+    if (!m || !m.tel) continue;
+    if (m.editing === 'thread') closeEditor(m, { focus: false });
+    m.tel.remove();
+    m.tel = null;
+  }
+  if (popup && ui.thread.contains(popup.node)) closePopup({ focus: false });
+  thread = null;
+  ui.threadList.replaceChildren();
+  ui.threadInput.value = '';
+  ui.thread.hidden = true;
+  ui.chatView.classList.remove('show-thread');
+  if (focus) ui.input.focus();
+}
+
+// A page of the thread over HTTP: its root and replies, current state (edits, reactions).
+async function loadThread(before) {
+  const t = thread;
+  if (!t || t.loading) return;
+  t.loading = true;
+  t.error = '';
+  renderThread();
+  const q = new URLSearchParams({ limit: String(PAGE_SIZE) });
+  if (before) q.set('before', before);
+  try {
+    const data = await api('GET', `/messages/${encodeURIComponent(t.rootId)}/replies?${q}`);
+    if (thread !== t) return;
+    const fromBottom = ui.threadScroll.scrollHeight - ui.threadScroll.scrollTop;
+    if (data.root && typeof data.root.id === 'string' && !deletedIds.has(data.root.id)) {
+      t.root = findMsg(t.room, data.root.id) || messageOf(t.room, data.root);
+    }
+    for (const m of Array.isArray(data.messages) ? data.messages : []) {
+      if (!m || typeof m.id !== 'string' || typeof m.cursor !== 'string' || deletedIds.has(m.id)) continue;
+      threadAdd(findMsg(t.room, m.id) || messageOf(t.room, m), { render: false });
+    }
+    t.hasMore = !!data.has_more;
+    t.loading = false;
+    renderThread();
+    ui.threadScroll.scrollTop = before ? ui.threadScroll.scrollHeight - fromBottom : ui.threadScroll.scrollHeight;
+  } catch (err) {
+    if (thread !== t) return;
+    t.loading = false;
+    t.error = err.status === 404 ? 'This thread is gone: its first message was deleted.' : `Could not load the thread (${err.message}).`;
+    renderThread();
+  }
+}
+
+function threadAdd(msg, { render = true } = {}) {
+  const t = thread;
+  if (t.byId.has(msg.id) || msg.id === t.rootId) return;
+  t.byId.set(msg.id, msg);
+  let lo = 0;
+  let hi = t.msgs.length;
+  while (lo < hi) {
+    const mid = (lo + hi) >> 1;
+    if (t.msgs[mid].cursor <= msg.cursor) lo = mid + 1; else hi = mid;
+  }
+  t.msgs.splice(lo, 0, msg);
+  if (render) renderThread({ stick: true });
+}
+
+function threadRemove(msg) {
+  const t = thread;
+  if (msg.tel && msg.tel.contains(document.activeElement)) ui.threadInput.focus();
+  if (msg === t.root) t.rootDeleted = true;
+  if (t.byId.delete(msg.id)) t.msgs.splice(t.msgs.indexOf(msg), 1);
+  msg.tel?.remove();
+  msg.tel = null;
+  renderThread();
+}
+
+// The panel from the thread's state; message nodes are kept, only their order is set here.
+function renderThread({ stick = false } = {}) {
+  const t = thread;
+  if (!t) return;
+  const atBottom = ui.threadScroll.scrollHeight - ui.threadScroll.scrollTop - ui.threadScroll.clientHeight < 80;
+  ui.threadRoom.textContent = `in ${roomLabel(t.room.name)}`;
+  const node = (m) => {
+    if (!m.tel) {
+      m.tel = buildNode(m, 'thread');
+      if (m.state !== 'sent') m.tel.classList.add('is-outbox');
+    } else paintNode(m, m.tel);
+    return m.tel;
+  };
+  const items = [];
+  if (t.root && !t.rootDeleted) items.push(node(t.root));
+  else if (t.rootDeleted || (!t.loading && !t.root)) items.push(el('li', 'thread-gone', 'The first message of this thread was deleted.'));
+  const n = t.root && !t.rootDeleted ? Math.max(t.root.replyCount, t.msgs.length) : t.msgs.length;
+  items.push(el('li', 'thread-divider', n === 1 ? '1 reply' : `${n} replies`));
+  for (const m of t.msgs) items.push(node(m));
+  for (const p of outbox.values()) if (p.room === t.room.name && p.threadRoot === t.rootId) items.push(node(p));
+  if (t.root && !t.rootDeleted) t.root.tel.classList.add('thread-root');
+  ui.threadList.replaceChildren(...items);
+  ui.threadOlder.hidden = !t.hasMore;
+  ui.threadNote.textContent = t.error || (t.loading && !t.root ? 'Loading the thread…' : '');
+  ui.threadNote.hidden = !ui.threadNote.textContent;
+  const answering = t.replyTo && findMsg(t.room, t.replyTo);
+  if (t.replyTo && !answering) t.replyTo = null;
+  ui.threadReplying.hidden = !answering;
+  if (answering) ui.threadReplyingText.textContent = `Replying to ${answering.author}: ${firstLine(answering.body)}`;
+  ui.threadInput.placeholder = t.root ? `Reply to ${t.root.author}…` : 'Reply…';
+  if (stick && atBottom) ui.threadScroll.scrollTop = ui.threadScroll.scrollHeight;
+}
+
+function sendReply() {
+  const t = thread;
+  if (!t) return;
+  if (t.rootDeleted) { showAlert('This thread\u2019s first message was deleted; replies cannot be added.'); return; }
+  const answer = t.replyTo || t.rootId;
+  if (queueMessage(t.room, ui.threadInput.value, { replyTo: answer, threadRoot: t.rootId })) {
+    ui.threadInput.value = '';
+    t.replyTo = null;
+    renderThread();
+    ui.threadScroll.scrollTop = ui.threadScroll.scrollHeight;
+    if (t.room === current) { markRead(t.room); renderHistoryState(); if (nearBottom()) scrollToBottom(); }
+  }
 }
 
 /* --------------------------------------------------------- people, typing */
@@ -1058,7 +1784,7 @@ function connect() {
     socket.hasOpened = true;
     setStatus('connected');
     const auto = rooms.get(entry);
-    if (auto) auto.joinsAwaited = 1;
+    if (auto) auto.expectServerJoin();
     for (const room of rooms.values()) {
       if (room.loaded) joinRoom(room);
       else loadRoom(room);
@@ -1079,8 +1805,7 @@ function connect() {
 
 function socketDown() {
   for (const room of rooms.values()) {
-    room.joined = false;
-    room.joinsAwaited = 0;
+    room.down();
     room.membersLive = false;
     for (const user of [...room.typing.keys()]) stopTyping(room, user);
     updateNav(room);
@@ -1110,7 +1835,7 @@ function scheduleReconnect({ refreshFirst = false, probe = false } = {}) {
   clearTimeout(socket.timer);
   if (!navigator.onLine) { setStatus('offline'); return; } // the `online` event reconnects
   setStatus('reconnecting');
-  const delay = Math.min(10000, 500 * 2 ** socket.attempts) * (0.75 + Math.random() / 2);
+  const delay = backoff(socket.attempts);
   socket.attempts++;
   socket.timer = setTimeout(async () => {
     socket.timer = null;
@@ -1127,10 +1852,10 @@ function scheduleReconnect({ refreshFirst = false, probe = false } = {}) {
 // Joins with `since` = the newest cursor we have (ZERO for an empty room), so
 // the server replays whatever we missed; then sends what is waiting.
 function joinRoom(room) {
-  if (!socketReady() || !room.loaded || room.joinSentOn === socket.gen) return;
-  room.joinSentOn = socket.gen;
-  room.joinsAwaited++;
-  sendFrame({ type: 'join', room: room.name, since: room.cursor || ZERO_CURSOR });
+  if (!socketReady() || !room.loaded) return;
+  const join = room.join(room.name, socket.gen);
+  if (!join) return;
+  sendFrame(join);
   flushOutbox(room);
 }
 
@@ -1139,8 +1864,12 @@ function handleFrame(raw) {
   try { f = JSON.parse(raw); } catch { return; }
   if (!f || typeof f !== 'object') return;
   const room = typeof f.room === 'string' ? rooms.get(f.room) : undefined;
+  // Every event of a room's log (messages, edits, deletes, reactions) moves its resume point.
+  if (room) room.onEvent(f);
   switch (f.type) {
     case 'message': if (room) onMessage(room, f); break;
+    case 'edited': if (room && typeof f.id === 'string') onEdited(room, f); break;
+    case 'reaction': if (room && typeof f.id === 'string') onReaction(room, f); break;
     case 'ack': onAck(f); break;
     case 'joined': if (room) onJoined(room, f); break;
     case 'members':
@@ -1158,7 +1887,7 @@ function handleFrame(raw) {
     case 'typing':
       if (room && typeof f.user === 'string' && !isMe(f.user)) showTyping(room, f.user);
       break;
-    case 'deleted': if (room) removeMessage(room, f.id); break;
+    case 'deleted': if (room && typeof f.id === 'string') removeMessage(room, f.id); break;
     case 'error': onError(f); break;
     default: break; // `left`, `authenticated`: nothing to do
   }
@@ -1166,9 +1895,7 @@ function handleFrame(raw) {
 
 function onMessage(room, f) {
   const stick = room === current && nearBottom();
-  const msg = addMessage(room, f);
-  // Frames of a room arrive in cursor order once our join is answered.
-  if (room.joined) room.cursor = maxCursor(room.cursor, f.cursor);
+  const msg = addMessage(room, f, { live: true });
   if (!msg) return;
   stopTyping(room, msg.author);
   if (room !== current) {
@@ -1186,12 +1913,8 @@ function onMessage(room, f) {
 }
 
 function onJoined(room, f) {
-  room.joinsAwaited = Math.max(0, room.joinsAwaited - 1);
-  if (room.joinsAwaited > 0 || room.joinSentOn !== socket.gen) return; // the URL's join, not ours
-  room.joined = true;
-  // Everything up to `cursor` has been replayed to us.
-  if (typeof f.cursor === 'string') room.cursor = maxCursor(room.cursor, f.cursor);
-  socket.attempts = 0;
+  // Ours: everything up to its cursor has been replayed to us.
+  if (room.onJoined(f, socket.gen)) socket.attempts = 0;
 }
 
 function onMembersChanged(room) {
@@ -1200,20 +1923,14 @@ function onMembersChanged(room) {
 }
 
 function onError(f) {
-  const p = f.client_id ? outbox.get(f.client_id) : undefined;
-  if (p) {
-    if (f.code === 'unavailable' || f.code === 'token_expired' || f.code === 'rate_limited') {
-      // Nothing was stored: send again (same client_id) shortly, or on the next socket.
-      p.error = { unavailable: 'server busy', token_expired: 'reconnecting', rate_limited: 'slow down' }[f.code];
-      paintMessage(p);
-      p.sentOn = 0;
-      const wait = f.code === 'rate_limited' && Number.isFinite(f.retry_after_ms)
-        ? Math.min(Math.max(f.retry_after_ms, 50), 60000)
-        : RETRY_SEND_MS;
-      holdRoom(rooms.get(p.room), wait);
-    } else {
-      failPending(p, f.message || f.code);
-    }
+  const action = actions.answer(f);
+  if (action) { onActionAnswer({ ...action, frame: f }); return; }
+  const answer = outbox.answer(f);
+  if (answer) {
+    // Retryable: nothing was stored, and the outbox sends it again (same client_id) shortly,
+    // or on the next socket; the message says why it waits. Otherwise it failed.
+    if (answer.retry) { answer.item.error = answer.reason; paintMessage(answer.item); }
+    else failPending(answer.item, answer.reason);
     return;
   }
   switch (f.code) {
@@ -1253,6 +1970,8 @@ function openRoom(room) {
     trim(prev, KEEP_AWAY);
   }
   current = room;
+  if (thread && thread.room !== room) closeThread({ focus: false });
+  closePopup({ focus: false });
   prefs.current = room.name;
   savePrefs();
   ui.input.value = room.draft;
@@ -1280,6 +1999,8 @@ function leaveRoom(room, { focus = true } = {}) {
     savePrefs();
   }
   for (const p of [...outbox.values()]) if (p.room === room.name) dropPending(p);
+  for (const a of [...actions.values()]) if (a.room === room.name) actions.delete(a.clientId);
+  if (thread && thread.room === room) closeThread({ focus: false });
   for (const t of room.typing.values()) clearTimeout(t);
   sendFrame({ type: 'leave', room: room.name });
   const names = [...rooms.keys()];
@@ -1310,7 +2031,7 @@ function loadRoom(room) {
     const stick = room === current && nearBottom();
     for (const m of page.messages) addMessage(room, m);
     room.hasMore = page.hasMore;
-    room.cursor = maxCursor(room.cursor, room.newest || ZERO_CURSOR);
+    room.loadedUpTo(room.newest);
     room.loaded = true;
     room.loadError = '';
     countUnread(room, page.messages);
@@ -1460,11 +2181,37 @@ ui.composer.addEventListener('submit', (e) => {
   ui.input.focus();
 });
 // Enter sends, Shift+Enter is a new line; never interrupt an IME composition.
+// Up in an empty composer edits my last message there.
 ui.input.addEventListener('keydown', (e) => {
   if (e.key === 'Enter' && !e.shiftKey && !e.isComposing) {
     e.preventDefault();
     sendMessage();
+  } else if (e.key === 'ArrowUp' && !ui.input.value && !e.shiftKey && !e.altKey && !e.ctrlKey && !e.metaKey && current) {
+    const mine = lastOwn(current.msgs);
+    if (mine) { e.preventDefault(); startEdit(mine, 'main'); }
   }
+});
+
+ui.threadComposer.addEventListener('submit', (e) => {
+  e.preventDefault();
+  sendReply();
+  ui.threadInput.focus();
+});
+ui.threadInput.addEventListener('keydown', (e) => {
+  if (e.key === 'Enter' && !e.shiftKey && !e.isComposing) {
+    e.preventDefault();
+    sendReply();
+  } else if (e.key === 'ArrowUp' && !ui.threadInput.value && !e.shiftKey && !e.altKey && !e.ctrlKey && !e.metaKey && thread) {
+    const mine = lastOwn(thread.msgs) || (thread.root && lastOwn([thread.root]));
+    if (mine) { e.preventDefault(); startEdit(mine, 'thread'); }
+  }
+});
+ui.threadClose.append(icon('close'));
+ui.threadClose.addEventListener('click', () => closeThread());
+ui.threadOlder.addEventListener('click', () => { if (thread && thread.msgs.length) loadThread(thread.msgs[0].cursor); });
+ui.threadReplyingCancel.addEventListener('click', () => {
+  if (thread) { thread.replyTo = null; renderThread(); }
+  ui.threadInput.focus();
 });
 // Tell the room we are typing, at most every TYPING_SEND_MS.
 ui.input.addEventListener('input', () => {
@@ -1487,7 +2234,11 @@ ui.scrim.addEventListener('click', closeDrawer);
 
 document.addEventListener('keydown', (e) => {
   if (ui.chatView.hidden) return;
-  if (e.key === 'Escape') closeDrawer();
+  // Escape closes the innermost thing: a drawer, else the thread panel.
+  if (e.key === 'Escape' && !e.defaultPrevented && !ui.confirm.open) {
+    if (ui.chatView.classList.contains('show-sidebar') || ui.chatView.classList.contains('show-members')) closeDrawer();
+    else if (thread) closeThread();
+  }
   // Alt+↑/↓ moves between rooms in sidebar order.
   if (e.altKey && (e.key === 'ArrowUp' || e.key === 'ArrowDown') && current) {
     const order = [...ui.sidebar.querySelectorAll('[data-room]')].map((b) => rooms.get(b.dataset.room));

@@ -10,8 +10,8 @@ import path from 'node:path';
 import { test } from 'node:test';
 
 import {
-  bodies, connected, launchBrowser, openRoom, person, repoRoot, say, shows, signUp,
-  startProxy, startServer, until,
+  bodies, connected, deleteMessage, editMessage, launchBrowser, message, openRoom, person, react,
+  repoRoot, reply, say, shows, signUp, startProxy, startServer, until,
 } from './harness.mjs';
 
 /** A server and a browser for one test, closed after it. */
@@ -35,10 +35,6 @@ async function twoInRoom(browser, base, room) {
   await openRoom(bob.page, room);
   return { alice, bob };
 }
-
-const message = (page, body) => page.locator('#message-list > li', {
-  has: page.locator('.body', { hasText: body }),
-});
 
 test('two people register, join a room and talk both ways', async (t) => {
   const { server, browser } = await setUp(t);
@@ -80,7 +76,7 @@ test('two people register, join a room and talk both ways', async (t) => {
   // Deleting one's own message removes it for everyone.
   await until('bob\'s message to be acked', async () =>
     (await message(bob.page, 'are you there?').getAttribute('data-state')) === 'sent');
-  await message(bob.page, 'are you there?').getByRole('button', { name: 'Delete message' }).click();
+  await deleteMessage(bob.page, 'are you there?');
   await shows(alice.page, both);
   await shows(bob.page, both);
 
@@ -275,35 +271,74 @@ test('it fits a phone and a desktop (screenshots)', async (t) => {
   await signUp(bob.page, server.base, 'bob');
   await openRoom(alice.page, 'team');
   await openRoom(bob.page, 'team');
-  await say(alice.page, 'Morning! The release is out, notes in the usual place.');
+  const release = 'Morning! The release is out, notes at https://example.com/notes';
+  await say(alice.page, release);
   await say(bob.page, 'Great, reading them now.');
   await say(alice.page, 'Shout if anything looks off.');
-  const all = [
-    'Morning! The release is out, notes in the usual place.',
-    'Great, reading them now.',
-    'Shout if anything looks off.',
-  ];
+  const all = [release, 'Great, reading them now.', 'Shout if anything looks off.'];
   await shows(alice.page, all);
   await shows(bob.page, all);
-  await until('all acked', async () =>
+  const acked = async () =>
     (await alice.page.locator('#message-list > li[data-state="pending"]').count()) === 0
-    && (await bob.page.locator('#message-list > li[data-state="pending"]').count()) === 0);
+    && (await bob.page.locator('#message-list > li[data-state="pending"]').count()) === 0;
+  await until('all acked', acked);
+  // What a conversation has: an edit, reactions, a thread with replies.
+  await editMessage(alice.page, 'Shout if', 'Shout if anything looks off, `banter serve` has the new flags.');
+  await react(bob.page, 'The release is out', '🎉');
+  await react(bob.page, 'The release is out', '👍');
+  await until('bob\'s 🎉 on alice\'s page', async () =>
+    (await message(alice.page, 'The release is out').locator('.reaction[data-emoji="🎉"]').count()) === 1);
+  await message(alice.page, 'The release is out').locator('.reaction[data-emoji="🎉"]').click();
+  await reply(bob.page, 'The release is out', 'Found a typo in the upgrade section, fixing it.');
+  await bob.page.getByRole('button', { name: 'Close thread' }).click();
+  await until('the reply on alice\'s page', async () =>
+    (await alice.page.getByRole('button', { name: '1 reply' }).count()) === 1);
+  await alice.page.getByRole('button', { name: '1 reply' }).click();
+  await alice.page.getByRole('textbox', { name: 'Reply' }).fill('Thanks!');
+  await alice.page.getByRole('textbox', { name: 'Reply' }).press('Enter');
+  await until('both replies on bob\'s page', async () =>
+    (await bob.page.getByRole('button', { name: '2 replies' }).count()) === 1);
+  await until('all acked', acked);
 
   // Nothing overflows sideways on the phone, and what one needs to chat is on screen.
-  const overflow = await bob.page.evaluate(() =>
-    document.documentElement.scrollWidth - document.documentElement.clientWidth);
-  assert.ok(overflow <= 0, `the phone page scrolls sideways by ${overflow}px`);
-  for (const [what, locator] of [
-    ['message field', bob.page.getByLabel('Message', { exact: true })],
-    ['send button', bob.page.getByRole('button', { name: 'Send' })],
-    ['last message', message(bob.page, 'Shout if anything looks off.')],
-  ]) {
+  const fits = async (what, locator) => {
     const box = await locator.boundingBox();
     assert.ok(box && box.x >= 0 && box.x + box.width <= 375, `${what} fits the width: ${JSON.stringify(box)}`);
-  }
-  await alice.page.screenshot({ path: path.join(dir, 'desktop.png') });
-  await bob.page.screenshot({ path: path.join(dir, 'phone.png') });
+  };
+  const overflow = () => bob.page.evaluate(() =>
+    document.documentElement.scrollWidth - document.documentElement.clientWidth);
+  assert.ok((await overflow()) <= 0, `the phone page scrolls sideways by ${await overflow()}px`);
+  await fits('message field', bob.page.getByLabel('Message', { exact: true }));
+  await fits('send button', bob.page.getByRole('button', { name: 'Send' }));
+  await fits('last message', message(bob.page, 'Thanks!'));
+  const shot = { animations: 'disabled', caret: 'hide' };
+  await alice.page.mouse.move(0, 0);
+  await alice.page.screenshot({ path: path.join(dir, 'desktop.png'), ...shot });
+  await bob.page.screenshot({ path: path.join(dir, 'phone.png'), ...shot });
+  // On the phone, a thread takes the whole screen.
+  await bob.page.getByRole('button', { name: '2 replies' }).click();
+  await until('the thread on bob\'s phone', async () =>
+    (await bob.page.locator('#thread-list > li.msg').count()) === 3);
+  await until('the thread slid in', async () => (await bob.page.locator('#thread').boundingBox()).x === 0);
+  await fits('thread reply field', bob.page.getByRole('textbox', { name: 'Reply' }));
+  await fits('thread close button', bob.page.getByRole('button', { name: 'Close thread' }));
+  assert.ok((await overflow()) <= 0, `the phone thread scrolls sideways by ${await overflow()}px`);
+  await bob.page.mouse.move(0, 0);
+  await bob.page.screenshot({ path: path.join(dir, 'phone-thread.png'), ...shot });
   assert.deepEqual([...alice.errors, ...bob.errors], []);
+});
+
+test('the server serves every file of the app, as JavaScript and CSS', async (t) => {
+  const server = await startServer();
+  t.after(() => server.stop());
+  for (const [file, type] of [['app.js', /javascript/], ['client.js', /javascript/], ['style.css', /css/]]) {
+    const res = await fetch(`${server.base}/${file}`);
+    assert.equal(res.status, 200, `/${file}`);
+    assert.match(res.headers.get('content-type') || '', type, `/${file}`);
+  }
+  // app.js is a module that imports client.js by this name.
+  const html = await (await fetch(server.base)).text();
+  assert.match(html, /<script type="module" src="\/app.js"><\/script>/);
 });
 
 test('split deployment: the auth API on another origin', async (t) => {

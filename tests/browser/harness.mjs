@@ -127,7 +127,10 @@ export async function startProxy(target) {
   };
 }
 
-/** A fresh context (its own storage: one person), with page errors collected. */
+/**
+ * A fresh context (its own storage: one person), with page errors collected, and the
+ * WebSocket frames its pages send and receive (`frames.sent`, `frames.received`, parsed).
+ */
 export async function person(browser, viewport = { width: 1280, height: 800 }) {
   const context = await browser.newContext({ viewport });
   const page = await context.newPage();
@@ -137,7 +140,13 @@ export async function person(browser, viewport = { width: 1280, height: 800 }) {
     errors.push(`a dialog opened: ${d.message()}`);
     d.dismiss().catch(() => {});
   });
-  return { context, page, errors };
+  const frames = { sent: [], received: [] };
+  const parse = (payload) => { try { return JSON.parse(payload); } catch { return null; } };
+  page.on('websocket', (ws) => {
+    ws.on('framesent', (f) => frames.sent.push(parse(f.payload)));
+    ws.on('framereceived', (f) => frames.received.push(parse(f.payload)));
+  });
+  return { context, page, errors, frames };
 }
 
 /** Registers `name` through the form, then logs in, and waits for the chat to connect. */
@@ -186,4 +195,51 @@ export async function shows(page, want, ms = 15000) {
   } catch (e) {
     throw new Error(`${e.message}; the page shows ${JSON.stringify(got)}`);
   }
+}
+
+/** The message (an `li`) of `list` whose body contains `body`. */
+export function message(page, body, list = '#message-list') {
+  return page.locator(`${list} > li.msg`, { has: page.locator('.body', { hasText: body }) });
+}
+
+/** Picks `item` from a message's "More actions" menu. */
+export async function menu(page, body, item, list) {
+  const msg = message(page, body, list);
+  await msg.hover();
+  await msg.getByRole('button', { name: 'More actions' }).click();
+  await page.getByRole('menuitem', { name: item }).click();
+}
+
+/** Edits an own message in place (its menu, then Enter). */
+export async function editMessage(page, body, text, list) {
+  await menu(page, body, 'Edit message', list);
+  const box = message(page, body, list).getByRole('textbox', { name: 'Edit message' });
+  await box.fill(text);
+  await box.press('Enter');
+}
+
+/** Deletes an own message through its menu and the confirmation dialog. */
+export async function deleteMessage(page, body) {
+  await menu(page, body, 'Delete message');
+  const dialog = page.getByRole('dialog', { name: 'Delete message' });
+  await dialog.waitFor();
+  await dialog.getByRole('button', { name: 'Delete' }).click();
+}
+
+/** Reacts to a message with the toolbar's picker. */
+export async function react(page, body, emoji) {
+  const msg = message(page, body);
+  await msg.hover();
+  await msg.getByRole('button', { name: 'Add reaction' }).click();
+  await page.getByRole('button', { name: `React with ${emoji}` }).click();
+}
+
+/** Replies to a message in its thread panel, with the panel's own composer. */
+export async function reply(page, body, text) {
+  const msg = message(page, body);
+  await msg.hover();
+  await msg.getByRole('button', { name: 'Reply in thread' }).click();
+  const box = page.getByRole('textbox', { name: 'Reply' });
+  await box.fill(text);
+  await box.press('Enter');
 }
