@@ -110,23 +110,16 @@ pub async fn connect(url: &str, from: IpAddr) -> anyhow::Result<Ws> {
     Ok(ws)
 }
 
-/// A send frame.
+/// A send frame: banter's (banter-client's), or the seed's bare one.
 pub fn send_frame(protocol: Protocol, room: &str, body: &str, client_id: &str) -> String {
     match protocol {
-        Protocol::Banter => {
-            json!({"type": "send", "room": room, "body": body, "client_id": client_id}).to_string()
-        }
+        Protocol::Banter => banter_client::send_frame(room, body, client_id),
         Protocol::Seed => json!({"room": room, "body": body}).to_string(),
     }
 }
 
 /// A join frame resuming after `since`.
-pub fn join_frame(room: &str, since: Option<&str>) -> String {
-    match since {
-        Some(cursor) => json!({"type": "join", "room": room, "since": cursor}).to_string(),
-        None => json!({"type": "join", "room": room}).to_string(),
-    }
-}
+pub use banter_client::join_frame;
 
 /// What the generator looks at in a frame from the server.
 #[derive(Debug, Deserialize)]

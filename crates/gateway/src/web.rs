@@ -133,7 +133,12 @@ pub fn router<S: Clone + Send + Sync + 'static>(config: WebConfig) -> Router<S> 
     let page = handler(&web, "index.html", INDEX, "text/html; charset=utf-8");
     let script = handler(&web, "app.js", APP_JS, "text/javascript; charset=utf-8");
     // The app's reliable client (no DOM), an ES module app.js imports.
-    let client = handler(&web, "client.js", CLIENT_JS, "text/javascript; charset=utf-8");
+    let client = handler(
+        &web,
+        "client.js",
+        CLIENT_JS,
+        "text/javascript; charset=utf-8",
+    );
     let style = handler(&web, "style.css", STYLE, "text/css; charset=utf-8");
     let settings = move || {
         let web = web.clone();

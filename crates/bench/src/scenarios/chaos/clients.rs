@@ -1,31 +1,31 @@
-//! The clients of a chaos run, each as careful as the contract asks and no more: senders
-//! that keep writing at a steady pace and re-send whatever was not answered or was refused
-//! (`unavailable`, `rate_limited`) with the same client id; readers that resume every room
-//! with `since` wherever they reconnect; a prober that logs in now and then. They never
-//! judge; they record, and [`super::tally`] judges.
+//! The clients of a chaos run, each as careful as the contract asks and no more, built on
+//! banter-client: senders that keep writing at a steady pace — messages, and edits,
+//! reactions and deletes of their own messages — and re-send whatever was not answered or was
+//! refused (`unavailable`, `rate_limited`) with the same client id (its `Outbox`); readers
+//! that resume every room with `since` wherever they reconnect (its `Resume`); a prober that
+//! logs in now and then. They never judge; they record, and [`super::tally`] judges.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
+use banter_client::{change_frame, Answer, Outbox, Resume};
 use futures::{SinkExt, StreamExt};
-use serde_json::Value;
+use serde_json::{json, Value};
 use tokio::time::{sleep, sleep_until, timeout, Instant};
 use tokio_tungstenite::tungstenite::{self, Message};
 
 use super::tally::{client_id, ReaderLog, SenderLog, Written};
 use crate::client::{self, Ws};
 
-/// The cursor before every message of every room (protocol.md, "Cursors").
-const ZERO_CURSOR: &str = "000000000000000000000000";
 /// How long a connection attempt may take.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 /// Between two failed connection attempts.
 const RECONNECT_PAUSE: Duration = Duration::from_millis(250);
-/// After `unavailable`, before sending again.
-const UNAVAILABLE_PAUSE: Duration = Duration::from_millis(500);
+/// One event in this many a sender writes is a change of one of its messages.
+const CHANGE_EVERY: u64 = 4;
 
 /// What every client of a run shares.
 #[derive(Debug)]
@@ -40,9 +40,9 @@ pub struct Shared {
     pub stop_writing: tokio_util::sync::CancellationToken,
     /// Readers and the prober stop.
     pub stop_reading: tokio_util::sync::CancellationToken,
-    /// Messages per second, per sender.
+    /// Events per second, per sender.
     pub rate: f64,
-    /// Messages a sender has sent and not yet had answered, at most.
+    /// Events a sender has sent and not yet had answered, at most.
     pub window: usize,
     /// How long senders keep trying to get everything acked once writing stopped.
     pub patience: Duration,
@@ -94,25 +94,64 @@ fn connect_error(e: &anyhow::Error) -> String {
     "connect: failed".into()
 }
 
+/// The changes a sender makes of one of its messages, in turn: an edit, a reaction added and
+/// removed, and then another edit or, every third time, a delete of its oldest message still
+/// there (old, so a reader's resume rarely has to skip its events).
+#[derive(Debug, Default)]
+struct Changes {
+    /// Its acked messages not deleted, oldest first: (id, room).
+    messages: Vec<(String, usize)>,
+    /// The message this round of changes is about, and how far the round is.
+    target: Option<(String, usize)>,
+    step: u64,
+    rounds: u64,
+}
+
+impl Changes {
+    /// The next change's frame (kind, message id, extra fields) and its room, or `None`
+    /// while the sender has no acked message to change.
+    fn next(&mut self) -> Option<(&'static str, String, Value, usize)> {
+        if self.target.is_none() {
+            self.target = Some(self.messages.last()?.clone());
+        }
+        let (id, room) = self.target.clone()?;
+        let step = self.step;
+        self.step = (self.step + 1) % 4;
+        if self.step == 0 {
+            self.target = None;
+            self.rounds += 1;
+        }
+        Some(match step {
+            0 => ("edit", id, json!({"body": "edited"}), room),
+            1 => ("react", id, json!({"emoji": "👍"}), room),
+            2 => ("unreact", id, json!({"emoji": "👍"}), room),
+            _ if self.rounds.is_multiple_of(3) => {
+                let (oldest, room) = self.messages.remove(0);
+                if oldest == id {
+                    // The round's own message goes: nothing more is done to it.
+                    self.target = None;
+                }
+                ("delete", oldest, Value::Null, room)
+            }
+            _ => ("edit", id, json!({"body": "edited again"}), room),
+        })
+    }
+}
+
 /// One sender's state across its connections.
 struct Sender {
     shared: Arc<Shared>,
     who: usize,
     log: SenderLog,
-    /// Written and not sent on the current connection: new ones, refused ones, and those
-    /// left unanswered by a connection that went away. Sent in sequence order.
-    queue: BTreeSet<u64>,
-    /// Sent and unanswered, with when each was sent.
-    in_flight: Vec<(u64, Instant)>,
-    /// Time between two sends while catching up after a `rate_limited`: each refusal says
-    /// how much too early its send was (`retry_after_ms`), and the gap grows by that, so
-    /// a backlog meets the limit a few times rather than once per send. Zero (only the run's
-    /// pace) once nothing is waiting.
-    gap: Duration,
-    next_send: Instant,
-    /// When the gap last grew: refusals of sends from before then are already counted in it.
-    gap_grown: Instant,
-    pause_until: Instant,
+    /// What is written and not yet acked: banter-client's send window and re-sends.
+    outbox: Outbox,
+    changes: Changes,
+    /// Which of its events are messages (the others are changes).
+    is_message: Vec<bool>,
+    /// Per change, the cursor of the message it changes.
+    targets: Vec<Option<String>>,
+    /// Message ids → their cursors, as their acks said.
+    cursors: HashMap<String, String>,
     next_due: Instant,
     every: Duration,
     /// Once writing stopped: when to stop waiting for the last acks.
@@ -120,20 +159,42 @@ struct Sender {
 }
 
 impl Sender {
-    /// Writes the messages due by now, at the run's pace, unless writing has stopped.
+    /// Writes the events due by now, at the run's pace, unless writing has stopped.
     fn write_due(&mut self) {
         if self.shared.stop_writing.is_cancelled() {
             return;
         }
         let now = Instant::now();
         while self.next_due <= now {
-            let seq = self.log.messages.len();
+            let seq = self.log.messages.len() as u64;
+            let cid = client_id(&self.shared.run, self.who, seq);
+            let change = (seq % CHANGE_EVERY == CHANGE_EVERY - 1)
+                .then(|| self.changes.next())
+                .flatten();
+            let target = change
+                .as_ref()
+                .map(|(_, id, ..)| self.cursors.get(id).cloned());
+            let is_message = change.is_none();
+            let (frame, room) = match change {
+                Some((kind, id, extra, room)) => (change_frame(kind, &id, &cid, extra), room),
+                None => {
+                    let room = (seq as usize + self.who) % self.shared.rooms.len();
+                    let body = format!("s{} {seq}", self.who);
+                    (
+                        banter_client::send_frame(&self.shared.rooms[room], &body, &cid),
+                        room,
+                    )
+                }
+            };
+            self.is_message.push(is_message);
+            self.targets.push(target.flatten());
             self.log.messages.push(Written {
                 phase: self.shared.phase(),
-                room: (seq + self.who) % self.shared.rooms.len(),
+                room,
                 acked: None,
+                unchanged: false,
             });
-            self.queue.insert(seq as u64);
+            self.outbox.push(seq, cid, frame);
             self.next_due += self.every;
         }
     }
@@ -147,79 +208,36 @@ impl Sender {
         let give_up = *self
             .give_up
             .get_or_insert_with(|| Instant::now() + patience);
-        (self.queue.is_empty() && self.in_flight.is_empty()) || Instant::now() >= give_up
-    }
-
-    fn frame(&self, seq: u64) -> String {
-        let m = &self.log.messages[seq as usize];
-        client::send_frame(
-            crate::cli::Protocol::Banter,
-            &self.shared.rooms[m.room],
-            &format!("s{} {seq}", self.who),
-            &client_id(&self.shared.run, self.who, seq),
-        )
-    }
-
-    fn seq_of(&self, frame: &Value) -> Option<u64> {
-        let cid = frame["client_id"].as_str()?;
-        let (who, seq) = super::tally::parse_client_id(&self.shared.run, cid)?;
-        (who == self.who).then_some(seq)
-    }
-
-    /// Takes `seq` out of the in-flight list; when it was sent, if it was there.
-    fn answered(&mut self, seq: u64) -> Option<Instant> {
-        let i = self.in_flight.iter().position(|&(s, _)| s == seq)?;
-        Some(self.in_flight.remove(i).1)
+        self.outbox.is_empty() || Instant::now() >= give_up
     }
 
     fn handle(&mut self, frame: &Value) {
         let phase = self.shared.phase();
-        match frame["type"].as_str() {
-            Some("ack") => {
-                let Some(seq) = self.seq_of(frame) else {
-                    self.log.errors.push((phase, "ack of nothing sent".into()));
-                    return;
-                };
-                self.answered(seq);
-                let id = frame["id"].as_str().unwrap_or_default().to_owned();
-                let m = &mut self.log.messages[seq as usize];
-                match &m.acked {
-                    None => {
-                        m.acked = Some(id);
-                        self.log.ack_order.push(seq);
-                        self.shared.acked.fetch_add(1, Ordering::Relaxed);
-                    }
-                    Some(first) if *first != id => {
-                        self.log.errors.push((phase, "acked twice, two ids".into()));
-                    }
-                    Some(_) => {}
-                }
+        if frame["type"] == "error" {
+            let code = frame["code"].as_str().unwrap_or("?").to_owned();
+            self.log.errors.push((phase, code));
+        }
+        let Some(Answer::Acked { seq, ack }) = self.outbox.answer(frame, Instant::now()) else {
+            // Refused for now (sent again by the outbox) or for good (left unacked, which
+            // the tally reports); or not an answer.
+            return;
+        };
+        let cursor = ack["cursor"].as_str().unwrap_or_default().to_owned();
+        let target = &self.targets[seq as usize];
+        let m = &mut self.log.messages[seq as usize];
+        if m.acked.is_none() {
+            // A reaction that was already so when its turn came is acked with its message's
+            // cursor and logs nothing (protocol.md): e.g. a react re-sent after `unavailable`
+            // behind the unreact before it.
+            m.unchanged = target.as_ref() == Some(&cursor);
+            m.acked = Some(cursor.clone());
+            self.log.ack_order.push(seq);
+            self.shared.acked.fetch_add(1, Ordering::Relaxed);
+            if self.is_message[seq as usize] {
+                let id = ack["id"].as_str().unwrap_or_default().to_owned();
+                self.cursors.insert(id.clone(), cursor);
+                self.changes.messages.push((id, m.room));
             }
-            Some("error") => {
-                let code = frame["code"].as_str().unwrap_or("?").to_owned();
-                let seq = self.seq_of(frame);
-                self.log.errors.push((phase, code.clone()));
-                let Some((seq, sent_at)) = seq.and_then(|s| Some((s, self.answered(s)?))) else {
-                    return;
-                };
-                let pause = match code.as_str() {
-                    "unavailable" => UNAVAILABLE_PAUSE,
-                    "rate_limited" => {
-                        let wait =
-                            Duration::from_millis(frame["retry_after_ms"].as_u64().unwrap_or(1000));
-                        if sent_at >= self.gap_grown {
-                            self.gap = (self.gap + wait).min(Duration::from_secs(1));
-                            self.gap_grown = Instant::now();
-                        }
-                        wait
-                    }
-                    // Refused for good: left unacked, which the tally reports.
-                    _ => return,
-                };
-                self.queue.insert(seq);
-                self.pause_until = self.pause_until.max(Instant::now() + pause);
-            }
-            _ => {}
         }
     }
 
@@ -228,21 +246,11 @@ impl Sender {
         let (mut sink, mut stream) = ws.split();
         loop {
             self.write_due();
-            if self.queue.is_empty() && self.in_flight.is_empty() {
-                self.gap = Duration::ZERO;
-            }
-            while self.in_flight.len() < self.shared.window
-                && Instant::now() >= self.pause_until.max(self.next_send)
-            {
-                let Some(seq) = self.queue.pop_first() else {
-                    break;
-                };
-                if sink.send(Message::text(self.frame(seq))).await.is_err() {
-                    self.queue.insert(seq);
+            while let Some((seq, frame)) = self.outbox.next_to_send(Instant::now()) {
+                if sink.send(Message::text(frame)).await.is_err() {
+                    self.outbox.unsent(seq);
                     return true;
                 }
-                self.in_flight.push((seq, Instant::now()));
-                self.next_send = Instant::now() + self.gap;
             }
             if self.done() {
                 let _ = sink.close().await;
@@ -252,8 +260,7 @@ impl Sender {
             if !self.shared.stop_writing.is_cancelled() {
                 wake = wake.min(self.next_due);
             }
-            let blocked = self.pause_until.max(self.next_send);
-            if blocked > Instant::now() && !self.queue.is_empty() {
+            if let Some(blocked) = self.outbox.blocked_until(Instant::now()) {
                 wake = wake.min(blocked);
             }
             let frame = tokio::select! {
@@ -275,19 +282,18 @@ impl Sender {
     }
 }
 
-/// Writes `rate` messages a second round the rooms until writing stops, then keeps at it
+/// Writes `rate` events a second round the rooms until writing stops, then keeps at it
 /// until all it wrote is acked (or the run's patience is spent).
 pub async fn sender(shared: Arc<Shared>, who: usize, token: String) -> SenderLog {
     let every = Duration::from_secs_f64(1.0 / shared.rate);
     let mut s = Sender {
         who,
         log: SenderLog::default(),
-        queue: BTreeSet::new(),
-        in_flight: Vec::new(),
-        gap: Duration::ZERO,
-        next_send: Instant::now(),
-        gap_grown: Instant::now(),
-        pause_until: Instant::now(),
+        outbox: Outbox::new(shared.window, Instant::now()),
+        changes: Changes::default(),
+        is_message: Vec::new(),
+        targets: Vec::new(),
+        cursors: HashMap::new(),
         next_due: Instant::now(),
         every,
         give_up: None,
@@ -316,8 +322,7 @@ pub async fn sender(shared: Arc<Shared>, who: usize, token: String) -> SenderLog
             break;
         }
         lost_at = Some((shared.phase(), Instant::now()));
-        let unanswered: Vec<u64> = s.in_flight.drain(..).map(|(seq, _)| seq).collect();
-        s.queue.extend(unanswered);
+        s.outbox.disconnected();
         gateway += 1;
     }
     s.log
@@ -336,8 +341,7 @@ pub async fn reader(shared: Arc<Shared>, who: usize, token: String) -> ReaderLog
         .enumerate()
         .map(|(i, r)| (r.as_str(), i))
         .collect();
-    // None until the room's first `joined`: the first join takes what comes from then on.
-    let mut cursors: Vec<Option<String>> = vec![None; shared.rooms.len()];
+    let mut resume = Resume::new(shared.rooms.iter().cloned());
     let mut gateway = who + 1;
     let mut lost_at: Option<(usize, Instant)> = None;
     let mut joined_once = false;
@@ -357,12 +361,8 @@ pub async fn reader(shared: Arc<Shared>, who: usize, token: String) -> ReaderLog
             }
         };
         let (mut sink, mut stream) = ws.split();
-        for (room, cursor) in shared.rooms.iter().zip(&cursors) {
-            if sink
-                .send(Message::text(client::join_frame(room, cursor.as_deref())))
-                .await
-                .is_err()
-            {
+        for room in &shared.rooms {
+            if sink.send(Message::text(resume.join(room))).await.is_err() {
                 lost_at.get_or_insert((shared.phase(), Instant::now()));
                 gateway += 1;
                 continue 'reconnect;
@@ -386,23 +386,16 @@ pub async fn reader(shared: Arc<Shared>, who: usize, token: String) -> ReaderLog
                 Some(Ok(_)) => continue,
             };
             let room = frame["room"].as_str().and_then(|r| index.get(r)).copied();
+            // Every room event (message, edit, reaction, delete) moves the room's cursor.
+            let event = resume.heard(&frame);
             match (frame["type"].as_str(), room) {
-                (Some("message"), Some(room)) => {
-                    if let (Some(id), Some(cursor)) =
-                        (frame["id"].as_str(), frame["cursor"].as_str())
-                    {
-                        log.rooms[room].push(id.to_owned());
-                        cursors[room] = Some(cursor.to_owned());
+                (Some(_), Some(room)) if event => {
+                    if let Some(cursor) = frame["cursor"].as_str() {
+                        log.rooms[room].push(cursor.to_owned());
                         shared.received.fetch_add(1, Ordering::Relaxed);
                     }
                 }
-                (Some("joined"), Some(room)) => {
-                    let cursor = frame["cursor"].as_str();
-                    if let Some(cursor) = cursor {
-                        cursors[room] = Some(cursor.to_owned());
-                    } else if cursors[room].is_none() {
-                        cursors[room] = Some(ZERO_CURSOR.to_owned());
-                    }
+                (Some("joined"), Some(_)) => {
                     pending = pending.saturating_sub(1);
                     if pending == 0 {
                         if let Some((phase, at)) = lost_at.take() {
