@@ -240,7 +240,6 @@ impl Chat {
             .author
             .as_str()
             .eq_ignore_ascii_case(actor.name.as_str());
-        let add = matches!(request, Request::React(_));
         let change = match request {
             Request::Edit(body) => {
                 if !own {
@@ -259,30 +258,11 @@ impl Chat {
                 }
                 Change::Delete
             }
-            Request::React(emoji) | Request::Unreact(emoji) => {
-                // A re-send is answered as the first time, whatever the set holds now.
-                if let Some(client_id) = &client_id {
-                    if let Some(first) = self.bus.first_copy(actor.id, client_id).await? {
-                        let acked = acked_of(&first);
-                        return Ok(Box::pin(async move { Ok(acked) }));
-                    }
-                }
-                if self.reaction_is(&target, actor.id, &emoji).await == Some(add) {
-                    // Already so: nothing to log, and the answer is the same as if it were.
-                    let acked = Acked {
-                        id,
-                        room: target.reader.room.clone(),
-                        cursor: target.cursor,
-                        at: banter_store::now(),
-                    };
-                    return Ok(Box::pin(async move { Ok(acked) }));
-                }
-                if add {
-                    Change::React { emoji }
-                } else {
-                    Change::Unreact { emoji }
-                }
-            }
+            // No guess here at whether the set would change: what this gateway knows may lag
+            // the log (a removal submitted a moment ago), and a wrong guess would drop what
+            // the user did. The log's order decides (see the store's projection).
+            Request::React(emoji) => Change::React { emoji },
+            Request::Unreact(emoji) => Change::Unreact { emoji },
         };
         let room = target.reader.room.clone();
         let event = RoomEvent::Change(NewChange {
@@ -296,19 +276,6 @@ impl Chat {
             change,
         });
         self.submit(event, room).await
-    }
-
-    /// Whether the user's reaction is on the message now, as far as this gateway knows: what
-    /// it heard lately wins over the store (which persist may not have brought up to date).
-    /// `None` when it cannot tell (the database is down): then the log decides.
-    async fn reaction_is(&self, target: &Target, user: UserId, emoji: &Emoji) -> Option<bool> {
-        if let Some(heard) = self
-            .recent
-            .reaction(&target.reader.room, target.id, user, emoji)
-        {
-            return Some(heard);
-        }
-        self.store.has_reaction(target.id, user, emoji).await.ok()
     }
 
     /// Hands the event to the log; its place is taken when this returns.

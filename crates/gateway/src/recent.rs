@@ -12,7 +12,7 @@ use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-use banter_core::{Change, Cursor, Emoji, LoggedEvent, RoomEvent, RoomName, UserId};
+use banter_core::{Change, Cursor, LoggedEvent, RoomEvent, RoomName};
 
 /// A room's kept events, each with the time it was heard.
 type Kept = VecDeque<(Instant, Arc<LoggedEvent>)>;
@@ -109,27 +109,6 @@ impl Recent {
         self.inner().deleted.contains_key(&id)
     }
 
-    /// What the last reaction event heard lately of (`message`, `user`, `emoji`) did: added
-    /// (`Some(true)`), removed (`Some(false)`), or none kept (`None`).
-    pub fn reaction(
-        &self,
-        room: &RoomName,
-        message: uuid::Uuid,
-        user: UserId,
-        emoji: &Emoji,
-    ) -> Option<bool> {
-        let inner = self.inner();
-        let kept = inner.rooms.get(room)?;
-        kept.iter().rev().find_map(|(_, e)| match &e.event {
-            RoomEvent::Change(c) if c.message == message && c.user_id == user => match &c.change {
-                Change::React { emoji: e } if e == emoji => Some(true),
-                Change::Unreact { emoji: e } if e == emoji => Some(false),
-                _ => None,
-            },
-            _ => None,
-        })
-    }
-
     /// Forgets what is older than `keep`, and rooms left empty.
     pub fn prune(&self) {
         self.prune_at(Instant::now());
@@ -162,7 +141,7 @@ impl Recent {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use banter_core::{NewChange, NewMessage, Username};
+    use banter_core::{Emoji, NewChange, NewMessage, UserId, Username};
 
     fn message(room: &str, offset: u64) -> Arc<LoggedEvent> {
         Arc::new(
@@ -230,33 +209,6 @@ mod tests {
         assert!(recent.message(one.event.id()).is_none());
         assert!(recent.deleted(one.event.id()));
         assert!(recent.message(two.event.id()).is_some());
-    }
-
-    #[test]
-    fn the_last_reaction_event_says_whether_it_is_there() {
-        let recent = Recent::new(Duration::from_secs(60), 10);
-        let one = message("a", 1);
-        recent.push(one.clone());
-        let (room, id) = (one.room().clone(), one.event.id());
-        let emoji = Emoji::parse("👍").expect("emoji");
-        assert_eq!(recent.reaction(&room, id, UserId(2), &emoji), None);
-        recent.push(change(
-            &one,
-            2,
-            Change::React {
-                emoji: emoji.clone(),
-            },
-        ));
-        assert_eq!(recent.reaction(&room, id, UserId(2), &emoji), Some(true));
-        recent.push(change(
-            &one,
-            3,
-            Change::Unreact {
-                emoji: emoji.clone(),
-            },
-        ));
-        assert_eq!(recent.reaction(&room, id, UserId(2), &emoji), Some(false));
-        assert_eq!(recent.reaction(&room, id, UserId(3), &emoji), None);
     }
 
     #[test]

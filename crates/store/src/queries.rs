@@ -134,10 +134,14 @@ macro_rules! impl_store {
     }
 
     /// The projection of one change: the only code that writes what a change does.
+    /// `keep_noop`: a reaction that changes nothing is still written down (as not changed),
+    /// for an external log that has it already (see the migration's `changed`); the local log
+    /// gives such a reaction no place at all.
     async fn apply_change(
         conn: &mut $conn,
         c: &NewChange,
         cursor: Cursor,
+        keep_noop: bool,
     ) -> Result<Applied, StoreError> {
         let target = sqlx::query(
             "SELECT part, seq, author_id, body FROM messages \
@@ -168,6 +172,7 @@ macro_rules! impl_store {
         let mut previous_body: Option<String> = None;
         let mut new_body: Option<&str> = None;
         let mut emoji_text: Option<&str> = None;
+        let mut changed = true;
         match &c.change {
             Change::Edit { body } => {
                 let author: i64 = target.try_get("author_id")?;
@@ -213,17 +218,26 @@ macro_rules! impl_store {
                 .bind(emoji.as_str())
                 .fetch_optional(&mut *conn)
                 .await?;
-                if let Some(now) = now {
-                    let last = cursor_of(now.try_get("part")?, now.try_get("seq")?)?;
-                    let present: bool = now.try_get("present")?;
-                    // A set member's last change wins: an older event, applied again,
-                    // changes nothing.
-                    if last >= cursor || present == want {
+                let already = match now {
+                    Some(now) => {
+                        let last = cursor_of(now.try_get("part")?, now.try_get("seq")?)?;
+                        let present: bool = now.try_get("present")?;
+                        // A set member's last change wins: an older event, applied again,
+                        // changes nothing.
+                        if last >= cursor {
+                            return Ok(Applied::Unchanged(message_cursor));
+                        }
+                        present == want
+                    }
+                    None => !want,
+                };
+                emoji_text = Some(emoji.as_str());
+                if already {
+                    if !keep_noop {
                         return Ok(Applied::Unchanged(message_cursor));
                     }
-                } else if !want {
-                    return Ok(Applied::Unchanged(message_cursor));
-                }
+                    changed = false;
+                } else {
                 sqlx::query(
                     "INSERT INTO reactions (message_id, user_id, emoji, username, part, seq, present) \
                      VALUES ($1, $2, $3, $4, $5, $6, $7) \
@@ -239,13 +253,13 @@ macro_rules! impl_store {
                 .bind(want)
                 .execute(&mut *conn)
                 .await?;
-                emoji_text = Some(emoji.as_str());
+                }
             }
         }
         sqlx::query(
             "INSERT INTO room_events (id, part, seq, room, kind, message_id, user_id, username, \
-             body, previous_body, emoji, created_at, client_id) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)",
+             body, previous_body, emoji, created_at, client_id, changed) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)",
         )
         .bind(c.id)
         .bind(part)
@@ -260,10 +274,15 @@ macro_rules! impl_store {
         .bind(emoji_text)
         .bind(c.at)
         .bind(c.client_id.as_ref().map(ClientId::as_str))
+        .bind(changed)
         .execute(&mut *conn)
         .await
         .map_err(|e| StoreError::from_sqlx(e, "an event is stored at that place"))?;
-        Ok(Applied::Changed)
+        Ok(if changed {
+            Applied::Changed
+        } else {
+            Applied::Unchanged(message_cursor)
+        })
     }
 
     /// The event `actor` logged with `client_id`, if any: a message or a change.
@@ -291,6 +310,48 @@ macro_rules! impl_store {
         .fetch_optional(&mut *conn)
         .await?;
         Ok(row.as_ref().map(change_from_row).transpose()?)
+    }
+
+    /// Whose page of messages: a room's history, or a thread's replies.
+    enum PageOf<'a> {
+        Room(&'a str),
+        Thread(Uuid),
+    }
+
+    /// Up to `limit` messages just before `before` (the newest with `None`), oldest first, in
+    /// their current state. Deleted messages are left out.
+    async fn page_before(
+        conn: &mut $conn,
+        of: PageOf<'_>,
+        before: Option<Cursor>,
+        limit: u32,
+    ) -> Result<Vec<StoredMessage>, StoreError> {
+        let (part, seq) = before.map_or((i64::MAX, i64::MAX), cursor_values);
+        let column = match of {
+            PageOf::Room(_) => "room",
+            PageOf::Thread(_) => "thread_root",
+        };
+        let sql = format!(
+            "SELECT {} FROM messages \
+             WHERE {column} = $1 AND deleted_at IS NULL AND (part, seq) < ($2, $3) \
+             ORDER BY part DESC, seq DESC LIMIT $4",
+            stored_columns()
+        );
+        let query = sqlx::query(&sql);
+        let query = match of {
+            PageOf::Room(room) => query.bind(room),
+            PageOf::Thread(root) => query.bind(root),
+        };
+        let rows = query
+            .bind(part)
+            .bind(seq)
+            .bind(i64::from(limit))
+            .fetch_all(&mut *conn)
+            .await?;
+        let mut page: Vec<StoredMessage> = rows.iter().map(stored_from_row).collect::<Result<_, _>>()?;
+        page.reverse();
+        decorate(conn, &mut page).await?;
+        Ok(page)
     }
 
     /// Fills in the reactions of `messages` (one query), counted from the rows in place.
@@ -542,7 +603,7 @@ macro_rules! impl_store {
                         Self::insert_messages(&mut tx, &[(m, cursor)]).await?;
                         Appended::New(event.clone().at_cursor(cursor))
                     }
-                    RoomEvent::Change(c) => match apply_change(&mut tx, c, cursor).await? {
+                    RoomEvent::Change(c) => match apply_change(&mut tx, c, cursor, false).await? {
                         Applied::Changed => Appended::New(event.clone().at_cursor(cursor)),
                         Applied::Unchanged(at) => Appended::Unchanged { message: c.message, cursor: at },
                         Applied::Missing => Appended::Missing,
@@ -575,7 +636,7 @@ macro_rules! impl_store {
                             changed += Self::insert_messages(&mut tx, &run).await?;
                             run.clear();
                         }
-                        if matches!(apply_change(&mut tx, c, logged.cursor).await?, Applied::Changed) {
+                        if matches!(apply_change(&mut tx, c, logged.cursor, true).await?, Applied::Changed) {
                             changed += 1;
                         }
                     }
@@ -609,7 +670,7 @@ macro_rules! impl_store {
             .await?;
             let changes = sqlx::query(&format!(
                 "SELECT {EVENT_COLUMNS} FROM room_events e \
-                 WHERE room = $1 AND (part, seq) > ($2, $3) AND (kind = 'delete' OR EXISTS \
+                 WHERE room = $1 AND (part, seq) > ($2, $3) AND changed AND (kind = 'delete' OR EXISTS \
                    (SELECT 1 FROM messages m WHERE m.id = e.message_id AND m.deleted_at IS NULL)) \
                  ORDER BY part, seq LIMIT $4"
             ))
@@ -640,24 +701,8 @@ macro_rules! impl_store {
             before: Option<Cursor>,
             limit: u32,
         ) -> Result<Vec<StoredMessage>, StoreError> {
-            let (part, seq) = before.map_or((i64::MAX, i64::MAX), cursor_values);
             let mut conn = self.pool.acquire().await?;
-            let rows = sqlx::query(&format!(
-                "SELECT {} FROM messages \
-                 WHERE room = $1 AND deleted_at IS NULL AND (part, seq) < ($2, $3) \
-                 ORDER BY part DESC, seq DESC LIMIT $4",
-                stored_columns()
-            ))
-            .bind(room.as_str())
-            .bind(part)
-            .bind(seq)
-            .bind(i64::from(limit))
-            .fetch_all(&mut *conn)
-            .await?;
-            let mut page: Vec<StoredMessage> = rows.iter().map(stored_from_row).collect::<Result<_, _>>()?;
-            page.reverse();
-            decorate(&mut conn, &mut page).await?;
-            Ok(page)
+            page_before(&mut conn, PageOf::Room(room.as_str()), before, limit).await
         }
 
         async fn replies(
@@ -666,24 +711,8 @@ macro_rules! impl_store {
             before: Option<Cursor>,
             limit: u32,
         ) -> Result<Vec<StoredMessage>, StoreError> {
-            let (part, seq) = before.map_or((i64::MAX, i64::MAX), cursor_values);
             let mut conn = self.pool.acquire().await?;
-            let rows = sqlx::query(&format!(
-                "SELECT {} FROM messages \
-                 WHERE thread_root = $1 AND deleted_at IS NULL AND (part, seq) < ($2, $3) \
-                 ORDER BY part DESC, seq DESC LIMIT $4",
-                stored_columns()
-            ))
-            .bind(root)
-            .bind(part)
-            .bind(seq)
-            .bind(i64::from(limit))
-            .fetch_all(&mut *conn)
-            .await?;
-            let mut page: Vec<StoredMessage> = rows.iter().map(stored_from_row).collect::<Result<_, _>>()?;
-            page.reverse();
-            decorate(&mut conn, &mut page).await?;
-            Ok(page)
+            page_before(&mut conn, PageOf::Thread(root), before, limit).await
         }
 
         async fn stored_message(&self, id: Uuid) -> Result<Option<StoredMessage>, StoreError> {

@@ -645,6 +645,13 @@ async fn writers_at_once_wait_for_each_other(store: DynStore) {
     assert_eq!(stored.len(), 100);
 }
 
+async fn user(store: &DynStore, username: &str) -> User {
+    store
+        .create_user(&name(username), "h", now())
+        .await
+        .expect("create")
+}
+
 fn change(
     who: &User,
     in_room: &RoomName,
@@ -684,16 +691,7 @@ async fn state_of(
 }
 
 async fn every_event_applied_twice_changes_nothing(store: DynStore) {
-    let (sam, tom) = (
-        store
-            .create_user(&name("sam"), "h", now())
-            .await
-            .expect("create"),
-        store
-            .create_user(&name("tom"), "h", now())
-            .await
-            .expect("create"),
-    );
+    let (sam, tom) = (user(&store, "sam").await, user(&store, "tom").await);
     let r = room("twice");
     let (one, two) = (
         new_message(&sam, "twice", "one", Some("s1")),
@@ -792,10 +790,7 @@ async fn every_event_applied_twice_changes_nothing(store: DynStore) {
 }
 
 async fn an_older_reaction_event_applied_again_changes_nothing(store: DynStore) {
-    let uma = store
-        .create_user(&name("uma"), "h", now())
-        .await
-        .expect("create");
+    let uma = user(&store, "uma").await;
     let r = room("late");
     let m = new_message(&uma, "late", "hi", None);
     let react = change(
@@ -834,6 +829,14 @@ async fn an_older_reaction_event_applied_again_changes_nothing(store: DynStore) 
         unreact.at_cursor(Cursor::new(1, 4)),
     ];
     assert_eq!(store.apply_logged(&logged).await.expect("apply"), 3);
+    // The no-op is kept as the log has it, and left out of a resume.
+    let replay = store.events_after(&r, None, 10).await.expect("replay");
+    let cursors: Vec<u64> = replay.iter().map(|e| e.cursor.offset).collect();
+    assert_eq!(cursors, [1, 2, 4]);
+    assert_eq!(
+        store.latest_cursor(&r).await.expect("latest"),
+        Some(Cursor::new(1, 4))
+    );
     for again in [&logged[1], &logged[2]] {
         assert_eq!(
             store
@@ -850,16 +853,7 @@ async fn an_older_reaction_event_applied_again_changes_nothing(store: DynStore) 
 }
 
 async fn edits_keep_every_earlier_body(store: DynStore) {
-    let (vic, wes) = (
-        store
-            .create_user(&name("vic"), "h", now())
-            .await
-            .expect("create"),
-        store
-            .create_user(&name("wes"), "h", now())
-            .await
-            .expect("create"),
-    );
+    let (vic, wes) = (user(&store, "vic").await, user(&store, "wes").await);
     let r = room("e");
     let m = msg(&append(&store, vec![new_message(&vic, "e", "first", None)]).await[0]);
     let done = store
@@ -903,12 +897,7 @@ async fn reactions_are_sets_counted_from_their_rows(store: DynStore) {
     let people: Vec<User> = {
         let mut v = Vec::new();
         for i in 0..23 {
-            v.push(
-                store
-                    .create_user(&name(&format!("fan{i:02}")), "h", now())
-                    .await
-                    .expect("create"),
-            );
+            v.push(user(&store, &format!("fan{i:02}")).await);
         }
         v
     };
@@ -998,10 +987,7 @@ async fn reactions_are_sets_counted_from_their_rows(store: DynStore) {
 }
 
 async fn a_delete_erases_the_body_its_edits_and_its_reactions(store: DynStore) {
-    let yan = store
-        .create_user(&name("yan"), "h", now())
-        .await
-        .expect("create");
+    let yan = user(&store, "yan").await;
     let r = room("gone");
     let m = msg(&append(&store, vec![new_message(&yan, "gone", "secret", None)]).await[0]);
     store
@@ -1064,10 +1050,7 @@ async fn a_delete_erases_the_body_its_edits_and_its_reactions(store: DynStore) {
 }
 
 async fn replies_join_their_thread_and_are_counted(store: DynStore) {
-    let zed = store
-        .create_user(&name("zed"), "h", now())
-        .await
-        .expect("create");
+    let zed = user(&store, "zed").await;
     let r = room("t");
     let root = msg(&append(&store, vec![new_message(&zed, "t", "root", None)]).await[0]);
     let reply = |body: &str, to: Uuid| {
@@ -1106,10 +1089,7 @@ async fn replies_join_their_thread_and_are_counted(store: DynStore) {
 }
 
 async fn resume_reads_every_event_in_log_order(store: DynStore) {
-    let ann = store
-        .create_user(&name("ann"), "h", now())
-        .await
-        .expect("create");
+    let ann = user(&store, "ann").await;
     let r = room("order");
     let mut cursors = Vec::new();
     let mut ids = Vec::new();
@@ -1156,10 +1136,7 @@ async fn resume_reads_every_event_in_log_order(store: DynStore) {
 }
 
 async fn a_client_id_names_one_event_of_any_kind(store: DynStore) {
-    let bea = store
-        .create_user(&name("bea"), "h", now())
-        .await
-        .expect("create");
+    let bea = user(&store, "bea").await;
     let r = room("cid");
     let m = msg(&append(&store, vec![new_message(&bea, "cid", "hi", Some("c1"))]).await[0]);
     let done = store

@@ -11,9 +11,11 @@ ALTER TABLE messages ADD COLUMN reply_to UUID,
 CREATE INDEX messages_thread_idx ON messages (thread_root, part, seq)
     WHERE thread_root IS NOT NULL;
 
--- Every edit, delete, reaction and removed reaction that changed something. `body` is an
--- edit's new text and `previous_body` the text it replaced (the edit history); a delete
--- erases both for every edit of its message.
+-- Every edit, delete, reaction and removed reaction of the log. `body` is an edit's new text
+-- and `previous_body` the text it replaced (the edit history); a delete erases both for
+-- every edit of its message. `changed` is false for a reaction that found the set already
+-- so when its turn came (on Kafka, where it was logged before anyone could know): kept, so
+-- the log's every event is accounted for, and left out of resumes.
 CREATE TABLE room_events (
     id UUID PRIMARY KEY,
     part BIGINT NOT NULL,
@@ -28,6 +30,7 @@ CREATE TABLE room_events (
     emoji TEXT,
     created_at TIMESTAMPTZ NOT NULL,
     client_id TEXT,
+    changed BOOLEAN NOT NULL,
     UNIQUE (part, seq)
 );
 CREATE INDEX room_events_room_idx ON room_events (room, part, seq);

@@ -139,7 +139,9 @@ async fn inflict(args: &ChaosArgs, fault: &Fault) -> anyhow::Result<()> {
 }
 
 /// The rows of the run's rooms, per room in log order: its messages and the changes of
-/// them, each known by its cursor.
+/// them, each known by its cursor. A reaction that changed nothing (two copies of one
+/// person's click, say) is a row too, which a resume skips like the events of a message
+/// deleted since.
 async fn stored(db: &sqlx::PgPool, rooms: &[String]) -> anyhow::Result<Vec<Vec<StoredRow>>> {
     let rows = sqlx::query(
         "SELECT room, part, seq, client_id, gone FROM ( \
@@ -147,7 +149,7 @@ async fn stored(db: &sqlx::PgPool, rooms: &[String]) -> anyhow::Result<Vec<Vec<S
            FROM messages WHERE room = ANY($1) \
            UNION ALL \
            SELECT e.room, e.part, e.seq, e.client_id, \
-                  (e.kind <> 'delete' AND m.deleted_at IS NOT NULL) AS gone \
+                  (NOT e.changed OR (e.kind <> 'delete' AND m.deleted_at IS NOT NULL)) AS gone \
            FROM room_events e JOIN messages m ON m.id = e.message_id \
            WHERE e.room = ANY($1)) events \
          ORDER BY room, part, seq",
