@@ -31,9 +31,10 @@ pub use kafka::{
 pub use memory::MemoryBus;
 
 /// The local log of `banter serve`: appends a batch of events in order, durably, each at the
-/// next cursor, applied to what history reads (see the store's `append_events`).
+/// next cursor, applied to what history reads (see the store's `append_events`); and finds
+/// what it logged by client id.
 #[async_trait]
-pub trait LocalLog: Send + Sync + std::fmt::Debug + 'static {
+pub trait LocalLog: FirstCopies {
     /// One outcome per event, in order; `Err` when nothing of the batch was written.
     async fn append(&self, batch: &[RoomEvent]) -> Result<Vec<Appended>, String>;
 }
@@ -125,6 +126,14 @@ pub trait Bus: Send + Sync + std::fmt::Debug + 'static {
     async fn publish(&self, event: RoomEvent) -> Result<Appended, BusError> {
         self.submit(event).await?.await
     }
+
+    /// The event `actor` already logged with `client_id`, if this bus knows one: what a
+    /// re-send of it is answered with.
+    async fn first_copy(
+        &self,
+        actor: UserId,
+        client_id: &ClientId,
+    ) -> Result<Option<LoggedEvent>, BusError>;
 
     /// Fans out an event that is not part of the log (typing, presence).
     async fn announce(&self, event: Event) -> Result<(), BusError>;

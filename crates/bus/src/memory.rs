@@ -10,7 +10,7 @@
 use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
-use banter_core::{Appended, RoomEvent};
+use banter_core::{Appended, ClientId, LoggedEvent, RoomEvent, UserId};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::{deliver, Bus, BusError, Event, LocalLog, Receipt};
@@ -33,6 +33,8 @@ enum Request {
 #[derive(Debug, Clone)]
 pub struct MemoryBus {
     requests: mpsc::Sender<Request>,
+    /// For re-send lookups, which need no place in the log.
+    log: Arc<dyn LocalLog>,
     /// Subscribers' channels. A std mutex: it is held only to push or clone the list, never
     /// across an await.
     subscribers: Arc<Mutex<Vec<mpsc::Sender<Event>>>>,
@@ -52,9 +54,10 @@ impl MemoryBus {
     pub fn start(log: Arc<dyn LocalLog>) -> Self {
         let (requests, rx) = mpsc::channel(QUEUE);
         let subscribers = Arc::new(Mutex::new(Vec::new()));
-        tokio::spawn(writer(log, rx, subscribers.clone()));
+        tokio::spawn(writer(log.clone(), rx, subscribers.clone()));
         Self {
             requests,
+            log,
             subscribers,
         }
     }
@@ -72,6 +75,17 @@ impl Bus for MemoryBus {
         Ok(Box::pin(async move {
             rx.await.map_err(|_| BusError::Unavailable)?
         }))
+    }
+
+    async fn first_copy(
+        &self,
+        actor: UserId,
+        client_id: &ClientId,
+    ) -> Result<Option<LoggedEvent>, BusError> {
+        self.log.find(actor, client_id).await.map_err(|e| {
+            tracing::warn!(error = %e, "re-send lookup failed");
+            BusError::Unavailable
+        })
     }
 
     async fn announce(&self, event: Event) -> Result<(), BusError> {

@@ -201,6 +201,9 @@ impl Chat {
         client_id: Option<ClientId>,
         reply_to: Option<Uuid>,
     ) -> Result<Pending, ChatError> {
+        if let Some(first) = self.resent(actor, client_id.as_ref()).await? {
+            return Ok(first);
+        }
         let thread_root = match reply_to {
             None => None,
             Some(parent) => {
@@ -235,6 +238,9 @@ impl Chat {
         request: Request,
         client_id: Option<ClientId>,
     ) -> Result<Pending, ChatError> {
+        if let Some(first) = self.resent(actor, client_id.as_ref()).await? {
+            return Ok(first);
+        }
         let target = self.target(&actor.name, id).await?;
         let own = target
             .author
@@ -276,6 +282,27 @@ impl Chat {
             change,
         });
         self.submit(event, room).await
+    }
+
+    /// A re-send is answered as the first time, before anything is checked again: the first
+    /// copy is in the log, whatever the checks would say now (its message not stored yet
+    /// after an outage, say, or deleted since).
+    async fn resent(
+        &self,
+        actor: &Actor,
+        client_id: Option<&ClientId>,
+    ) -> Result<Option<Pending>, ChatError> {
+        let Some(client_id) = client_id else {
+            return Ok(None);
+        };
+        Ok(self
+            .bus
+            .first_copy(actor.id, client_id)
+            .await?
+            .map(|first| -> Pending {
+                let acked = acked_of(&first);
+                Box::pin(async move { Ok(acked) })
+            }))
     }
 
     /// Hands the event to the log; its place is taken when this returns.

@@ -513,4 +513,14 @@ async fn a_resent_client_id_of_an_edit_or_a_reaction_changes_nothing() {
     let (_, page) = app.get("/api/v1/rooms/re/messages", Some(&bob)).await;
     assert_eq!(page["data"]["messages"][0]["body"], "hello!");
     assert_eq!(page["data"]["messages"][0]["reactions"], json!([]));
+
+    // A re-send is answered as the first time even when what it acted on is gone since.
+    let eyes = json!({"type":"react","id":m,"emoji":"👀","client_id":"b3"});
+    let looked = ok_ack(&mut b, eyes.clone()).await;
+    ok_ack(&mut a, json!({"type":"delete","id":m,"client_id":"a4"})).await;
+    assert_eq!(cursor(&ok_ack(&mut b, eyes).await), cursor(&looked));
+    let again = b
+        .act(json!({"type":"react","id":m,"emoji":"👀","client_id":"b4"}))
+        .await;
+    assert_eq!(again["code"], "not_found", "a new one is checked: {again}");
 }

@@ -112,15 +112,6 @@ impl KafkaBus {
         })
     }
 
-    /// The first copy of a re-send: heard lately, or stored.
-    async fn first_copy(&self, actor: UserId, client_id: &ClientId) -> Option<LoggedEvent> {
-        let heard = lock(&self.seen).get(actor, client_id);
-        match heard {
-            Some(first) => Some(LoggedEvent::clone(&first)),
-            None => self.lookups.persisted(actor, client_id).await,
-        }
-    }
-
     async fn produce(
         &self,
         topic: &str,
@@ -157,9 +148,22 @@ impl KafkaBus {
 
 #[async_trait]
 impl Bus for KafkaBus {
+    /// Heard lately, or stored (when the store answers in time).
+    async fn first_copy(
+        &self,
+        actor: UserId,
+        client_id: &ClientId,
+    ) -> Result<Option<LoggedEvent>, BusError> {
+        let heard = lock(&self.seen).get(actor, client_id);
+        Ok(match heard {
+            Some(first) => Some(LoggedEvent::clone(&first)),
+            None => self.lookups.persisted(actor, client_id).await,
+        })
+    }
+
     async fn submit(&self, event: RoomEvent) -> Result<Receipt, BusError> {
         if let Some(client_id) = event.client_id() {
-            if let Some(first) = self.first_copy(event.actor_id(), client_id).await {
+            if let Some(first) = self.first_copy(event.actor_id(), client_id).await? {
                 return Ok(Box::pin(async move { Ok(Appended::Duplicate(first)) }));
             }
         }
