@@ -201,19 +201,12 @@ impl Chat {
         client_id: Option<ClientId>,
         reply_to: Option<Uuid>,
     ) -> Result<Pending, ChatError> {
-        if let Some(first) = self.resent(actor, client_id.as_ref()).await? {
-            return Ok(first);
-        }
         let thread_root = match reply_to {
             None => None,
-            Some(parent) => {
-                let parent = self.target(&actor.name, parent).await?;
-                if parent.reader != *reader {
-                    // A reply lives in its parent's room; elsewhere the parent "is not there".
-                    return Err(ChatError::NotFound);
-                }
-                Some(parent.thread_root.unwrap_or(parent.id))
-            }
+            Some(parent) => match self.thread_of(actor, reader, parent).await {
+                Ok(root) => Some(root),
+                Err(e) => return self.unless_resent(actor, client_id.as_ref(), e).await,
+            },
         };
         let message = NewMessage {
             id: Uuid::now_v7(),
@@ -238,9 +231,46 @@ impl Chat {
         request: Request,
         client_id: Option<ClientId>,
     ) -> Result<Pending, ChatError> {
-        if let Some(first) = self.resent(actor, client_id.as_ref()).await? {
-            return Ok(first);
+        match self.allowed(actor, id, request).await {
+            Ok((room, change)) => {
+                let event = RoomEvent::Change(NewChange {
+                    id: Uuid::now_v7(),
+                    room: room.clone(),
+                    message: id,
+                    user_id: actor.id,
+                    user: actor.name.clone(),
+                    at: banter_store::now(),
+                    client_id,
+                    change,
+                });
+                self.submit(event, room).await
+            }
+            Err(e) => self.unless_resent(actor, client_id.as_ref(), e).await,
         }
+    }
+
+    /// The thread a reply to `parent` joins, if the user may answer it in this room.
+    async fn thread_of(
+        &self,
+        actor: &Actor,
+        reader: &Reader,
+        parent: Uuid,
+    ) -> Result<Uuid, ChatError> {
+        let parent = self.target(&actor.name, parent).await?;
+        if parent.reader != *reader {
+            // A reply lives in its parent's room; elsewhere the parent "is not there".
+            return Err(ChatError::NotFound);
+        }
+        Ok(parent.thread_root.unwrap_or(parent.id))
+    }
+
+    /// The rules for a change: the room it goes to and what it does, or why not.
+    async fn allowed(
+        &self,
+        actor: &Actor,
+        id: Uuid,
+        request: Request,
+    ) -> Result<(RoomName, Change), ChatError> {
         let target = self.target(&actor.name, id).await?;
         let own = target
             .author
@@ -270,39 +300,29 @@ impl Chat {
             Request::React(emoji) => Change::React { emoji },
             Request::Unreact(emoji) => Change::Unreact { emoji },
         };
-        let room = target.reader.room.clone();
-        let event = RoomEvent::Change(NewChange {
-            id: Uuid::now_v7(),
-            room: room.clone(),
-            message: id,
-            user_id: actor.id,
-            user: actor.name.clone(),
-            at: banter_store::now(),
-            client_id,
-            change,
-        });
-        self.submit(event, room).await
+        Ok((target.reader.room, change))
     }
 
-    /// A re-send is answered as the first time, before anything is checked again: the first
-    /// copy is in the log, whatever the checks would say now (its message not stored yet
-    /// after an outage, say, or deleted since).
-    async fn resent(
+    /// A refusal, unless the frame is a re-send: then it is answered as the first time, since
+    /// its first copy is in the log whatever the checks say now (its message not stored yet
+    /// after an outage, say, or deleted since). Asked only after a refusal: on the usual
+    /// path the log's own re-send check is enough.
+    async fn unless_resent(
         &self,
         actor: &Actor,
         client_id: Option<&ClientId>,
-    ) -> Result<Option<Pending>, ChatError> {
+        refusal: ChatError,
+    ) -> Result<Pending, ChatError> {
         let Some(client_id) = client_id else {
-            return Ok(None);
+            return Err(refusal);
         };
-        Ok(self
-            .bus
-            .first_copy(actor.id, client_id)
-            .await?
-            .map(|first| -> Pending {
+        match self.bus.first_copy(actor.id, client_id).await? {
+            Some(first) => {
                 let acked = acked_of(&first);
-                Box::pin(async move { Ok(acked) })
-            }))
+                Ok(Box::pin(async move { Ok(acked) }))
+            }
+            None => Err(refusal),
+        }
     }
 
     /// Hands the event to the log; its place is taken when this returns.
