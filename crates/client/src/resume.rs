@@ -39,13 +39,19 @@ impl Resume {
     /// reaction) moves its room's cursor, and so does `joined`. True when the frame was a
     /// room event of a room this client follows.
     pub fn heard(&mut self, frame: &Value) -> bool {
-        let (Some(kind), Some(room)) = (frame["type"].as_str(), frame["room"].as_str()) else {
-            return false;
-        };
+        match (frame["type"].as_str(), frame["room"].as_str()) {
+            (Some(kind), Some(room)) => self.note(kind, room, frame["cursor"].as_str()),
+            _ => false,
+        }
+    }
+
+    /// [`Resume::heard`] for a caller that has parsed the frame its own way (a load
+    /// generator's typed parse): its `type`, `room` and `cursor`.
+    pub fn note(&mut self, kind: &str, room: &str, cursor: Option<&str>) -> bool {
         let Some(slot) = self.rooms.get_mut(room) else {
             return false;
         };
-        match (kind, frame["cursor"].as_str()) {
+        match (kind, cursor) {
             ("message" | "edited" | "deleted" | "reaction", Some(cursor)) => {
                 *slot = Some(cursor.to_owned());
                 true

@@ -252,7 +252,7 @@ impl Ctx {
 }
 
 /// Before every message (`banter_core::Cursor::ZERO`).
-const ZERO_CURSOR: &str = "000000000000000000000000";
+use banter_client::ZERO_CURSOR;
 
 fn micros(d: Duration) -> u64 {
     u64::try_from(d.as_micros()).unwrap_or(u64::MAX)
@@ -319,13 +319,15 @@ impl Member {
     ) -> MemberResult {
         let mut seen = Seen::default();
         let mut latency = track::new_histogram();
-        let mut last_cursor: Option<String> = Some(joined_at);
+        // Where a reconnect resumes from: banter-client's, like every other client's.
+        let mut resume = banter_client::Resume::new([self.ctx.room(self.room)]);
+        resume.note("joined", &self.ctx.room(self.room), Some(&joined_at));
         let mut stopping = false;
         loop {
             tokio::select! {
                 frame = ws.next() => match frame {
                     Some(Ok(Message::Text(t))) => {
-                        self.on_text(&t, &mut seen, &mut latency, &mut last_cursor);
+                        self.on_text(&t, &mut seen, &mut latency, &mut resume);
                     }
                     Some(Ok(_)) => {}
                     None | Some(Err(_)) => {
@@ -334,11 +336,11 @@ impl Member {
                         }
                         // Dropped by the server (or the network): count it, come back.
                         self.ctx.totals.add(&self.ctx.totals.drops, 1);
-                        match self.reopen(last_cursor.as_deref()).await {
+                        match self.reopen(resume.cursor(&self.ctx.room(self.room))).await {
                             Some((new, replayed, _)) => {
                                 ws = new;
                                 for t in &replayed {
-                                    self.on_text(t, &mut seen, &mut latency, &mut last_cursor);
+                                    self.on_text(t, &mut seen, &mut latency, &mut resume);
                                 }
                             }
                             None => break,
@@ -352,11 +354,11 @@ impl Member {
                 asked = reconnect.recv() => match asked {
                     Some(()) => {
                         let _ = ws.close(None).await;
-                        match self.reopen(last_cursor.as_deref()).await {
+                        match self.reopen(resume.cursor(&self.ctx.room(self.room))).await {
                             Some((new, replayed, _)) => {
                                 ws = new;
                                 for t in &replayed {
-                                    self.on_text(t, &mut seen, &mut latency, &mut last_cursor);
+                                    self.on_text(t, &mut seen, &mut latency, &mut resume);
                                 }
                                 self.ctx.totals.add(&self.ctx.totals.reconnects, 1);
                             }
@@ -380,15 +382,16 @@ impl Member {
         text: &str,
         seen: &mut Seen,
         latency: &mut Histogram<u64>,
-        last_cursor: &mut Option<String>,
+        resume: &mut banter_client::Resume,
     ) {
         let Some(f) = Incoming::parse(text) else {
             return;
         };
         if f.is_message() {
             self.delivered(&f, seen, latency);
-            if let Some(c) = f.cursor {
-                *last_cursor = Some(c);
+            // The seed's messages have no type; banter's say `message`.
+            if let Some(room) = f.room.as_deref() {
+                resume.note("message", room, f.cursor.as_deref());
             }
         } else if f.is("error") {
             self.ctx.totals.add(&self.ctx.totals.errors, 1);
