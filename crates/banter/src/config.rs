@@ -242,7 +242,7 @@ pub struct KafkaArgs {
     /// The message log topic (the seed's name).
     #[arg(long, env = "BANTER_KAFKA_TOPIC", default_value = "chat-in")]
     pub kafka_topic: String,
-    /// The topic for deletions and typing.
+    /// The topic for typing and presence (every change of a room is on the log topic).
     #[arg(long, env = "BANTER_KAFKA_EVENTS_TOPIC", default_value = "chat-events")]
     pub kafka_events_topic: String,
     /// Partitions of the topics when banter creates them (rooms spread over them; persist

@@ -1,5 +1,6 @@
 //! banter's domain vocabulary, shared by every service: the validated names and bodies that
-//! input is parsed into at the edge, the records the store hands back, and the WebSocket
+//! input is parsed into at the edge, the room events every change of a room becomes
+//! ([`RoomEvent`], [`LoggedEvent`]), the records the store hands back, and the WebSocket
 //! protocol's frames ([`frames`]), kept here, free of I/O, so they can be fuzzed alone.
 //!
 //! Nothing here does I/O. A value of one of these types is valid by construction, so code past

@@ -1,4 +1,10 @@
-//! Where banter keeps what must outlive a process: users, refresh-token families and messages.
+//! Where banter keeps what must outlive a process: users, refresh-token families, and the
+//! rooms' timelines — messages and the edits, deletes and reactions of them.
+//!
+//! A timeline is written only by applying the room events of its log, in log order, through
+//! one projection: [`Store::append_events`] when the store is the log (`banter serve`),
+//! [`Store::apply_logged`] when the log is Kafka (persist). Reads ([`Store::events_after`],
+//! [`Store::messages_before`], ...) see what the projection made.
 //!
 //! Every service talks to storage through the [`Store`] trait, so the same code runs on the
 //! embedded SQLite file of `banter serve` and on the PostgreSQL of a cluster. [`connect`] picks

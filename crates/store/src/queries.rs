@@ -1,10 +1,12 @@
 //! The queries both backends share, written once.
 //!
 //! SQLite and PostgreSQL accept the same SQL for everything banter does here (numbered `$n`
-//! parameters, `RETURNING`, an index on `lower(username)`), so the [`Store`](crate::Store)
-//! methods are expanded into each backend's impl from this one text rather than kept in two
-//! copies that could drift apart. What differs (connecting, pragmas, migrations) stays in the
-//! backend's own module.
+//! parameters, `RETURNING`, `ON CONFLICT`, row values, an index on `lower(username)`), so the
+//! [`Store`](crate::Store) methods — and the projection of room events, `apply_change` — are
+//! expanded into each backend's impl from this one text rather than kept in two copies that
+//! could drift apart. What differs (connecting, pragmas, migrations, and writing a run of
+//! messages: `insert_messages`, row by row on SQLite, one `UNNEST` on PostgreSQL) is plain
+//! code in the backend's own module.
 
 /// Implements `Store` for `$store`, whose `pool` field is a sqlx pool of its engine, whose rows
 /// are `$row`, whose connections are `$conn`. The calling module provides `MIGRATOR` (its
