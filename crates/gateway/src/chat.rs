@@ -91,7 +91,6 @@ pub struct Target {
     pub id: Uuid,
     pub reader: Reader,
     pub author: Username,
-    pub cursor: Cursor,
     pub thread_root: Option<Uuid>,
 }
 
@@ -167,17 +166,12 @@ impl Chat {
             Err(e) if self.recent.message(id).is_none() => return Err(e.into()),
             Err(_) => None,
         };
-        let (room, author, cursor, thread_root) = match stored {
-            Some(m) => (m.room, m.author, m.cursor, m.thread_root),
+        let (room, author, thread_root) = match stored {
+            Some(m) => (m.room, m.author, m.thread_root),
             None => {
                 let heard = self.recent.message(id).ok_or(ChatError::NotFound)?;
                 match &heard.event {
-                    RoomEvent::Message(m) => (
-                        m.room.clone(),
-                        m.author.clone(),
-                        heard.cursor,
-                        m.thread_root,
-                    ),
+                    RoomEvent::Message(m) => (m.room.clone(), m.author.clone(), m.thread_root),
                     RoomEvent::Change(_) => return Err(ChatError::NotFound),
                 }
             }
@@ -187,7 +181,6 @@ impl Chat {
             id,
             reader,
             author,
-            cursor,
             thread_root,
         })
     }
