@@ -249,8 +249,7 @@ pub async fn edit_message(
             "id": id,
             "room": acked.room,
             "cursor": acked.cursor,
-            "edited_at": banter_core::rfc3339_millis(&acked.at, serde_json::value::Serializer)
-                .unwrap_or_default(),
+            "edited_at": acked.at.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
         }),
     ))
 }
