@@ -148,10 +148,6 @@ struct Sender {
     changes: Changes,
     /// Which of its events are messages (the others are changes).
     is_message: Vec<bool>,
-    /// Per change, the cursor of the message it changes.
-    targets: Vec<Option<String>>,
-    /// Message ids → their cursors, as their acks said.
-    cursors: HashMap<String, String>,
     next_due: Instant,
     every: Duration,
     /// Once writing stopped: when to stop waiting for the last acks.
@@ -171,9 +167,6 @@ impl Sender {
             let change = (seq % CHANGE_EVERY == CHANGE_EVERY - 1)
                 .then(|| self.changes.next())
                 .flatten();
-            let target = change
-                .as_ref()
-                .map(|(_, id, ..)| self.cursors.get(id).cloned());
             let is_message = change.is_none();
             let (frame, room) = match change {
                 Some((kind, id, extra, room)) => (change_frame(kind, &id, &cid, extra), room),
@@ -187,12 +180,10 @@ impl Sender {
                 }
             };
             self.is_message.push(is_message);
-            self.targets.push(target.flatten());
             self.log.messages.push(Written {
                 phase: self.shared.phase(),
                 room,
                 acked: None,
-                unchanged: false,
             });
             self.outbox.push(seq, cid, frame);
             self.next_due += self.every;
@@ -223,19 +214,13 @@ impl Sender {
             return;
         };
         let cursor = ack["cursor"].as_str().unwrap_or_default().to_owned();
-        let target = &self.targets[seq as usize];
         let m = &mut self.log.messages[seq as usize];
         if m.acked.is_none() {
-            // A reaction that was already so when its turn came is acked with its message's
-            // cursor and logs nothing (protocol.md): e.g. a react re-sent after `unavailable`
-            // behind the unreact before it.
-            m.unchanged = target.as_ref() == Some(&cursor);
-            m.acked = Some(cursor.clone());
+            m.acked = Some(cursor);
             self.log.ack_order.push(seq);
             self.shared.acked.fetch_add(1, Ordering::Relaxed);
             if self.is_message[seq as usize] {
                 let id = ack["id"].as_str().unwrap_or_default().to_owned();
-                self.cursors.insert(id.clone(), cursor);
                 self.changes.messages.push((id, m.room));
             }
         }
@@ -292,8 +277,6 @@ pub async fn sender(shared: Arc<Shared>, who: usize, token: String) -> SenderLog
         outbox: Outbox::new(shared.window, Instant::now()),
         changes: Changes::default(),
         is_message: Vec::new(),
-        targets: Vec::new(),
-        cursors: HashMap::new(),
         next_due: Instant::now(),
         every,
         give_up: None,

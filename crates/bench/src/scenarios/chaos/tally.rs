@@ -17,8 +17,6 @@ pub struct Written {
     pub room: usize,
     /// The cursor its ack named, once acked.
     pub acked: Option<String>,
-    /// A change acked as having changed nothing (a reaction already so): no row, no frame.
-    pub unchanged: bool,
 }
 
 /// One sender's record. Its events are numbered 0, 1, … (`messages[seq]`).
@@ -216,10 +214,6 @@ pub fn tally(input: &Input<'_>) -> Tally {
             lines[p].sent += 1;
             if m.acked.is_some() {
                 lines[p].acked += 1;
-                if m.unchanged {
-                    // Nothing to store, and nothing was: as good as stored.
-                    lines[p].persisted += 1;
-                }
             }
         }
     }
@@ -302,7 +296,7 @@ pub fn tally(input: &Input<'_>) -> Tally {
     }
     for (sender, s) in input.senders.iter().enumerate() {
         for (seq, m) in s.messages.iter().enumerate() {
-            if m.acked.is_some() && !m.unchanged && !stored_once.contains(&(sender, seq as u64)) {
+            if m.acked.is_some() && !stored_once.contains(&(sender, seq as u64)) {
                 let p = at(m.phase);
                 lines[p].lost += 1;
                 findings.add("acked, not stored", format!("s{sender} {seq}"));
@@ -410,7 +404,6 @@ mod tests {
                 phase: usize::from(seq >= 2),
                 room: (seq % 2) as usize,
                 acked: Some(id.clone()),
-                unchanged: false,
             });
             sender.ack_order.push(seq);
             stored[(seq % 2) as usize].push(StoredRow {
@@ -533,28 +526,12 @@ mod tests {
     }
 
     #[test]
-    fn a_change_acked_as_unchanged_needs_no_row() {
-        let (mut s, r, stored) = clean();
-        s[0].messages.push(Written {
-            phase: 1,
-            room: 0,
-            acked: Some("id0".into()),
-            unchanged: true,
-        });
-        s[0].ack_order.push(4);
-        let t = run(&s, &r, &stored);
-        assert!(t.clean(), "{:?}", t.findings);
-        assert_eq!((t.total.acked, t.total.persisted), (5, 5));
-    }
-
-    #[test]
     fn a_message_never_acked_is_not_clean() {
         let (mut s, r, stored) = clean();
         s[0].messages.push(Written {
             phase: 1,
             room: 0,
             acked: None,
-            unchanged: false,
         });
         let t = run(&s, &r, &stored);
         assert_eq!(t.total.sent, 5);
