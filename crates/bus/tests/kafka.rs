@@ -54,6 +54,7 @@ fn message(room: &str, body: &str, client_id: Option<&str>) -> NewMessage {
         client_id: client_id.map(|c| ClientId::parse(c).expect("client id")),
         reply_to: None,
         thread_root: None,
+        mentions: Vec::new(),
     }
 }
 

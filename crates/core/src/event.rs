@@ -1,5 +1,6 @@
 //! Room events: every change of a room — a message, an edit, a delete, a reaction added or
-//! removed — is one [`RoomEvent`], and the room's log is the sequence of them.
+//! removed, a member joining, leaving, added or removed, its topic, a read position — is one
+//! [`RoomEvent`], and the room's log is the sequence of them.
 //!
 //! A client's frame (or HTTP request) becomes a [`RoomEvent`] once its rights are checked;
 //! the log gives it a [`Cursor`] and it becomes a [`LoggedEvent`]. The same logged event is
@@ -13,7 +14,10 @@ use chrono::{DateTime, Utc};
 use serde::{Serialize, Serializer};
 use uuid::Uuid;
 
-use crate::{ClientId, Cursor, Message, NewMessage, RoomName, UserId, Username, ValidationError};
+use crate::{
+    ClientId, Cursor, Message, NewMessage, NewRoomChange, RoomName, UserId, Username,
+    ValidationError,
+};
 
 /// A reaction: one emoji (or a short `:name:`), 1 to 32 characters, no spaces.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -105,7 +109,10 @@ pub struct NewChange {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum RoomEvent {
     Message(NewMessage),
+    /// A change of one message.
     Change(NewChange),
+    /// A change of the room itself: its members, its topic, a read position.
+    Room(NewRoomChange),
 }
 
 impl RoomEvent {
@@ -113,6 +120,7 @@ impl RoomEvent {
         match self {
             Self::Message(m) => &m.room,
             Self::Change(c) => &c.room,
+            Self::Room(r) => &r.room,
         }
     }
 
@@ -121,14 +129,17 @@ impl RoomEvent {
         match self {
             Self::Message(m) => m.id,
             Self::Change(c) => c.id,
+            Self::Room(r) => r.id,
         }
     }
 
-    /// The message the event is about: the new message itself, or the one changed.
+    /// The id its ack names: the message the event is about (the new message itself, or the
+    /// one changed), or a room change's own id.
     pub fn message_id(&self) -> Uuid {
         match self {
             Self::Message(m) => m.id,
             Self::Change(c) => c.message,
+            Self::Room(r) => r.id,
         }
     }
 
@@ -137,6 +148,7 @@ impl RoomEvent {
         match self {
             Self::Message(m) => m.author_id,
             Self::Change(c) => c.user_id,
+            Self::Room(r) => r.user_id,
         }
     }
 
@@ -144,6 +156,7 @@ impl RoomEvent {
         match self {
             Self::Message(m) => m.client_id.as_ref(),
             Self::Change(c) => c.client_id.as_ref(),
+            Self::Room(r) => r.client_id.as_ref(),
         }
     }
 
@@ -151,6 +164,7 @@ impl RoomEvent {
         match self {
             Self::Message(m) => m.created_at,
             Self::Change(c) => c.at,
+            Self::Room(r) => r.at,
         }
     }
 
@@ -179,7 +193,7 @@ impl LoggedEvent {
     pub fn message(&self) -> Option<Message> {
         match &self.event {
             RoomEvent::Message(m) => Some(m.at(self.cursor)),
-            RoomEvent::Change(_) => None,
+            RoomEvent::Change(_) | RoomEvent::Room(_) => None,
         }
     }
 }
@@ -192,8 +206,9 @@ pub enum Appended {
     /// The actor already used this `client_id`: this is that event, as it was logged then.
     /// Nothing new was written.
     Duplicate(LoggedEvent),
-    /// A reaction already in the set, or one removed that was not there: nothing changed and
-    /// nothing was logged. `cursor` is the message's.
+    /// A reaction already in the set, or one removed that was not there, a read position
+    /// not ahead, a join of a room one is in...: nothing changed and nothing was logged.
+    /// `cursor` is the message's (for a room change, the room's latest).
     Unchanged { message: Uuid, cursor: Cursor },
     /// The message is not there (never was, or deleted before this event's turn came).
     Missing,

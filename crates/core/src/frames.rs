@@ -2,8 +2,8 @@
 //! what they receive, built here and nowhere else. docs/protocol.md describes each one.
 
 use crate::{
-    rfc3339_millis, Change, ClientId, Cursor, Emoji, LoggedEvent, Message, MessageBody, RoomEvent,
-    RoomName,
+    rfc3339_millis, Change, ClientId, Cursor, Emoji, LoggedEvent, Message, MessageBody, RoomChange,
+    RoomEntry, RoomEvent, RoomKind, RoomName, Topic,
 };
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
@@ -36,6 +36,12 @@ pub enum ClientFrame {
         id: Uuid,
         emoji: Emoji,
         add: bool,
+        client_id: Option<ClientId>,
+    },
+    /// `{"type":"read","room","cursor","client_id"?}`: the user has read `room` up to there.
+    Read {
+        room: RoomName,
+        cursor: Cursor,
         client_id: Option<ClientId>,
     },
     /// `{"type":"join","room","since"?}`.
@@ -90,6 +96,7 @@ struct RawFrame {
     id: Option<String>,
     emoji: Option<String>,
     reply_to: Option<String>,
+    cursor: Option<String>,
 }
 
 fn required(field: &'static str, value: Option<String>, kind: &str) -> Result<String, FrameError> {
@@ -130,7 +137,7 @@ fn body(value: Option<String>, kind: &str) -> Result<MessageBody, FrameError> {
 }
 
 /// The frame types a client may send, for error messages.
-const KINDS: &str = "send, edit, delete, react, unreact, join, leave, typing or auth";
+const KINDS: &str = "send, edit, delete, react, unreact, read, join, leave, typing or auth";
 
 /// Parses one text frame.
 pub fn parse(text: &str) -> Result<ClientFrame, FrameError> {
@@ -201,6 +208,15 @@ pub fn parse(text: &str) -> Result<ClientFrame, FrameError> {
                 id: target(raw.id.clone(), kind)?,
                 emoji: Emoji::parse(&emoji).map_err(FrameError::validation)?,
                 add: kind == "react",
+                client_id: client_id()?,
+            })
+        })()
+        .map_err(with_echo),
+        "read" => (|| {
+            Ok(ClientFrame::Read {
+                room: room(raw.room.clone(), "read")?,
+                cursor: Cursor::parse("cursor", &required("cursor", raw.cursor.clone(), "read")?)
+                    .map_err(FrameError::validation)?,
                 client_id: client_id()?,
             })
         })()
@@ -289,6 +305,50 @@ pub enum ServerFrame<'a> {
         op: &'static str,
         cursor: Cursor,
     },
+    /// A member joined, left, was added or removed (`op`), by `by`.
+    Member {
+        room: &'a RoomName,
+        op: &'static str,
+        user: &'a str,
+        by: &'a str,
+        cursor: Cursor,
+        #[serde(serialize_with = "rfc3339_millis")]
+        at: DateTime<Utc>,
+    },
+    Topic {
+        room: &'a RoomName,
+        topic: &'a Topic,
+        by: &'a str,
+        cursor: Cursor,
+        #[serde(serialize_with = "rfc3339_millis")]
+        at: DateTime<Utc>,
+    },
+    Created {
+        room: &'a RoomName,
+        kind: RoomKind,
+        topic: &'a Topic,
+        by: &'a str,
+        cursor: Cursor,
+        #[serde(serialize_with = "rfc3339_millis")]
+        at: DateTime<Utc>,
+    },
+    /// The user stream: the user was added to a room, removed from one, or it changed.
+    Room {
+        op: &'static str,
+        room: &'a RoomEntry,
+    },
+    /// The user stream: the user's read position in `room` moved.
+    Read {
+        room: &'a RoomName,
+        cursor: Cursor,
+    },
+    /// The user stream: a message mentions the user.
+    Mention {
+        room: &'a RoomName,
+        id: Uuid,
+        author: &'a str,
+        cursor: Cursor,
+    },
     Authenticated {
         expires_in: i64,
     },
@@ -309,12 +369,55 @@ impl ServerFrame<'_> {
     }
 }
 
-/// The frame readers of the room get for a logged event: `message`, `edited`, `deleted` or
-/// `reaction`, each with the event's cursor.
+/// The frame readers of the room get for a logged event: `message`, `edited`, `deleted`,
+/// `reaction`, `member`, `topic` or `created`, each with the event's cursor. (A read
+/// position is the user's own: its `read` frame goes to the user's connections only.)
 pub fn event_json(logged: &LoggedEvent) -> String {
     let cursor = logged.cursor;
     match &logged.event {
         RoomEvent::Message(m) => ServerFrame::Message(&m.at(cursor)).to_json(),
+        RoomEvent::Room(r) => {
+            let (room, by, at) = (&r.room, r.user.as_str(), r.at);
+            let member = |op, user: &'_ str| {
+                ServerFrame::Member {
+                    room,
+                    op,
+                    user,
+                    by,
+                    cursor,
+                    at,
+                }
+                .to_json()
+            };
+            match &r.change {
+                RoomChange::Created { kind, topic, .. } => ServerFrame::Created {
+                    room,
+                    kind: *kind,
+                    topic,
+                    by,
+                    cursor,
+                    at,
+                }
+                .to_json(),
+                RoomChange::Joined => member("joined", by),
+                RoomChange::Left => member("left", by),
+                RoomChange::Added { member: m } => member("added", m.name.as_str()),
+                RoomChange::Removed { member: m } => member("removed", m.name.as_str()),
+                RoomChange::Topic { topic } => ServerFrame::Topic {
+                    room,
+                    topic,
+                    by,
+                    cursor,
+                    at,
+                }
+                .to_json(),
+                RoomChange::Read { cursor: read } => ServerFrame::Read {
+                    room,
+                    cursor: *read,
+                }
+                .to_json(),
+            }
+        }
         RoomEvent::Change(c) => {
             let (room, id) = (&c.room, c.message);
             match &c.change {

@@ -10,6 +10,7 @@ mod event;
 pub mod frames;
 mod message;
 mod names;
+mod room;
 mod user;
 
 pub use event::{Appended, Change, Emoji, LoggedEvent, NewChange, RoomEvent};
@@ -18,6 +19,10 @@ pub use message::{
     ReactionSummary, StoredMessage,
 };
 pub use names::{MessageBody, Password, RoomName, Username};
+pub use room::{
+    effect, mention_candidates, Effect, Membership, NewRoomChange, Role, RoomChange, RoomEntry,
+    RoomInfo, RoomKind, Topic, UserRef, MAX_MENTIONS, UNREAD_CAP,
+};
 pub use user::{User, UserId};
 
 /// Why a piece of client input was refused: which field, and a sentence a person can act on.

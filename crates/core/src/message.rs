@@ -131,6 +131,9 @@ pub struct Message {
     /// The first message of the thread a reply is in (a reply to a reply joins its thread).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub thread_root: Option<Uuid>,
+    /// The members it mentions (`@name`), with their own spelling.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub mentions: Vec<Username>,
 }
 
 /// RFC 3339 in UTC with milliseconds (`2026-11-23T22:50:57.123Z`), like the seed's Go times.
@@ -152,6 +155,8 @@ pub struct NewMessage {
     pub reply_to: Option<Uuid>,
     /// See [`Message::thread_root`].
     pub thread_root: Option<Uuid>,
+    /// See [`Message::mentions`]; members of the room when it was sent.
+    pub mentions: Vec<Username>,
 }
 
 impl NewMessage {
@@ -167,6 +172,7 @@ impl NewMessage {
             client_id: self.client_id.clone(),
             reply_to: self.reply_to,
             thread_root: self.thread_root,
+            mentions: self.mentions.clone(),
         }
     }
 }
@@ -198,6 +204,7 @@ pub struct StoredMessage {
     pub client_id: Option<ClientId>,
     pub reply_to: Option<Uuid>,
     pub thread_root: Option<Uuid>,
+    pub mentions: Vec<Username>,
     #[serde(serialize_with = "optional_rfc3339_millis")]
     pub edited_at: Option<DateTime<Utc>>,
     pub reactions: Vec<ReactionSummary>,
@@ -292,6 +299,7 @@ mod tests {
             client_id: None,
             reply_to: None,
             thread_root: None,
+            mentions: Vec::new(),
         };
         let v = serde_json::to_value(&m).expect("json");
         assert_eq!(

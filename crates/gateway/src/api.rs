@@ -1,20 +1,22 @@
-//! The gateway's HTTP API: rooms, history, presence, and messages (edit, delete, thread,
-//! earlier bodies). All need a Bearer token; the rights are the chat service's
-//! ([`crate::chat`]), so a direct-message room answers only its two members here as on the
-//! socket, and an edit or a delete takes the same path through the log as its frame.
+//! The gateway's HTTP API: rooms (the user's, public ones, creating one, its topic, members
+//! and read position), history, presence, and messages (edit, delete, thread, earlier
+//! bodies). All need a Bearer token; the rights are the chat service's ([`crate::chat`]), so
+//! a private room answers only its members here as on the socket, and every change (an
+//! edit, a delete, a member added, a read position...) takes the same path through the log
+//! as its frame.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use banter_auth::AuthUser;
-use banter_core::{Cursor, MessageBody, RoomName, StoredMessage};
+use banter_core::{Cursor, MessageBody, RoomEntry, RoomKind, RoomName, StoredMessage, Topic};
 use banter_http::{ApiError, ApiJson, Envelope};
 use banter_store::StoreError;
 use serde::{Deserialize, Serialize};
 
-use crate::chat::{Actor, Chat, ChatError, Reader, Request};
+use crate::chat::{Actor, ChatError, Reader, Request};
 use crate::GatewayState;
 
 /// The gateway API's one error type.
@@ -29,6 +31,9 @@ pub enum Error {
     /// 404 `not_found`.
     #[error("not found: {0}")]
     NotFound(&'static str),
+    /// 409 `room_exists`.
+    #[error("a room of that name exists")]
+    RoomExists,
     /// 503 `unavailable`: the store or the bus cannot serve right now.
     #[error("unavailable: {0}")]
     Unavailable(String),
@@ -41,7 +46,8 @@ impl From<ChatError> for Error {
     fn from(e: ChatError) -> Self {
         match e {
             ChatError::Forbidden(why) => Self::Forbidden(why),
-            ChatError::NotFound => Self::NotFound("no such message"),
+            ChatError::NotFound(what) => Self::NotFound(what),
+            ChatError::Exists => Self::RoomExists,
             ChatError::Unavailable(cause) => Self::Unavailable(cause),
         }
     }
@@ -64,6 +70,12 @@ impl IntoResponse for Error {
                 ApiError::new(StatusCode::FORBIDDEN, "forbidden", why).into_response()
             }
             Self::NotFound(what) => ApiError::not_found(what).into_response(),
+            Self::RoomExists => ApiError::new(
+                StatusCode::CONFLICT,
+                "room_exists",
+                "a room of that name exists",
+            )
+            .into_response(),
             Self::Unavailable(cause) => {
                 tracing::warn!(%cause, "dependency unavailable");
                 ApiError::unavailable().into_response()
@@ -73,9 +85,9 @@ impl IntoResponse for Error {
     }
 }
 
-fn reader(state: &GatewayState, user: &AuthUser, raw: &str) -> Result<Reader, Error> {
+async fn reader(state: &GatewayState, user: &AuthUser, raw: &str) -> Result<Reader, Error> {
     let room = RoomName::parse(raw)?;
-    Ok(state.chat.reader(&user.username, room)?)
+    Ok(state.chat.reader(&actor(user), room).await?)
 }
 
 fn actor(user: &AuthUser) -> Actor {
@@ -109,50 +121,261 @@ fn page_query(query: &HashMap<String, String>) -> Result<(u32, Option<Cursor>), 
     Ok((limit, before))
 }
 
-#[derive(Debug, Serialize)]
-pub struct RoomView {
-    room: RoomName,
-    online: usize,
-    #[serde(serialize_with = "banter_core::optional_rfc3339_millis")]
-    last_message_at: Option<chrono::DateTime<chrono::Utc>>,
+/// An entry with its online count filled in from presence.
+fn with_online(state: &GatewayState, mut entry: RoomEntry) -> RoomEntry {
+    entry.online = state.hub.online(&entry.room).len();
+    entry
 }
 
-/// `GET /api/v1/rooms`: rooms the user can see (public ones with messages or people online,
-/// and their own direct-message rooms), newest activity first. `general` is always there.
+/// `GET /api/v1/rooms`: every room the user is a member of, newest activity first, each with
+/// its kind, topic, online count, unread messages and mentions, and read position.
 pub async fn rooms(
     State(state): State<GatewayState>,
     user: AuthUser,
 ) -> Result<Envelope<serde_json::Value>, Error> {
     let online: HashMap<RoomName, usize> = state.hub.online_counts().into_iter().collect();
-    let mut seen: BTreeMap<RoomName, RoomView> = BTreeMap::new();
-    for summary in state.store.rooms(1000).await? {
-        seen.insert(
-            summary.room.clone(),
-            RoomView {
-                online: online.get(&summary.room).copied().unwrap_or(0),
-                room: summary.room,
-                last_message_at: Some(summary.last_message_at),
-            },
-        );
+    let mut rooms = state.chat.rooms(&actor(&user)).await?;
+    for entry in &mut rooms {
+        entry.online = online.get(&entry.room).copied().unwrap_or(0);
     }
-    let general = RoomName::parse("general")?;
-    for room in online.keys().cloned().chain([general]) {
-        seen.entry(room.clone()).or_insert_with(|| RoomView {
-            online: online.get(&room).copied().unwrap_or(0),
-            room,
-            last_message_at: None,
-        });
-    }
-    let mut rooms: Vec<RoomView> = seen
-        .into_values()
-        .filter(|r| Chat::may_read(&user.username, &r.room))
-        .collect();
-    rooms.sort_by(|a, b| {
-        b.last_message_at
-            .cmp(&a.last_message_at)
-            .then(a.room.cmp(&b.room))
-    });
     Ok(Envelope::ok("Rooms", serde_json::json!({ "rooms": rooms })))
+}
+
+#[derive(Debug, Serialize)]
+struct PublicView {
+    room: RoomName,
+    topic: Topic,
+    members: u32,
+    #[serde(serialize_with = "banter_core::optional_rfc3339_millis")]
+    last_message_at: Option<chrono::DateTime<chrono::Utc>>,
+    joined: bool,
+}
+
+/// `GET /api/v1/rooms/public?limit=<1..500, default 100>`: public rooms to discover, newest
+/// activity first.
+pub async fn public_rooms(
+    State(state): State<GatewayState>,
+    user: AuthUser,
+    Query(query): Query<HashMap<String, String>>,
+) -> Result<Envelope<serde_json::Value>, Error> {
+    let limit = match query.get("limit") {
+        None => 100,
+        Some(raw) => raw
+            .parse::<u32>()
+            .ok()
+            .filter(|l| (1..=500).contains(l))
+            .ok_or_else(|| {
+                banter_core::ValidationError::new("limit", "must be a number from 1 to 500")
+            })?,
+    };
+    let rooms: Vec<PublicView> = state
+        .store
+        .public_rooms(user.id, limit)
+        .await?
+        .into_iter()
+        .map(|r| PublicView {
+            room: r.room,
+            topic: r.topic,
+            members: r.members,
+            last_message_at: r.last_message_at,
+            joined: r.joined,
+        })
+        .collect();
+    Ok(Envelope::ok(
+        "Public rooms",
+        serde_json::json!({ "rooms": rooms }),
+    ))
+}
+
+#[derive(Debug, Deserialize)]
+pub struct NewRoom {
+    name: String,
+    kind: Option<String>,
+    topic: Option<String>,
+}
+
+/// The room's entry for the user, once a change of theirs is durable.
+async fn entry_of(
+    state: &GatewayState,
+    user: &AuthUser,
+    room: &RoomName,
+) -> Result<RoomEntry, Error> {
+    let entry = state.chat.entry(&actor(user), room).await?;
+    let entry = entry.unwrap_or_else(|| {
+        // Only when it was removed again at once: answer with what it was.
+        RoomEntry {
+            room: room.clone(),
+            kind: RoomKind::Public,
+            topic: Topic::default(),
+            owner: None,
+            role: banter_core::Role::Member,
+            online: 0,
+            last_message_at: None,
+            unread: 0,
+            mentions: 0,
+            read_cursor: None,
+        }
+    });
+    Ok(with_online(state, entry))
+}
+
+/// `POST /api/v1/rooms` `{"name","kind":"public"|"private","topic"?}`: 201 with its entry;
+/// the creator owns it. 409 `room_exists`.
+pub async fn create_room(
+    State(state): State<GatewayState>,
+    user: AuthUser,
+    ApiJson(input): ApiJson<NewRoom>,
+) -> Result<Envelope<RoomEntry>, Error> {
+    let room = RoomName::parse(&input.name)
+        .map_err(|e| banter_core::ValidationError { field: "name", ..e })?;
+    if room.direct_members().is_some() {
+        return Err(banter_core::ValidationError::new(
+            "name",
+            "dm: rooms make themselves with their first message",
+        )
+        .into());
+    }
+    let kind = RoomKind::parse(input.kind.as_deref().unwrap_or("public"))?;
+    let topic = Topic::parse(input.topic.as_deref().unwrap_or_default())?;
+    state
+        .chat
+        .create_room(&actor(&user), room.clone(), kind, topic)
+        .await?;
+    tracing::info!(%room, kind = kind.as_str(), by = %user.id, "room created");
+    let entry = entry_of(&state, &user, &room).await?;
+    Ok(Envelope::created("Room created", entry))
+}
+
+#[derive(Debug, Deserialize)]
+pub struct RoomUpdate {
+    topic: String,
+}
+
+/// `PATCH /api/v1/rooms/{room}` `{"topic"}`: by its owner.
+pub async fn update_room(
+    State(state): State<GatewayState>,
+    user: AuthUser,
+    Path(room): Path<String>,
+    ApiJson(input): ApiJson<RoomUpdate>,
+) -> Result<Envelope<RoomEntry>, Error> {
+    let room = RoomName::parse(&room)?;
+    let topic = Topic::parse(&input.topic)?;
+    state
+        .chat
+        .set_topic(&actor(&user), room.clone(), topic)
+        .await?;
+    Ok(Envelope::ok(
+        "Room updated",
+        entry_of(&state, &user, &room).await?,
+    ))
+}
+
+#[derive(Debug, Serialize)]
+struct MemberView {
+    username: banter_core::Username,
+    role: banter_core::Role,
+    online: bool,
+}
+
+/// `GET /api/v1/rooms/{room}/members`: its members, with their role and whether online.
+pub async fn members(
+    State(state): State<GatewayState>,
+    user: AuthUser,
+    Path(room): Path<String>,
+) -> Result<Envelope<serde_json::Value>, Error> {
+    let reader = reader(&state, &user, &room).await?;
+    let online = state.hub.online(reader.room());
+    let members: Vec<MemberView> = state
+        .directory
+        .members(reader.room())
+        .await?
+        .into_iter()
+        .map(|(_, m)| MemberView {
+            online: online
+                .iter()
+                .any(|o| o.eq_ignore_ascii_case(m.user.as_str())),
+            username: m.user,
+            role: m.role,
+        })
+        .collect();
+    Ok(Envelope::ok(
+        "Members",
+        serde_json::json!({ "room": reader.room(), "members": members }),
+    ))
+}
+
+#[derive(Debug, Deserialize)]
+pub struct NewMember {
+    username: String,
+}
+
+/// `POST /api/v1/rooms/{room}/members` `{"username"}`: adds a member (to a private room, by
+/// its owner). They hear `room` `added` on every connection.
+pub async fn add_member(
+    State(state): State<GatewayState>,
+    user: AuthUser,
+    Path(room): Path<String>,
+    ApiJson(input): ApiJson<NewMember>,
+) -> Result<Envelope<serde_json::Value>, Error> {
+    let room = RoomName::parse(&room)?;
+    let name = banter_core::Username::parse(&input.username)?;
+    state
+        .chat
+        .add_member(&actor(&user), room.clone(), name.as_str())
+        .await?;
+    Ok(Envelope::ok(
+        "Member added",
+        serde_json::json!({ "room": room, "username": name }),
+    ))
+}
+
+/// `DELETE /api/v1/rooms/{room}/members/{username}`: removes a member (the owner), or leaves
+/// the room (oneself). Their connections stop hearing the room at once.
+pub async fn remove_member(
+    State(state): State<GatewayState>,
+    user: AuthUser,
+    Path((room, username)): Path<(String, String)>,
+) -> Result<Envelope<serde_json::Value>, Error> {
+    let room = RoomName::parse(&room)?;
+    let name = banter_core::Username::parse(&username)?;
+    state
+        .chat
+        .remove_member(&actor(&user), room.clone(), name.as_str())
+        .await?;
+    Ok(Envelope::ok(
+        "Member removed",
+        serde_json::json!({ "room": room, "username": name }),
+    ))
+}
+
+#[derive(Debug, Deserialize)]
+pub struct ReadInput {
+    cursor: String,
+}
+
+/// `PUT /api/v1/rooms/{room}/read` `{"cursor"}`: moves the read position forward, like the
+/// `read` frame; the user's other connections hear it.
+pub async fn mark_read(
+    State(state): State<GatewayState>,
+    user: AuthUser,
+    Path(room): Path<String>,
+    ApiJson(input): ApiJson<ReadInput>,
+) -> Result<Envelope<serde_json::Value>, Error> {
+    let reader = reader(&state, &user, &room).await?;
+    let cursor = Cursor::parse("cursor", &input.cursor)?;
+    let pending = state
+        .chat
+        .read(&actor(&user), &reader, cursor, None)
+        .await?;
+    pending.await?;
+    let entry = state.chat.entry(&actor(&user), reader.room()).await?;
+    Ok(Envelope::ok(
+        "Read position",
+        serde_json::json!({
+            "room": reader.room(),
+            "read_cursor": entry.and_then(|e| e.read_cursor),
+        }),
+    ))
 }
 
 #[derive(Debug, Serialize)]
@@ -180,7 +403,7 @@ pub async fn history(
     Path(room): Path<String>,
     Query(query): Query<HashMap<String, String>>,
 ) -> Result<Envelope<Page>, Error> {
-    let reader = reader(&state, &user, &room)?;
+    let reader = reader(&state, &user, &room).await?;
     let (limit, before) = page_query(&query)?;
     let messages = state
         .store
@@ -195,7 +418,7 @@ pub async fn presence(
     user: AuthUser,
     Path(room): Path<String>,
 ) -> Result<Envelope<serde_json::Value>, Error> {
-    let reader = reader(&state, &user, &room)?;
+    let reader = reader(&state, &user, &room).await?;
     let users = state.hub.online(reader.room());
     Ok(Envelope::ok(
         "Presence",
@@ -271,7 +494,7 @@ pub async fn replies(
     Query(query): Query<HashMap<String, String>>,
 ) -> Result<Envelope<Thread>, Error> {
     let id = message_id(&id)?;
-    let target = state.chat.target(&user.username, id).await?;
+    let target = state.chat.target(&actor(&user), id).await?;
     let (limit, before) = page_query(&query)?;
     let root_id = target.thread_root.unwrap_or(target.id);
     let root = state
@@ -302,7 +525,7 @@ pub async fn edits(
     Path(id): Path<String>,
 ) -> Result<Envelope<serde_json::Value>, Error> {
     let id = message_id(&id)?;
-    state.chat.target(&user.username, id).await?;
+    state.chat.target(&actor(&user), id).await?;
     let edits = state.store.earlier_bodies(id).await?;
     Ok(Envelope::ok(
         "Edits",

@@ -9,24 +9,33 @@
 //! answers `not_found` alike for a message that does not exist, was deleted, or is in a room
 //! the user cannot read: its existence is private too.
 //!
+//! Who is in which room comes from the gateway's directory ([`crate::directory`]), kept up
+//! from the log: a check costs no database round trip.
+//!
 //! The rules:
-//! - a direct-message room `dm:a:b` is read and written by `a` and `b` only; other rooms by
-//!   anyone signed in;
+//! - a public room is read by anyone signed in; joining it, or sending to it, makes them a
+//!   member (and creates it if it does not exist, the first one its owner);
+//! - a private room is read and written by its members only; its owner adds and removes
+//!   them (or an admin); anyone may leave;
+//! - a direct-message room `dm:a:b` is read and written by `a` and `b` only, both members
+//!   from its first message on; nobody leaves it;
 //! - any reader sends, replies and reacts; only the author edits; the author or an admin
-//!   deletes.
+//!   deletes; the owner (or an admin) sets the topic; members move their read position.
 
 use std::sync::Arc;
 
 use banter_bus::{BusError, DynBus};
 use banter_core::{
-    Appended, Change, ClientId, Cursor, Emoji, LoggedEvent, MessageBody, NewChange, NewMessage,
-    RoomEvent, RoomName, UserId, Username,
+    mention_candidates, Appended, Change, ClientId, Cursor, Emoji, LoggedEvent, MessageBody,
+    NewChange, NewMessage, NewRoomChange, Role, RoomChange, RoomEntry, RoomEvent, RoomKind,
+    RoomName, Topic, UserId, UserRef, Username,
 };
 use banter_store::{DynStore, StoreError};
 use chrono::{DateTime, Utc};
 use futures::future::BoxFuture;
 use uuid::Uuid;
 
+use crate::directory::Directory;
 use crate::recent::Recent;
 
 /// Why the chat service refused, in the terms both transports answer with.
@@ -35,9 +44,12 @@ pub enum ChatError {
     /// `forbidden`: the user may not do this (the message says why).
     #[error("{0}")]
     Forbidden(&'static str),
-    /// `not_found`: no such message, as far as this user may know.
-    #[error("no such message")]
-    NotFound,
+    /// `not_found`: no such message (or user, or member), as far as this user may know.
+    #[error("{0}")]
+    NotFound(&'static str),
+    /// `room_exists`: a room of that name exists.
+    #[error("a room of that name exists")]
+    Exists,
     /// `unavailable`: the log or the store cannot answer now; the same request may be sent
     /// again (same `client_id`).
     #[error("unavailable: {0}")]
@@ -48,7 +60,8 @@ impl ChatError {
     pub fn code(&self) -> &'static str {
         match self {
             Self::Forbidden(_) => "forbidden",
-            Self::NotFound => "not_found",
+            Self::NotFound(_) => "not_found",
+            Self::Exists => "room_exists",
             Self::Unavailable(_) => "unavailable",
         }
     }
@@ -77,13 +90,24 @@ pub struct Actor {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Reader {
     room: RoomName,
+    /// What the room is, if it exists yet.
+    kind: Option<RoomKind>,
+    /// The user's part in it, when a member.
+    role: Option<Role>,
 }
 
 impl Reader {
     pub fn room(&self) -> &RoomName {
         &self.room
     }
+
+    pub fn is_member(&self) -> bool {
+        self.role.is_some()
+    }
 }
+
+/// "No such message", for everything a user may not know exists.
+const NO_MESSAGE: ChatError = ChatError::NotFound("no such message");
 
 /// A message found for a user who may read it.
 #[derive(Debug, Clone)]
@@ -102,6 +126,13 @@ pub struct Acked {
     pub room: RoomName,
     pub cursor: Cursor,
     pub at: DateTime<Utc>,
+}
+
+fn self_ref(actor: &Actor) -> UserRef {
+    UserRef {
+        id: actor.id,
+        name: actor.name.clone(),
+    }
 }
 
 fn acked_of(logged: &LoggedEvent) -> Acked {
@@ -131,34 +162,344 @@ pub struct Chat {
     store: DynStore,
     bus: DynBus,
     recent: Arc<Recent>,
+    directory: Arc<Directory>,
 }
 
 impl Chat {
-    pub fn new(store: DynStore, bus: DynBus, recent: Arc<Recent>) -> Self {
-        Self { store, bus, recent }
-    }
-
-    /// Whether `user` may read `room`: the rule, written once.
-    pub fn may_read(user: &Username, room: &RoomName) -> bool {
-        room.admits(user)
+    pub fn new(
+        store: DynStore,
+        bus: DynBus,
+        recent: Arc<Recent>,
+        directory: Arc<Directory>,
+    ) -> Self {
+        Self {
+            store,
+            bus,
+            recent,
+            directory,
+        }
     }
 
     /// The right to read and write `room`, or `forbidden`.
-    pub fn reader(&self, user: &Username, room: RoomName) -> Result<Reader, ChatError> {
-        if Self::may_read(user, &room) {
-            Ok(Reader { room })
-        } else {
-            Err(ChatError::Forbidden(
+    pub async fn reader(&self, actor: &Actor, room: RoomName) -> Result<Reader, ChatError> {
+        if !room.admits(&actor.name) {
+            return Err(ChatError::Forbidden(
                 "that direct-message room belongs to two other users",
-            ))
+            ));
         }
+        let known = self.directory.lookup(&room, actor.id).await?;
+        let Some(known) = known else {
+            return Ok(Reader {
+                room,
+                kind: None,
+                role: None,
+            });
+        };
+        let role = known.member.map(|m| m.role);
+        if known.info.kind == RoomKind::Private && role.is_none() {
+            return Err(ChatError::Forbidden(
+                "that room is private: its owner can add you",
+            ));
+        }
+        Ok(Reader {
+            room,
+            kind: Some(known.info.kind),
+            role,
+        })
+    }
+
+    /// Makes the reader a member, durably, if they are not one: joining a public room
+    /// (creating it if it does not exist), or a DM's first message. Answered once durable.
+    pub async fn become_member(&self, actor: &Actor, reader: &mut Reader) -> Result<(), ChatError> {
+        if reader.is_member() {
+            return Ok(());
+        }
+        let change = match (reader.kind, reader.room.direct_members()) {
+            (None, Some((a, b))) => {
+                let other = if a.eq_ignore_ascii_case(actor.name.as_str()) {
+                    b
+                } else {
+                    a
+                };
+                let other = self.user_named(other).await?;
+                let mut members = vec![self_ref(actor), other];
+                members.dedup_by_key(|m| m.id);
+                RoomChange::Created {
+                    kind: RoomKind::Dm,
+                    topic: Topic::default(),
+                    members,
+                }
+            }
+            (None, None) => RoomChange::Created {
+                kind: RoomKind::Public,
+                topic: Topic::default(),
+                members: vec![self_ref(actor)],
+            },
+            (Some(_), _) => RoomChange::Joined,
+        };
+        self.room_change(actor, &reader.room, change, None)
+            .await?
+            .await?;
+        reader.role = Some(Role::Member);
+        Ok(())
+    }
+
+    /// A user by name, or `not_found`.
+    async fn user_named(&self, name: &str) -> Result<UserRef, ChatError> {
+        let found = self.store.credentials(name).await?;
+        let user = found.ok_or(ChatError::NotFound("no such user"))?.user;
+        Ok(UserRef {
+            id: user.id,
+            name: user.username,
+        })
+    }
+
+    /// Creates a room; its creator is its owner and first member.
+    pub async fn create_room(
+        &self,
+        actor: &Actor,
+        room: RoomName,
+        kind: RoomKind,
+        topic: Topic,
+    ) -> Result<Acked, ChatError> {
+        if room.direct_members().is_some() {
+            return Err(ChatError::Forbidden(
+                "direct-message rooms make themselves with their first message",
+            ));
+        }
+        if self.directory.lookup(&room, actor.id).await?.is_some() {
+            return Err(ChatError::Exists);
+        }
+        let change = RoomChange::Created {
+            kind,
+            topic,
+            members: vec![self_ref(actor)],
+        };
+        self.room_change(actor, &room, change, None).await?.await
+    }
+
+    /// Whether the actor may manage `room` (add to a private room, remove, set its topic):
+    /// its owner, or an admin.
+    async fn manages(&self, actor: &Actor, reader: &Reader) -> Result<bool, ChatError> {
+        Ok(reader.role == Some(Role::Owner) || self.store.is_admin(actor.id).await?)
+    }
+
+    /// Adds `username` to the room: to a private one by its owner, to a public one by any
+    /// member. Adding a member changes nothing.
+    pub async fn add_member(
+        &self,
+        actor: &Actor,
+        room: RoomName,
+        username: &str,
+    ) -> Result<(), ChatError> {
+        let reader = self.reader(actor, room).await?;
+        match reader.kind {
+            None => return Err(ChatError::NotFound("no such room")),
+            Some(RoomKind::Dm) => {
+                return Err(ChatError::Forbidden(
+                    "a direct-message room has its two users",
+                ))
+            }
+            Some(RoomKind::Private) if !self.manages(actor, &reader).await? => {
+                return Err(ChatError::Forbidden(
+                    "only its owner adds members to a private room",
+                ))
+            }
+            Some(_) if !reader.is_member() && !self.manages(actor, &reader).await? => {
+                return Err(ChatError::Forbidden(
+                    "join the room before adding others to it",
+                ))
+            }
+            Some(_) => {}
+        }
+        let member = self.user_named(username).await?;
+        if self
+            .directory
+            .lookup(&reader.room, member.id)
+            .await?
+            .is_some_and(|k| k.member.is_some())
+        {
+            return Ok(());
+        }
+        self.room_change(actor, &reader.room, RoomChange::Added { member }, None)
+            .await?
+            .await
+            .map(|_| ())
+    }
+
+    /// Removes `username` from the room (its owner, or an admin), or, when it is the actor,
+    /// leaves it.
+    pub async fn remove_member(
+        &self,
+        actor: &Actor,
+        room: RoomName,
+        username: &str,
+    ) -> Result<(), ChatError> {
+        let reader = self.reader(actor, room).await?;
+        match reader.kind {
+            None => return Err(ChatError::NotFound("no such room")),
+            Some(RoomKind::Dm) => {
+                return Err(ChatError::Forbidden("nobody leaves a direct-message room"))
+            }
+            Some(_) => {}
+        }
+        let change = if username.eq_ignore_ascii_case(actor.name.as_str()) {
+            if !reader.is_member() {
+                return Err(ChatError::NotFound("not a member of that room"));
+            }
+            RoomChange::Left
+        } else {
+            if !self.manages(actor, &reader).await? {
+                return Err(ChatError::Forbidden("only its owner removes members"));
+            }
+            let member = self.user_named(username).await?;
+            let known = self.directory.lookup(&reader.room, member.id).await?;
+            match known.and_then(|k| k.member) {
+                None => return Err(ChatError::NotFound("not a member of that room")),
+                Some(m) if m.role == Role::Owner => {
+                    return Err(ChatError::Forbidden("the owner cannot be removed"))
+                }
+                Some(_) => {}
+            }
+            RoomChange::Removed { member }
+        };
+        self.room_change(actor, &reader.room, change, None)
+            .await?
+            .await
+            .map(|_| ())
+    }
+
+    /// Sets the room's topic (its owner, or an admin).
+    pub async fn set_topic(
+        &self,
+        actor: &Actor,
+        room: RoomName,
+        topic: Topic,
+    ) -> Result<(), ChatError> {
+        let reader = self.reader(actor, room).await?;
+        if reader.kind.is_none() {
+            return Err(ChatError::NotFound("no such room"));
+        }
+        if !self.manages(actor, &reader).await? {
+            return Err(ChatError::Forbidden("only its owner sets the topic"));
+        }
+        self.room_change(actor, &reader.room, RoomChange::Topic { topic }, None)
+            .await?
+            .await
+            .map(|_| ())
+    }
+
+    /// Moves the member's read position in the reader's room forward to `cursor`.
+    pub async fn read(
+        &self,
+        actor: &Actor,
+        reader: &Reader,
+        cursor: Cursor,
+        client_id: Option<ClientId>,
+    ) -> Result<Pending, ChatError> {
+        if !reader.is_member() {
+            return Err(ChatError::Forbidden("join the room before marking it read"));
+        }
+        self.room_change(actor, &reader.room, RoomChange::Read { cursor }, client_id)
+            .await
+    }
+
+    /// The room as the user's list shows it, if they are a member: counts from the store,
+    /// membership and info from the directory (which may be ahead of the store).
+    pub async fn entry(
+        &self,
+        user: &Actor,
+        room: &RoomName,
+    ) -> Result<Option<RoomEntry>, ChatError> {
+        let Some(known) = self.directory.lookup(room, user.id).await? else {
+            return Ok(None);
+        };
+        let Some(member) = known.member else {
+            return Ok(None);
+        };
+        let stored = self.store.membership(user.id, room).await?;
+        let mut entry = stored.unwrap_or(RoomEntry {
+            room: room.clone(),
+            kind: known.info.kind,
+            topic: Topic::default(),
+            owner: None,
+            role: member.role,
+            online: 0,
+            last_message_at: None,
+            unread: 0,
+            mentions: 0,
+            read_cursor: None,
+        });
+        entry.kind = known.info.kind;
+        entry.topic = known.info.topic;
+        entry.owner = known.info.owner.map(|o| o.name);
+        entry.role = member.role;
+        entry.read_cursor = entry.read_cursor.max(member.read);
+        Ok(Some(entry))
+    }
+
+    /// An entry naming a room the user is no longer in (for a `room` `removed` frame).
+    pub async fn bare_entry(&self, room: &RoomName) -> RoomEntry {
+        let info = match self.directory.lookup(room, UserId(0)).await {
+            Ok(known) => known.map(|k| k.info),
+            Err(_) => None,
+        };
+        RoomEntry {
+            room: room.clone(),
+            kind: info.as_ref().map_or(RoomKind::Public, |i| i.kind),
+            topic: info.as_ref().map(|i| i.topic.clone()).unwrap_or_default(),
+            owner: info.and_then(|i| i.owner).map(|o| o.name),
+            role: Role::Member,
+            online: 0,
+            last_message_at: None,
+            unread: 0,
+            mentions: 0,
+            read_cursor: None,
+        }
+    }
+
+    /// Every room the user is a member of: the store's list, corrected by what this gateway
+    /// heard lately of the user's memberships (persist may not have stored it yet).
+    pub async fn rooms(&self, user: &Actor) -> Result<Vec<RoomEntry>, ChatError> {
+        let mut entries = self.store.memberships(user.id).await?;
+        for room in self.recent.rooms_changed_for(user.id) {
+            let listed = entries.iter().position(|e| e.room == room);
+            match (self.entry(user, &room).await?, listed) {
+                (Some(fresh), None) => entries.insert(0, fresh),
+                (None, Some(at)) => {
+                    entries.remove(at);
+                }
+                _ => {}
+            }
+        }
+        Ok(entries)
+    }
+
+    /// Logs a change of the room itself; once durable, this gateway's directory has it.
+    async fn room_change(
+        &self,
+        actor: &Actor,
+        room: &RoomName,
+        change: RoomChange,
+        client_id: Option<ClientId>,
+    ) -> Result<Pending, ChatError> {
+        let event = RoomEvent::Room(NewRoomChange {
+            id: Uuid::now_v7(),
+            room: room.clone(),
+            user_id: actor.id,
+            user: actor.name.clone(),
+            at: banter_store::now(),
+            client_id,
+            change,
+        });
+        self.submit(event, room.clone()).await
     }
 
     /// A message the user may read, or `not_found`: from the store, or from what this
     /// gateway heard lately (persist may not have stored it yet), and not deleted lately.
-    pub async fn target(&self, user: &Username, id: Uuid) -> Result<Target, ChatError> {
+    pub async fn target(&self, user: &Actor, id: Uuid) -> Result<Target, ChatError> {
         if self.recent.deleted(id) {
-            return Err(ChatError::NotFound);
+            return Err(NO_MESSAGE);
         }
         let stored = match self.store.message(id).await {
             Ok(found) => found,
@@ -169,14 +510,18 @@ impl Chat {
         let (room, author, thread_root) = match stored {
             Some(m) => (m.room, m.author, m.thread_root),
             None => {
-                let heard = self.recent.message(id).ok_or(ChatError::NotFound)?;
+                let heard = self.recent.message(id).ok_or(NO_MESSAGE)?;
                 match &heard.event {
                     RoomEvent::Message(m) => (m.room.clone(), m.author.clone(), m.thread_root),
-                    RoomEvent::Change(_) => return Err(ChatError::NotFound),
+                    RoomEvent::Change(_) | RoomEvent::Room(_) => return Err(NO_MESSAGE),
                 }
             }
         };
-        let reader = self.reader(user, room).map_err(|_| ChatError::NotFound)?;
+        let reader = match self.reader(user, room).await {
+            Ok(reader) => reader,
+            Err(ChatError::Unavailable(e)) => return Err(ChatError::Unavailable(e)),
+            Err(_) => return Err(NO_MESSAGE),
+        };
         Ok(Target {
             id,
             reader,
@@ -186,14 +531,26 @@ impl Chat {
     }
 
     /// Sends a message (a reply, with `reply_to`) to the reader's room.
+    /// A sender who is not a member becomes one first. The message lists the members it
+    /// mentions.
     pub async fn send(
         &self,
         actor: &Actor,
-        reader: &Reader,
+        reader: &mut Reader,
         body: MessageBody,
         client_id: Option<ClientId>,
         reply_to: Option<Uuid>,
     ) -> Result<Pending, ChatError> {
+        if !reader.is_member() {
+            if let Err(e) = self.become_member(actor, reader).await {
+                return self.unless_resent(actor, client_id.as_ref(), e).await;
+            }
+        }
+        let mut mentions = self
+            .directory
+            .members_named(&reader.room, &mention_candidates(body.as_str()))
+            .await?;
+        mentions.retain(|m| !m.as_str().eq_ignore_ascii_case(actor.name.as_str()));
         let thread_root = match reply_to {
             None => None,
             Some(parent) => match self.thread_of(actor, reader, parent).await {
@@ -211,6 +568,7 @@ impl Chat {
             client_id,
             reply_to,
             thread_root,
+            mentions,
         };
         let room = message.room.clone();
         self.submit(RoomEvent::Message(message), room).await
@@ -249,10 +607,10 @@ impl Chat {
         reader: &Reader,
         parent: Uuid,
     ) -> Result<Uuid, ChatError> {
-        let parent = self.target(&actor.name, parent).await?;
-        if parent.reader != *reader {
+        let parent = self.target(actor, parent).await?;
+        if parent.reader.room != reader.room {
             // A reply lives in its parent's room; elsewhere the parent "is not there".
-            return Err(ChatError::NotFound);
+            return Err(NO_MESSAGE);
         }
         Ok(parent.thread_root.unwrap_or(parent.id))
     }
@@ -264,7 +622,7 @@ impl Chat {
         id: Uuid,
         request: Request,
     ) -> Result<(RoomName, Change), ChatError> {
-        let target = self.target(&actor.name, id).await?;
+        let target = self.target(actor, id).await?;
         let own = target
             .author
             .as_str()
@@ -321,10 +679,17 @@ impl Chat {
     /// Hands the event to the log; its place is taken when this returns.
     async fn submit(&self, event: RoomEvent, room: RoomName) -> Result<Pending, ChatError> {
         let receipt = self.bus.submit(event).await?;
+        let directory = self.directory.clone();
         Ok(Box::pin(async move {
             match receipt.await? {
+                Appended::New(logged) => {
+                    // What the gateway's own user just did is known here at once, ahead of
+                    // the log's fan-out (their next request may depend on it).
+                    directory.apply(&logged);
+                    Ok(acked_of(&logged))
+                }
                 // A re-sent client id answers with its first event, whatever it was.
-                Appended::New(logged) | Appended::Duplicate(logged) => Ok(acked_of(&logged)),
+                Appended::Duplicate(logged) => Ok(acked_of(&logged)),
                 Appended::Unchanged { message, cursor } => Ok(Acked {
                     id: message,
                     room,
@@ -332,7 +697,7 @@ impl Chat {
                     at: banter_store::now(),
                 }),
                 // Deleted before this event's turn came in the log.
-                Appended::Missing => Err(ChatError::NotFound),
+                Appended::Missing => Err(NO_MESSAGE),
             }
         }))
     }

@@ -7,6 +7,10 @@
 //! for long: sends are published concurrently (up to [`MAX_IN_FLIGHT`]) and their acks come
 //! back in order.
 //!
+//! The user stream: the hub queues the user's own news (a room added or removed, a read
+//! position, a mention) to every connection of the user; a `room` frame's entry is read when
+//! it is written, so it is current, and a room the user was removed from is forgotten first.
+//!
 //! Gap-free join: the connection registers in the room *before* it reads history, so a
 //! message committed meanwhile is either in what it reads or queued for it (or both). It
 //! then remembers the room's cursor it answered in `joined` (its floor) and drops queued
@@ -28,7 +32,7 @@ use tokio::time::{Instant, Interval, MissedTickBehavior};
 
 use crate::chat::{Acked, Actor, ChatError, Request};
 use crate::frames::{self, ClientFrame, FrameError, ServerFrame};
-use crate::hub::{Kick, Member, Outbound};
+use crate::hub::{Kick, Member, News, Outbound, RoomOp};
 use crate::GatewayState;
 
 /// Sends of one connection waiting for durability at once; past this, the connection stops
@@ -160,6 +164,7 @@ where
         acks: FuturesOrdered::new(),
         last_heard: Instant::now(),
     };
+    state.hub.connect(conn.id, conn.member.clone());
     metrics::gauge!("banter_ws_connections").increment(1.0);
 
     let mut ping = tokio::time::interval(state.config.ping_interval);
@@ -194,6 +199,7 @@ where
     for room in &conn.rooms {
         state.hub.leave(room, conn.id);
     }
+    state.hub.disconnect(conn.id, &conn.peer.username);
     metrics::gauge!("banter_ws_connections").decrement(1.0);
 }
 
@@ -302,7 +308,13 @@ where
             let mut next = Some(first);
             let mut batched = 0;
             while let Some(out) = next.take() {
-                if self.wants(&out) {
+                if let Some(news) = &out.news {
+                    // Boxed: rare, and inline its store query would sit in every idle
+                    // connection's task.
+                    if let Some(text) = Box::pin(self.news_frame(news)).await {
+                        self.sink.feed(WsMessage::Text(text.into())).await?;
+                    }
+                } else if self.wants(&out) {
                     self.sink.feed(WsMessage::Text(out.text)).await?;
                 }
                 batched += 1;
@@ -313,6 +325,38 @@ where
             self.sink.flush().await
         })
         .await
+    }
+
+    /// The `room` frame of user-stream news, with the room's entry as it is now (`None` when
+    /// there is nothing to tell any more: added, then removed before this was written). A
+    /// room the user was removed from is forgotten first.
+    async fn news_frame(&mut self, news: &News) -> Option<String> {
+        if news.op == RoomOp::Removed {
+            self.rooms.remove(&news.room);
+            self.floors.remove(&news.room);
+        }
+        let entry = match self.state.chat.entry(&self.peer.actor(), &news.room).await {
+            Ok(entry) => entry,
+            Err(e) => {
+                tracing::warn!(error = %e, "user stream: reading a room's entry failed");
+                None
+            }
+        };
+        let entry = match (news.op, entry) {
+            (RoomOp::Removed, _) => self.state.chat.bare_entry(&news.room).await,
+            (_, Some(mut entry)) => {
+                entry.online = self.state.hub.online(&news.room).len();
+                entry
+            }
+            (_, None) => return None,
+        };
+        Some(
+            ServerFrame::Room {
+                op: news.op.as_str(),
+                room: &entry,
+            }
+            .to_json(),
+        )
     }
 
     /// Whether a queued frame is for this connection: not a message of a room it left, nor
@@ -391,6 +435,11 @@ where
                 };
                 self.on_change(id, request, client_id).await.map(|()| None)
             }
+            ClientFrame::Read {
+                room,
+                cursor,
+                client_id,
+            } => self.on_read(room, cursor, client_id).await.map(|()| None),
             ClientFrame::Join { room, since } => self.join(room, since).await.map(|()| None),
             ClientFrame::Leave { room } => self.leave(room).await.map(|()| None),
             ClientFrame::Typing { room } => self.on_typing(room).await.map(|()| None),
@@ -398,9 +447,15 @@ where
         }
     }
 
-    /// Joins `room`: registers, sends `members`, replays after `since`, answers `joined`.
+    /// Joins `room`: becomes a member if not one (durably), registers, sends `members`,
+    /// replays after `since`, answers `joined`.
     async fn join(&mut self, room: RoomName, since: Option<Cursor>) -> Result<(), End> {
-        if let Err(e) = self.state.chat.reader(&self.peer.username, room.clone()) {
+        let actor = self.peer.actor();
+        let mut reader = match self.state.chat.reader(&actor, room.clone()).await {
+            Ok(reader) => reader,
+            Err(e) => return self.send_error(&refused(&e, None)).await,
+        };
+        if let Err(e) = self.state.chat.become_member(&actor, &mut reader).await {
             return self.send_error(&refused(&e, None)).await;
         }
         let online = self.state.hub.join(&room, self.id, self.member.clone());
@@ -522,10 +577,10 @@ where
         client_id: Option<ClientId>,
         reply_to: Option<uuid::Uuid>,
     ) -> Result<(), End> {
-        let reader = match self.state.chat.reader(&self.peer.username, room.clone()) {
-            Ok(reader) => reader,
-            Err(e) => return self.send_error(&refused(&e, client_id.as_ref())).await,
-        };
+        let actor = self.peer.actor();
+        if let Err(e) = self.state.chat.reader(&actor, room.clone()).await {
+            return self.send_error(&refused(&e, client_id.as_ref())).await;
+        }
         if let Err(e) = self.within_rate(client_id.as_ref()) {
             return self.send_error(&e).await;
         }
@@ -534,12 +589,36 @@ where
             self.join(room.clone(), None).await?;
         }
         metrics::counter!("banter_ws_sends_total").increment(1);
+        // Read again after the join: it may have made the sender a member.
+        let pending = match self.state.chat.reader(&actor, room).await {
+            Ok(mut reader) => {
+                self.state
+                    .chat
+                    .send(&actor, &mut reader, body, client_id.clone(), reply_to)
+                    .await
+            }
+            Err(e) => Err(e),
+        };
+        self.await_ack(client_id, pending).await
+    }
+
+    /// A read position moved forward.
+    async fn on_read(
+        &mut self,
+        room: RoomName,
+        cursor: Cursor,
+        client_id: Option<ClientId>,
+    ) -> Result<(), End> {
         let actor = self.peer.actor();
-        let pending = self
-            .state
-            .chat
-            .send(&actor, &reader, body, client_id.clone(), reply_to)
-            .await;
+        let pending = match self.state.chat.reader(&actor, room).await {
+            Ok(reader) => {
+                self.state
+                    .chat
+                    .read(&actor, &reader, cursor, client_id.clone())
+                    .await
+            }
+            Err(e) => Err(e),
+        };
         self.await_ack(client_id, pending).await
     }
 

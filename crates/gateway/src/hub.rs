@@ -6,6 +6,10 @@
 //! and a connection whose queue is full is kicked (closed with 4008, "too slow") instead of
 //! letting the server's memory grow; its client reconnects and resumes with `since`.
 //!
+//! The hub also knows every connection of each user, whatever rooms it joined: the user
+//! stream (rooms added and removed, read positions, mentions) goes to all of them, and a
+//! member removed from a room is taken out of it on each of them at once ([`Hub::evict`]).
+//!
 //! With several gateways, a user is online in a room when they are online there on any
 //! gateway. The hub also keeps what the other gateways said (see [`crate::presence`]), each
 //! entry with the time it was last confirmed, and tells its members only about changes of the
@@ -36,6 +40,8 @@ pub const CLOSE_TOO_SLOW: u16 = 4008;
 pub struct Outbound {
     pub text: Utf8Bytes,
     pub place: Option<Arc<(RoomName, Cursor)>>,
+    /// News of the user stream that the connection completes itself (its `text` is empty).
+    pub news: Option<Arc<News>>,
 }
 
 impl Outbound {
@@ -43,8 +49,44 @@ impl Outbound {
         Self {
             text: frame.to_json().into(),
             place: None,
+            news: None,
         }
     }
+
+    pub fn news(news: News) -> Self {
+        Self {
+            text: Utf8Bytes::from_static(""),
+            place: None,
+            news: Some(Arc::new(news)),
+        }
+    }
+}
+
+/// What a user-stream `room` frame says happened to one of the user's rooms.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RoomOp {
+    Added,
+    Removed,
+    Updated,
+}
+
+impl RoomOp {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Added => "added",
+            Self::Removed => "removed",
+            Self::Updated => "updated",
+        }
+    }
+}
+
+/// User-stream news the connection turns into a frame: the room's entry is read when it is
+/// sent (so it is current), and a room the user was removed from is forgotten by the
+/// connection first.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct News {
+    pub op: RoomOp,
+    pub room: RoomName,
 }
 
 /// Tells a connection task to close, and with which code.
@@ -111,6 +153,8 @@ pub struct LocalChange {
 #[derive(Debug, Default)]
 struct Inner {
     rooms: HashMap<RoomName, Room>,
+    /// Every connection of each user (keyed by the lowercased name).
+    users: HashMap<String, HashMap<ConnId, Member>>,
     /// What other gateways said, per room, keyed by lowercased name.
     remote: HashMap<RoomName, HashMap<String, Remote>>,
 }
@@ -273,6 +317,63 @@ impl Hub {
             self.changed(room, &user, true);
         }
         inner.online_names(room)
+    }
+
+    /// Registers a connection of its user, for the user stream.
+    pub fn connect(&self, id: ConnId, member: Member) {
+        let key = member.user.as_str().to_ascii_lowercase();
+        self.inner()
+            .users
+            .entry(key)
+            .or_default()
+            .insert(id, member);
+    }
+
+    /// Forgets a connection (it has closed), after it has left its rooms.
+    pub fn disconnect(&self, id: ConnId, user: &Username) {
+        let mut inner = self.inner();
+        let key = user.as_str().to_ascii_lowercase();
+        if let Some(conns) = inner.users.get_mut(&key) {
+            conns.remove(&id);
+            if conns.is_empty() {
+                inner.users.remove(&key);
+            }
+        }
+    }
+
+    /// Sends a frame to every connection of `user` on this gateway.
+    pub fn to_user(&self, user: &str, frame: &Outbound) {
+        let inner = self.inner();
+        if let Some(conns) = inner.users.get(&user.to_ascii_lowercase()) {
+            for member in conns.values() {
+                offer(member, frame);
+            }
+        }
+    }
+
+    /// Whether `user` has a connection on this gateway.
+    pub fn has_user(&self, user: &str) -> bool {
+        self.inner().users.contains_key(&user.to_ascii_lowercase())
+    }
+
+    /// Takes every connection of `user` out of `room` at once (removed from it, or left it
+    /// on another device), as if each had left.
+    pub fn evict(&self, room: &RoomName, user: &str) {
+        let conns: Vec<ConnId> = {
+            let inner = self.inner();
+            let Some(entry) = inner.rooms.get(room) else {
+                return;
+            };
+            entry
+                .members
+                .iter()
+                .filter(|(_, m)| m.user.as_str().eq_ignore_ascii_case(user))
+                .map(|(id, _)| *id)
+                .collect()
+        };
+        for id in conns {
+            self.leave(room, id);
+        }
     }
 
     /// Removes a connection from a room. When it was the user's last connection there, the
@@ -440,15 +541,21 @@ fn send_all(room: &Room, frame: &Outbound, except_conn: Option<ConnId>, except_u
         {
             continue;
         }
-        match member.tx.try_send(frame.clone()) {
-            Ok(()) => {}
-            Err(mpsc::error::TrySendError::Full(_)) => {
-                metrics::counter!("banter_ws_slow_consumers_total").increment(1);
-                member.kick.kick(CLOSE_TOO_SLOW);
-            }
-            // The connection is closing; it is about to leave every room.
-            Err(mpsc::error::TrySendError::Closed(_)) => {}
+        offer(member, frame);
+    }
+}
+
+/// Queues a frame to one connection without waiting; a connection whose queue is full is
+/// kicked (too slow).
+fn offer(member: &Member, frame: &Outbound) {
+    match member.tx.try_send(frame.clone()) {
+        Ok(()) => {}
+        Err(mpsc::error::TrySendError::Full(_)) => {
+            metrics::counter!("banter_ws_slow_consumers_total").increment(1);
+            member.kick.kick(CLOSE_TOO_SLOW);
         }
+        // The connection is closing; it is about to leave every room.
+        Err(mpsc::error::TrySendError::Closed(_)) => {}
     }
 }
 
@@ -592,6 +699,7 @@ mod tests {
         let frame = Outbound {
             text: "x".into(),
             place: None,
+            news: None,
         };
         hub.fan_out(&room, &frame, None);
         hub.fan_out(&room, &frame, None);
@@ -612,6 +720,7 @@ mod tests {
         let frame = Outbound {
             text: "typing".into(),
             place: None,
+            news: None,
         };
         hub.fan_out(&room, &frame, Some("ALICE"));
         assert!(texts(&mut a_rx).is_empty());

@@ -1,7 +1,9 @@
 //! The gateway: where clients talk. It upgrades `/ws` to WebSocket connections, keeps each
-//! room's members ([`hub`]), hands what people do to the chat service ([`chat`]: rights,
-//! then a room event for the log) and fans the bus's events out to the rooms' members,
-//! serves history, threads and presence over HTTP ([`api`]), and the web page ([`web`]).
+//! room's connections and each user's ([`hub`]), knows who is in which room ([`directory`]),
+//! hands what people do to the chat service ([`chat`]: rights, then a room event for the
+//! log) and fans the bus's events out to the rooms' connections and to the users they
+//! concern (the user stream), serves rooms, members, history, threads and presence over
+//! HTTP ([`api`]), and the web page ([`web`]).
 //!
 //! The gateway does not know which bus it runs on: the in-process one of `banter serve` or
 //! Kafka. Every room event reaches sockets through the same path, [`dispatch`]: from the bus,
@@ -10,6 +12,7 @@
 pub mod api;
 pub mod chat;
 pub mod conn;
+pub mod directory;
 pub use banter_core::frames;
 pub mod hub;
 pub mod limits;
@@ -27,13 +30,15 @@ use axum::routing::get;
 use axum::Router;
 use banter_auth::TokenKeys;
 use banter_bus::{DynBus, Event, NodeId};
+use banter_core::{LoggedEvent, RoomChange, RoomEvent};
 use banter_store::DynStore;
 use tokio::sync::{mpsc, Notify};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use crate::directory::Directory;
 use crate::frames::ServerFrame;
-use crate::hub::{Hub, Outbound};
+use crate::hub::{Hub, News, Outbound, RoomOp};
 use crate::recent::Recent;
 
 /// The largest WebSocket message the socket layer accepts at all. Frames between
@@ -104,6 +109,8 @@ pub struct GatewayState {
     pub node: NodeId,
     /// What this gateway heard lately, per room, for resumes ahead of the store.
     pub recent: Arc<Recent>,
+    /// Rooms and their members, kept up from the log.
+    pub directory: Arc<Directory>,
     /// Rights, and the events that go to the log: what every transport goes through.
     pub chat: chat::Chat,
     pub bus: DynBus,
@@ -136,12 +143,16 @@ impl GatewayState {
         let (changes_tx, changes) = mpsc::channel(presence::CHANGES_QUEUE);
         let hub = Arc::new(Hub::with_changes(changes_tx));
         let recent = Arc::new(Recent::new(config.recent_keep, config.recent_per_room));
+        let directory = Arc::new(Directory::new(store.clone(), recent.clone()));
         let hello = Arc::new(Notify::new());
         let tasks = TaskTracker::new();
         tokio::spawn(dispatch(
             node,
-            hub.clone(),
-            recent.clone(),
+            Heard {
+                hub: hub.clone(),
+                recent: recent.clone(),
+                directory: directory.clone(),
+            },
             hello.clone(),
             bus.subscribe(),
         ));
@@ -161,8 +172,14 @@ impl GatewayState {
         Self {
             hub,
             node,
-            chat: chat::Chat::new(store.clone(), bus.clone(), recent.clone()),
+            chat: chat::Chat::new(
+                store.clone(),
+                bus.clone(),
+                recent.clone(),
+                directory.clone(),
+            ),
             recent,
+            directory,
             bus,
             store,
             tokens,
@@ -193,7 +210,24 @@ impl GatewayState {
 pub fn router(state: GatewayState) -> Router {
     Router::new()
         .route("/ws", get(ws::upgrade))
-        .route("/api/v1/rooms", get(api::rooms))
+        .route("/api/v1/rooms", get(api::rooms).post(api::create_room))
+        .route("/api/v1/rooms/public", get(api::public_rooms))
+        .route(
+            "/api/v1/rooms/{room}",
+            axum::routing::patch(api::update_room),
+        )
+        .route(
+            "/api/v1/rooms/{room}/members",
+            get(api::members).post(api::add_member),
+        )
+        .route(
+            "/api/v1/rooms/{room}/members/{username}",
+            axum::routing::delete(api::remove_member),
+        )
+        .route(
+            "/api/v1/rooms/{room}/read",
+            axum::routing::put(api::mark_read),
+        )
         .route("/api/v1/rooms/{room}/messages", get(api::history))
         .route("/api/v1/rooms/{room}/presence", get(api::presence))
         .route(
@@ -206,16 +240,30 @@ pub fn router(state: GatewayState) -> Router {
         .with_state(state)
 }
 
-/// Moves everything the bus delivers to the members of its room: each event is serialized
-/// once, and the same bytes are queued to every member. Room events are also kept in
-/// `recent`, and carry their place so a connection that has just replayed skips them.
+/// What the dispatcher keeps up from the log.
+#[derive(Debug, Clone)]
+pub struct Heard {
+    pub hub: Arc<Hub>,
+    pub recent: Arc<Recent>,
+    pub directory: Arc<Directory>,
+}
+
+/// Moves everything the bus delivers to the connections of its room, and the user stream to
+/// the users it concerns: each event is serialized once, and the same bytes are queued to
+/// every recipient. Room events are also kept in `recent` (before the directory applies
+/// them: see [`directory`]), and carry their place so a connection that has just replayed
+/// skips them.
 pub async fn dispatch(
     node: NodeId,
-    hub: Arc<Hub>,
-    recent: Arc<Recent>,
+    heard: Heard,
     hello: Arc<Notify>,
     mut events: mpsc::Receiver<Event>,
 ) {
+    let Heard {
+        hub,
+        recent,
+        directory,
+    } = heard;
     let mut prune = tokio::time::interval(Duration::from_secs(10));
     loop {
         let event = tokio::select! {
@@ -231,9 +279,13 @@ pub async fn dispatch(
         match &event {
             Event::Room(logged) => {
                 recent.push(logged.clone());
+                if !user_stream(&hub, &directory, logged) {
+                    continue;
+                }
                 let out = Outbound {
                     text: frames::event_json(logged).into(),
                     place: Some(Arc::new((logged.room().clone(), logged.cursor))),
+                    news: None,
                 };
                 hub.fan_out(logged.room(), &out, None);
                 metrics::counter!("banter_messages_fanned_out_total").increment(1);
@@ -249,4 +301,79 @@ pub async fn dispatch(
         }
     }
     tracing::debug!("bus closed; dispatch stopped");
+}
+
+/// The user stream of one room event: a mention to whom a message mentions; a read position
+/// to its user's connections; a room added to, or removed from, the users a membership
+/// change concerns (taking the removed out of the room first), an update to the members of
+/// a room whose topic changed. Returns whether the room's connections hear the event too:
+/// not a read position (its user's own), nor a change the directory knows changed nothing
+/// (on Kafka, one logged before anyone could know).
+fn user_stream(hub: &Hub, directory: &Directory, logged: &LoggedEvent) -> bool {
+    let room = logged.room();
+    let r = match &logged.event {
+        RoomEvent::Message(m) => {
+            if !m.mentions.is_empty() {
+                let out = Outbound::frame(&ServerFrame::Mention {
+                    room,
+                    id: m.id,
+                    author: m.author.as_str(),
+                    cursor: logged.cursor,
+                });
+                for user in &m.mentions {
+                    hub.to_user(user.as_str(), &out);
+                }
+            }
+            return true;
+        }
+        RoomEvent::Change(_) => return true,
+        RoomEvent::Room(r) => r,
+    };
+    let effect = directory.apply(logged);
+    if let RoomChange::Read { cursor } = &r.change {
+        if effect.is_none_or(|e| !e.is_noop()) {
+            let out = Outbound::frame(&ServerFrame::Read {
+                room,
+                cursor: *cursor,
+            });
+            hub.to_user(r.user.as_str(), &out);
+        }
+        return false;
+    }
+    if effect.as_ref().is_some_and(|e| e.is_noop()) {
+        return false;
+    }
+    let news = |op| {
+        Outbound::news(News {
+            op,
+            room: room.clone(),
+        })
+    };
+    match &r.change {
+        RoomChange::Created { members, .. } => {
+            for m in members {
+                hub.to_user(m.name.as_str(), &news(RoomOp::Added));
+            }
+        }
+        RoomChange::Joined => hub.to_user(r.user.as_str(), &news(RoomOp::Added)),
+        RoomChange::Added { member } => hub.to_user(member.name.as_str(), &news(RoomOp::Added)),
+        RoomChange::Left | RoomChange::Removed { .. } => {
+            let gone = match &r.change {
+                RoomChange::Removed { member } => member.name.as_str(),
+                _ => r.user.as_str(),
+            };
+            // At once, on this gateway: what the room hears from now on, they do not.
+            hub.evict(room, gone);
+            hub.to_user(gone, &news(RoomOp::Removed));
+        }
+        RoomChange::Topic { .. } => {
+            for user in directory.loaded_members(room) {
+                if hub.has_user(user.as_str()) {
+                    hub.to_user(user.as_str(), &news(RoomOp::Updated));
+                }
+            }
+        }
+        RoomChange::Read { .. } => {}
+    }
+    true
 }

@@ -8,19 +8,25 @@
 //! or answer it before persist has stored it. Events stay here for `keep` (longer than persist
 //! usually lags) and at most `cap` per room; the messages are also kept by id for `keep`
 //! whatever their room's traffic (at most [`MESSAGES_CAP`] of them), since after a database
-//! outage persist may lag longer than a busy room's `cap` lasts. Memory stays bounded.
+//! outage persist may lag longer than a busy room's `cap` lasts. Changes of rooms themselves
+//! (members, topics) are also kept apart for `keep`, whatever their room's traffic, for the
+//! directory of rooms (see [`crate::directory`]) and the rooms list, which must not miss a
+//! membership persist has not stored yet. A read position is its user's own and is not kept:
+//! no one else's resume replays it. Memory stays bounded.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-use banter_core::{Change, Cursor, LoggedEvent, RoomEvent, RoomName};
+use banter_core::{Change, Cursor, LoggedEvent, RoomChange, RoomEvent, RoomName, UserId};
 
 /// A room's kept events, each with the time it was heard.
 type Kept = VecDeque<(Instant, Arc<LoggedEvent>)>;
 
 /// Most messages kept by id, over all rooms.
 pub const MESSAGES_CAP: usize = 200_000;
+/// Most room changes kept apart, over all rooms.
+pub const ROOM_CHANGES_CAP: usize = 100_000;
 
 #[derive(Debug, Default)]
 struct Inner {
@@ -31,6 +37,8 @@ struct Inner {
     /// Messages deleted lately: the store may still have them (persist lags), and they are
     /// gone all the same.
     deleted: HashMap<uuid::Uuid, Instant>,
+    /// Changes of rooms themselves heard lately, in the order they came.
+    room_changes: Kept,
 }
 
 /// See the module docs. Shared behind an `Arc`.
@@ -81,6 +89,13 @@ impl Recent {
                 }
             }
             RoomEvent::Change(_) => {}
+            RoomEvent::Room(r) if matches!(r.change, RoomChange::Read { .. }) => return,
+            RoomEvent::Room(_) => {
+                inner.room_changes.push_back((now, logged.clone()));
+                while inner.room_changes.len() > ROOM_CHANGES_CAP {
+                    inner.room_changes.pop_front();
+                }
+            }
         }
         let room = inner.rooms.entry(logged.room().clone()).or_default();
         room.push_back((now, logged));
@@ -105,6 +120,29 @@ impl Recent {
                     .collect()
             })
             .unwrap_or_default()
+    }
+
+    /// The changes of `room` itself heard lately, oldest first.
+    pub fn room_changes(&self, room: &RoomName) -> Vec<Arc<LoggedEvent>> {
+        self.inner()
+            .room_changes
+            .iter()
+            .filter(|(_, e)| e.room() == room)
+            .map(|(_, e)| e.clone())
+            .collect()
+    }
+
+    /// The rooms whose membership of `user` changed lately.
+    pub fn rooms_changed_for(&self, user: UserId) -> Vec<RoomName> {
+        let mut rooms: Vec<RoomName> = Vec::new();
+        for (_, e) in &self.inner().room_changes {
+            if let RoomEvent::Room(r) = &e.event {
+                if r.involved().contains(&user) && !rooms.contains(&r.room) {
+                    rooms.push(r.room.clone());
+                }
+            }
+        }
+        rooms
     }
 
     /// A message heard lately and not deleted since.
@@ -147,6 +185,13 @@ impl Recent {
         inner
             .deleted
             .retain(|_, at| now.duration_since(*at) <= keep);
+        while inner
+            .room_changes
+            .front()
+            .is_some_and(|(at, _)| now.duration_since(*at) > keep)
+        {
+            inner.room_changes.pop_front();
+        }
     }
 }
 
@@ -167,6 +212,7 @@ mod tests {
                 client_id: None,
                 reply_to: None,
                 thread_root: None,
+                mentions: Vec::new(),
             })
             .at_cursor(Cursor::new(0, offset)),
         )

@@ -60,7 +60,11 @@ pub async fn upgrade(
         Ok(room) => room,
         Err(e) => return ApiError::from(e).into_response(),
     };
-    if let Err(e) = state.chat.reader(&username, room.clone()) {
+    let actor = crate::chat::Actor {
+        id: user_id,
+        name: username.clone(),
+    };
+    if let Err(e) = state.chat.reader(&actor, room.clone()).await {
         return crate::api::Error::from(e).into_response();
     }
     let ws = match ws {

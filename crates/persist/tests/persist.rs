@@ -48,6 +48,7 @@ fn message(user: &banter_core::User, room: &RoomName, body: &str) -> RoomEvent {
         client_id: None,
         reply_to: None,
         thread_root: None,
+        mentions: Vec::new(),
     })
 }
 

@@ -1,8 +1,9 @@
-//! Where banter keeps what must outlive a process: users, refresh-token families, and the
-//! rooms' timelines — messages and the edits, deletes and reactions of them.
+//! Where banter keeps what must outlive a process: users, refresh-token families, the rooms'
+//! timelines — messages and the edits, deletes and reactions of them — and the rooms
+//! themselves: their members, topics and read positions.
 //!
-//! A timeline is written only by applying the room events of its log, in log order, through
-//! one projection: [`Store::append_events`] when the store is the log (`banter serve`),
+//! A room (its timeline, members and read positions) is written only by applying the room
+//! events of its log, in log order, through one projection: [`Store::append_events`] when the store is the log (`banter serve`),
 //! [`Store::apply_logged`] when the log is Kafka (persist). Reads ([`Store::events_after`],
 //! [`Store::messages_before`], ...) see what the projection made.
 //!
@@ -22,8 +23,8 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use banter_core::{
-    Appended, ClientId, Cursor, EarlierBody, Emoji, LoggedEvent, Message, RoomEvent, RoomName,
-    StoredMessage, User, UserId, Username,
+    Appended, ClientId, Cursor, EarlierBody, Emoji, LoggedEvent, Membership, Message, RoomEntry,
+    RoomEvent, RoomInfo, RoomName, StoredMessage, Topic, User, UserId, Username,
 };
 use chrono::{DateTime, SubsecRound, Utc};
 use uuid::Uuid;
@@ -122,11 +123,16 @@ pub enum Rotation {
     Invalid,
 }
 
-/// A room as the rooms list shows it.
+/// A public room, for people to discover.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct RoomSummary {
+pub struct PublicRoom {
     pub room: RoomName,
-    pub last_message_at: DateTime<Utc>,
+    pub topic: Topic,
+    /// Its members now.
+    pub members: u32,
+    pub last_message_at: Option<DateTime<Utc>>,
+    /// Whether the user asking is one of them.
+    pub joined: bool,
 }
 
 /// Pool figures for the metrics endpoint.
@@ -269,8 +275,30 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
         emoji: &Emoji,
     ) -> Result<bool, StoreError>;
 
-    /// Every room with messages, newest activity first, at most `limit`.
-    async fn rooms(&self, limit: u32) -> Result<Vec<RoomSummary>, StoreError>;
+    /// A room, as its log made it, with the place of the change that last wrote it.
+    async fn room(&self, room: &RoomName) -> Result<Option<(RoomInfo, Cursor)>, StoreError>;
+
+    /// Every membership of a room, former members' too, each with the place of the change
+    /// that last wrote it: what a gateway's directory starts from.
+    async fn room_members(
+        &self,
+        room: &RoomName,
+    ) -> Result<Vec<(UserId, Membership, Cursor)>, StoreError>;
+
+    /// Every room the user is a member of, newest activity first, with unread messages and
+    /// mentions after the read position, counted up to [`banter_core::UNREAD_CAP`]. `online`
+    /// is left 0 (the gateway knows it).
+    async fn memberships(&self, user: UserId) -> Result<Vec<RoomEntry>, StoreError>;
+
+    /// One entry of [`Store::memberships`], if the user is a member of `room`.
+    async fn membership(
+        &self,
+        user: UserId,
+        room: &RoomName,
+    ) -> Result<Option<RoomEntry>, StoreError>;
+
+    /// Public rooms, newest activity first, at most `limit`.
+    async fn public_rooms(&self, user: UserId, limit: u32) -> Result<Vec<PublicRoom>, StoreError>;
 
     /// Revokes the family of the token whose digest is `presented`, if it belongs to `user`.
     /// Returns whether a live token was found.

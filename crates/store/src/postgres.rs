@@ -8,17 +8,18 @@ use std::collections::HashSet;
 use std::time::Duration;
 
 use banter_core::{
-    Appended, Change, ClientId, Cursor, EarlierBody, Emoji, LoggedEvent, Message, NewChange,
-    NewMessage, ReactionSummary, RoomEvent, RoomName, StoredMessage, User, UserId, Username,
+    Appended, Change, ClientId, Cursor, EarlierBody, Emoji, LoggedEvent, Membership, Message,
+    NewChange, NewMessage, NewRoomChange, ReactionSummary, Role, RoomChange, RoomEntry, RoomEvent,
+    RoomInfo, RoomKind, RoomName, StoredMessage, Topic, User, UserId, UserRef, Username,
 };
 use chrono::{DateTime, Utc};
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::{PgPool, Row};
 use uuid::Uuid;
 
-use crate::queries::cursor_values;
+use crate::queries::{cursor_values, mention_text};
 use crate::{
-    Backend, Credentials, NewRefreshToken, PoolStats, RoomSummary, Rotation, Store, StoreError,
+    Backend, Credentials, NewRefreshToken, PoolStats, PublicRoom, Rotation, Store, StoreError,
 };
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
@@ -89,14 +90,14 @@ impl PostgresStore {
         let done = sqlx::query(
             "INSERT INTO messages \
              (id, part, seq, room, author_id, author, body, created_at, client_id, reply_to, \
-              thread_root) \
+              thread_root, mentions) \
              SELECT t.id, t.part, t.seq, t.room, t.author_id, t.author, t.body, t.created_at, \
-                    t.client_id, t.reply_to, t.thread_root \
+                    t.client_id, t.reply_to, t.thread_root, t.mentions \
              FROM UNNEST($1::uuid[], $2::int8[], $3::int8[], $4::text[], $5::int8[], \
                          $6::text[], $7::text[], $8::timestamptz[], $9::text[], $10::uuid[], \
-                         $11::uuid[]) \
+                         $11::uuid[], $12::text[]) \
                AS t(id, part, seq, room, author_id, author, body, created_at, client_id, \
-                    reply_to, thread_root) \
+                    reply_to, thread_root, mentions) \
              WHERE NOT EXISTS (SELECT 1 FROM messages m \
                WHERE t.client_id IS NOT NULL AND m.author_id = t.author_id \
                  AND m.client_id = t.client_id) \
@@ -113,6 +114,7 @@ impl PostgresStore {
         .bind(columns.client_id)
         .bind(columns.reply_to)
         .bind(columns.thread_root)
+        .bind(columns.mentions)
         .execute(&mut *conn)
         .await
         .map_err(|e| StoreError::from_sqlx(e, "a message is stored at that place"))?;
@@ -133,6 +135,7 @@ struct Columns<'a> {
     client_id: Vec<Option<&'a str>>,
     reply_to: Vec<Option<Uuid>>,
     thread_root: Vec<Option<Uuid>>,
+    mentions: Vec<Option<String>>,
 }
 
 impl<'a> Columns<'a> {
@@ -149,6 +152,7 @@ impl<'a> Columns<'a> {
             client_id: Vec::with_capacity(n),
             reply_to: Vec::with_capacity(n),
             thread_root: Vec::with_capacity(n),
+            mentions: Vec::with_capacity(n),
         }
     }
 
@@ -166,5 +170,6 @@ impl<'a> Columns<'a> {
             .push(m.client_id.as_ref().map(ClientId::as_str));
         self.reply_to.push(m.reply_to);
         self.thread_root.push(m.thread_root);
+        self.mentions.push(mention_text(m));
     }
 }

@@ -33,7 +33,16 @@ macro_rules! impl_store {
     }
 
     const MESSAGE_COLUMNS: &str = "id, part, seq, room, author_id, author, body, created_at, \
-         client_id, reply_to, thread_root, edited_at";
+         client_id, reply_to, thread_root, edited_at, mentions";
+
+    fn mentions_of(row: &$row) -> Result<Vec<Username>, sqlx::Error> {
+        Ok(row
+            .try_get::<Option<String>, _>("mentions")?
+            .unwrap_or_default()
+            .split_whitespace()
+            .map(|n| Username::from_stored(n.to_owned()))
+            .collect())
+    }
 
     fn cursor_of(part: i64, seq: i64) -> Result<Cursor, sqlx::Error> {
         match (u32::try_from(part), u64::try_from(seq)) {
@@ -56,6 +65,7 @@ macro_rules! impl_store {
                 .map(ClientId::from_stored),
             reply_to: row.try_get("reply_to")?,
             thread_root: row.try_get("thread_root")?,
+            mentions: mentions_of(row)?,
         };
         Ok((message, cursor))
     }
@@ -78,6 +88,7 @@ macro_rules! impl_store {
             client_id: m.client_id,
             reply_to: m.reply_to,
             thread_root: m.thread_root,
+            mentions: m.mentions,
             edited_at: row.try_get("edited_at")?,
             reactions: Vec::new(),
             reply_count: u32::try_from(row.try_get::<i64, _>("reply_count")?).unwrap_or(u32::MAX),
@@ -200,6 +211,10 @@ macro_rules! impl_store {
                     .bind(c.message)
                     .execute(&mut *conn)
                     .await?;
+                sqlx::query("DELETE FROM mentions WHERE message_id = $1")
+                    .bind(c.message)
+                    .execute(&mut *conn)
+                    .await?;
                 // Erased with the message: its earlier bodies are its words too.
                 sqlx::query(
                     "UPDATE room_events SET body = '', previous_body = '' \
@@ -311,7 +326,326 @@ macro_rules! impl_store {
         .bind(client_id.as_str())
         .fetch_optional(&mut *conn)
         .await?;
-        Ok(row.as_ref().map(change_from_row).transpose()?)
+        if let Some(row) = row {
+            return Ok(Some(change_from_row(&row)?));
+        }
+        let row = sqlx::query(&format!(
+            "SELECT {ROOM_CHANGE_COLUMNS} FROM room_changes WHERE user_id = $1 AND client_id = $2"
+        ))
+        .bind(actor.0)
+        .bind(client_id.as_str())
+        .fetch_optional(&mut *conn)
+        .await?;
+        Ok(row.as_ref().map(room_change_from_row).transpose()?)
+    }
+
+    const ROOM_CHANGE_COLUMNS: &str = "id, part, seq, room, kind, user_id, username, member_id, \
+         member, room_kind, topic, read_part, read_seq, created_at, client_id";
+
+    fn room_change_from_row(row: &$row) -> Result<LoggedEvent, sqlx::Error> {
+        let kind: String = row.try_get("kind")?;
+        let actor = UserRef {
+            id: UserId(row.try_get("user_id")?),
+            name: Username::from_stored(row.try_get("username")?),
+        };
+        let member = || -> Result<Option<UserRef>, sqlx::Error> {
+            let id: Option<i64> = row.try_get("member_id")?;
+            let name: Option<String> = row.try_get("member")?;
+            Ok(id.zip(name).map(|(id, name)| UserRef {
+                id: UserId(id),
+                name: Username::from_stored(name),
+            }))
+        };
+        let needed = |what: &str| sqlx::Error::Decode(format!("a {kind} change needs its {what}").into());
+        let topic = || -> Result<Topic, sqlx::Error> {
+            Ok(Topic::from_stored(row.try_get::<Option<String>, _>("topic")?.unwrap_or_default()))
+        };
+        let change = match kind.as_str() {
+            "created" => {
+                let room_kind: Option<String> = row.try_get("room_kind")?;
+                let kind = room_kind
+                    .as_deref()
+                    .and_then(RoomKind::from_stored)
+                    .ok_or_else(|| needed("room kind"))?;
+                let mut members = vec![actor.clone()];
+                members.extend(member()?);
+                RoomChange::Created { kind, topic: topic()?, members }
+            }
+            "joined" => RoomChange::Joined,
+            "left" => RoomChange::Left,
+            "added" => RoomChange::Added { member: member()?.ok_or_else(|| needed("member"))? },
+            "removed" => RoomChange::Removed { member: member()?.ok_or_else(|| needed("member"))? },
+            "topic" => RoomChange::Topic { topic: topic()? },
+            "read" => {
+                let part: Option<i64> = row.try_get("read_part")?;
+                let seq: Option<i64> = row.try_get("read_seq")?;
+                let (part, seq) = part.zip(seq).ok_or_else(|| needed("cursor"))?;
+                RoomChange::Read { cursor: cursor_of(part, seq)? }
+            }
+            other => return Err(sqlx::Error::Decode(format!("unknown room change {other}").into())),
+        };
+        let event = NewRoomChange {
+            id: row.try_get("id")?,
+            room: RoomName::from_stored(row.try_get("room")?),
+            user_id: actor.id,
+            user: actor.name,
+            at: row.try_get("created_at")?,
+            client_id: row
+                .try_get::<Option<String>, _>("client_id")?
+                .map(ClientId::from_stored),
+            change,
+        };
+        Ok(RoomEvent::Room(event).at_cursor(cursor_of(row.try_get("part")?, row.try_get("seq")?)?))
+    }
+
+    /// A room's row: what its log made it, and the place of the change that last wrote it.
+    async fn room_row(conn: &mut $conn, room: &str) -> Result<Option<(RoomInfo, Cursor)>, StoreError> {
+        let row = sqlx::query(
+            "SELECT kind, topic, owner_id, owner, created_at, part, seq FROM rooms WHERE name = $1",
+        )
+        .bind(room)
+        .fetch_optional(&mut *conn)
+        .await?;
+        let Some(row) = row else { return Ok(None) };
+        let kind: String = row.try_get("kind")?;
+        let owner_id: Option<i64> = row.try_get("owner_id")?;
+        let owner: Option<String> = row.try_get("owner")?;
+        let info = RoomInfo {
+            kind: RoomKind::from_stored(&kind)
+                .ok_or_else(|| sqlx::Error::Decode(format!("unknown room kind {kind}").into()))?,
+            topic: Topic::from_stored(row.try_get("topic")?),
+            owner: owner_id.zip(owner).map(|(id, name)| UserRef {
+                id: UserId(id),
+                name: Username::from_stored(name),
+            }),
+            created_at: row.try_get("created_at")?,
+        };
+        Ok(Some((info, cursor_of(row.try_get("part")?, row.try_get("seq")?)?)))
+    }
+
+    fn membership_from_row(row: &$row) -> Result<(UserId, Membership, Cursor), sqlx::Error> {
+        let read_part: Option<i64> = row.try_get("read_part")?;
+        let read_seq: Option<i64> = row.try_get("read_seq")?;
+        let read = match read_part.zip(read_seq) {
+            Some((p, s)) => Some(cursor_of(p, s)?),
+            None => None,
+        };
+        Ok((
+            UserId(row.try_get("user_id")?),
+            Membership {
+                user: Username::from_stored(row.try_get("username")?),
+                role: Role::from_stored(&row.try_get::<String, _>("role")?),
+                present: row.try_get("present")?,
+                read,
+            },
+            cursor_of(row.try_get("part")?, row.try_get("seq")?)?,
+        ))
+    }
+
+    const MEMBERSHIP_COLUMNS: &str = "user_id, username, role, present, read_part, read_seq, part, seq";
+
+    /// The projection of one room change: the only code that writes rooms and memberships.
+    /// What it does is [`banter_core::effect`]'s, the rules every gateway's directory uses.
+    async fn apply_room_change(
+        conn: &mut $conn,
+        r: &NewRoomChange,
+        cursor: Cursor,
+        keep_noop: bool,
+    ) -> Result<Applied, StoreError> {
+        let known = sqlx::query(
+            "SELECT part, seq FROM room_changes WHERE id = $1 \
+             OR ($3 IS NOT NULL AND user_id = $2 AND client_id = $3)",
+        )
+        .bind(r.id)
+        .bind(r.user_id.0)
+        .bind(r.client_id.as_ref().map(ClientId::as_str))
+        .fetch_optional(&mut *conn)
+        .await?;
+        if let Some(known) = known {
+            return Ok(Applied::Unchanged(cursor_of(known.try_get("part")?, known.try_get("seq")?)?));
+        }
+        let room = room_row(conn, r.room.as_str()).await?;
+        let mut members = std::collections::HashMap::new();
+        for user in r.involved() {
+            let row = sqlx::query(&format!(
+                "SELECT {MEMBERSHIP_COLUMNS} FROM memberships WHERE room = $1 AND user_id = $2"
+            ))
+            .bind(r.room.as_str())
+            .bind(user.0)
+            .fetch_optional(&mut *conn)
+            .await?;
+            if let Some(row) = row {
+                let (id, m, _) = membership_from_row(&row)?;
+                members.insert(id, m);
+            }
+        }
+        let effect = banter_core::effect(r, room.as_ref().map(|(info, _)| info), |id| {
+            members.get(&id).cloned()
+        });
+        let changed = !effect.is_noop();
+        if !changed && !keep_noop {
+            return Ok(Applied::Unchanged(room.map_or(Cursor::ZERO, |(_, at)| at)));
+        }
+        let (part, seq) = cursor_values(cursor);
+        if let Some(info) = &effect.room {
+            sqlx::query(
+                "INSERT INTO rooms (name, kind, topic, owner_id, owner, created_at, part, seq) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8) \
+                 ON CONFLICT (name) DO UPDATE SET kind = excluded.kind, topic = excluded.topic, \
+                   owner_id = excluded.owner_id, owner = excluded.owner, \
+                   part = excluded.part, seq = excluded.seq",
+            )
+            .bind(r.room.as_str())
+            .bind(info.kind.as_str())
+            .bind(info.topic.as_str())
+            .bind(info.owner.as_ref().map(|o| o.id.0))
+            .bind(info.owner.as_ref().map(|o| o.name.as_str()))
+            .bind(info.created_at)
+            .bind(part)
+            .bind(seq)
+            .execute(&mut *conn)
+            .await?;
+        }
+        for (user, m) in &effect.members {
+            let (read_part, read_seq) = match m.read.map(cursor_values) {
+                Some((p, s)) => (Some(p), Some(s)),
+                None => (None, None),
+            };
+            sqlx::query(
+                "INSERT INTO memberships \
+                 (room, user_id, username, role, joined_at, present, read_part, read_seq, part, seq) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) \
+                 ON CONFLICT (room, user_id) DO UPDATE SET username = excluded.username, \
+                   role = excluded.role, present = excluded.present, \
+                   joined_at = CASE WHEN memberships.present THEN memberships.joined_at \
+                                    ELSE excluded.joined_at END, \
+                   read_part = excluded.read_part, read_seq = excluded.read_seq, \
+                   part = excluded.part, seq = excluded.seq",
+            )
+            .bind(r.room.as_str())
+            .bind(user.0)
+            .bind(m.user.as_str())
+            .bind(m.role.as_str())
+            .bind(r.at)
+            .bind(m.present)
+            .bind(read_part)
+            .bind(read_seq)
+            .bind(part)
+            .bind(seq)
+            .execute(&mut *conn)
+            .await?;
+        }
+        let (mut member, mut room_kind, mut topic, mut read) = (None, None, None, None);
+        match &r.change {
+            RoomChange::Created { kind, topic: t, members } => {
+                room_kind = Some(kind.as_str());
+                topic = Some(t.as_str());
+                member = members.iter().find(|m| m.id != r.user_id);
+            }
+            RoomChange::Added { member: m } | RoomChange::Removed { member: m } => member = Some(m),
+            RoomChange::Topic { topic: t } => topic = Some(t.as_str()),
+            RoomChange::Read { cursor } => read = Some(cursor_values(*cursor)),
+            RoomChange::Joined | RoomChange::Left => {}
+        }
+        sqlx::query(
+            "INSERT INTO room_changes (id, part, seq, room, kind, user_id, username, member_id, \
+             member, room_kind, topic, read_part, read_seq, created_at, client_id, changed) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)",
+        )
+        .bind(r.id)
+        .bind(part)
+        .bind(seq)
+        .bind(r.room.as_str())
+        .bind(r.change.kind())
+        .bind(r.user_id.0)
+        .bind(r.user.as_str())
+        .bind(member.map(|m| m.id.0))
+        .bind(member.map(|m| m.name.as_str()))
+        .bind(room_kind)
+        .bind(topic)
+        .bind(read.map(|(p, _)| p))
+        .bind(read.map(|(_, s)| s))
+        .bind(r.at)
+        .bind(r.client_id.as_ref().map(ClientId::as_str))
+        .bind(changed)
+        .execute(&mut *conn)
+        .await
+        .map_err(|e| StoreError::from_sqlx(e, "an event is stored at that place"))?;
+        Ok(if changed { Applied::Changed } else { Applied::Unchanged(cursor) })
+    }
+
+    /// The mention rows of messages just written: one per mentioned name that is a member
+    /// of the room at this point of its log. A message that was not written (a re-send's
+    /// second copy) gets none.
+    async fn insert_mentions(conn: &mut $conn, run: &[(&NewMessage, Cursor)]) -> Result<(), StoreError> {
+        for (m, cursor) in run.iter().filter(|(m, _)| !m.mentions.is_empty()) {
+            let (part, seq) = cursor_values(*cursor);
+            for name in &m.mentions {
+                sqlx::query(
+                    "INSERT INTO mentions (message_id, user_id, room, part, seq) \
+                     SELECT $1, mb.user_id, mb.room, $3, $4 FROM memberships mb \
+                     WHERE mb.room = $2 AND mb.present AND lower(mb.username) = lower($5) \
+                       AND mb.user_id <> $6 \
+                       AND EXISTS (SELECT 1 FROM messages WHERE id = $1) \
+                     ON CONFLICT (message_id, user_id) DO NOTHING",
+                )
+                .bind(m.id)
+                .bind(m.room.as_str())
+                .bind(part)
+                .bind(seq)
+                .bind(name.as_str())
+                .bind(m.author_id.0)
+                .execute(&mut *conn)
+                .await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// The entry columns of a membership `mb` joined with its room `r`: counts stop at the
+    /// cap, so a room with a million unread messages costs what one with a hundred does.
+    fn entry_sql(filter: &str) -> String {
+        format!(
+            "SELECT r.name, r.kind, r.topic, r.owner, mb.role, mb.read_part, mb.read_seq, \
+               (SELECT m.created_at FROM messages m WHERE m.room = mb.room AND m.deleted_at IS NULL \
+                ORDER BY m.part DESC, m.seq DESC LIMIT 1) AS last_message_at, \
+               (SELECT COUNT(*) FROM (SELECT 1 FROM messages m WHERE m.room = mb.room \
+                  AND (m.part, m.seq) > (COALESCE(mb.read_part, -1), COALESCE(mb.read_seq, -1)) \
+                  AND m.author_id <> mb.user_id AND m.deleted_at IS NULL LIMIT {cap}) AS u) AS unread, \
+               (SELECT COUNT(*) FROM (SELECT 1 FROM mentions x WHERE x.user_id = mb.user_id \
+                  AND x.room = mb.room \
+                  AND (x.part, x.seq) > (COALESCE(mb.read_part, -1), COALESCE(mb.read_seq, -1)) \
+                  LIMIT {cap}) AS y) AS mentioned \
+             FROM memberships mb JOIN rooms r ON r.name = mb.room \
+             WHERE mb.user_id = $1 AND mb.present {filter} \
+             ORDER BY last_message_at DESC NULLS LAST, r.name",
+            cap = banter_core::UNREAD_CAP,
+        )
+    }
+
+    fn entry_from_row(row: &$row) -> Result<RoomEntry, sqlx::Error> {
+        let kind: String = row.try_get("kind")?;
+        let read_part: Option<i64> = row.try_get("read_part")?;
+        let read_seq: Option<i64> = row.try_get("read_seq")?;
+        let count = |column: &str| -> Result<u32, sqlx::Error> {
+            Ok(u32::try_from(row.try_get::<i64, _>(column)?).unwrap_or(u32::MAX))
+        };
+        Ok(RoomEntry {
+            room: RoomName::from_stored(row.try_get("name")?),
+            kind: RoomKind::from_stored(&kind)
+                .ok_or_else(|| sqlx::Error::Decode(format!("unknown room kind {kind}").into()))?,
+            topic: Topic::from_stored(row.try_get("topic")?),
+            owner: row.try_get::<Option<String>, _>("owner")?.map(Username::from_stored),
+            role: Role::from_stored(&row.try_get::<String, _>("role")?),
+            online: 0,
+            last_message_at: row.try_get("last_message_at")?,
+            unread: count("unread")?,
+            mentions: count("mentioned")?,
+            read_cursor: match read_part.zip(read_seq) {
+                Some((p, s)) => Some(cursor_of(p, s)?),
+                None => None,
+            },
+        })
     }
 
     /// Whose page of messages: a room's history, or a thread's replies.
@@ -603,11 +937,17 @@ macro_rules! impl_store {
                 let outcome = match event {
                     RoomEvent::Message(m) => {
                         Self::insert_messages(&mut tx, &[(m, cursor)]).await?;
+                        insert_mentions(&mut tx, &[(m, cursor)]).await?;
                         Appended::New(event.clone().at_cursor(cursor))
                     }
                     RoomEvent::Change(c) => match apply_change(&mut tx, c, cursor, false).await? {
                         Applied::Changed => Appended::New(event.clone().at_cursor(cursor)),
                         Applied::Unchanged(at) => Appended::Unchanged { message: c.message, cursor: at },
+                        Applied::Missing => Appended::Missing,
+                    },
+                    RoomEvent::Room(r) => match apply_room_change(&mut tx, r, cursor, false).await? {
+                        Applied::Changed => Appended::New(event.clone().at_cursor(cursor)),
+                        Applied::Unchanged(at) => Appended::Unchanged { message: r.id, cursor: at },
                         Applied::Missing => Appended::Missing,
                     },
                 };
@@ -631,21 +971,27 @@ macro_rules! impl_store {
             // backend's insert_messages); changes are applied one by one, in log order.
             let mut run: Vec<(&NewMessage, Cursor)> = Vec::new();
             for logged in batch {
-                match &logged.event {
-                    RoomEvent::Message(m) => run.push((m, logged.cursor)),
-                    RoomEvent::Change(c) => {
-                        if !run.is_empty() {
-                            changed += Self::insert_messages(&mut tx, &run).await?;
-                            run.clear();
-                        }
-                        if matches!(apply_change(&mut tx, c, logged.cursor, true).await?, Applied::Changed) {
-                            changed += 1;
-                        }
-                    }
+                if let RoomEvent::Message(m) = &logged.event {
+                    run.push((m, logged.cursor));
+                    continue;
+                }
+                if !run.is_empty() {
+                    changed += Self::insert_messages(&mut tx, &run).await?;
+                    insert_mentions(&mut tx, &run).await?;
+                    run.clear();
+                }
+                let applied = match &logged.event {
+                    RoomEvent::Change(c) => apply_change(&mut tx, c, logged.cursor, true).await?,
+                    RoomEvent::Room(r) => apply_room_change(&mut tx, r, logged.cursor, true).await?,
+                    RoomEvent::Message(_) => continue,
+                };
+                if matches!(applied, Applied::Changed) {
+                    changed += 1;
                 }
             }
             if !run.is_empty() {
                 changed += Self::insert_messages(&mut tx, &run).await?;
+                insert_mentions(&mut tx, &run).await?;
             }
             tx.commit().await?;
             Ok(changed)
@@ -682,15 +1028,30 @@ macro_rules! impl_store {
             .bind(i64::from(limit))
             .fetch_all(&mut *conn)
             .await?;
-            // Two pages in log order, merged: the first `limit` of both are the first `limit`
-            // events after the cursor.
-            let mut out = Vec::with_capacity(messages.len() + changes.len());
+            // A read position is its user's own: it is not replayed to the room.
+            let room_changes = sqlx::query(&format!(
+                "SELECT {ROOM_CHANGE_COLUMNS} FROM room_changes \
+                 WHERE room = $1 AND (part, seq) > ($2, $3) AND changed AND kind <> 'read' \
+                 ORDER BY part, seq LIMIT $4"
+            ))
+            .bind(room.as_str())
+            .bind(part)
+            .bind(seq)
+            .bind(i64::from(limit))
+            .fetch_all(&mut *conn)
+            .await?;
+            // Three pages in log order, merged: the first `limit` of them all are the first
+            // `limit` events after the cursor.
+            let mut out = Vec::with_capacity(messages.len() + changes.len() + room_changes.len());
             for row in &messages {
                 let (message, cursor) = new_message_from_row(row)?;
                 out.push(RoomEvent::Message(message).at_cursor(cursor));
             }
             for row in &changes {
                 out.push(change_from_row(row)?);
+            }
+            for row in &room_changes {
+                out.push(room_change_from_row(row)?);
             }
             out.sort_by_key(|e| e.cursor);
             out.truncate(limit as usize);
@@ -760,7 +1121,7 @@ macro_rules! impl_store {
 
         async fn latest_cursor(&self, room: &RoomName) -> Result<Option<Cursor>, StoreError> {
             let mut latest = None;
-            for table in ["messages", "room_events"] {
+            for table in ["messages", "room_events", "room_changes"] {
                 let row = sqlx::query(&format!(
                     "SELECT part, seq FROM {table} WHERE room = $1 ORDER BY part DESC, seq DESC LIMIT 1"
                 ))
@@ -814,19 +1175,72 @@ macro_rules! impl_store {
             })
         }
 
-        async fn rooms(&self, limit: u32) -> Result<Vec<RoomSummary>, StoreError> {
+        async fn room(&self, room: &RoomName) -> Result<Option<(RoomInfo, Cursor)>, StoreError> {
+            let mut conn = self.pool.acquire().await?;
+            room_row(&mut conn, room.as_str()).await
+        }
+
+        async fn room_members(
+            &self,
+            room: &RoomName,
+        ) -> Result<Vec<(UserId, Membership, Cursor)>, StoreError> {
+            let rows = sqlx::query(&format!(
+                "SELECT {MEMBERSHIP_COLUMNS} FROM memberships WHERE room = $1 ORDER BY lower(username)"
+            ))
+            .bind(room.as_str())
+            .fetch_all(&self.pool)
+            .await?;
+            Ok(rows.iter().map(membership_from_row).collect::<Result<_, _>>()?)
+        }
+
+        async fn memberships(&self, user: UserId) -> Result<Vec<RoomEntry>, StoreError> {
+            let rows = sqlx::query(&entry_sql(""))
+                .bind(user.0)
+                .fetch_all(&self.pool)
+                .await?;
+            Ok(rows.iter().map(entry_from_row).collect::<Result<_, _>>()?)
+        }
+
+        async fn membership(
+            &self,
+            user: UserId,
+            room: &RoomName,
+        ) -> Result<Option<RoomEntry>, StoreError> {
+            let row = sqlx::query(&entry_sql("AND mb.room = $2"))
+                .bind(user.0)
+                .bind(room.as_str())
+                .fetch_optional(&self.pool)
+                .await?;
+            Ok(row.as_ref().map(entry_from_row).transpose()?)
+        }
+
+        async fn public_rooms(
+            &self,
+            user: UserId,
+            limit: u32,
+        ) -> Result<Vec<PublicRoom>, StoreError> {
             let rows = sqlx::query(
-                "SELECT room, MAX(created_at) AS last_message_at FROM messages \
-                 WHERE deleted_at IS NULL GROUP BY room ORDER BY last_message_at DESC LIMIT $1",
+                "SELECT r.name, r.topic, \
+                   (SELECT COUNT(*) FROM memberships mb WHERE mb.room = r.name AND mb.present) AS members, \
+                   (SELECT m.created_at FROM messages m WHERE m.room = r.name AND m.deleted_at IS NULL \
+                    ORDER BY m.part DESC, m.seq DESC LIMIT 1) AS last_message_at, \
+                   EXISTS (SELECT 1 FROM memberships mb \
+                     WHERE mb.room = r.name AND mb.user_id = $1 AND mb.present) AS joined \
+                 FROM rooms r WHERE r.kind = 'public' AND r.archived_at IS NULL \
+                 ORDER BY last_message_at DESC NULLS LAST, r.name LIMIT $2",
             )
+            .bind(user.0)
             .bind(i64::from(limit))
             .fetch_all(&self.pool)
             .await?;
             rows.iter()
                 .map(|row| {
-                    Ok(RoomSummary {
-                        room: RoomName::from_stored(row.try_get("room")?),
+                    Ok(PublicRoom {
+                        room: RoomName::from_stored(row.try_get("name")?),
+                        topic: Topic::from_stored(row.try_get("topic")?),
+                        members: u32::try_from(row.try_get::<i64, _>("members")?).unwrap_or(u32::MAX),
                         last_message_at: row.try_get("last_message_at")?,
+                        joined: row.try_get("joined")?,
                     })
                 })
                 .collect()
@@ -863,4 +1277,17 @@ pub(crate) fn cursor_values(c: banter_core::Cursor) -> (i64, i64) {
         i64::from(c.partition),
         i64::try_from(c.offset).unwrap_or(i64::MAX),
     )
+}
+
+/// A message's mentions as the `mentions` column keeps them: names separated by spaces.
+pub(crate) fn mention_text(m: &banter_core::NewMessage) -> Option<String> {
+    if m.mentions.is_empty() {
+        return None;
+    }
+    let names: Vec<&str> = m
+        .mentions
+        .iter()
+        .map(banter_core::Username::as_str)
+        .collect();
+    Some(names.join(" "))
 }

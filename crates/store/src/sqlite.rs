@@ -8,17 +8,18 @@ use std::str::FromStr;
 use std::time::Duration;
 
 use banter_core::{
-    Appended, Change, ClientId, Cursor, EarlierBody, Emoji, LoggedEvent, Message, NewChange,
-    NewMessage, ReactionSummary, RoomEvent, RoomName, StoredMessage, User, UserId, Username,
+    Appended, Change, ClientId, Cursor, EarlierBody, Emoji, LoggedEvent, Membership, Message,
+    NewChange, NewMessage, NewRoomChange, ReactionSummary, Role, RoomChange, RoomEntry, RoomEvent,
+    RoomInfo, RoomKind, RoomName, StoredMessage, Topic, User, UserId, UserRef, Username,
 };
 use chrono::{DateTime, Utc};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::{Row, SqlitePool};
 use uuid::Uuid;
 
-use crate::queries::cursor_values;
+use crate::queries::{cursor_values, mention_text};
 use crate::{
-    Backend, Credentials, NewRefreshToken, PoolStats, RoomSummary, Rotation, Store, StoreError,
+    Backend, Credentials, NewRefreshToken, PoolStats, PublicRoom, Rotation, Store, StoreError,
 };
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
@@ -73,8 +74,8 @@ impl SqliteStore {
             let done = sqlx::query(
                 "INSERT INTO messages \
                  (id, part, seq, room, author_id, author, body, created_at, client_id, \
-                  reply_to, thread_root) \
-                 SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11 \
+                  reply_to, thread_root, mentions) \
+                 SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12 \
                  WHERE NOT EXISTS (SELECT 1 FROM messages \
                    WHERE $9 IS NOT NULL AND author_id = $5 AND client_id = $9) \
                  ON CONFLICT (id) DO NOTHING",
@@ -90,6 +91,7 @@ impl SqliteStore {
             .bind(m.client_id.as_ref().map(ClientId::as_str))
             .bind(m.reply_to)
             .bind(m.thread_root)
+            .bind(mention_text(m))
             .execute(&mut *conn)
             .await
             .map_err(|e| StoreError::from_sqlx(e, "a message is stored at that place"))?;

@@ -88,6 +88,7 @@ async fn a_seed_database_is_migrated_in_place() {
             client_id: None,
             reply_to: None,
             thread_root: None,
+            mentions: Vec::new(),
         })])
         .await
         .expect("append");

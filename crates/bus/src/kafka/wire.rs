@@ -8,15 +8,18 @@
 //! - no `v` (version 1: the seed's records and banter's before room events): a message;
 //! - `"v":2` with `"type"`: `message`, `edit` (`body` is the new text), `delete`, `react` or
 //!   `unreact` (`emoji`). For a change, `id` is the event's own id, `message` the message it
-//!   changes, and `author` the user who made the change.
+//!   changes, and `author` the user who made the change. A message lists its `mentions`.
+//! - `"v":2` room changes: `created` (`room_kind`, `topic`, and for a DM the other user in
+//!   `member`/`member_id`), `joined`, `left`, `added` and `removed` (`member`/`member_id`),
+//!   `topic` (`topic`), `read` (`cursor`); `author` is who made the change.
 //!
 //! A record of a version this build does not know, or that does not decode, is an error the
 //! reader reports (persist sends it to the dead-letter topic with the reason; the fan-out
 //! skips it). `chat-events` holds typing and presence ([`EventRecord`]), which no log keeps.
 
 use banter_core::{
-    Change, ClientId, Emoji, MessageBody, NewChange, NewMessage, RoomEvent, RoomName, UserId,
-    Username,
+    Change, ClientId, Cursor, Emoji, MessageBody, NewChange, NewMessage, NewRoomChange, RoomChange,
+    RoomEvent, RoomKind, RoomName, Topic, UserId, UserRef, Username,
 };
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
@@ -56,6 +59,20 @@ pub struct Record {
     pub message: Option<Uuid>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub emoji: Option<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub mentions: Vec<String>,
+    /// The user a room change adds or removes (or a DM's other user).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub member: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub member_id: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub room_kind: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub topic: Option<String>,
+    /// A read position.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cursor: Option<String>,
 }
 
 /// Why a record is not a room event banter can use.
@@ -85,6 +102,8 @@ impl Record {
                 thread_root: m.thread_root,
                 message: None,
                 emoji: None,
+                mentions: m.mentions.iter().map(|n| n.as_str().to_owned()).collect(),
+                ..Self::bare(m.room.as_str(), m.id)
             },
             RoomEvent::Change(c) => {
                 let (body, emoji) = match &c.change {
@@ -108,8 +127,68 @@ impl Record {
                     thread_root: None,
                     message: Some(c.message),
                     emoji,
+                    ..Self::bare(c.room.as_str(), c.id)
                 }
             }
+            RoomEvent::Room(r) => {
+                let mut record = Self {
+                    kind: Some(r.change.kind().into()),
+                    author: r.user.as_str().to_owned(),
+                    author_id: r.user_id.0,
+                    created_at: r.at,
+                    client_id: r.client_id.as_ref().map(|c| c.as_str().to_owned()),
+                    ..Self::bare(r.room.as_str(), r.id)
+                };
+                let mut member = |m: &UserRef| {
+                    record.member = Some(m.name.as_str().to_owned());
+                    record.member_id = Some(m.id.0);
+                };
+                match &r.change {
+                    RoomChange::Created {
+                        kind,
+                        topic,
+                        members,
+                    } => {
+                        if let Some(other) = members.iter().find(|m| m.id != r.user_id) {
+                            member(other);
+                        }
+                        record.room_kind = Some(kind.as_str().to_owned());
+                        record.topic = Some(topic.as_str().to_owned());
+                    }
+                    RoomChange::Added { member: m } | RoomChange::Removed { member: m } => {
+                        member(m);
+                    }
+                    RoomChange::Topic { topic } => record.topic = Some(topic.as_str().to_owned()),
+                    RoomChange::Read { cursor } => record.cursor = Some(cursor.to_string()),
+                    RoomChange::Joined | RoomChange::Left => {}
+                }
+                record
+            }
+        }
+    }
+
+    /// A version-2 record of `room` with nothing else filled in.
+    fn bare(room: &str, id: Uuid) -> Self {
+        Self {
+            v: Some(VERSION),
+            kind: None,
+            id,
+            room: room.to_owned(),
+            author: String::new(),
+            author_id: 0,
+            body: None,
+            created_at: DateTime::<Utc>::UNIX_EPOCH,
+            client_id: None,
+            reply_to: None,
+            thread_root: None,
+            message: None,
+            emoji: None,
+            mentions: Vec::new(),
+            member: None,
+            member_id: None,
+            room_kind: None,
+            topic: None,
+            cursor: None,
         }
     }
 
@@ -118,6 +197,51 @@ impl Record {
         let record: Self = serde_json::from_slice(payload)
             .map_err(|e| bad(format!("not a banter record: {e}")))?;
         record.into_event()
+    }
+
+    /// The room change a record carries, if it is one.
+    fn room_change(&self) -> Result<Option<RoomChange>, WireError> {
+        let member = || -> Result<UserRef, WireError> {
+            let (Some(name), Some(id)) = (&self.member, self.member_id) else {
+                return Err(bad("needs the member it names"));
+            };
+            Ok(UserRef {
+                id: UserId(id),
+                name: Username::parse(name).map_err(bad)?,
+            })
+        };
+        let topic = || Topic::parse(self.topic.as_deref().unwrap_or_default()).map_err(bad);
+        Ok(Some(match self.kind.as_deref() {
+            Some("created") => {
+                let kind = self
+                    .room_kind
+                    .as_deref()
+                    .and_then(RoomKind::from_stored)
+                    .ok_or_else(|| bad("a created room needs its room_kind"))?;
+                let mut members = vec![UserRef {
+                    id: UserId(self.author_id),
+                    name: Username::parse(&self.author).map_err(bad)?,
+                }];
+                if self.member.is_some() {
+                    members.push(member()?);
+                }
+                RoomChange::Created {
+                    kind,
+                    topic: topic()?,
+                    members,
+                }
+            }
+            Some("joined") => RoomChange::Joined,
+            Some("left") => RoomChange::Left,
+            Some("added") => RoomChange::Added { member: member()? },
+            Some("removed") => RoomChange::Removed { member: member()? },
+            Some("topic") => RoomChange::Topic { topic: topic()? },
+            Some("read") => RoomChange::Read {
+                cursor: Cursor::parse("cursor", self.cursor.as_deref().unwrap_or_default())
+                    .map_err(bad)?,
+            },
+            _ => return Ok(None),
+        }))
     }
 
     /// Validates a record into the event it carries.
@@ -149,6 +273,23 @@ impl Record {
                 client_id,
                 reply_to: self.reply_to,
                 thread_root: self.thread_root,
+                mentions: self
+                    .mentions
+                    .iter()
+                    .map(|n| Username::parse(n))
+                    .collect::<Result<_, _>>()
+                    .map_err(bad)?,
+            }));
+        }
+        if let Some(change) = self.room_change()? {
+            return Ok(RoomEvent::Room(NewRoomChange {
+                id: self.id,
+                room,
+                user_id: UserId(self.author_id),
+                user: author,
+                at: self.created_at,
+                client_id,
+                change,
             }));
         }
         let emoji = || {
@@ -322,8 +463,28 @@ mod tests {
             client_id: None,
             reply_to: Some(Uuid::new_v4()),
             thread_root: Some(Uuid::new_v4()),
+            mentions: vec![Username::parse("bob").expect("name")],
         });
         let emoji = Emoji::parse("👍").expect("emoji");
+        let room = |change| {
+            RoomEvent::Room(NewRoomChange {
+                id: Uuid::new_v4(),
+                room: RoomName::parse("dm:alice:bob").expect("room"),
+                user_id: UserId(7),
+                user: Username::parse("alice").expect("name"),
+                at: DateTime::from_timestamp(1_700_000_000, 0).expect("time"),
+                client_id: Some(ClientId::parse("r1").expect("cid")),
+                change,
+            })
+        };
+        let bob = UserRef {
+            id: UserId(8),
+            name: Username::parse("bob").expect("name"),
+        };
+        let alice = UserRef {
+            id: UserId(7),
+            name: Username::parse("alice").expect("name"),
+        };
         for event in [
             message,
             change(Change::Edit { body: "new".into() }),
@@ -332,6 +493,28 @@ mod tests {
                 emoji: emoji.clone(),
             }),
             change(Change::Unreact { emoji }),
+            room(RoomChange::Created {
+                kind: RoomKind::Dm,
+                topic: Topic::default(),
+                members: vec![alice.clone(), bob.clone()],
+            }),
+            room(RoomChange::Created {
+                kind: RoomKind::Private,
+                topic: Topic::parse("plans").expect("topic"),
+                members: vec![alice],
+            }),
+            room(RoomChange::Joined),
+            room(RoomChange::Left),
+            room(RoomChange::Added {
+                member: bob.clone(),
+            }),
+            room(RoomChange::Removed { member: bob }),
+            room(RoomChange::Topic {
+                topic: Topic::parse("new").expect("topic"),
+            }),
+            room(RoomChange::Read {
+                cursor: Cursor::new(3, 99),
+            }),
         ] {
             let bytes = serde_json::to_vec(&Record::of(&event)).expect("json");
             assert_eq!(Record::decode(&bytes), Ok(event));
