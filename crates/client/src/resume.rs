@@ -36,8 +36,9 @@ impl Resume {
     }
 
     /// Takes note of a frame from the server: any room event (message, edit, delete,
-    /// reaction) moves its room's cursor, and so does `joined`. True when the frame was a
-    /// room event of a room this client follows.
+    /// reaction; a member joining, leaving, added or removed, a topic, a creation) moves its
+    /// room's cursor, and so does `joined`. True when the frame was an event of the room's
+    /// timeline (a message, an edit, a delete, a reaction) of a room this client follows.
     pub fn heard(&mut self, frame: &Value) -> bool {
         match (frame["type"].as_str(), frame["room"].as_str()) {
             (Some(kind), Some(room)) => self.note(kind, room, frame["cursor"].as_str()),
@@ -55,6 +56,10 @@ impl Resume {
             ("message" | "edited" | "deleted" | "reaction", Some(cursor)) => {
                 *slot = Some(cursor.to_owned());
                 true
+            }
+            ("member" | "topic" | "created", Some(cursor)) => {
+                *slot = Some(cursor.to_owned());
+                false
             }
             ("joined", Some(cursor)) => {
                 *slot = Some(cursor.to_owned());
@@ -90,13 +95,18 @@ mod tests {
             assert!(r.heard(&json!({"type":kind,"room":"a","cursor":cursor})));
             assert_eq!(r.cursor("a"), Some(cursor));
         }
+        // Changes of the room itself move it too, and are not timeline events.
+        for (kind, cursor) in [("member", "05"), ("topic", "06"), ("created", "07")] {
+            assert!(!r.heard(&json!({"type":kind,"room":"a","cursor":cursor})));
+            assert_eq!(r.cursor("a"), Some(cursor));
+        }
         // Other rooms, other frames: nothing.
         assert!(!r.heard(&json!({"type":"message","room":"z","cursor":"09"})));
         assert!(!r.heard(&json!({"type":"typing","room":"a","user":"x"})));
-        assert_eq!(r.join("a"), join_frame("a", Some("04")));
+        assert_eq!(r.join("a"), join_frame("a", Some("07")));
         // A later joined without a cursor keeps what the client has.
         r.heard(&json!({"type":"joined","room":"a","cursor":null}));
-        assert_eq!(r.cursor("a"), Some("04"));
+        assert_eq!(r.cursor("a"), Some("07"));
         assert_eq!(r.cursor("b"), None);
     }
 }

@@ -595,6 +595,29 @@ mod tests {
     }
 
     #[test]
+    fn parses_a_read_position_and_refuses_a_bad_one() {
+        assert_eq!(
+            parse(
+                r#"{"type":"read","room":"r","cursor":"000000000000000000000009","client_id":"r1"}"#
+            ),
+            Ok(ClientFrame::Read {
+                room: RoomName::parse("r").expect("room"),
+                cursor: Cursor::new(0, 9),
+                client_id: Some(ClientId::parse("r1").expect("cid")),
+            })
+        );
+        let e = parse(r#"{"type":"read","room":"r","client_id":"r2"}"#).expect_err("no cursor");
+        assert_eq!(
+            (e.code, e.client_id.as_deref()),
+            ("validation_failed", Some("r2"))
+        );
+        assert_eq!(
+            code(r#"{"type":"read","room":"r","cursor":"9"}"#),
+            "validation_failed"
+        );
+    }
+
+    #[test]
     fn errors_for_a_send_echo_its_client_id() {
         let e =
             parse(r#"{"type":"send","room":"r","body":"","client_id":"c9"}"#).expect_err("empty");

@@ -685,7 +685,7 @@ impl Chat {
                 Appended::New(logged) => {
                     // What the gateway's own user just did is known here at once, ahead of
                     // the log's fan-out (their next request may depend on it).
-                    directory.apply(&logged);
+                    directory.apply_acked(&logged);
                     Ok(acked_of(&logged))
                 }
                 // A re-sent client id answers with its first event, whatever it was.

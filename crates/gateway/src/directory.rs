@@ -8,7 +8,8 @@
 //! same rules the store's projection uses ([`banter_core::effect`]). Each room's info and
 //! each membership keeps the place in the log of the change that last wrote it, and a change
 //! only writes what is older than itself, so hearing a change twice (from the store and from
-//! the log, or from its own ack and then the log) changes nothing.
+//! the log, or from its own ack and then the log) changes nothing; what a change did is
+//! remembered from its ack until the log brings it, for the news it makes.
 //!
 //! Ordering: the dispatcher remembers an event in `recent` before it applies it here, and a
 //! load reads `recent` under the same lock that marks the room loaded. An event is therefore
@@ -29,6 +30,9 @@ use crate::recent::Recent;
 struct Room {
     info: Option<(RoomInfo, Cursor)>,
     members: HashMap<UserId, (Membership, Cursor)>,
+    /// What changes applied from their ack did, until the log's fan-out brings them: that is
+    /// what they did, though applying them again now finds nothing to do.
+    early: HashMap<uuid::Uuid, Effect>,
 }
 
 impl Room {
@@ -87,10 +91,28 @@ impl Directory {
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
-    /// Applies a change heard from the log (or acked to this gateway) to a loaded room.
-    /// `None` when the room is not loaded here: then nothing is known of what it did.
+    /// Applies a change heard from the log to a loaded room, and says what it did. `None`
+    /// when the room is not loaded here: then nothing is known of what it did.
     pub fn apply(&self, logged: &LoggedEvent) -> Option<Effect> {
-        self.rooms().get_mut(logged.room())?.apply(logged)
+        let mut rooms = self.rooms();
+        let room = rooms.get_mut(logged.room())?;
+        let early = room.early.remove(&logged.event.id());
+        let done = room.apply(logged);
+        early.or(done)
+    }
+
+    /// Applies a change of this gateway's own user as soon as it is acked, ahead of the
+    /// log's fan-out: the user's next request may depend on it.
+    pub fn apply_acked(&self, logged: &LoggedEvent) {
+        let mut rooms = self.rooms();
+        let Some(room) = rooms.get_mut(logged.room()) else {
+            return;
+        };
+        // Nothing to remember when it did nothing: the log had brought it already, or it
+        // changes nothing whenever it comes.
+        if let Some(done) = room.apply(logged).filter(|d| !d.is_noop()) {
+            room.early.insert(logged.event.id(), done);
+        }
     }
 
     /// Loads `room` if it is not loaded yet.
@@ -111,6 +133,7 @@ impl Directory {
                 .into_iter()
                 .map(|(id, m, at)| (id, (m, at)))
                 .collect(),
+            early: HashMap::new(),
         };
         for logged in self.recent.room_changes(room) {
             state.apply(&logged);

@@ -6,4 +6,5 @@ mod limits;
 mod privacy;
 mod rate_limits;
 mod resume;
+mod rooms;
 mod timeline;
