@@ -1047,3 +1047,153 @@ async fn edits_reactions_and_deletes_resume_across_gateways_before_and_after_per
         .collect();
     assert_eq!(cursors, acked);
 }
+
+/// A JSON request to a gateway's API as `token`'s user; the status and the body.
+async fn api(
+    gateway: &str,
+    method: reqwest::Method,
+    path: &str,
+    body: Option<Value>,
+    token: &str,
+) -> (u16, Value) {
+    let mut req = reqwest::Client::new()
+        .request(method, format!("{gateway}{path}"))
+        .bearer_auth(token);
+    if let Some(body) = body {
+        req = req.json(&body);
+    }
+    let r = req.send().await.expect("the gateway answers");
+    let status = r.status().as_u16();
+    (status, r.json().await.unwrap_or(Value::Null))
+}
+
+impl Person {
+    /// The next frame of `kind` about `room` (a `room` frame names it in its entry).
+    async fn heard(&mut self, kind: &str, room: &str) -> Value {
+        loop {
+            let f = self.recv().await;
+            let about = f["room"] == room || f["room"]["room"] == room;
+            if f["type"] == kind && about {
+                return f;
+            }
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn invitations_removals_and_read_positions_reach_every_gateway_at_once() {
+    let (_turn, cluster, _db) = begin().await;
+    let (gw_a, gw_b) = (&cluster.gateways[0], &cluster.gateways[1]);
+    let room = rooms(1).remove(0);
+    let (_, alice) = cluster.user("alice").await;
+    let (bob_name, bob) = cluster.user("bob").await;
+    let (_, carol) = cluster.user("carol").await;
+    let mut a = Person::on(gw_a, &alice).await;
+    // Bob has a device on each gateway.
+    let mut phone = Person::on(gw_b, &bob).await;
+    let mut laptop = Person::on(gw_a, &bob).await;
+    let mut c = Person::on(gw_b, &carol).await;
+
+    let (status, made) = api(
+        gw_a,
+        reqwest::Method::POST,
+        "/api/v1/rooms",
+        Some(json!({"name": room, "kind": "private"})),
+        &alice,
+    )
+    .await;
+    assert_eq!(status, 201, "{made}");
+    // The owner adds bob on gateway A, straight after creating the room there.
+    let (status, body) = api(
+        gw_a,
+        reqwest::Method::POST,
+        &format!("/api/v1/rooms/{room}/members"),
+        Some(json!({"username": bob_name})),
+        &alice,
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    for device in [&mut phone, &mut laptop] {
+        let news = device.heard("room", &room).await;
+        assert_eq!((&news["op"], &news["room"]["kind"]), (&json!("added"), &json!("private")));
+    }
+    // Carol, on gateway B, is refused there: B learned the room from the log.
+    c.socket
+        .send(text(&json!({"type":"join","room":room})))
+        .await
+        .expect("send");
+    let refused = loop {
+        let f = c.recv().await;
+        if f["type"] == "error" {
+            break f;
+        }
+    };
+    assert_eq!(refused["code"], "forbidden", "{refused}");
+    let (status, _) = api(
+        gw_b,
+        reqwest::Method::GET,
+        &format!("/api/v1/rooms/{room}/messages"),
+        None,
+        &carol,
+    )
+    .await;
+    assert_eq!(status, 403);
+
+    // Bob hears the room on gateway B; his read position there reaches his laptop on A.
+    phone.join(&room, None).await;
+    let said = a
+        .act(json!({"type":"send","room":room,"body":"hello bob","client_id":"a1"}))
+        .await;
+    let heard = phone.heard("message", &room).await;
+    assert_eq!(heard["id"], said["id"]);
+    let at = heard["cursor"].as_str().expect("cursor").to_owned();
+    phone
+        .act(json!({"type":"read","room":room,"cursor":at,"client_id":"r1"}))
+        .await;
+    let read = laptop.heard("read", &room).await;
+    assert_eq!(read["cursor"], at.as_str());
+    // The list on either gateway agrees once persist has it (it may lag the log a moment).
+    for gw in [gw_a, gw_b] {
+        let deadline = Instant::now() + PATIENCE;
+        loop {
+            let (_, list) = api(gw, reqwest::Method::GET, "/api/v1/rooms", None, &bob).await;
+            let entry = list["data"]["rooms"]
+                .as_array()
+                .expect("rooms")
+                .iter()
+                .find(|r| r["room"] == room.as_str())
+                .cloned()
+                .expect("bob's list has the room");
+            if entry["unread"] == 0 && entry["read_cursor"] == at.as_str() {
+                break;
+            }
+            assert!(Instant::now() < deadline, "the list never agreed: {entry}");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    // Alice removes bob on A: his connection on B stops hearing the room at once.
+    let (status, _) = api(
+        gw_a,
+        reqwest::Method::DELETE,
+        &format!("/api/v1/rooms/{room}/members/{bob_name}"),
+        None,
+        &alice,
+    )
+    .await;
+    assert_eq!(status, 200);
+    assert_eq!(phone.heard("room", &room).await["op"], "removed");
+    a.act(json!({"type":"send","room":room,"body":"not for bob","client_id":"a2"}))
+        .await;
+    // A marker in a room bob is still in, sent after: what came before it has arrived.
+    let marker = a
+        .act(json!({"type":"send","room":"general","body":"marker","client_id":"a3"}))
+        .await;
+    loop {
+        let f = phone.recv().await;
+        assert_ne!(f["body"], "not for bob", "a removed member heard the room");
+        if f["id"] == marker["id"] && f["type"] == "message" {
+            break;
+        }
+    }
+}
