@@ -569,6 +569,24 @@ mod tests {
                 ),
                 "room",
             ),
+            (
+                format!(
+                    r#"{{"v":2,"type":"added",{id},"room":"r","author":"alice","author_id":1,{at}}}"#
+                ),
+                "member",
+            ),
+            (
+                format!(
+                    r#"{{"v":2,"type":"read",{id},"room":"r","author":"alice","author_id":1,"cursor":"x",{at}}}"#
+                ),
+                "cursor",
+            ),
+            (
+                format!(
+                    r#"{{"v":2,"type":"created",{id},"room":"r","author":"alice","author_id":1,{at}}}"#
+                ),
+                "room_kind",
+            ),
         ] {
             let err = Record::decode(record.as_bytes()).expect_err(&record);
             assert!(err.to_string().contains(why), "{record}: {err}");
