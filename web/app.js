@@ -6,26 +6,32 @@
  * through textContent only (never innerHTML).
  *
  * Outline:
- *   storage   — per-user session tokens and state (rooms, read marks, outbox) in
+ *   storage   — per-user session tokens and state (current room, closed DMs, outbox) in
  *               localStorage, shared by that user's tabs; which user a tab is, in sessionStorage.
  *   http      — fetch wrapper for the JSON envelope; auth calls go to config.auth_url.
  *   session   — log in/out, refresh before expiry (one tab per user at a time), 401 → refresh once.
  *   rooms     — Room objects: messages sorted by cursor, members, typing, unread.
  *   render    — sidebar, message list, presence, typing, status.
- *   text      — message bodies as DOM nodes: links, `code`, ```blocks```; never HTML.
+ *   unread    — the server's unread/mention counts and read positions, kept exact live.
+ *   text      — message bodies as DOM nodes: links, `code`, ```blocks```, @mentions; never HTML.
  *   actions   — edit, delete, react: frames with a client_id, re-sent until answered.
  *   outbox    — own messages until the server has them; re-sent with the same client_id.
  *   thread    — the side panel of one thread: its first message, the replies, a composer.
- *   socket    — ONE WebSocket joined to every sidebar room; resume with `since`.
- *   lifecycle — opening, adding and leaving rooms; history; polling GET /rooms.
+ *   people    — the member list, presence, typing; inviting, removing, leaving.
+ *   socket    — ONE WebSocket joined to every sidebar room; resume with `since`. It also
+ *               carries the user's stream (`room`, `read`, `mention`) whatever it joined.
+ *   lifecycle — the sidebar (GET /rooms once, then the user stream), opening rooms, history.
+ *   dialogs   — create a room, browse public rooms, edit a topic.
  *
  * What keeps the conversation whole over a bad network (resume cursors, the outbox of
  * frames waiting for an answer, re-sends, backoff) is client.js, which has no DOM.
  */
-import { Outbox, RoomLog, ZERO_CURSOR, backoff, maxCursor } from './client.js';
+import { Outbox, RoomLog, backoff, maxCursor } from './client.js';
 
 const PAGE_SIZE = 50;
-const POLL_MS = 10000;
+const WAKE_CHECK_MS = 10000;           // how often to look whether the machine slept
+const READ_EVERY_MS = 1000;            // at most one `read` per room this often
+const COUNT_CAP = 100;                 // the server's counts stop here ("99+")
 const TYPING_SEND_MS = 2000;
 const TYPING_SHOW_MS = 3000;
 const GROUP_GAP_MS = 5 * 60 * 1000;   // same author within this: one visual group
@@ -51,21 +57,32 @@ const ui = {
   chatView: $('chat-view'), sidebar: $('sidebar'), sidebarToggle: $('sidebar-toggle'),
   sidebarClose: $('sidebar-close'), menuDot: $('menu-dot'), meName: $('me-name'),
   logoutBtn: $('logout-btn'), roomForm: $('room-form'), roomInput: $('room-input'),
-  channelList: $('channel-list'), dmList: $('dm-list'), dmEmpty: $('dm-empty'),
-  browse: $('browse'), browseList: $('browse-list'),
-  roomName: $('room-name'), conn: $('conn-status'), chatAlert: $('chat-alert'),
+  channelList: $('channel-list'), dmList: $('dm-list'), dmEmpty: $('dm-empty'), roomsNote: $('rooms-note'),
+  createOpen: $('create-open'), browseOpen: $('browse-open'),
+  roomName: $('room-name'), roomLock: $('room-lock'), roomTopic: $('room-topic'), topicEdit: $('topic-edit'),
+  conn: $('conn-status'), chatAlert: $('chat-alert'),
   messages: $('messages'), loadOlder: $('load-older'), historyNote: $('history-note'),
   list: $('message-list'), jump: $('jump-latest'), typing: $('typing'), announcer: $('announcer'),
   composer: $('composer'), input: $('message-input'),
   members: $('members'), membersToggle: $('members-toggle'), membersClose: $('members-close'),
   membersCount: $('members-count'), membersToggleCount: $('members-toggle-count'),
-  memberList: $('member-list'), scrim: $('scrim'),
+  memberList: $('member-list'), membersOnline: $('members-online'), scrim: $('scrim'),
+  inviteForm: $('invite-form'), inviteInput: $('invite-input'), inviteAlert: $('invite-alert'),
+  leaveRoom: $('leave-room'),
   thread: $('thread'), threadRoom: $('thread-room'), threadClose: $('thread-close'),
   threadScroll: $('thread-scroll'), threadNote: $('thread-note'), threadOlder: $('thread-older'),
   threadList: $('thread-list'), threadComposer: $('thread-composer'), threadInput: $('thread-input'),
   threadReplying: $('thread-replying'), threadReplyingText: $('thread-replying-text'),
   threadReplyingCancel: $('thread-replying-cancel'),
   confirm: $('confirm'), confirmQuote: $('confirm-quote'), confirmOk: $('confirm-ok'),
+  confirmTitle: $('confirm-title'), confirmText: $('confirm-text'),
+  createDialog: $('create-dialog'), createForm: $('create-form'), createAlert: $('create-alert'),
+  createName: $('create-name'), createTopic: $('create-topic'), createCancel: $('create-cancel'),
+  createSubmit: $('create-submit'),
+  browseDialog: $('browse-dialog'), browseList: $('browse-list'), browseNote: $('browse-note'),
+  browseClose: $('browse-close'),
+  topicDialog: $('topic-dialog'), topicForm: $('topic-form'), topicAlert: $('topic-alert'),
+  topicInput: $('topic-input'), topicRoom: $('topic-room'), topicCancel: $('topic-cancel'), topicSave: $('topic-save'),
 };
 
 /* ------------------------------------------------------------------ state */
@@ -75,13 +92,19 @@ let session = null;               // {token, refresh_token, username, expires_at
 let epoch = 0;                    // bumped when a session starts or ends; late results of an old one are dropped
 let refreshing = null;            // the refresh in flight (one per tab and session)
 let refreshTimer = null;
-let pollTimer = null;
+let wakeTimer = null;
 let lastTick = 0;
 let alertTimer = null;
 
 const rooms = new Map();          // name → Room, in sidebar order
 let current = null;               // the Room on screen
-let prefs = null;                 // {current, read: {room: cursor}, dismissed: {room: last_message_at}}
+let prefs = null;                 // {current, dismissed: {dm room: last_message_at when closed}}
+// The sidebar is the user's memberships: GET /rooms once (and after each reconnect), then the
+// user stream's `room` frames. `streamSeq` counts those frames, so a list fetched before one
+// of them does not undo it.
+const roomList = { syncing: null, again: false, fresh: false, streamSeq: 0 };
+// client_ids of our `read` frames: their acks and errors are not about messages.
+const readFrames = new Set();
 // What goes over the socket for the outboxes below: the open socket's generation, the rooms.
 const link = {
   gen: () => (socketReady() ? socket.gen : 0),
@@ -119,13 +142,37 @@ class Room extends RoomLog {
     this.loadError = '';
     this.hasMore = false;
     this.loadingOlder = false;
-    this.members = new Set();
-    this.membersLive = false; // members came over the current socket (else use the polled count)
-    this.polledOnline = 0;
+    this.members = new Set(); // who is online (presence), from the socket
+    this.membersLive = false; // members came over the current socket (else use the listed count)
+    this.polledOnline = 0;    // `online` of the room's entry in GET /rooms
+    this.roster = null;       // every member: username → role ('owner' | 'member'), once fetched
+    this.rosterLoading = null;
+    this.rosterAgain = false; // fetch it once more when the one in flight is done
+    this.rosterHeard = [];    // `member` frames heard while it was in flight: applied on top
     this.lastMessageAt = null;
     this.typing = new Map();  // user → timer that hides "is typing"
     this.typingSentAt = 0;
-    this.unread = new Set();  // ids of messages from others not seen yet
+    // What the room's entry says (GET /rooms, `room` frames, POST and PATCH answers).
+    this.kind = isDm(name) ? 'dm' : 'public';
+    this.topic = '';
+    this.owner = null;
+    this.role = 'member';
+    this.member = false;      // a membership the server told us of (else opened here, not yet joined)
+    this.streamSeq = 0;       // roomList.streamSeq of the last `room` frame about it
+    this.hidden = false;      // a DM closed here: out of the sidebar until a newer message
+    // Unread: the read position, and the counts shown. While the loaded messages reach back
+    // to the read position they are counted here (exact); before, the server's numbers are
+    // kept and moved by live events (see `recount`).
+    this.readCursor = null;   // newest read position known (mine here, or any device's)
+    this.readAcked = null;    // what the server said it has (its entry, `read` frames)
+    this.readSent = null;     // that, or what we sent it on this socket
+    this.readSentAt = 0;
+    this.readTimer = null;
+    this.unread = 0;
+    this.mentions = 0;
+    this.mentionIds = new Map(); // id → cursor of messages the server said mention me
+    // Small lines of the room's log in the timeline (joins, topics): {cursor, el}, by cursor.
+    this.events = [];
     this.draft = '';
     this.nav = null;          // sidebar elements
   }
@@ -183,7 +230,11 @@ function newClientId() {
 }
 
 const isMe = (user) => !!session && String(user).toLowerCase() === session.username.toLowerCase();
+// Whether the conversation on screen is being seen: the tab is showing (not hidden behind
+// another tab, nor minimised). A window in the background on another screen still counts.
 const pageVisible = () => document.visibilityState === 'visible';
+// The server's counts stop at 100, which means "100 or more".
+const countText = (n) => (n > 99 ? '99+' : String(n));
 
 function hhmm(date) {
   return `${String(date.getHours()).padStart(2, '0')}:${String(date.getMinutes()).padStart(2, '0')}`;
@@ -212,6 +263,10 @@ function dmPeer(name) {
 }
 
 const roomLabel = (name) => (isDm(name) ? `@ ${dmPeer(name)}` : `# ${name}`);
+const isPrivate = (room) => room.kind === 'private';
+const isOwner = (room) => room.role === 'owner' || (!!room.owner && isMe(room.owner));
+// In the sidebar and header a private room shows a lock instead of the '#'.
+const shortLabel = (room) => (isPrivate(room) ? room.name : roomLabel(room.name));
 
 // What the Room field accepts: "dev", "#dev", "@bob", "dm:bob:alice".
 // Returns the server's name for it, or throws a message for the person.
@@ -296,15 +351,12 @@ function migrateLegacySession() {
   store(LEGACY_SESSION_KEY, null);
 }
 
-function saveRoomNames() {
-  store(userKey('rooms'), [...rooms.keys()]);
-}
-
+// Older versions kept the sidebar's rooms and read marks here; the server has both now.
 function loadPrefs() {
+  store(userKey('rooms'), null);
   const p = load(userKey('view')) || {};
   return {
     current: typeof p.current === 'string' ? p.current : null,
-    read: p.read && typeof p.read === 'object' ? p.read : {},
     dismissed: p.dismissed && typeof p.dismissed === 'object' ? p.dismissed : {},
   };
 }
@@ -475,17 +527,19 @@ async function logOut() {
 function endSession(error = '', info = '', { keepStored = false } = {}) {
   epoch++;
   clearTimeout(refreshTimer);
-  clearInterval(pollTimer);
+  clearInterval(wakeTimer);
   dropSocket();
   if (session && !keepStored) store(sessionKey(session.username), null);
   session = null;
   refreshing = null;
   for (const room of rooms.values()) for (const t of room.typing.values()) clearTimeout(t);
-  for (const room of rooms.values()) clearTimeout(room.release);
+  for (const room of rooms.values()) { clearTimeout(room.release); clearTimeout(room.readTimer); }
   rooms.clear();
+  Object.assign(roomList, { syncing: null, again: false, fresh: false, streamSeq: 0 });
+  readFrames.clear();
   closePopup({ focus: false });
   closeThread({ focus: false });
-  if (ui.confirm.open) ui.confirm.close();
+  for (const d of [ui.confirm, ui.createDialog, ui.browseDialog, ui.topicDialog]) if (d.open) d.close();
   outbox.clear();
   actions.clear();
   deletedIds.clear();
@@ -568,23 +622,32 @@ function continueAs(user) {
   startChat();
 }
 
-function startChat() {
+// The sidebar comes from GET /rooms (the user's memberships); then the socket keeps it.
+async function startChat() {
+  const myEpoch = epoch;
   setTabUser(session.username);
   ui.authView.hidden = true;
   ui.chatView.hidden = false;
   ui.meName.textContent = session.username;
   prefs = loadPrefs();
-  const saved = (load(userKey('rooms')) || []).filter(validStoredRoom);
-  for (const name of saved.length ? saved : ['general']) addRoom(name);
+  scheduleRefresh();
+  renderNav();
+  ui.roomName.textContent = '';
+  ui.roomsNote.textContent = 'Loading your rooms…';
+  ui.roomsNote.hidden = false;
+  await syncRooms();
+  if (myEpoch !== epoch) return;
+  ui.roomsNote.hidden = true;
+  // Everyone is in `general` (the socket joins it); until the list says so, it is here anyway.
+  if (!rooms.has('general')) addRoom('general');
   restoreOutbox();
-  openRoom(rooms.get(prefs.current) || rooms.values().next().value);
-  // The room on screen first; the others fill in their unread counts.
+  const visible = [...rooms.values()].filter((r) => !r.hidden);
+  openRoom(rooms.get(prefs.current) && !rooms.get(prefs.current).hidden ? rooms.get(prefs.current) : rooms.get('general') || visible[0]);
+  // The room on screen first; the others fill in their counts.
   for (const room of [current, ...rooms.values()]) loadRoom(room);
   connect();
   lastTick = Date.now();
-  pollRooms();
-  pollTimer = setInterval(tick, POLL_MS);
-  scheduleRefresh();
+  wakeTimer = setInterval(tick, WAKE_CHECK_MS);
   ui.input.focus();
 }
 
@@ -610,12 +673,13 @@ function renderNav() {
   const dms = [];
   for (const room of rooms.values()) {
     if (!room.nav) buildNavItem(room);
-    (isDm(room.name) ? dms : channels).push(room.nav.item);
+    if (!room.hidden) (isDm(room.name) ? dms : channels).push(room.nav.item);
     updateNav(room);
   }
   ui.channelList.replaceChildren(...channels);
   ui.dmList.replaceChildren(...dms);
   ui.dmEmpty.hidden = dms.length > 0;
+  updateUnreadSummary();
 }
 
 function buildNavItem(room) {
@@ -623,59 +687,59 @@ function buildNavItem(room) {
   const link = el('button', 'room-link');
   link.type = 'button';
   link.dataset.room = room.name;
+  const lock = icon('lock');
+  lock.classList.add('room-lock');
+  const label = el('span', 'room-label');
+  const mentions = el('span', 'mention-badge');
   const unread = el('span', 'unread', '0');
   const online = el('span', 'online', '0');
-  link.append(el('span', 'room-label', roomLabel(room.name)), unread, online);
+  link.append(lock, label, mentions, unread, online);
   link.addEventListener('click', () => {
     openRoom(room);
     if (setDrawer(null)) ui.input.focus();
   });
-  const leaveLabel = isDm(room.name) ? `Close conversation with ${dmPeer(room.name)}` : `Leave # ${room.name}`;
-  const close = iconButton('close', leaveLabel, () => leaveRoom(room), 'room-close');
-  item.append(link, close);
-  room.nav = { item, link, unread, online, close };
+  item.append(link);
+  let close = null;
+  if (isDm(room.name)) {
+    // A DM cannot be left; closing it hides it here until someone writes again.
+    close = iconButton('close', `Close conversation with ${dmPeer(room.name)}`, () => hideDm(room), 'room-close');
+    item.append(close);
+  }
+  room.nav = { item, link, lock, label, mentions, unread, online, close };
 }
 
 function updateNav(room) {
   if (!room.nav) return;
-  const { link, unread, online, close } = room.nav;
-  const n = room.unread.size;
-  unread.textContent = String(n);
+  const { link, lock, label, mentions, unread, online, close } = room.nav;
+  const n = room.unread;
+  const at = room.mentions;
+  label.textContent = shortLabel(room);
+  lock.hidden = !isPrivate(room);
+  link.dataset.kind = room.kind;
+  unread.textContent = countText(n);
   unread.hidden = n === 0;
+  mentions.textContent = `@${countText(at)}`;
+  mentions.hidden = at === 0;
   online.textContent = String(room.online);
   link.classList.toggle('has-unread', n > 0);
   if (room === current) link.setAttribute('aria-current', 'true');
   else link.removeAttribute('aria-current');
-  const spoken = isDm(room.name) ? `Direct message with ${dmPeer(room.name)}` : room.name;
-  link.setAttribute('aria-label', `${spoken}${n ? `, ${n} unread` : ''}, ${room.online} online`);
-  close.hidden = rooms.size < 2;
+  const spoken = isDm(room.name) ? `Direct message with ${dmPeer(room.name)}` : `${room.name}${isPrivate(room) ? ' (private)' : ''}`;
+  const counts = `${n ? `, ${countText(n)} unread` : ''}${at ? `, ${countText(at)} mentioning you` : ''}`;
+  link.setAttribute('aria-label', `${spoken}${counts}, ${room.online} online`);
+  if (close) close.hidden = !current || (room === current && visibleRooms().length < 2);
   updateUnreadSummary();
 }
 
+const visibleRooms = () => [...rooms.values()].filter((r) => !r.hidden);
+
+// The tab's title and the phone's menu dot: unread over every room in the sidebar.
 function updateUnreadSummary() {
   let total = 0;
-  for (const room of rooms.values()) total += room.unread.size;
+  for (const room of rooms.values()) if (!room.hidden) total += room.unread;
   ui.menuDot.hidden = total === 0;
   const where = current ? `${roomLabel(current.name)} · ` : '';
-  document.title = `${total ? `(${total}) ` : ''}${where}banter`;
-}
-
-// Public rooms from the last poll that are not in the sidebar yet.
-function renderBrowse(list) {
-  ui.browse.hidden = list.length === 0;
-  ui.browseList.replaceChildren(...list.map((r) => {
-    const li = el('li');
-    const b = el('button', 'browse-link');
-    b.type = 'button';
-    b.append(el('span', 'room-label', `# ${r.room}`), el('span', 'browse-online', `${Number(r.online) || 0} online`));
-    b.addEventListener('click', () => {
-      openRoom(addRoom(r.room));
-      loadRoom(current);
-      if (setDrawer(null)) ui.input.focus();
-    });
-    li.append(b);
-    return li;
-  }));
+  document.title = `${total ? `(${countText(total)}) ` : ''}${where}banter`;
 }
 
 /* ---------------------------------------------------------- message view */
@@ -691,9 +755,21 @@ function messageOf(room, m) {
     replyTo: typeof m.reply_to === 'string' ? m.reply_to : null,
     threadRoot: typeof m.thread_root === 'string' ? m.thread_root : null,
     replyCount: Number(m.reply_count) || 0,
+    mentions: mentionsOf(m.mentions),
     busy: '',       // what an action of mine on it is doing ("Saving…"), until answered
     editing: null,  // 'main' or 'thread': where its inline editor is open
   };
+}
+
+// The names a message mentions, as the server parsed them (history: always an array;
+// live frames: only when there are some).
+const mentionsOf = (list) => (Array.isArray(list) ? list.filter((u) => typeof u === 'string') : []);
+
+// Whether a message mentions me: by its names, or a `mention` frame about it.
+function mentionsMe(msg) {
+  if (msg.mentions && msg.mentions.some(isMe)) return true;
+  const room = rooms.get(msg.room);
+  return !!room && !!msg.id && room.mentionIds.has(msg.id);
 }
 
 // The node of a message, in the timeline (`main`) or in the thread panel.
@@ -753,10 +829,13 @@ function paintNode(msg, li) {
   li.querySelector('.note').textContent =
     msg.state === 'pending' ? (msg.error ? `Retrying… (${msg.error})` : 'Sending…') :
     msg.state === 'failed' ? `Not sent: ${msg.error}` : msg.busy;
-  if (v.body !== msg.body) {
-    li.querySelector('.body').replaceChildren(richText(msg.body));
+  const names = msg.mentions ? msg.mentions.join(' ') : '';
+  if (v.body !== msg.body || v.names !== names) {
+    li.querySelector('.body').replaceChildren(richText(msg.body, msg.mentions));
     v.body = msg.body;
+    v.names = names;
   }
+  li.classList.toggle('mentions-me', msg.state === 'sent' && !isMe(msg.author) && mentionsMe(msg));
   paintQuote(msg, li);
   paintReactions(msg, li);
   const n = msg.replyCount;
@@ -860,18 +939,53 @@ function restyle(room, i) {
   const prev = room.msgs[i - 1];
   const date = new Date(msg.createdAt);
   const prevDate = prev && new Date(prev.createdAt);
-  const newDay = !prev || !sameDay(prevDate, date);
-  msg.el.classList.toggle('cont', !newDay && !msg.replyTo && prev.author === msg.author && date - prevDate < GROUP_GAP_MS);
-  if (newDay && !Number.isNaN(date.getTime())) msg.el.dataset.day = dayLabel(date);
-  else delete msg.el.dataset.day;
+  const between = !!prev && room.events.some((e) => e.cursor > prev.cursor && e.cursor < msg.cursor);
+  const newDay = markDay(room, msg.el, date, msg.cursor);
+  msg.el.classList.toggle('cont', !!prev && !newDay && !between && !msg.replyTo && prev.author === msg.author && date - prevDate < GROUP_GAP_MS);
+}
+
+// The first item of a day in the timeline (a message or a system line) carries the date.
+// Returns whether `node` starts a day.
+function markDay(room, node, date, cursor) {
+  const before = dateBefore(room, cursor);
+  const newDay = !before || !sameDay(before, date);
+  if (newDay && !Number.isNaN(date.getTime())) node.dataset.day = dayLabel(date);
+  else delete node.dataset.day;
+  return newDay;
+}
+
+// The date of the newest message or system line before `cursor`, or null.
+function dateBefore(room, cursor) {
+  let lo = 0;
+  let hi = room.msgs.length;
+  while (lo < hi) {
+    const mid = (lo + hi) >> 1;
+    if (room.msgs[mid].cursor < cursor) lo = mid + 1; else hi = mid;
+  }
+  let best = lo > 0 ? room.msgs[lo - 1] : null;
+  let date = best ? new Date(best.createdAt) : null;
+  for (const e of room.events) {
+    if (e.cursor < cursor && (!best || e.cursor > best.cursor)) { best = e; date = e.at; }
+  }
+  return date;
+}
+
+// Restyles whatever comes right after `cursor` in the timeline (its day mark, its grouping).
+function restyleAfter(room, cursor) {
+  const i = room.msgs.findIndex((m) => m.cursor > cursor);
+  const ev = room.events.find((e) => e.cursor > cursor);
+  if (ev && (i < 0 || ev.cursor < room.msgs[i].cursor)) markDay(room, ev.el, ev.at, ev.cursor);
+  else if (i >= 0) restyle(room, i);
 }
 
 /* -------------------------------------------------------------------- text */
 
 // A message body as DOM nodes: ```fenced blocks``` become <pre><code>, `inline code`
-// <code>, http(s) URLs links. Every piece of user text goes in with textContent (as
-// text nodes), so nothing a person writes can become markup.
-function richText(text) {
+// <code>, http(s) URLs links, @names the server found mentioned a highlighted span. Every
+// piece of user text goes in with textContent (as text nodes), so nothing a person writes
+// can become markup.
+function richText(text, mentions = []) {
+  const names = new Set(mentions.map((u) => u.toLowerCase()));
   const frag = document.createDocumentFragment();
   const parts = text.split('```');
   // An unclosed fence is text: glue the last piece back on.
@@ -887,25 +1001,48 @@ function richText(text) {
     let t = part;
     if (i > 0) t = t.replace(/^\n/, '');
     if (i < parts.length - 1) t = t.replace(/\n$/, '');
-    inlineText(t, frag);
+    inlineText(t, frag, names);
   });
   return frag;
 }
 
-function inlineText(text, parent) {
+function inlineText(text, parent, names) {
   const re = /`([^`\n]+)`/g;
   let at = 0;
   for (let m; (m = re.exec(text));) {
-    linkify(text.slice(at, m.index), parent);
+    linkify(text.slice(at, m.index), parent, names);
     parent.append(el('code', 'code-inline', m[1]));
     at = m.index + m[0].length;
   }
-  linkify(text.slice(at), parent);
+  linkify(text.slice(at), parent, names);
+}
+
+// `@name` of a mentioned member becomes a span; "@bob." and "@bob-" end before the
+// punctuation when that is what makes the name one of them. The rest stays text.
+const MENTION_RE = /(^|[^A-Za-z0-9_.@-])@([A-Za-z0-9_.-]{3,32})/g;
+
+function mentionify(text, parent, names) {
+  let at = 0;
+  if (names && names.size) {
+    MENTION_RE.lastIndex = 0;
+    for (let m; (m = MENTION_RE.exec(text));) {
+      let name = m[2];
+      while (name.length > 3 && !names.has(name.toLowerCase()) && /[.-]$/.test(name)) name = name.slice(0, -1);
+      if (!names.has(name.toLowerCase())) continue;
+      const start = m.index + m[1].length;
+      if (start > at) parent.append(document.createTextNode(text.slice(at, start)));
+      const span = el('span', isMe(name) ? 'mention mention-me' : 'mention', `@${name}`);
+      parent.append(span);
+      at = start + 1 + name.length;
+      MENTION_RE.lastIndex = at;
+    }
+  }
+  if (at < text.length) parent.append(document.createTextNode(text.slice(at)));
 }
 
 const URL_RE = /\bhttps?:\/\/[^\s<>"'`]+/gi;
 
-function linkify(text, parent) {
+function linkify(text, parent, names) {
   let at = 0;
   URL_RE.lastIndex = 0;
   for (let m; (m = URL_RE.exec(text));) {
@@ -924,7 +1061,7 @@ function linkify(text, parent) {
       if (u.protocol === 'http:' || u.protocol === 'https:') href = u.href;
     } catch { /* not a URL after all: text */ }
     if (!href) continue;
-    if (m.index > at) parent.append(document.createTextNode(text.slice(at, m.index)));
+    if (m.index > at) mentionify(text.slice(at, m.index), parent, names);
     const a = el('a', 'link', url);
     a.href = href;
     a.target = '_blank';
@@ -933,21 +1070,62 @@ function linkify(text, parent) {
     at = m.index + url.length;
     URL_RE.lastIndex = at;
   }
-  if (at < text.length) parent.append(document.createTextNode(text.slice(at)));
+  if (at < text.length) mentionify(text.slice(at), parent, names);
 }
 
 function renderCurrent() {
   const room = current;
-  ui.roomName.textContent = roomLabel(room.name);
+  renderHeader();
   ui.input.placeholder = `Message ${roomLabel(room.name)}`;
   const pending = [...outbox.values()].filter((p) => p.room === room.name).map((p) => p.el);
-  ui.list.replaceChildren(...room.msgs.map((m) => m.el), ...pending);
+  ui.list.replaceChildren(...timelineOf(room), ...pending);
   ui.jump.hidden = true;
   renderMembers();
+  loadRoster(room);
   renderTyping();
   renderHistoryState();
   scrollToBottom();
   updateUnreadSummary();
+}
+
+// The room's name, lock and topic; the owner's Edit topic.
+function renderHeader() {
+  const room = current;
+  if (!room) return;
+  ui.roomName.textContent = shortLabel(room);
+  ui.roomLock.replaceChildren(icon('lock'));
+  ui.roomLock.hidden = !isPrivate(room);
+  ui.roomLock.title = 'Private room';
+  ui.roomTopic.textContent = room.topic;
+  ui.roomTopic.title = room.topic;
+  const editable = !isDm(room.name) && isOwner(room);
+  ui.topicEdit.hidden = !editable;
+  ui.topicEdit.textContent = room.topic ? 'Edit topic' : 'Add a topic';
+  ui.roomTopic.parentElement.hidden = !room.topic && !editable;
+}
+
+// Messages and system lines of a room, in cursor order.
+function timelineOf(room) {
+  const out = [];
+  let i = 0;
+  for (const m of room.msgs) {
+    while (i < room.events.length && room.events[i].cursor < m.cursor) out.push(room.events[i++].el);
+    out.push(m.el);
+  }
+  while (i < room.events.length) out.push(room.events[i++].el);
+  return out;
+}
+
+// Puts a timeline node (a message or a system line) where its cursor goes on screen: after
+// the last one with a smaller cursor, before own messages not stored yet. Usually at the end.
+function placeInTimeline(node, cursor) {
+  node.dataset.cursor = cursor;
+  let after = ui.list.lastElementChild;
+  while (after && (after.classList.contains('is-outbox') || after === node || !(after.dataset.cursor <= cursor))) {
+    after = after.previousElementSibling;
+  }
+  if (after) after.after(node);
+  else ui.list.prepend(node);
 }
 
 function renderHistoryState() {
@@ -989,12 +1167,10 @@ function insertMessage(room, msg) {
   }
   room.msgs.splice(lo, 0, msg);
   room.byId.set(msg.id, msg);
-  if (room === current) {
-    const next = room.msgs[lo + 1];
-    ui.list.insertBefore(msg.el, next ? next.el : ui.list.querySelector(':scope > .is-outbox'));
-  }
+  msg.el.dataset.cursor = msg.cursor;
+  if (room === current) placeInTimeline(msg.el, msg.cursor);
   restyle(room, lo);
-  restyle(room, lo + 1);
+  restyleAfter(room, msg.cursor);
 }
 
 // Adds a message from history or the socket. Returns it, or null for a
@@ -1003,7 +1179,13 @@ function insertMessage(room, msg) {
 // ack), so its thread's first message has one more reply; history counts its own.
 function addMessage(room, m, { live = false } = {}) {
   if (!m || typeof m.id !== 'string' || typeof m.cursor !== 'string') return null;
-  if (room.byId.has(m.id) || deletedIds.has(m.id)) return null;
+  const known = room.byId.get(m.id);
+  if (known && Array.isArray(m.mentions) && m.mentions.join(' ') !== known.mentions.join(' ')) {
+    // Our own message came in from its ack first, without the names the server found.
+    known.mentions = mentionsOf(m.mentions);
+    paintMessage(known);
+  }
+  if (known || deletedIds.has(m.id)) return null;
   const pending = m.client_id && isMe(m.author) ? outbox.get(m.client_id) : undefined;
   let msg;
   if (pending && pending.room === room.name) {
@@ -1050,10 +1232,9 @@ function removeMessage(room, id) {
   if (i >= 0) {
     room.msgs.splice(i, 1);
     room.byId.delete(id);
-    room.unread.delete(id);
     if (msg.el.contains(document.activeElement)) ui.messages.focus();
     msg.el.remove();
-    restyle(room, i);
+    restyleAfter(room, msg.cursor);
   }
   if (msg.threadRoot) {
     const root = findMsg(room, msg.threadRoot);
@@ -1061,7 +1242,13 @@ function removeMessage(room, id) {
   }
   if (thread && thread.room === room) threadRemove(msg);
   repaintQuotes(room, id);
-  updateNav(room);
+  // The server no longer counts it either; counted here, it goes by itself.
+  if (i >= 0 && !covered(room) && counts(room, msg)) {
+    room.unread = Math.max(0, room.unread - 1);
+    if (mentionsMe(msg)) room.mentions = Math.max(0, room.mentions - 1);
+  }
+  room.mentionIds.delete(id);
+  recount(room);
   if (room === current) renderHistoryState();
 }
 
@@ -1071,39 +1258,96 @@ function trim(room, keep) {
   const extra = room.msgs.length - keep;
   if (extra <= 0) return;
   for (const msg of room.msgs.splice(0, extra)) room.byId.delete(msg.id);
+  room.events = room.events.filter((e) => e.cursor > room.msgs[0].cursor);
   room.hasMore = true;
   restyle(room, 0);
 }
 
-function markRead(room) {
-  if (room !== current || !pageVisible() || !room.loaded) return;
-  room.unread.clear();
-  // An empty room seen on screen is read "up to its beginning": whatever comes later is new.
-  const newest = maxCursor(prefs.read[room.name], room.newest || ZERO_CURSOR);
-  if (newest !== prefs.read[room.name]) {
-    prefs.read[room.name] = newest;
-    savePrefs();
+/* ------------------------------------------------------------------ unread */
+
+// A message counts as unread when someone else wrote it after my read position.
+const counts = (room, msg) => !isMe(msg.author) && (!room.readCursor || msg.cursor > room.readCursor);
+
+// Whether the loaded messages reach back to the read position, so that counting them is exact.
+function covered(room) {
+  if (!room.loaded) return false;
+  if (!room.hasMore) return true;
+  return !!room.readCursor && room.msgs.length > 0 && room.msgs[0].cursor <= room.readCursor;
+}
+
+// The room's badges. Covered: counted from the messages (and `mention` frames whose message
+// has not come yet). Otherwise the server's numbers stand, moved by what comes live.
+function recount(room) {
+  if (covered(room)) {
+    let unread = 0;
+    let mentions = 0;
+    for (const m of room.msgs) {
+      if (!counts(room, m)) continue;
+      unread++;
+      if (mentionsMe(m)) mentions++;
+    }
+    for (const [id, cursor] of room.mentionIds) {
+      if (!room.byId.has(id) && !deletedIds.has(id) && (!room.readCursor || cursor > room.readCursor)) { unread++; mentions++; }
+    }
+    room.unread = Math.min(unread, COUNT_CAP);
+    room.mentions = Math.min(mentions, COUNT_CAP);
   }
   updateNav(room);
 }
 
-// Unread counts for a room whose history just came in: what is newer than
-// the last message seen on screen. A conversation never seen here (a new DM)
-// counts what came after my own last word.
-function countUnread(room, messages) {
-  if (room === current) { markRead(room); return; }
-  let after = prefs.read[room.name];
-  if (!after) {
-    if (!isDm(room.name)) {
-      prefs.read[room.name] = room.newest || ZERO_CURSOR;
-      savePrefs();
-      return;
-    }
-    const mine = messages.findLast((m) => isMe(m.author));
-    after = mine ? mine.cursor : '';
+// The room on screen, seen: read up to its newest message, told to the server (debounced).
+function markRead(room) {
+  if (room !== current || !pageVisible() || !room.loaded) return;
+  const newest = room.newest;
+  if (newest && (!room.readCursor || newest > room.readCursor)) room.readCursor = newest;
+  if (room.readCursor && room.readCursor !== room.readSent) queueRead(room);
+  recount(room);
+}
+
+// At most one `read` per room every READ_EVERY_MS, and only forwards.
+function queueRead(room) {
+  if (room.readTimer) return;
+  const wait = Math.max(0, room.readSentAt + READ_EVERY_MS - Date.now());
+  room.readTimer = setTimeout(() => { room.readTimer = null; sendRead(room); }, wait);
+}
+
+function sendRead(room) {
+  const cursor = room.readCursor;
+  if (rooms.get(room.name) !== room || !cursor || (room.readSent && cursor <= room.readSent)) return;
+  if (!socketReady()) return; // the next socket sends it (see `connect`)
+  const clientId = newClientId();
+  readFrames.add(clientId);
+  room.readSent = cursor;
+  room.readSentAt = Date.now();
+  sendFrame({ type: 'read', room: room.name, cursor, client_id: clientId });
+}
+
+// The user stream's `read`: my read position moved, here or on another device.
+function onRead(room, f) {
+  if (typeof f.cursor !== 'string') return;
+  room.readAcked = maxCursor(room.readAcked, f.cursor);
+  room.readSent = maxCursor(room.readSent, f.cursor);
+  if (room.readCursor && f.cursor <= room.readCursor) return;
+  room.readCursor = f.cursor;
+  if (room.loaded && room.newest && f.cursor >= room.newest) {
+    room.unread = 0;
+    room.mentions = 0;
   }
-  for (const m of messages) if (!isMe(m.author) && m.cursor > after) room.unread.add(m.id);
-  updateNav(room);
+  if (covered(room) || (room.loaded && room.newest && f.cursor >= room.newest)) recount(room);
+  else syncRooms(); // read somewhere in what is not loaded here: the server counts it
+}
+
+// A `mention` frame: a message mentions me.
+function onMention(room, f) {
+  if (typeof f.id !== 'string' || typeof f.cursor !== 'string' || room.mentionIds.has(f.id)) return;
+  if (room.readCursor && f.cursor <= room.readCursor) return;
+  const msg = room.byId.get(f.id);
+  const already = msg && msg.mentions.some(isMe); // counted with its message
+  room.mentionIds.set(f.id, f.cursor);
+  if (!covered(room) && !already) room.mentions = Math.min(room.mentions + 1, COUNT_CAP);
+  if (msg) paintMessage(msg);
+  if (room === current) markRead(room);
+  recount(room);
 }
 
 /* ----------------------------------------------------------------- actions */
@@ -1195,6 +1439,7 @@ function onEdited(room, f) {
   const msg = findMsg(room, f.id);
   if (!msg || typeof f.body !== 'string') return;
   msg.body = f.body;
+  if (Array.isArray(f.mentions)) msg.mentions = mentionsOf(f.mentions);
   msg.editedAt = f.edited_at || msg.editedAt || new Date().toISOString();
   paintMessage(msg);
   repaintQuotes(room, msg.id);
@@ -1289,18 +1534,34 @@ function lastOwn(list) {
 }
 
 // Asks in the page's own dialog (keyboard: Tab between the buttons, Escape cancels).
-function confirmDelete(msg) {
-  if (ui.confirm.open) return;
+// Resolves to whether the person said yes; focus goes back where it was (or to `fallback`).
+function ask({ title, text, quote = '', ok, fallback = ui.input }) {
+  if (ui.confirm.open) return Promise.resolve(false);
   const back = document.activeElement;
-  ui.confirmQuote.textContent = firstLine(msg.body);
+  ui.confirmTitle.textContent = title;
+  ui.confirmText.textContent = text;
+  ui.confirmQuote.textContent = quote;
+  ui.confirmOk.textContent = ok;
   ui.confirm.returnValue = '';
-  ui.confirm.addEventListener('close', () => {
-    if (ui.confirm.returnValue === 'ok') deleteMessage(msg);
-    if (back && back.isConnected) back.focus();
-    else (msg.tel && !ui.thread.hidden ? ui.threadInput : ui.input).focus();
-  }, { once: true });
-  ui.confirm.showModal();
-  ui.confirmOk.focus();
+  return new Promise((resolve) => {
+    ui.confirm.addEventListener('close', () => {
+      // The browser gives focus back by itself; `close` comes a task later, and by then
+      // focus may have moved on (a menu opened): only a lost focus is put back.
+      const lost = !document.activeElement || document.activeElement === document.body || ui.confirm.contains(document.activeElement);
+      if (lost) (back && back.isConnected && back !== document.body ? back : fallback).focus();
+      resolve(ui.confirm.returnValue === 'ok');
+    }, { once: true });
+    ui.confirm.showModal();
+    ui.confirmOk.focus();
+  });
+}
+
+async function confirmDelete(msg) {
+  const yes = await ask({
+    title: 'Delete message', text: 'Delete this message for everyone? This cannot be undone.',
+    quote: firstLine(msg.body), ok: 'Delete', fallback: msg.tel && !ui.thread.hidden ? ui.threadInput : ui.input,
+  });
+  if (yes) deleteMessage(msg);
 }
 
 // Gone from the page once the server acks it (its `deleted` frame may come first).
@@ -1470,7 +1731,7 @@ function pendingOf(roomName, e) {
     id: null, cursor: null, room: roomName, author: session.username, body: String(e.body),
     createdAt: e.created_at, clientId: e.client_id,
     state: e.state === 'failed' ? 'failed' : 'pending', error: e.error || '', el: null, tel: null, sentOn: 0,
-    editedAt: null, reactions: new Map(), replyCount: 0, busy: '', editing: null,
+    editedAt: null, reactions: new Map(), replyCount: 0, busy: '', editing: null, mentions: [],
     replyTo: typeof e.reply_to === 'string' ? e.reply_to : null,
     threadRoot: typeof e.thread_root === 'string' ? e.thread_root : null,
   };
@@ -1486,7 +1747,9 @@ function addPending(p) {
 
 function restoreOutbox() {
   for (const e of load(userKey('outbox')) || []) {
-    if (!e || typeof e.client_id !== 'string' || outbox.has(e.client_id) || !rooms.has(e.room)) continue;
+    if (!e || typeof e.client_id !== 'string' || outbox.has(e.client_id) || !validStoredRoom(e.room)) continue;
+    // A room not (yet) among my memberships, e.g. a new DM's first message: opened again here.
+    addRoom(e.room);
     addPending(pendingOf(e.room, e));
   }
 }
@@ -1513,6 +1776,7 @@ function settle(p, m) {
   Object.assign(p, { id: m.id, cursor: m.cursor, createdAt: m.created_at || p.createdAt, state: 'sent', error: '' });
   if (typeof m.reply_to === 'string') p.replyTo = m.reply_to;
   if (typeof m.thread_root === 'string') p.threadRoot = m.thread_root;
+  if (Array.isArray(m.mentions)) p.mentions = mentionsOf(m.mentions);
   p.el.classList.remove('is-outbox');
   paintMessage(p);
   return p;
@@ -1546,6 +1810,7 @@ function failPending(p, reason) {
 }
 
 function onAck(f) {
+  if (typeof f.client_id === 'string' && readFrames.delete(f.client_id)) return;
   const action = actions.answer(f);
   if (action) { onActionAnswer({ ...action, frame: f }); return; }
   const p = outbox.answer(f)?.item;
@@ -1709,21 +1974,222 @@ function sendReply() {
   }
 }
 
+/* ----------------------------------------------------------- @-autocomplete */
+
+// Typing `@al` in a composer offers the room's members whose names start so; ↑/↓ choose,
+// Enter or Tab takes one, Escape closes. The text box keeps focus (aria-activedescendant).
+const MENTION_TYPED_RE = /(^|[^A-Za-z0-9_.@-])@([A-Za-z0-9_.-]{0,32})$/;
+
+function mentionPicker(input, list) {
+  const state = { open: false, items: [], at: 0, start: 0 };
+  const close = () => {
+    state.open = false;
+    list.hidden = true;
+    list.replaceChildren();
+    input.removeAttribute('aria-activedescendant');
+  };
+  const room = () => (input === ui.threadInput && thread ? thread.room : current);
+  const pick = (name) => {
+    const end = input.selectionStart;
+    const text = input.value;
+    input.value = `${text.slice(0, state.start)}@${name} ${text.slice(end)}`;
+    const caret = state.start + name.length + 2;
+    input.setSelectionRange(caret, caret);
+    close();
+    input.focus();
+  };
+  const paint = () => {
+    list.querySelectorAll('[role="option"]').forEach((li, i) => {
+      li.setAttribute('aria-selected', String(i === state.at));
+      if (i === state.at) input.setAttribute('aria-activedescendant', li.id);
+    });
+  };
+  const update = () => {
+    const r = room();
+    const before = input.value.slice(0, input.selectionStart);
+    const m = input.selectionStart === input.selectionEnd && r ? MENTION_TYPED_RE.exec(before) : null;
+    if (!m) { close(); return; }
+    const typed = m[2].toLowerCase();
+    const names = new Map();
+    for (const u of [...(r.roster ? r.roster.keys() : []), ...r.members]) {
+      if (!isMe(u) && u.toLowerCase().startsWith(typed) && !names.has(u.toLowerCase())) names.set(u.toLowerCase(), u);
+    }
+    state.items = [...names.values()].sort((a, b) => a.localeCompare(b)).slice(0, 6);
+    if (!state.items.length) { close(); return; }
+    state.start = before.length - m[2].length - 1;
+    state.at = Math.min(state.at, state.items.length - 1);
+    state.open = true;
+    list.replaceChildren(...state.items.map((name, i) => {
+      const li = el('li', 'mention-option');
+      li.id = `${list.id}-${i}`;
+      li.setAttribute('role', 'option');
+      li.append(avatar(name), el('span', null, name));
+      // pointerdown, not click: the text box keeps focus.
+      li.addEventListener('pointerdown', (e) => { e.preventDefault(); pick(name); });
+      return li;
+    }));
+    list.hidden = false;
+    paint();
+  };
+  input.addEventListener('input', () => { state.at = 0; update(); });
+  input.addEventListener('blur', close);
+  input.addEventListener('keydown', (e) => {
+    if (!state.open || e.isComposing) return;
+    const step = { ArrowDown: 1, ArrowUp: -1 }[e.key];
+    if (step) {
+      state.at = (state.at + step + state.items.length) % state.items.length;
+      paint();
+    } else if (e.key === 'Enter' || e.key === 'Tab') {
+      pick(state.items[state.at]);
+    } else if (e.key === 'Escape') {
+      close();
+    } else {
+      return;
+    }
+    // Before the composer's own keys (Enter sends, Up edits, Escape closes the thread).
+    e.preventDefault();
+    e.stopImmediatePropagation();
+  });
+  return { close };
+}
+
 /* --------------------------------------------------------- people, typing */
 
+// The room's members (all of them once GET …/members answered, else who is online), online
+// first; the owner's Remove, everyone's Message; Add someone (a private room's owner) and Leave.
 function renderMembers() {
-  const users = [...current.members].sort((a, b) => (isMe(b) - isMe(a)) || a.localeCompare(b));
+  const room = current;
+  if (!room) return;
+  const roster = room.roster || new Map();
+  const names = new Map(); // lowercased → as spelled
+  for (const u of [...roster.keys(), ...room.members]) if (!names.has(u.toLowerCase())) names.set(u.toLowerCase(), u);
+  const online = new Set([...room.members].map((u) => u.toLowerCase()));
+  const users = [...names.values()].sort((a, b) => (isMe(b) - isMe(a)) ||
+    (online.has(b.toLowerCase()) - online.has(a.toLowerCase())) || a.localeCompare(b));
+  const owner = isOwner(room) && !isDm(room.name);
   ui.memberList.replaceChildren(...users.map((user) => {
     const li = el('li', 'member');
     li.dataset.user = user;
+    const on = online.has(user.toLowerCase());
+    li.dataset.online = String(on);
     const dot = el('span', 'presence-dot');
     dot.setAttribute('aria-hidden', 'true');
-    li.append(dot, el('span', 'member-name', user));
+    const name = el('span', 'member-name', user);
+    name.title = `${user}${on ? ', online' : ', offline'}`;
+    li.append(dot, name);
+    if (roleOf(room, user) === 'owner' && !isDm(room.name)) li.append(el('span', 'member-role', 'owner'));
     if (isMe(user)) li.append(el('span', 'member-you', '(you)'));
-    else li.append(iconButton('chat', `Message ${user}`, () => openDm(user), 'member-dm'));
+    else {
+      li.append(iconButton('chat', `Message ${user}`, () => openDm(user), 'member-dm'));
+      if (owner && roleOf(room, user) !== 'owner') {
+        li.append(iconButton('close', `Remove ${user} from ${roomLabel(room.name)}`, () => removeMember(room, user), 'member-remove'));
+      }
+    }
     return li;
   }));
-  ui.membersCount.textContent = ui.membersToggleCount.textContent = String(users.length);
+  const total = room.roster ? users.length : room.members.size;
+  ui.membersCount.textContent = ui.membersToggleCount.textContent = String(total);
+  ui.membersOnline.textContent = room.roster ? `${online.size} online` : 'online now';
+  ui.inviteForm.hidden = !(owner && isPrivate(room));
+  ui.leaveRoom.hidden = isDm(room.name) || room.name === 'general' || !room.member;
+  ui.leaveRoom.textContent = `Leave ${shortLabel(room)}`;
+}
+
+function roleOf(room, user) {
+  if (room.owner && room.owner.toLowerCase() === user.toLowerCase()) return 'owner';
+  for (const [name, role] of room.roster || []) if (name.toLowerCase() === user.toLowerCase()) return role;
+  return 'member';
+}
+
+// Every member of the room, once per room (then `member` frames keep it). A DM's are its two.
+// `again`: fetch it anew (the room just became ours); a fetch in flight is followed by one more.
+async function loadRoster(room, again = false) {
+  if (room.rosterLoading) { room.rosterAgain = room.rosterAgain || again || !room.roster; return; }
+  if (room.roster && !again) return;
+  if (isDm(room.name)) {
+    room.roster = new Map([[session.username, 'member'], [dmPeer(room.name), 'member']]);
+    if (room === current) renderMembers();
+    return;
+  }
+  const myEpoch = epoch;
+  room.rosterHeard = [];
+  room.rosterLoading = api('GET', `/rooms/${encodeURIComponent(room.name)}/members`).then((data) => {
+    if (myEpoch !== epoch || rooms.get(room.name) !== room) return;
+    room.roster = new Map();
+    for (const m of Array.isArray(data.members) ? data.members : []) {
+      if (m && typeof m.username === 'string') room.roster.set(m.username, m.role === 'owner' ? 'owner' : 'member');
+    }
+    for (const f of room.rosterHeard) applyMember(room, f);
+    if (room === current) renderMembers();
+  }, () => { /* not a member yet (opened a moment ago): its `room added` fetches it again */ })
+    .finally(() => {
+      room.rosterLoading = null;
+      if (room.rosterAgain && rooms.get(room.name) === room) { room.rosterAgain = false; loadRoster(room, true); }
+    });
+}
+
+// A `member` frame of the room's log: the roster changes, and the timeline says so.
+function onMember(room, f) {
+  if (typeof f.user !== 'string') return;
+  if (room.rosterLoading) room.rosterHeard.push(f);
+  applyMember(room, f);
+  addSystem(room, f);
+  if (room === current) renderMembers();
+}
+
+function applyMember(room, f) {
+  if (!room.roster) return;
+  const had = [...room.roster.keys()].find((u) => u.toLowerCase() === f.user.toLowerCase());
+  if (f.op === 'joined' || f.op === 'added') { if (!had) room.roster.set(f.user, 'member'); }
+  else if (had) room.roster.delete(had);
+}
+
+async function inviteMember() {
+  const room = current;
+  const user = ui.inviteInput.value.trim().replace(/^@/, '');
+  ui.inviteAlert.textContent = '';
+  if (!USER_RE.test(user)) { ui.inviteAlert.textContent = 'Usernames are 3 to 32 letters, digits, dots, dashes or underscores.'; ui.inviteInput.focus(); return; }
+  try {
+    await api('POST', `/rooms/${encodeURIComponent(room.name)}/members`, { body: { username: user } });
+    if (room.roster && ![...room.roster.keys()].some((u) => u.toLowerCase() === user.toLowerCase())) room.roster.set(user, 'member');
+    ui.inviteInput.value = '';
+    if (room === current) renderMembers();
+    announce(`${user} was added to ${roomLabel(room.name)}.`);
+  } catch (err) {
+    ui.inviteAlert.textContent = err.status === 404 ? `There is no one called ${user}.` : err.message;
+    ui.inviteInput.focus();
+  }
+}
+
+async function removeMember(room, user) {
+  const ok = await ask({
+    title: 'Remove member', text: `Remove ${user} from ${roomLabel(room.name)}? They will no longer see it.`, ok: 'Remove',
+  });
+  if (!ok) return;
+  try {
+    await api('DELETE', `/rooms/${encodeURIComponent(room.name)}/members/${encodeURIComponent(user)}`);
+    if (room.roster) for (const u of [...room.roster.keys()]) if (u.toLowerCase() === user.toLowerCase()) room.roster.delete(u);
+    if (room === current) renderMembers();
+  } catch (err) {
+    showAlert(`Could not remove ${user}: ${err.message}`);
+  }
+}
+
+// Leaving for good: the membership goes (the server tells my other devices).
+async function leaveRoom(room) {
+  const text = isOwner(room)
+    ? `Leave ${roomLabel(room.name)}? You own it: once you are gone, no one can add people to it or change its topic.`
+    : isPrivate(room)
+      ? `Leave ${roomLabel(room.name)}? It is private: only its owner can add you again.`
+      : `Leave ${roomLabel(room.name)}? You can join it again from Browse rooms.`;
+  if (!(await ask({ title: 'Leave room', text, ok: 'Leave' }))) return;
+  try {
+    await api('DELETE', `/rooms/${encodeURIComponent(room.name)}/members/${encodeURIComponent(session.username)}`);
+    dropRoom(room);
+    announce(`You left ${roomLabel(room.name)}.`);
+  } catch (err) {
+    showAlert(`Could not leave ${roomLabel(room.name)}: ${err.message}`);
+  }
 }
 
 function showTyping(room, user) {
@@ -1769,8 +2235,9 @@ function connect() {
   }
   const gen = ++socket.gen;
   // The server joins the room named in the URL on its own (no `since`); its
-  // `joined` answer is not ours, which joinsAwaited accounts for.
-  const entry = current.name;
+  // `joined` answer is not ours, which joinsAwaited accounts for. That is always
+  // `general`, which everyone is in: the room on screen may have been taken from us meanwhile.
+  const entry = 'general';
   const url = `${location.protocol === 'https:' ? 'wss' : 'ws'}://${location.host}/ws` +
     `?token=${encodeURIComponent(session.token)}&room=${encodeURIComponent(entry)}`;
   let ws;
@@ -1788,7 +2255,10 @@ function connect() {
     for (const room of rooms.values()) {
       if (room.loaded) joinRoom(room);
       else loadRoom(room);
+      sendRead(room); // read here while the socket was down
     }
+    // What the user stream said while we were away: the list again (once, not a poll).
+    if (!roomList.fresh) syncRooms();
   });
   ws.addEventListener('message', (e) => {
     if (socket.ws === ws && socket.gen === gen) handleFrame(e.data);
@@ -1804,9 +2274,13 @@ function connect() {
 }
 
 function socketDown() {
+  roomList.fresh = false;
+  readFrames.clear(); // their answers went with the socket
   for (const room of rooms.values()) {
     room.down();
     room.membersLive = false;
+    // Not known to have reached the server: sent again on the next socket.
+    room.readSent = room.readAcked || null;
     for (const user of [...room.typing.keys()]) stopTyping(room, user);
     updateNav(room);
   }
@@ -1888,8 +2362,65 @@ function handleFrame(raw) {
       if (room && typeof f.user === 'string' && !isMe(f.user)) showTyping(room, f.user);
       break;
     case 'deleted': if (room && typeof f.id === 'string') removeMessage(room, f.id); break;
+    case 'member': if (room) onMember(room, f); break;
+    case 'topic':
+      if (!room) break;
+      if (typeof f.topic === 'string') { room.topic = f.topic; if (room === current) renderHeader(); }
+      addSystem(room, f);
+      break;
+    case 'created': if (room) addSystem(room, f); break;
+    // The user stream: about me, on every connection of mine.
+    case 'room': onRoomFrame(f); break;
+    case 'read': if (room) onRead(room, f); break;
+    case 'mention': if (room) onMention(room, f); break;
     case 'error': onError(f); break;
     default: break; // `left`, `authenticated`: nothing to do
+  }
+}
+
+// A line of the room's log that is not a message, in the timeline: "bob joined",
+// "alice added carol", "alice set the topic: …". Replays bring the same cursor again: once.
+function addSystem(room, f) {
+  if (typeof f.cursor !== 'string' || room.events.some((e) => e.cursor === f.cursor)) return;
+  if (room.loaded && room.hasMore && room.msgs.length && f.cursor < room.msgs[0].cursor) return; // before what is loaded
+  const text = systemText(room, f);
+  if (!text) return;
+  const li = el('li', `system system-${f.type}`);
+  li.append(el('span', 'system-text', text));
+  const at = new Date(f.at);
+  if (!Number.isNaN(at.getTime())) {
+    const time = el('time', 'time', hhmm(at));
+    time.dateTime = at.toISOString();
+    time.title = at.toLocaleString(undefined, { dateStyle: 'full', timeStyle: 'short' });
+    li.append(time);
+  }
+  li.dataset.cursor = f.cursor;
+  const ev = { cursor: f.cursor, el: li, at };
+  let i = room.events.length;
+  while (i > 0 && room.events[i - 1].cursor > f.cursor) i--;
+  room.events.splice(i, 0, ev);
+  if (room === current) {
+    const stick = nearBottom();
+    placeInTimeline(li, f.cursor);
+    if (stick) scrollToBottom();
+  }
+  // It may start a day; the message after it starts a group of its own.
+  markDay(room, li, at, f.cursor);
+  restyleAfter(room, f.cursor);
+}
+
+function systemText(room, f) {
+  const by = typeof f.by === 'string' ? f.by : 'someone';
+  const user = typeof f.user === 'string' ? f.user : 'someone';
+  switch (f.type) {
+    case 'member':
+      return { joined: `${user} joined`, left: `${user} left`, added: `${by} added ${user}`, removed: `${by} removed ${user}` }[f.op] || '';
+    case 'topic':
+      return f.topic ? `${by} set the topic: ${f.topic}` : `${by} cleared the topic`;
+    case 'created':
+      return `${by} created ${roomLabel(room.name)}${f.kind === 'private' ? ' (private)' : ''}`;
+    default:
+      return '';
   }
 }
 
@@ -1898,15 +2429,21 @@ function onMessage(room, f) {
   const msg = addMessage(room, f, { live: true });
   if (!msg) return;
   stopTyping(room, msg.author);
+  // Counted here when the loaded messages are not the whole story (see `recount`).
+  if (!covered(room) && counts(room, msg)) {
+    room.unread = Math.min(room.unread + 1, COUNT_CAP);
+    if (msg.mentions.some(isMe) && !room.mentionIds.has(msg.id)) room.mentions = Math.min(room.mentions + 1, COUNT_CAP);
+  }
+  if (room.hidden && !isMe(msg.author)) showDm(room); // a closed DM: someone wrote again
   if (room !== current) {
-    if (!isMe(msg.author)) { room.unread.add(msg.id); updateNav(room); }
     if (room.msgs.length > KEEP_AWAY * 1.5) trim(room, KEEP_AWAY);
+    recount(room);
     return;
   }
   renderHistoryState();
-  if (isMe(msg.author)) { if (stick) scrollToBottom(); markRead(room); return; }
-  if (pageVisible()) markRead(room);
-  else { room.unread.add(msg.id); updateNav(room); }
+  markRead(room);
+  recount(room);
+  if (isMe(msg.author)) { if (stick) scrollToBottom(); return; }
   announce(`${msg.author}: ${msg.body}`);
   if (stick) scrollToBottom();
   else ui.jump.hidden = false;
@@ -1914,7 +2451,11 @@ function onMessage(room, f) {
 
 function onJoined(room, f) {
   // Ours: everything up to its cursor has been replayed to us.
-  if (room.onJoined(f, socket.gen)) socket.attempts = 0;
+  if (!room.onJoined(f, socket.gen)) return;
+  socket.attempts = 0;
+  // Opened here by name: it is a membership now, and its entry (kind, owner, topic, counts)
+  // comes as `room added`, or, if it was one already, from the list.
+  if (!room.member) setTimeout(() => { if (rooms.get(room.name) === room && !room.member) syncRooms(); }, 1000);
 }
 
 function onMembersChanged(room) {
@@ -1923,6 +2464,7 @@ function onMembersChanged(room) {
 }
 
 function onError(f) {
+  if (typeof f.client_id === 'string' && readFrames.delete(f.client_id)) return; // a read position: the next one goes anyway
   const action = actions.answer(f);
   if (action) { onActionAnswer({ ...action, frame: f }); return; }
   const answer = outbox.answer(f);
@@ -1944,6 +2486,17 @@ function onError(f) {
     case 'unauthorized':
       refreshSession().catch(() => {});
       break;
+    case 'forbidden': {
+      // A join of a room that is not ours (a private room, or one we were removed from).
+      const room = typeof f.room === 'string' ? rooms.get(f.room) : undefined;
+      if (room && !room.member) {
+        showAlert(`You cannot open ${roomLabel(room.name)}: ${f.message || 'it is private'}.`);
+        dropRoom(room);
+        break;
+      }
+      showAlert(f.message || 'Not allowed.');
+      break;
+    }
     default:
       showAlert(f.message || 'Something went wrong.');
   }
@@ -1951,30 +2504,34 @@ function onError(f) {
 
 /* --------------------------------------------------------------- lifecycle */
 
+// A room in the sidebar: from the list or the user stream (a membership), or opened here
+// by name (the join makes it one).
 function addRoom(name) {
   let room = rooms.get(name);
   if (room) return room;
   room = new Room(name);
   rooms.set(name, room);
-  if (prefs.dismissed[name]) { delete prefs.dismissed[name]; savePrefs(); }
-  saveRoomNames();
+  if (isDm(name) && prefs.dismissed[name]) room.hidden = true; // until `applyEntry` sees newer activity
   renderNav();
   return room;
 }
 
 function openRoom(room) {
-  if (room === current) return;
+  if (!room || room === current) return;
   const prev = current;
   if (prev) {
     prev.draft = ui.input.value;
     trim(prev, KEEP_AWAY);
   }
+  if (room.hidden) showDm(room);
   current = room;
   if (thread && thread.room !== room) closeThread({ focus: false });
   closePopup({ focus: false });
   prefs.current = room.name;
   savePrefs();
   ui.input.value = room.draft;
+  ui.inviteAlert.textContent = '';
+  for (const picker of mentionPickers) picker.close();
   if (prev) updateNav(prev);
   renderCurrent();
   markRead(room);
@@ -1990,26 +2547,53 @@ function openDm(user) {
   ui.input.focus();
 }
 
-function leaveRoom(room, { focus = true } = {}) {
-  if (rooms.size < 2) return;
-  if (isDm(room.name)) {
-    // Closed on purpose: only a newer message brings it back (see pollRooms).
-    const newest = room.msgs.length ? room.msgs[room.msgs.length - 1].createdAt : null;
-    prefs.dismissed[room.name] = [room.lastMessageAt, newest].filter(Boolean).sort().pop() || new Date(0).toISOString();
-    savePrefs();
-  }
+// Closing a DM hides it here; only a newer message brings it back (it stays a membership).
+function hideDm(room) {
+  const newest = room.msgs.length ? room.msgs[room.msgs.length - 1].createdAt : null;
+  prefs.dismissed[room.name] = [room.lastMessageAt, newest].filter(Boolean).sort().pop() || new Date(0).toISOString();
+  savePrefs();
+  room.hidden = true;
+  if (current === room) openRoom(neighbourOf(room));
+  renderNav();
+  if (current && current.nav) current.nav.link.focus();
+}
+
+function showDm(room) {
+  if (!room.hidden) return;
+  room.hidden = false;
+  delete prefs.dismissed[room.name];
+  savePrefs();
+  renderNav();
+}
+
+// The room next to `room` in the sidebar, to show instead of it.
+function neighbourOf(room) {
+  const list = visibleRooms().filter((r) => r !== room);
+  const names = [...rooms.keys()];
+  const at = names.indexOf(room.name);
+  return list.find((r) => names.indexOf(r.name) > at) || list[list.length - 1] || null;
+}
+
+// The room goes from this page (left, removed, refused): its pending frames, its thread,
+// its timers. The server has stopped sending it already, or never did.
+function dropRoom(room) {
+  if (rooms.get(room.name) !== room) return;
   for (const p of [...outbox.values()]) if (p.room === room.name) dropPending(p);
   for (const a of [...actions.values()]) if (a.room === room.name) actions.delete(a.clientId);
   if (thread && thread.room === room) closeThread({ focus: false });
   for (const t of room.typing.values()) clearTimeout(t);
-  sendFrame({ type: 'leave', room: room.name });
-  const names = [...rooms.keys()];
-  const neighbour = names[names.indexOf(room.name) + 1] || names[names.indexOf(room.name) - 1];
+  clearTimeout(room.readTimer);
+  clearTimeout(room.release);
+  if (room.joinSentOn === socket.gen && !room.member) sendFrame({ type: 'leave', room: room.name });
+  const next = current === room ? neighbourOf(room) : null;
   rooms.delete(room.name);
-  saveRoomNames();
-  if (current === room) openRoom(rooms.get(neighbour));
+  if (current === room) {
+    current = null;
+    // Nothing left (we never stay without a room): general, which everyone is in.
+    openRoom(next || addRoom('general'));
+    loadRoom(current);
+  }
   renderNav();
-  if (focus) current.nav.link.focus();
 }
 
 function fetchPage(name, before) {
@@ -2026,7 +2610,13 @@ function fetchPage(name, before) {
 function loadRoom(room) {
   if (room.loaded || room.loading) return;
   const myEpoch = epoch;
-  room.loading = fetchPage(room.name).then((page) => {
+  // A room that does not exist yet (a new public room, a new DM) has no history: its join or
+  // first message creates it. Anything else refused means the room is not for us.
+  const fresh = (err) => {
+    if (err.status === 404 && !room.member) return { messages: [], hasMore: false };
+    throw err;
+  };
+  room.loading = fetchPage(room.name).catch(fresh).then((page) => {
     if (myEpoch !== epoch || rooms.get(room.name) !== room) return;
     const stick = room === current && nearBottom();
     for (const m of page.messages) addMessage(room, m);
@@ -2034,7 +2624,8 @@ function loadRoom(room) {
     room.loadedUpTo(room.newest);
     room.loaded = true;
     room.loadError = '';
-    countUnread(room, page.messages);
+    markRead(room);
+    recount(room);
     if (room === current) {
       renderHistoryState();
       if (stick) scrollToBottom();
@@ -2043,12 +2634,13 @@ function loadRoom(room) {
   }, (err) => {
     if (myEpoch !== epoch || rooms.get(room.name) !== room) return;
     if ([400, 403, 404].includes(err.status)) {
-      // The room cannot exist for us: take it out of the sidebar.
+      // The room cannot exist for us (private, or not ours any more): out of the sidebar.
       showAlert(`Could not open ${roomLabel(room.name)}: ${err.message}`);
-      leaveRoom(room, { focus: false });
+      dropRoom(room);
       return;
     }
-    room.loadError = err.message; // retried by the next poll
+    room.loadError = err.message; // retried on the next socket
+    setTimeout(() => { if (rooms.get(room.name) === room && !room.loaded) loadRoom(room); }, 5000);
     if (room === current) renderHistoryState();
   }).finally(() => { room.loading = null; });
 }
@@ -2065,6 +2657,7 @@ async function loadOlder() {
     const fromBottom = ui.messages.scrollHeight - ui.messages.scrollTop;
     for (const m of page.messages) addMessage(room, m);
     room.hasMore = page.hasMore;
+    recount(room); // maybe the loaded messages reach the read position now
     if (room === current) {
       ui.messages.scrollTop = ui.messages.scrollHeight - fromBottom;
       lastScrollTop = ui.messages.scrollTop;
@@ -2077,41 +2670,229 @@ async function loadOlder() {
   }
 }
 
-// GET /rooms: online counts, public rooms to suggest, and DMs someone else
-// started with me (they join the sidebar as unread).
-async function pollRooms() {
+// GET /rooms: every membership of mine, with its topic, online count, read position and
+// exact unread and mention counts. At the start, after a reconnect, and when a `read` frame
+// leaves the app unable to count (never on a timer). Calls while one is in flight make one
+// more afterwards. Resolves to whether the list came.
+function syncRooms() {
+  if (roomList.syncing) { roomList.again = true; return roomList.syncing; }
   const myEpoch = epoch;
-  let data;
-  try { data = await api('GET', '/rooms'); } catch { return; }
-  if (myEpoch !== epoch) return;
-  const others = [];
-  for (const r of Array.isArray(data.rooms) ? data.rooms : []) {
-    if (!r || typeof r.room !== 'string') continue;
-    let room = rooms.get(r.room);
-    if (!room && isDm(r.room) && r.last_message_at && validStoredRoom(r.room) &&
-        (!prefs.dismissed[r.room] || r.last_message_at > prefs.dismissed[r.room])) {
-      room = addRoom(r.room);
-    }
-    if (room) {
-      room.polledOnline = Number(r.online) || 0;
-      room.lastMessageAt = r.last_message_at || null;
-      updateNav(room);
-    } else if (!isDm(r.room) && ROOM_RE.test(r.room)) {
-      others.push(r);
-    }
-  }
-  renderBrowse(others);
-  for (const room of rooms.values()) loadRoom(room);
+  const seq = roomList.streamSeq;
+  const done = api('GET', '/rooms').then((data) => {
+    if (myEpoch !== epoch) return false;
+    applyRoomList(Array.isArray(data.rooms) ? data.rooms : [], seq);
+    // Fresh for the socket that is open, or for the first one (it opens right after).
+    if (socketReady() || !socket.hasOpened) roomList.fresh = true;
+    return true;
+  }, () => false).finally(() => {
+    if (roomList.syncing !== done) return;
+    roomList.syncing = null;
+    if (roomList.again && myEpoch === epoch) { roomList.again = false; syncRooms(); }
+  });
+  roomList.syncing = done;
+  return done;
 }
 
-// Every POLL_MS. A tick far too late means the machine slept: the socket
-// may be dead without knowing it, so resume on a fresh one.
+const isEntry = (e) => !!e && typeof e.room === 'string' && validStoredRoom(e.room);
+
+// The list as the server has it: new rooms come in, rooms no longer listed go (unless the
+// user stream said otherwise after the list was read), the others take its numbers.
+function applyRoomList(list, seq) {
+  const listed = new Set();
+  for (const e of list) {
+    if (!isEntry(e)) continue;
+    listed.add(e.room);
+    const room = rooms.get(e.room);
+    if (room && room.streamSeq > seq) continue; // a `room` frame is newer than this list
+    applyEntry(e);
+  }
+  for (const room of [...rooms.values()]) {
+    if (room.member && !listed.has(room.name) && room.streamSeq <= seq) dropRoom(room);
+  }
+  renderNav();
+  if (current) for (const room of rooms.values()) loadRoom(room); // at the start, startChat does
+}
+
+// A room's entry (the list, a `room` frame, a POST or PATCH answer).
+function applyEntry(e) {
+  const room = addRoom(e.room);
+  room.member = true;
+  if (['public', 'private', 'dm'].includes(e.kind)) room.kind = e.kind;
+  if (typeof e.topic === 'string') room.topic = e.topic;
+  room.owner = typeof e.owner === 'string' ? e.owner : null;
+  room.role = e.role === 'owner' ? 'owner' : 'member';
+  room.polledOnline = Number(e.online) || 0;
+  room.lastMessageAt = e.last_message_at || room.lastMessageAt;
+  if (typeof e.read_cursor === 'string') {
+    room.readAcked = maxCursor(room.readAcked, e.read_cursor);
+    room.readSent = maxCursor(room.readSent, e.read_cursor);
+    room.readCursor = maxCursor(room.readCursor, e.read_cursor);
+  }
+  // The server's counts, as of its read position; where the loaded messages cover it,
+  // `recount` counts them instead (the same numbers, and they stay exact live).
+  if (!covered(room) && Number.isFinite(e.unread)) {
+    room.unread = Math.min(Math.max(e.unread, 0), COUNT_CAP);
+    room.mentions = Math.min(Math.max(Number(e.mentions) || 0, 0), COUNT_CAP);
+  }
+  if (room.hidden && room.lastMessageAt && room.lastMessageAt > prefs.dismissed[room.name]) showDm(room);
+  recount(room);
+  if (room === current) { renderHeader(); renderMembers(); }
+  return room;
+}
+
+// The user stream's `room`: added to a room (invited, a new DM, created or joined on another
+// device), removed from one (or left it elsewhere), or its entry changed (the topic).
+function onRoomFrame(f) {
+  const e = f.room;
+  if (!isEntry(e)) return;
+  roomList.streamSeq++;
+  if (f.op === 'removed') {
+    const room = rooms.get(e.room);
+    if (!room) return;
+    room.streamSeq = roomList.streamSeq;
+    const wasCurrent = room === current;
+    dropRoom(room);
+    if (wasCurrent) showAlert(`You are no longer in ${roomLabel(e.room)}.`);
+    return;
+  }
+  const known = rooms.get(e.room);
+  const wasMember = !!known && known.member;
+  const room = applyEntry(e);
+  room.streamSeq = roomList.streamSeq;
+  if (!known) renderNav();
+  loadRoom(room); // a new one: its history, then its join
+  joinRoom(room);
+  // Opened here a moment ago and ours only now: the list fetched before may have been refused.
+  if (room === current && (!wasMember || !room.roster)) loadRoster(room, !wasMember);
+}
+
+// Every WAKE_CHECK_MS. A tick far too late means the machine slept: the socket may be dead
+// without knowing it, so resume on a fresh one (which fetches the list again).
 function tick() {
   const now = Date.now();
   const slept = now - lastTick > SLEEP_GAP_MS;
   lastTick = now;
   if (slept) ensureFreshToken().then(restartSocket, () => {});
-  pollRooms();
+}
+
+/* ----------------------------------------------------------------- dialogs */
+
+function openCreate() {
+  ui.createForm.reset();
+  ui.createAlert.textContent = '';
+  ui.createSubmit.disabled = false;
+  setDrawer(null);
+  ui.createDialog.showModal();
+  ui.createName.focus();
+}
+
+// POST /rooms; the new room opens. (Its `room added` frame comes too, to every device.)
+async function submitCreate() {
+  const name = ui.createName.value.trim().replace(/^#/, '');
+  const kind = ui.createForm.elements.kind.value === 'private' ? 'private' : 'public';
+  const topic = ui.createTopic.value.trim();
+  ui.createAlert.textContent = '';
+  if (!ROOM_RE.test(name)) {
+    ui.createAlert.textContent = 'Room names are 1 to 64 letters, digits, dots, dashes or underscores.';
+    ui.createName.focus();
+    return;
+  }
+  ui.createSubmit.disabled = true;
+  const myEpoch = epoch;
+  try {
+    const body = { name, kind };
+    if (topic) body.topic = topic;
+    const entry = await api('POST', '/rooms', { body });
+    if (myEpoch !== epoch) return;
+    const room = applyEntry(isEntry(entry) ? entry : { ...entry, room: name, kind, topic, role: 'owner', owner: session.username });
+    ui.createDialog.close();
+    openRoom(room);
+    loadRoom(room);
+    ui.input.focus();
+  } catch (err) {
+    if (myEpoch !== epoch) return;
+    ui.createAlert.textContent = err.code === 'room_exists'
+      ? `A room called “${name}” already exists. Pick another name, or find it in Browse rooms.`
+      : err.message;
+    (err.field === 'topic' ? ui.createTopic : ui.createName).focus();
+  } finally {
+    ui.createSubmit.disabled = false;
+  }
+}
+
+// The public rooms: their topics, how many are in them, and whether I am.
+async function openBrowse() {
+  setDrawer(null);
+  ui.browseList.replaceChildren();
+  ui.browseNote.textContent = 'Loading public rooms…';
+  ui.browseDialog.showModal();
+  ui.browseClose.focus();
+  const myEpoch = epoch;
+  let list;
+  try {
+    const data = await api('GET', '/rooms/public?limit=200');
+    list = Array.isArray(data.rooms) ? data.rooms.filter(isEntry) : [];
+  } catch (err) {
+    if (myEpoch === epoch) ui.browseNote.textContent = `Could not load the rooms: ${err.message}`;
+    return;
+  }
+  if (myEpoch !== epoch || !ui.browseDialog.open) return;
+  ui.browseNote.textContent = list.length ? `${list.length} public ${list.length === 1 ? 'room' : 'rooms'}` : 'No public rooms yet.';
+  ui.browseList.replaceChildren(...list.map((r) => {
+    const li = el('li', 'browse-item');
+    li.dataset.room = r.room;
+    const joined = !!r.joined || (rooms.has(r.room) && rooms.get(r.room).member);
+    const text = el('div', 'browse-text');
+    const members = Number(r.members) || 0;
+    text.append(
+      el('span', 'browse-name', `# ${r.room}`),
+      el('span', 'browse-meta', `${members} ${members === 1 ? 'member' : 'members'}${joined ? ' · joined' : ''}`),
+    );
+    if (r.topic) text.append(el('span', 'browse-topic', String(r.topic)));
+    const b = el('button', `btn btn-small ${joined ? 'btn-quiet' : 'btn-secondary'}`, joined ? 'Open' : 'Join');
+    b.type = 'button';
+    b.setAttribute('aria-label', `${joined ? 'Open' : 'Join'} # ${r.room}`);
+    b.addEventListener('click', () => {
+      // Joining is the socket's `join` (after the history page): it makes the membership.
+      ui.browseDialog.close();
+      const room = addRoom(r.room);
+      openRoom(room);
+      loadRoom(room);
+      ui.input.focus();
+    });
+    li.append(text, b);
+    return li;
+  }));
+}
+
+function openTopic() {
+  const room = current;
+  if (!room || !isOwner(room)) return;
+  ui.topicForm.reset();
+  ui.topicAlert.textContent = '';
+  ui.topicRoom.textContent = shortLabel(room);
+  ui.topicInput.value = room.topic;
+  ui.topicDialog.showModal();
+  ui.topicInput.focus();
+  ui.topicInput.select();
+}
+
+async function submitTopic() {
+  const room = current;
+  const topic = ui.topicInput.value.trim();
+  if ([...topic].length > 250) { ui.topicAlert.textContent = 'A topic can be at most 250 characters.'; return; }
+  ui.topicSave.disabled = true;
+  try {
+    const entry = await api('PATCH', `/rooms/${encodeURIComponent(room.name)}`, { body: { topic } });
+    if (rooms.get(room.name) === room) applyEntry(isEntry(entry) ? entry : { ...entry, room: room.name, topic });
+    ui.topicDialog.close();
+    ui.topicEdit.focus();
+  } catch (err) {
+    ui.topicAlert.textContent = err.message;
+    ui.topicInput.focus();
+  } finally {
+    ui.topicSave.disabled = false;
+  }
 }
 
 /* -------------------------------------------------------------- drawers */
@@ -2165,6 +2946,18 @@ ui.roomForm.addEventListener('submit', (e) => {
   ui.input.focus();
 });
 
+ui.createOpen.addEventListener('click', openCreate);
+ui.createCancel.addEventListener('click', () => ui.createDialog.close());
+ui.createForm.addEventListener('submit', (e) => { e.preventDefault(); submitCreate(); });
+ui.browseOpen.addEventListener('click', openBrowse);
+ui.browseClose.append(icon('close'));
+ui.browseClose.addEventListener('click', () => ui.browseDialog.close());
+ui.topicEdit.addEventListener('click', openTopic);
+ui.topicCancel.addEventListener('click', () => ui.topicDialog.close());
+ui.topicForm.addEventListener('submit', (e) => { e.preventDefault(); submitTopic(); });
+ui.inviteForm.addEventListener('submit', (e) => { e.preventDefault(); inviteMember(); });
+ui.leaveRoom.addEventListener('click', () => { if (current) leaveRoom(current); });
+
 ui.loadOlder.addEventListener('click', loadOlder);
 ui.jump.addEventListener('click', () => { scrollToBottom(); ui.input.focus(); });
 ui.messages.addEventListener('scroll', () => {
@@ -2174,6 +2967,12 @@ ui.messages.addEventListener('scroll', () => {
   lastScrollTop = top;
   if (nearBottom()) ui.jump.hidden = true;
 }, { passive: true });
+
+// Registered first: an open @-list takes Enter, Tab, the arrows and Escape.
+const mentionPickers = [
+  mentionPicker(ui.input, $('mention-list')),
+  mentionPicker(ui.threadInput, $('thread-mention-list')),
+];
 
 ui.composer.addEventListener('submit', (e) => {
   e.preventDefault();
@@ -2226,6 +3025,7 @@ ui.input.addEventListener('input', () => {
 ui.sidebarToggle.prepend(icon('menu'));
 ui.sidebarClose.append(icon('close'));
 ui.membersClose.append(icon('close'));
+ui.membersToggle.prepend(icon('people'));
 ui.sidebarToggle.addEventListener('click', () => openDrawer('sidebar'));
 ui.membersToggle.addEventListener('click', () => openDrawer('members'));
 ui.sidebarClose.addEventListener('click', closeDrawer);
@@ -2235,7 +3035,7 @@ ui.scrim.addEventListener('click', closeDrawer);
 document.addEventListener('keydown', (e) => {
   if (ui.chatView.hidden) return;
   // Escape closes the innermost thing: a drawer, else the thread panel.
-  if (e.key === 'Escape' && !e.defaultPrevented && !ui.confirm.open) {
+  if (e.key === 'Escape' && !e.defaultPrevented && !document.querySelector('dialog[open]')) {
     if (ui.chatView.classList.contains('show-sidebar') || ui.chatView.classList.contains('show-members')) closeDrawer();
     else if (thread) closeThread();
   }
@@ -2267,6 +3067,7 @@ document.addEventListener('visibilitychange', () => {
   ensureFreshToken().catch(() => {});
   if (current) markRead(current);
 });
+window.addEventListener('focus', () => { if (session && current) markRead(current); });
 // The browser knows about the network before the socket does.
 window.addEventListener('offline', () => {
   if (!session) return;

@@ -5,7 +5,7 @@
  *
  *   RoomLog  — a room's place in its log (the resume cursor) and its join on the current
  *              socket: `join` with `since` replays every event after the cursor (messages,
- *              edits, deletes, reactions), so every event's cursor moves it.
+ *              edits, deletes, reactions, members, topics), so every event's cursor moves it.
  *   Outbox   — frames that change rooms (send, edit, delete, react, unreact), each with a
  *              client_id of its own, kept until the server answers: sent after the room's
  *              join, again on every new socket, and after `unavailable` / `rate_limited`
@@ -20,8 +20,9 @@
 export const ZERO_CURSOR = '0'.repeat(24); // below every cursor: "replay everything"
 export const RETRY_MS = 2500;              // wait after `unavailable` (no hint from the server)
 
-// The frames of a room's log; each carries its cursor.
-export const LOGGED = new Set(['message', 'edited', 'deleted', 'reaction']);
+// The frames of a room's log; each carries its cursor. (`read` and `mention` carry a cursor
+// too, but they are the user's stream, not the room's log.)
+export const LOGGED = new Set(['message', 'edited', 'deleted', 'reaction', 'member', 'topic', 'created']);
 
 // Refusals after which nothing happened and the same frame may go again, with a word for people.
 const RETRYABLE = { unavailable: 'server busy', token_expired: 'reconnecting', rate_limited: 'slow down' };

@@ -87,7 +87,8 @@ test('presence and typing show, and a person who leaves goes offline', async (t)
   const { server, browser } = await setUp(t);
   const { alice, bob } = await twoInRoom(browser, server.base, 'team');
 
-  const online = (page, user) => page.locator(`#member-list [data-user="${user}"]`);
+  // The member list shows everyone in the room; who is online, with a dot.
+  const online = (page, user) => page.locator(`#member-list [data-user="${user}"][data-online="true"]`);
   await online(alice.page, 'bob').waitFor();
   await online(bob.page, 'alice').waitFor();
   const count = alice.page.locator('nav[aria-label="Rooms"] [data-room="team"] .online');
@@ -99,6 +100,8 @@ test('presence and typing show, and a person who leaves goes offline', async (t)
 
   await bob.context.close();
   await online(alice.page, 'bob').waitFor({ state: 'detached' });
+  // Still a member, now offline.
+  await alice.page.locator('#member-list [data-user="bob"][data-online="false"]').waitFor();
   assert.deepEqual(alice.errors, []);
 });
 

@@ -80,13 +80,22 @@ test('a room resumes from its newest event of any kind, once its own join is ans
     log.onEvent({ type, cursor: c(n) });
     assert.equal(log.cursor, c(n), type);
   }
+  // Joins, leaves, topics and the room's creation are in its log too.
+  for (const [type, n] of [['member', 11], ['topic', 12], ['created', 13]]) {
+    log.onEvent({ type, cursor: c(n) });
+    assert.equal(log.cursor, c(n), type);
+  }
   log.onEvent({ type: 'typing', cursor: c(99) });
+  // The user's stream carries cursors of the room too, but is not its log: a resume from
+  // them would skip events.
+  log.onEvent({ type: 'read', cursor: c(98) });
+  log.onEvent({ type: 'mention', cursor: c(97) });
   log.onEvent({ type: 'reaction', cursor: c(4) }); // never backwards
-  assert.equal(log.cursor, c(10));
+  assert.equal(log.cursor, c(13));
   // The next socket joins from there.
   log.down();
   assert.equal(log.joined, false);
-  assert.deepEqual(log.join('r', 2), { type: 'join', room: 'r', since: c(10) });
+  assert.deepEqual(log.join('r', 2), { type: 'join', room: 'r', since: c(13) });
 });
 
 test('the join the server makes by itself (the URL\'s room) is not taken for ours', () => {

@@ -44,7 +44,9 @@ export async function startServer({ args, env: extra = {}, dataDir: shared } = {
   for (const k of ['DATABASE_URL', 'DB_HOST', 'KAFKA_BROKERS', 'BANTER_LISTEN', 'BANTER_WEB_DIR']) {
     delete env[k];
   }
-  if (process.env.BANTER_TEST_WEB_DIR) env.BANTER_WEB_DIR = process.env.BANTER_TEST_WEB_DIR;
+  // The app's files from a directory instead of the binary; a relative one is the repository's
+  // (`BANTER_TEST_WEB_DIR=web`), whatever directory the suite runs in.
+  if (process.env.BANTER_TEST_WEB_DIR) env.BANTER_WEB_DIR = path.resolve(repoRoot, process.env.BANTER_TEST_WEB_DIR);
   Object.assign(env, extra);
   const argv = args || ['serve', '--listen', '127.0.0.1:0', '--data-dir', dataDir];
   const child = spawn(BANTER, argv, {

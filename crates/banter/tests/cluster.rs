@@ -1115,7 +1115,10 @@ async fn invitations_removals_and_read_positions_reach_every_gateway_at_once() {
     assert_eq!(status, 200, "{body}");
     for device in [&mut phone, &mut laptop] {
         let news = device.heard("room", &room).await;
-        assert_eq!((&news["op"], &news["room"]["kind"]), (&json!("added"), &json!("private")));
+        assert_eq!(
+            (&news["op"], &news["room"]["kind"]),
+            (&json!("added"), &json!("private"))
+        );
     }
     // Carol, on gateway B, is refused there: B learned the room from the log.
     c.socket
