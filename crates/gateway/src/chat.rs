@@ -128,6 +128,11 @@ pub struct Acked {
     pub at: DateTime<Utc>,
 }
 
+/// The kind of a room that exists, or `not_found`.
+fn existing(reader: &Reader) -> Result<RoomKind, ChatError> {
+    reader.kind.ok_or(ChatError::NotFound("no such room"))
+}
+
 fn self_ref(actor: &Actor) -> UserRef {
     UserRef {
         id: actor.id,
@@ -293,24 +298,23 @@ impl Chat {
         username: &str,
     ) -> Result<(), ChatError> {
         let reader = self.reader(actor, room).await?;
-        match reader.kind {
-            None => return Err(ChatError::NotFound("no such room")),
-            Some(RoomKind::Dm) => {
+        match existing(&reader)? {
+            RoomKind::Dm => {
                 return Err(ChatError::Forbidden(
                     "a direct-message room has its two users",
                 ))
             }
-            Some(RoomKind::Private) if !self.manages(actor, &reader).await? => {
+            RoomKind::Private if !self.manages(actor, &reader).await? => {
                 return Err(ChatError::Forbidden(
                     "only its owner adds members to a private room",
                 ))
             }
-            Some(_) if !reader.is_member() && !self.manages(actor, &reader).await? => {
+            _ if !reader.is_member() && !self.manages(actor, &reader).await? => {
                 return Err(ChatError::Forbidden(
                     "join the room before adding others to it",
                 ))
             }
-            Some(_) => {}
+            _ => {}
         }
         let member = self.user_named(username).await?;
         if self
@@ -321,10 +325,8 @@ impl Chat {
         {
             return Ok(());
         }
-        self.room_change(actor, &reader.room, RoomChange::Added { member }, None)
-            .await?
+        self.durably(actor, &reader.room, RoomChange::Added { member })
             .await
-            .map(|_| ())
     }
 
     /// Removes `username` from the room (its owner, or an admin), or, when it is the actor,
@@ -336,12 +338,8 @@ impl Chat {
         username: &str,
     ) -> Result<(), ChatError> {
         let reader = self.reader(actor, room).await?;
-        match reader.kind {
-            None => return Err(ChatError::NotFound("no such room")),
-            Some(RoomKind::Dm) => {
-                return Err(ChatError::Forbidden("nobody leaves a direct-message room"))
-            }
-            Some(_) => {}
+        if existing(&reader)? == RoomKind::Dm {
+            return Err(ChatError::Forbidden("nobody leaves a direct-message room"));
         }
         let change = if username.eq_ignore_ascii_case(actor.name.as_str()) {
             if !reader.is_member() {
@@ -363,10 +361,7 @@ impl Chat {
             }
             RoomChange::Removed { member }
         };
-        self.room_change(actor, &reader.room, change, None)
-            .await?
-            .await
-            .map(|_| ())
+        self.durably(actor, &reader.room, change).await
     }
 
     /// Sets the room's topic (its owner, or an admin).
@@ -377,16 +372,12 @@ impl Chat {
         topic: Topic,
     ) -> Result<(), ChatError> {
         let reader = self.reader(actor, room).await?;
-        if reader.kind.is_none() {
-            return Err(ChatError::NotFound("no such room"));
-        }
+        existing(&reader)?;
         if !self.manages(actor, &reader).await? {
             return Err(ChatError::Forbidden("only its owner sets the topic"));
         }
-        self.room_change(actor, &reader.room, RoomChange::Topic { topic }, None)
-            .await?
+        self.durably(actor, &reader.room, RoomChange::Topic { topic })
             .await
-            .map(|_| ())
     }
 
     /// Moves the member's read position in the reader's room forward to `cursor`.
@@ -473,6 +464,17 @@ impl Chat {
             }
         }
         Ok(entries)
+    }
+
+    /// [`Chat::room_change`], answered once durable.
+    async fn durably(
+        &self,
+        actor: &Actor,
+        room: &RoomName,
+        change: RoomChange,
+    ) -> Result<(), ChatError> {
+        self.room_change(actor, room, change, None).await?.await?;
+        Ok(())
     }
 
     /// Logs a change of the room itself; once durable, this gateway's directory has it.
