@@ -26,6 +26,13 @@ fuzz_target!(|data: &[u8]| {
                 ClientFrame::Join { room, .. }
                 | ClientFrame::Leave { room }
                 | ClientFrame::Typing { room } => Some(room),
+                ClientFrame::Read { room, cursor, .. } => {
+                    assert_eq!(
+                        cursor.to_string().parse::<banter_core::Cursor>(),
+                        Ok(*cursor)
+                    );
+                    Some(room)
+                }
                 ClientFrame::Edit { body, .. } => {
                     assert_eq!(MessageBody::parse(body.as_str()).as_ref(), Ok(body));
                     None

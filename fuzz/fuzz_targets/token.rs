@@ -13,8 +13,7 @@ fn keys() -> &'static TokenKeys {
     static KEYS: OnceLock<TokenKeys> = OnceLock::new();
     KEYS.get_or_init(|| {
         let secret = secrecy::SecretString::from("a-fuzzing-secret-that-is-long-enough-0123");
-        TokenKeys::new(&secret, Duration::from_secs(900), Duration::from_secs(3600))
-            .expect("keys")
+        TokenKeys::new(&secret, Duration::from_secs(900), Duration::from_secs(3600)).expect("keys")
     })
 }
 
@@ -22,5 +21,8 @@ fuzz_target!(|data: &[u8]| {
     let Ok(text) = std::str::from_utf8(data) else {
         return;
     };
-    assert!(keys().verify(text).is_err(), "a token forged without the key passed");
+    assert!(
+        keys().verify(text).is_err(),
+        "a token forged without the key passed"
+    );
 });

@@ -16,6 +16,7 @@
 //! either in what the load reads or applied after it: none is missed.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use banter_core::{
@@ -25,6 +26,11 @@ use banter_core::{
 use banter_store::{DynStore, StoreError};
 
 use crate::recent::Recent;
+
+/// Rooms asked about that do not exist, kept (so that a creation right after is applied to
+/// them) up to this many; past it they are forgotten, so that asking about made-up names
+/// cannot grow the gateway's memory.
+pub const UNKNOWN_CAP: usize = 10_000;
 
 #[derive(Debug, Default)]
 struct Room {
@@ -36,6 +42,11 @@ struct Room {
 }
 
 impl Room {
+    /// A room asked about that does not exist (yet), with nothing pending.
+    fn is_unknown(&self) -> bool {
+        self.info.is_none() && self.members.is_empty() && self.early.is_empty()
+    }
+
     /// Applies one change: what it does to the state found, written where the state is older.
     fn apply(&mut self, logged: &LoggedEvent) -> Option<Effect> {
         let RoomEvent::Room(change) = &logged.event else {
@@ -74,6 +85,8 @@ pub struct Directory {
     recent: Arc<Recent>,
     /// A std mutex: held for map reads and writes only, never across an await.
     rooms: Mutex<HashMap<RoomName, Room>>,
+    /// Unknown rooms added since the last sweep of them.
+    unknown_added: AtomicUsize,
 }
 
 impl Directory {
@@ -82,6 +95,7 @@ impl Directory {
             store,
             recent,
             rooms: Mutex::new(HashMap::new()),
+            unknown_added: AtomicUsize::new(0),
         }
     }
 
@@ -137,6 +151,15 @@ impl Directory {
         };
         for logged in self.recent.room_changes(room) {
             state.apply(&logged);
+        }
+        if state.is_unknown() {
+            // Counted as they are added (some become rooms meanwhile): amortized, the sweep
+            // costs nothing per lookup.
+            let added = self.unknown_added.fetch_add(1, Ordering::Relaxed) + 1;
+            if added >= UNKNOWN_CAP {
+                rooms.retain(|_, r| !r.is_unknown());
+                self.unknown_added.store(0, Ordering::Relaxed);
+            }
         }
         rooms.insert(room.clone(), state);
         Ok(())
@@ -219,5 +242,101 @@ impl Directory {
                     .collect()
             })
             .unwrap_or_default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use banter_core::{NewRoomChange, RoomChange, RoomKind, Topic, UserRef};
+
+    use super::*;
+
+    async fn directory() -> Directory {
+        let store = banter_store::connect("sqlite::memory:", 1)
+            .await
+            .expect("store");
+        store.migrate().await.expect("migrate");
+        let recent = Arc::new(Recent::new(Duration::from_secs(60), 100));
+        Directory::new(store, recent)
+    }
+
+    fn created(room: &str, by: (i64, &str), kind: RoomKind, at: u64) -> LoggedEvent {
+        let who = UserRef {
+            id: UserId(by.0),
+            name: Username::parse(by.1).expect("name"),
+        };
+        RoomEvent::Room(NewRoomChange {
+            id: uuid::Uuid::now_v7(),
+            room: RoomName::parse(room).expect("room"),
+            user_id: who.id,
+            user: who.name.clone(),
+            at: chrono::Utc::now(),
+            client_id: None,
+            change: RoomChange::Created {
+                kind,
+                topic: Topic::default(),
+                members: vec![who],
+            },
+        })
+        .at_cursor(Cursor::new(0, at))
+    }
+
+    #[tokio::test]
+    async fn a_room_asked_about_before_it_exists_learns_its_creation_from_the_log() {
+        let dir = directory().await;
+        let room = RoomName::parse("plans").expect("room");
+        assert!(dir
+            .lookup(&room, UserId(1))
+            .await
+            .expect("lookup")
+            .is_none());
+        let done = dir
+            .apply(&created("plans", (1, "ann"), RoomKind::Private, 1))
+            .expect("loaded, so known");
+        assert!(!done.is_noop());
+        let known = dir
+            .lookup(&room, UserId(1))
+            .await
+            .expect("lookup")
+            .expect("exists");
+        assert_eq!(known.info.kind, RoomKind::Private);
+        assert!(known.member.is_some(), "its creator is in it");
+        assert!(dir
+            .lookup(&room, UserId(2))
+            .await
+            .expect("lookup")
+            .expect("exists")
+            .member
+            .is_none());
+    }
+
+    #[tokio::test]
+    async fn a_change_applied_from_its_ack_keeps_what_it_did_for_the_log() {
+        let dir = directory().await;
+        let room = RoomName::parse("lobby").expect("room");
+        dir.lookup(&room, UserId(1)).await.expect("lookup");
+        let event = created("lobby", (1, "ann"), RoomKind::Public, 1);
+        dir.apply_acked(&event);
+        // Applied again from the log it finds nothing to do, and says what it did then.
+        let done = dir.apply(&event).expect("loaded");
+        assert_eq!(done.members.len(), 1, "{done:?}");
+        // Heard a third time (a redelivery): nothing.
+        assert!(dir.apply(&event).expect("loaded").is_noop());
+    }
+
+    #[tokio::test]
+    async fn made_up_room_names_do_not_grow_memory_without_bound() {
+        let dir = directory().await;
+        for i in 0..UNKNOWN_CAP + 10 {
+            let room = RoomName::parse(&format!("nothing-{i}")).expect("room");
+            dir.lookup(&room, UserId(1)).await.expect("lookup");
+        }
+        assert!(
+            dir.rooms().len() <= UNKNOWN_CAP,
+            "{} kept",
+            dir.rooms().len()
+        );
     }
 }
