@@ -2,6 +2,7 @@
 //! loopback source addresses, and the frames of the two protocols.
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::time::Duration;
 
 use anyhow::Context;
 use futures::stream::{self, StreamExt};
@@ -16,28 +17,59 @@ pub type Ws = WebSocketStream<TcpStream>;
 
 pub const PASSWORD: &str = "bench-password-1";
 
+/// What a refusal for a rate limit tells the person running the benchmark.
+const NO_LIMITS: &str = "a benchmark needs the server without its limits (start it after \
+     `set -a; . scripts/no-limits.env; set +a`)";
+
+/// How long, in all, a run waits out a server's `429 rate_limited` answers to its logins
+/// before it gives up saying how to run the server for a benchmark.
+const RATE_LIMIT_PATIENCE: Duration = Duration::from_secs(120);
+
+/// POSTs `body` to `url`, waiting out `429` answers (their `Retry-After`, a second when it
+/// has none) for up to [`RATE_LIMIT_PATIENCE`] in all.
+async fn post_patiently(
+    http: &reqwest::Client,
+    url: &str,
+    body: &serde_json::Value,
+) -> anyhow::Result<reqwest::Response> {
+    let deadline = tokio::time::Instant::now() + RATE_LIMIT_PATIENCE;
+    loop {
+        let r = http
+            .post(url)
+            .json(body)
+            .send()
+            .await
+            .with_context(|| format!("POST {url}"))?;
+        if r.status() != reqwest::StatusCode::TOO_MANY_REQUESTS {
+            return Ok(r);
+        }
+        let wait = r
+            .headers()
+            .get(reqwest::header::RETRY_AFTER)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<u64>().ok())
+            .map_or(Duration::from_secs(1), Duration::from_secs)
+            .min(Duration::from_secs(10));
+        if tokio::time::Instant::now() + wait > deadline {
+            anyhow::bail!("the server keeps refusing logins with 429 rate_limited: {NO_LIMITS}");
+        }
+        tokio::time::sleep(wait).await;
+    }
+}
+
 /// Logs in as `name`, registering it first when it does not exist; returns the access token.
 pub async fn token(http: &reqwest::Client, auth: &str, name: &str) -> anyhow::Result<String> {
     let creds = json!({ "username": name, "password": PASSWORD });
-    let login = |http: &reqwest::Client| {
-        http.post(format!("{auth}/api/v1/login"))
-            .json(&creds)
-            .send()
-    };
-    let mut r = login(http).await.context("login")?;
+    let login_url = format!("{auth}/api/v1/login");
+    let mut r = post_patiently(http, &login_url, &creds).await?;
     if r.status() == 401 {
-        let reg = http
-            .post(format!("{auth}/api/v1/register"))
-            .json(&creds)
-            .send()
-            .await
-            .context("register")?;
+        let reg = post_patiently(http, &format!("{auth}/api/v1/register"), &creds).await?;
         anyhow::ensure!(
             reg.status().is_success() || reg.status() == 409,
             "registering {name}: {}",
             reg.status()
         );
-        r = login(http).await.context("login")?;
+        r = post_patiently(http, &login_url, &creds).await?;
     }
     anyhow::ensure!(r.status().is_success(), "logging in {name}: {}", r.status());
     let body: serde_json::Value = r.json().await.context("login answer")?;
@@ -75,12 +107,13 @@ pub fn source(common: &Common, n: usize) -> IpAddr {
     IpAddr::V4(Ipv4Addr::new(127, 0, 0, u8::try_from(host).unwrap_or(2)))
 }
 
-/// The WebSocket URL of `base` for `token`, joining `room` at once (banter) where it can.
+/// The WebSocket URL of `base` for `token`, in `room` from the start. Both protocols take
+/// the room in the URL; the seed's page connects so, one room per connection (its room
+/// switch on a send to another room is the path its gateway crashes on under load).
 pub fn ws_url(protocol: Protocol, base: &str, token: &str, room: &str) -> String {
     let ws = base.replacen("http", "ws", 1);
     match protocol {
-        Protocol::Banter => format!("{ws}/ws?token={token}&room={room}"),
-        Protocol::Seed => format!("{ws}/ws?token={token}"),
+        Protocol::Banter | Protocol::Seed => format!("{ws}/ws?token={token}&room={room}"),
     }
 }
 
@@ -104,9 +137,16 @@ pub async fn connect(url: &str, from: IpAddr) -> anyhow::Result<Ws> {
     // server on a shared machine).
     let config = tokio_tungstenite::tungstenite::protocol::WebSocketConfig::default()
         .read_buffer_size(8 * 1024);
-    let (ws, _) = tokio_tungstenite::client_async_with_config(url, stream, Some(config))
-        .await
-        .context("WebSocket handshake")?;
+    let (ws, _) = match tokio_tungstenite::client_async_with_config(url, stream, Some(config)).await
+    {
+        Ok(done) => done,
+        Err(tokio_tungstenite::tungstenite::Error::Http(r))
+            if r.status() == reqwest::StatusCode::TOO_MANY_REQUESTS.as_u16() =>
+        {
+            anyhow::bail!("the server refused a connection with 429 rate_limited: {NO_LIMITS}")
+        }
+        Err(e) => return Err(anyhow::Error::new(e).context("WebSocket handshake")),
+    };
     Ok(ws)
 }
 

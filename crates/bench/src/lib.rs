@@ -15,6 +15,7 @@
 pub mod chart;
 pub mod cli;
 pub mod client;
+pub mod peers;
 pub mod report;
 pub mod scenarios;
 pub mod track;

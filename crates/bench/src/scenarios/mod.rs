@@ -277,7 +277,8 @@ impl Member {
     /// without messages.
     async fn open(&self, since: Option<&str>) -> anyhow::Result<(client::Ws, Vec<String>, String)> {
         let room = self.ctx.room(self.room);
-        let first = if self.lobby {
+        // The seed has no `join` frame: its connections are in their room from the URL.
+        let first = if self.lobby && self.ctx.protocol == Protocol::Banter {
             format!("{}-lobby", self.ctx.run_id)
         } else {
             room.clone()
