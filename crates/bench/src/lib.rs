@@ -7,6 +7,9 @@
 //! duplicated, out of order. Latency (send to delivery, one clock: the generator's) goes into
 //! an HdrHistogram. It prints progress every second and can write a JSON summary.
 //!
+//! The protocols of the servers banter is compared with are in [`peers`] (codecs only, so
+//! far: the generator drives banter and the seed).
+//!
 //! Scenarios: [`scenarios::fanout`] (rooms × members at a send rate), [`scenarios::idle`]
 //! (connections held; server memory per connection; drops), [`scenarios::reconnect`]
 //! (a storm of reconnects that resume with `since`), [`scenarios::login`] (logins beside a
