@@ -27,6 +27,23 @@ pub enum Protocol {
     Banter,
     /// The Go seed's: token in the query, bare `{"room","body"}` sends, bare message objects.
     Seed,
+    /// A Socket.IO room chat (bench/peers/socketio): `join` and `send` events, `message`
+    /// events back; no accounts, no acks.
+    #[value(name = "socketio")]
+    SocketIo,
+}
+
+impl Protocol {
+    /// Whether the server answers each send with an ack once it is durable (else a send
+    /// counts as answered when it is written).
+    pub fn acks(self) -> bool {
+        self == Self::Banter
+    }
+
+    /// Whether connections log in with accounts of the auth API.
+    pub fn has_accounts(self) -> bool {
+        matches!(self, Self::Banter | Self::Seed)
+    }
 }
 
 #[derive(Debug, Clone, Args)]

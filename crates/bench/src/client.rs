@@ -6,12 +6,15 @@ use std::time::Duration;
 
 use anyhow::Context;
 use futures::stream::{self, StreamExt};
+use futures::SinkExt;
 use serde::Deserialize;
-use serde_json::json;
+use serde_json::{json, Value};
 use tokio::net::{TcpSocket, TcpStream};
+use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::WebSocketStream;
 
 use crate::cli::{Common, Protocol};
+use crate::peers::socketio::{self, Packet};
 
 pub type Ws = WebSocketStream<TcpStream>;
 
@@ -79,8 +82,12 @@ pub async fn token(http: &reqwest::Client, auth: &str, name: &str) -> anyhow::Re
         .context("no token in the login answer")
 }
 
-/// Tokens of `common.users` accounts (a few logins at a time: hashing is deliberately slow).
+/// Tokens of `common.users` accounts (a few logins at a time: hashing is deliberately slow);
+/// empty ones for a server without accounts.
 pub async fn tokens(common: &Common) -> anyhow::Result<Vec<String>> {
+    if !common.protocol.has_accounts() {
+        return Ok(vec![String::new(); common.users.max(1)]);
+    }
     let http = reqwest::Client::new();
     let auth = common.auth();
     let names: Vec<String> = (0..common.users.max(1))
@@ -114,6 +121,54 @@ pub fn ws_url(protocol: Protocol, base: &str, token: &str, room: &str) -> String
     let ws = base.replacen("http", "ws", 1);
     match protocol {
         Protocol::Banter | Protocol::Seed => format!("{ws}/ws?token={token}&room={room}"),
+        Protocol::SocketIo => format!("{ws}/socket.io/?EIO=4&transport=websocket"),
+    }
+}
+
+/// The protocol's own opening on a new connection, after the WebSocket handshake: for
+/// Socket.IO, Engine.IO's open, the namespace's connect, and (with `room`) a `join` whose
+/// ack says the connection is in the room. Nothing for the others (banter and the seed take
+/// the room in the URL).
+pub async fn open_session(
+    protocol: Protocol,
+    ws: &mut Ws,
+    room: Option<&str>,
+) -> anyhow::Result<()> {
+    if protocol != Protocol::SocketIo {
+        return Ok(());
+    }
+    anyhow::ensure!(
+        matches!(next_socketio(ws).await?, Packet::Open { .. }),
+        "the server did not open an Engine.IO session"
+    );
+    ws.send(Message::text(socketio::connect(None))).await?;
+    loop {
+        match next_socketio(ws).await? {
+            Packet::Connected => break,
+            Packet::ConnectError(e) => anyhow::bail!("the namespace refused the connection: {e}"),
+            _ => {}
+        }
+    }
+    if let Some(room) = room {
+        let join = socketio::event("join", &[Value::String(room.to_owned())], Some(1));
+        ws.send(Message::text(join)).await?;
+        while !matches!(next_socketio(ws).await?, Packet::Ack { id: 1, .. }) {}
+    }
+    Ok(())
+}
+
+/// The next Socket.IO packet while opening a session; pings are answered on the way.
+async fn next_socketio(ws: &mut Ws) -> anyhow::Result<Packet> {
+    loop {
+        let frame = tokio::time::timeout(Duration::from_secs(30), ws.next())
+            .await
+            .context("no answer within 30 s")?
+            .context("closed while opening")??;
+        let Message::Text(t) = frame else { continue };
+        match socketio::decode(t.as_str()).map_err(anyhow::Error::msg)? {
+            Packet::Ping => ws.send(Message::text(socketio::pong())).await?,
+            packet => return Ok(packet),
+        }
     }
 }
 
@@ -150,12 +205,18 @@ pub async fn connect(url: &str, from: IpAddr) -> anyhow::Result<Ws> {
     Ok(ws)
 }
 
-/// A send frame: banter's (banter-client's), or the seed's bare one.
+/// A send frame: banter's (banter-client's), the seed's bare one, or a Socket.IO `send`.
 pub fn send_frame(protocol: Protocol, room: &str, body: &str, client_id: &str) -> String {
     match protocol {
         Protocol::Banter => banter_client::send_frame(room, body, client_id),
         Protocol::Seed => json!({"room": room, "body": body}).to_string(),
+        Protocol::SocketIo => socketio::event("send", &[json!({"room": room, "body": body})], None),
     }
+}
+
+/// What the client must answer to a frame at once (a protocol's ping), if anything.
+pub fn answer(protocol: Protocol, text: &str) -> Option<&'static str> {
+    (protocol == Protocol::SocketIo && text == "2").then(socketio::pong)
 }
 
 /// A join frame resuming after `since`.
@@ -177,6 +238,22 @@ impl Incoming {
         serde_json::from_str(text).ok()
     }
 
+    /// [`Incoming::parse`] of a frame in `protocol`'s framing: a Socket.IO `message` event
+    /// is a message.
+    pub fn parse_as(protocol: Protocol, text: &str) -> Option<Self> {
+        match protocol {
+            Protocol::Banter | Protocol::Seed => Self::parse(text),
+            Protocol::SocketIo => match socketio::decode(text).ok()? {
+                Packet::Event { name, mut args, .. } if name == "message" && !args.is_empty() => {
+                    let mut f: Self = serde_json::from_value(args.swap_remove(0)).ok()?;
+                    f.kind = Some("message".into());
+                    Some(f)
+                }
+                _ => None,
+            },
+        }
+    }
+
     /// A chat message (banter's `message` frame, or the seed's bare message object).
     pub fn is_message(&self) -> bool {
         self.body.is_some() && matches!(self.kind.as_deref(), None | Some("message"))
@@ -184,5 +261,54 @@ impl Incoming {
 
     pub fn is(&self, kind: &str) -> bool {
         self.kind.as_deref() == Some(kind)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn each_protocol_frames_a_send_and_reads_a_message_its_way() {
+        for protocol in [Protocol::Banter, Protocol::Seed, Protocol::SocketIo] {
+            let frame = send_frame(protocol, "r0", "hello", "c1");
+            let echoed = match protocol {
+                // What each server sends back for that send.
+                Protocol::Banter => {
+                    r#"{"type":"message","room":"r0","body":"hello","cursor":"01"}"#.to_owned()
+                }
+                Protocol::Seed => r#"{"room":"r0","body":"hello"}"#.to_owned(),
+                Protocol::SocketIo => r#"42["message",{"room":"r0","body":"hello"}]"#.to_owned(),
+            };
+            assert!(frame.contains("hello"), "{frame}");
+            let got = Incoming::parse_as(protocol, &echoed).expect("a message");
+            assert!(got.is_message(), "{protocol:?}");
+            assert_eq!(
+                (got.room.as_deref(), got.body.as_deref()),
+                (Some("r0"), Some("hello"))
+            );
+        }
+        // Socket.IO's other events and packets are not messages.
+        assert!(Incoming::parse_as(Protocol::SocketIo, r#"42["typing",{"room":"r0"}]"#).is_none());
+        assert!(Incoming::parse_as(Protocol::SocketIo, "2").is_none());
+    }
+
+    #[test]
+    fn only_socket_io_pings_need_an_answer_from_the_client() {
+        assert_eq!(answer(Protocol::SocketIo, "2"), Some("3"));
+        assert_eq!(answer(Protocol::SocketIo, r#"42["message",{}]"#), None);
+        assert_eq!(answer(Protocol::Banter, "2"), None);
+    }
+
+    #[test]
+    fn a_socket_io_connection_goes_to_the_engine_io_endpoint() {
+        assert_eq!(
+            ws_url(Protocol::SocketIo, "http://127.0.0.1:9", "", "r0"),
+            "ws://127.0.0.1:9/socket.io/?EIO=4&transport=websocket"
+        );
+        assert_eq!(
+            ws_url(Protocol::Seed, "http://127.0.0.1:9", "t", "r0"),
+            "ws://127.0.0.1:9/ws?token=t&room=r0"
+        );
     }
 }

@@ -1,5 +1,5 @@
-//! A load generator for banter, and for servers that speak the Go seed's protocol, so the
-//! same workload can drive both.
+//! A load generator for banter and for the servers it is compared with, so the same workload
+//! drives each.
 //!
 //! It opens WebSocket connections from many loopback source addresses (127.0.0.2, .3, …, so
 //! that tens of thousands of connections do not run out of ports), sends messages whose body
@@ -7,8 +7,9 @@
 //! duplicated, out of order. Latency (send to delivery, one clock: the generator's) goes into
 //! an HdrHistogram. It prints progress every second and can write a JSON summary.
 //!
-//! The protocols of the servers banter is compared with are in [`peers`] (codecs only, so
-//! far: the generator drives banter and the seed).
+//! It speaks banter's protocol, the Go seed's, and Socket.IO's (the room chat of
+//! `bench/peers/socketio`, a peer banter is compared with); the codecs of the peers'
+//! protocols are in [`peers`] (Centrifugo's is not driven yet).
 //!
 //! Scenarios: [`scenarios::fanout`] (rooms × members at a send rate), [`scenarios::idle`]
 //! (connections held; server memory per connection; drops), [`scenarios::reconnect`]

@@ -6,10 +6,10 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use futures::StreamExt;
+use futures::{SinkExt, StreamExt};
 use tokio::sync::watch;
 
-use crate::cli::{Common, IdleArgs};
+use crate::cli::{Common, IdleArgs, Protocol};
 use crate::client;
 use crate::report::{self, Summary};
 
@@ -38,7 +38,12 @@ pub async fn run(common: &Common, args: &IdleArgs) -> anyhow::Result<Summary> {
         for ws in open(common, &urls, &tokens, &room, part).await {
             match ws {
                 Ok(ws) => {
-                    handles.push(tokio::spawn(hold(ws, stop.clone(), drops.clone())));
+                    handles.push(tokio::spawn(hold(
+                        common.protocol,
+                        ws,
+                        stop.clone(),
+                        drops.clone(),
+                    )));
                     opened_in_second_half += usize::from(!first_part);
                 }
                 Err(e) => {
@@ -101,16 +106,28 @@ pub async fn run(common: &Common, args: &IdleArgs) -> anyhow::Result<Summary> {
     })
 }
 
-/// Reads (which answers pings) until the run ends; a close before that is a drop.
-async fn hold(mut ws: client::Ws, mut stop: watch::Receiver<bool>, drops: Arc<AtomicU64>) {
+/// Reads (which answers WebSocket pings, and the protocol's own) until the run ends; a close
+/// before that is a drop.
+async fn hold(
+    protocol: Protocol,
+    mut ws: client::Ws,
+    mut stop: watch::Receiver<bool>,
+    drops: Arc<AtomicU64>,
+) {
     loop {
         tokio::select! {
-            frame = ws.next() => {
-                if matches!(frame, None | Some(Err(_))) {
+            frame = ws.next() => match frame {
+                None | Some(Err(_)) => {
                     drops.fetch_add(1, Ordering::Relaxed);
                     return;
                 }
-            }
+                Some(Ok(tokio_tungstenite::tungstenite::Message::Text(t))) => {
+                    if let Some(reply) = client::answer(protocol, &t) {
+                        let _ = ws.send(tokio_tungstenite::tungstenite::Message::text(reply)).await;
+                    }
+                }
+                Some(Ok(_)) => {}
+            },
             _ = stop.changed() => {
                 let _ = ws.close(None).await;
                 return;
@@ -136,7 +153,12 @@ async fn open(
                 room,
             );
             let from = client::source(common, n);
-            async move { client::connect(&url, from).await }
+            let protocol = common.protocol;
+            async move {
+                let mut ws = client::connect(&url, from).await?;
+                client::open_session(protocol, &mut ws, Some(room)).await?;
+                Ok(ws)
+            }
         })
         .buffer_unordered(common.connect_concurrency.max(1))
         .collect::<Vec<_>>()

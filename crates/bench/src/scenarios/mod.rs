@@ -241,11 +241,12 @@ pub async fn rooms(
 
 impl Ctx {
     /// Per room, how many messages every member is due: the acked ones (banter), or the
-    /// sent ones (the seed does not ack).
+    /// sent ones (the others do not ack).
     fn acked_or_sent(&self) -> Vec<u64> {
-        let counts = match self.protocol {
-            Protocol::Banter => &self.acked,
-            Protocol::Seed => &self.sent,
+        let counts = if self.protocol.acks() {
+            &self.acked
+        } else {
+            &self.sent
         };
         counts.iter().map(|a| a.load(Ordering::Relaxed)).collect()
     }
@@ -285,6 +286,7 @@ impl Member {
         };
         let url = client::ws_url(self.ctx.protocol, &self.url, &self.token, &first);
         let mut ws = client::connect(&url, client::source(&self.ctx.common, self.n)).await?;
+        client::open_session(self.ctx.protocol, &mut ws, Some(&room)).await?;
         if self.ctx.protocol == Protocol::Banter {
             if self.lobby {
                 ws.send(Message::text(client::join_frame(&room, since)))
@@ -328,6 +330,9 @@ impl Member {
             tokio::select! {
                 frame = ws.next() => match frame {
                     Some(Ok(Message::Text(t))) => {
+                        if let Some(reply) = client::answer(self.ctx.protocol, &t) {
+                            let _ = ws.send(Message::text(reply)).await;
+                        }
                         self.on_text(&t, &mut seen, &mut latency, &mut resume);
                     }
                     Some(Ok(_)) => {}
@@ -385,7 +390,7 @@ impl Member {
         latency: &mut Histogram<u64>,
         resume: &mut banter_client::Resume,
     ) {
-        let Some(f) = Incoming::parse(text) else {
+        let Some(f) = Incoming::parse_as(self.ctx.protocol, text) else {
             return;
         };
         if f.is_message() {
@@ -460,7 +465,8 @@ impl Sender {
     ) -> anyhow::Result<()> {
         let room = self.ctx.room(self.room);
         let url = client::ws_url(self.ctx.protocol, &self.url, &self.token, &room);
-        let ws = client::connect(&url, client::source(&self.ctx.common, self.n)).await?;
+        let mut ws = client::connect(&url, client::source(&self.ctx.common, self.n)).await?;
+        client::open_session(self.ctx.protocol, &mut ws, None).await?;
         let (mut sink, mut stream) = ws.split();
         let mut tick = tokio::time::interval_at(first_tick, period);
         // Behind schedule, catch up: the asked rate is the point.
@@ -471,10 +477,10 @@ impl Sender {
         let mut stopping = false;
         // Set when sending stops: how long the last acks may take.
         let mut ack_deadline = tokio::time::Instant::now();
-        let banter = self.ctx.protocol == Protocol::Banter;
+        let acks = self.ctx.protocol.acks();
         loop {
             let answered = self.ctx.acked[self.room].load(Ordering::Relaxed) + refused;
-            if stopping && (!banter || answered >= seq) {
+            if stopping && (!acks || answered >= seq) {
                 break;
             }
             tokio::select! {
@@ -494,7 +500,10 @@ impl Sender {
                 }
                 frame = stream.next() => match frame {
                     Some(Ok(Message::Text(t))) => {
-                        if let Some(f) = Incoming::parse(&t) {
+                        if let Some(reply) = client::answer(self.ctx.protocol, &t) {
+                            sink.send(Message::text(reply)).await.context("answering a ping")?;
+                        }
+                        if let Some(f) = Incoming::parse_as(self.ctx.protocol, &t) {
                             if f.is("ack") {
                                 self.ctx.acked[self.room].fetch_add(1, Ordering::Relaxed);
                                 self.ctx.totals.add(&self.ctx.totals.acked, 1);
