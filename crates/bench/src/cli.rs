@@ -31,6 +31,9 @@ pub enum Protocol {
     /// events back; no accounts, no acks.
     #[value(name = "socketio")]
     SocketIo,
+    /// Centrifugo's JSON client protocol: a connection JWT signed with `--token-secret`,
+    /// a subscription per room, publications pushed back (several per frame under load).
+    Centrifugo,
 }
 
 impl Protocol {
@@ -40,7 +43,8 @@ impl Protocol {
         self == Self::Banter
     }
 
-    /// Whether connections log in with accounts of the auth API.
+    /// Whether connections log in with accounts of the auth API (Centrifugo's tokens are
+    /// made here, signed with its key; Socket.IO's chat has no accounts).
     pub fn has_accounts(self) -> bool {
         matches!(self, Self::Banter | Self::Seed)
     }
@@ -73,6 +77,10 @@ pub struct Common {
     /// Write the summary here as JSON.
     #[arg(long, global = true)]
     pub json: Option<PathBuf>,
+    /// Centrifugo's `client.token.hmac_secret_key`: the generator signs its connection tokens
+    /// with it (HS256).
+    #[arg(long, global = true, default_value = "banter-bench-centrifugo-secret")]
+    pub token_secret: String,
     /// Connections opened at once while setting up.
     #[arg(long, global = true, default_value_t = 256)]
     pub connect_concurrency: usize,

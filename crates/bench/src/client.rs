@@ -14,6 +14,7 @@ use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::WebSocketStream;
 
 use crate::cli::{Common, Protocol};
+use crate::peers::centrifugo;
 use crate::peers::socketio::{self, Packet};
 
 pub type Ws = WebSocketStream<TcpStream>;
@@ -85,6 +86,11 @@ pub async fn token(http: &reqwest::Client, auth: &str, name: &str) -> anyhow::Re
 /// Tokens of `common.users` accounts (a few logins at a time: hashing is deliberately slow);
 /// empty ones for a server without accounts.
 pub async fn tokens(common: &Common) -> anyhow::Result<Vec<String>> {
+    if common.protocol == Protocol::Centrifugo {
+        return (0..common.users.max(1))
+            .map(|i| centrifugo_token(&common.token_secret, &format!("{}{i}", common.user_prefix)))
+            .collect();
+    }
     if !common.protocol.has_accounts() {
         return Ok(vec![String::new(); common.users.max(1)]);
     }
@@ -105,6 +111,20 @@ pub async fn tokens(common: &Common) -> anyhow::Result<Vec<String>> {
         .collect()
 }
 
+/// A Centrifugo connection token for `user`, valid for a day (HS256 with its HMAC key).
+fn centrifugo_token(secret: &str, user: &str) -> anyhow::Result<String> {
+    let exp = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)?
+        .as_secs()
+        + 86_400;
+    let claims = json!({ "sub": user, "exp": exp });
+    Ok(jsonwebtoken::encode(
+        &jsonwebtoken::Header::default(),
+        &claims,
+        &jsonwebtoken::EncodingKey::from_secret(secret.as_bytes()),
+    )?)
+}
+
 /// The loopback address the `n`th connection comes from.
 pub fn source(common: &Common, n: usize) -> IpAddr {
     if common.source_ips == 0 {
@@ -122,21 +142,67 @@ pub fn ws_url(protocol: Protocol, base: &str, token: &str, room: &str) -> String
     match protocol {
         Protocol::Banter | Protocol::Seed => format!("{ws}/ws?token={token}&room={room}"),
         Protocol::SocketIo => format!("{ws}/socket.io/?EIO=4&transport=websocket"),
+        Protocol::Centrifugo => format!("{ws}/connection/websocket"),
     }
 }
 
 /// The protocol's own opening on a new connection, after the WebSocket handshake: for
 /// Socket.IO, Engine.IO's open, the namespace's connect, and (with `room`) a `join` whose
-/// ack says the connection is in the room. Nothing for the others (banter and the seed take
+/// ack says the connection is in the room; for Centrifugo, `connect` with the token and
+/// (with `room`) `subscribe`, each answered. Nothing for the others (banter and the seed take
 /// the room in the URL).
 pub async fn open_session(
     protocol: Protocol,
     ws: &mut Ws,
+    token: &str,
     room: Option<&str>,
 ) -> anyhow::Result<()> {
-    if protocol != Protocol::SocketIo {
-        return Ok(());
+    match protocol {
+        Protocol::Banter | Protocol::Seed => Ok(()),
+        Protocol::SocketIo => open_socketio(ws, room).await,
+        Protocol::Centrifugo => open_centrifugo(ws, token, room).await,
     }
+}
+
+/// Centrifugo's opening: `connect` (id 1), then `subscribe` (id 2), each awaited.
+async fn open_centrifugo(ws: &mut Ws, token: &str, room: Option<&str>) -> anyhow::Result<()> {
+    ws.send(Message::text(centrifugo::connect(1, token)))
+        .await?;
+    await_reply(ws, 1).await?;
+    if let Some(room) = room {
+        ws.send(Message::text(centrifugo::subscribe(2, room, None)))
+            .await?;
+        await_reply(ws, 2).await?;
+    }
+    Ok(())
+}
+
+/// Waits for the reply to command `id`; pings are answered on the way.
+async fn await_reply(ws: &mut Ws, id: u64) -> anyhow::Result<()> {
+    loop {
+        let frame = tokio::time::timeout(Duration::from_secs(30), ws.next())
+            .await
+            .context("no answer within 30 s")?
+            .context("closed while opening")??;
+        let Message::Text(t) = frame else { continue };
+        for line in centrifugo::decode(t.as_str()) {
+            match line.map_err(anyhow::Error::msg)? {
+                centrifugo::Incoming::Ping => {
+                    ws.send(Message::text(centrifugo::pong())).await?;
+                }
+                centrifugo::Incoming::Reply { id: got, result } if got == id => {
+                    return result.map(|_| ()).map_err(|e| {
+                        anyhow::anyhow!("Centrifugo refused: {} {}", e.code, e.message)
+                    });
+                }
+                _ => {}
+            }
+        }
+    }
+}
+
+/// Socket.IO's opening.
+async fn open_socketio(ws: &mut Ws, room: Option<&str>) -> anyhow::Result<()> {
     anyhow::ensure!(
         matches!(next_socketio(ws).await?, Packet::Open { .. }),
         "the server did not open an Engine.IO session"
@@ -205,9 +271,13 @@ pub async fn connect(url: &str, from: IpAddr) -> anyhow::Result<Ws> {
     Ok(ws)
 }
 
-/// A send frame: banter's (banter-client's), the seed's bare one, or a Socket.IO `send`.
-pub fn send_frame(protocol: Protocol, room: &str, body: &str, client_id: &str) -> String {
+/// A send frame: banter's (banter-client's), the seed's bare one, a Socket.IO `send`, or a
+/// Centrifugo `publish` (its command id `seq`, past the opening's).
+pub fn send_frame(protocol: Protocol, room: &str, body: &str, client_id: &str, seq: u64) -> String {
     match protocol {
+        Protocol::Centrifugo => {
+            centrifugo::publish(seq + 3, room, &json!({"room": room, "body": body}))
+        }
         Protocol::Banter => banter_client::send_frame(room, body, client_id),
         Protocol::Seed => json!({"room": room, "body": body}).to_string(),
         Protocol::SocketIo => socketio::event("send", &[json!({"room": room, "body": body})], None),
@@ -216,7 +286,14 @@ pub fn send_frame(protocol: Protocol, room: &str, body: &str, client_id: &str) -
 
 /// What the client must answer to a frame at once (a protocol's ping), if anything.
 pub fn answer(protocol: Protocol, text: &str) -> Option<&'static str> {
-    (protocol == Protocol::SocketIo && text == "2").then(socketio::pong)
+    match protocol {
+        Protocol::SocketIo => (text == "2").then(socketio::pong),
+        Protocol::Centrifugo => text
+            .lines()
+            .any(|line| line.trim() == "{}")
+            .then(centrifugo::pong),
+        Protocol::Banter | Protocol::Seed => None,
+    }
 }
 
 /// A join frame resuming after `since`.
@@ -238,11 +315,38 @@ impl Incoming {
         serde_json::from_str(text).ok()
     }
 
+    /// Everything a frame in `protocol`'s framing says: one thing, except Centrifugo's
+    /// frames, which may hold several pushes and replies (a refused command is an `error`).
+    pub fn parse_all(protocol: Protocol, text: &str) -> Vec<Self> {
+        if protocol != Protocol::Centrifugo {
+            return Self::parse_as(protocol, text).into_iter().collect();
+        }
+        centrifugo::decode(text)
+            .into_iter()
+            .filter_map(|line| match line.ok()? {
+                centrifugo::Incoming::Publication { data, .. } => {
+                    let mut f: Self = serde_json::from_value(data).ok()?;
+                    f.kind = Some("message".into());
+                    Some(f)
+                }
+                centrifugo::Incoming::Reply { result: Err(e), .. } => Some(Self {
+                    kind: Some("error".into()),
+                    room: None,
+                    body: None,
+                    cursor: None,
+                    code: Some(format!("{} {}", e.code, e.message)),
+                }),
+                _ => None,
+            })
+            .collect()
+    }
+
     /// [`Incoming::parse`] of a frame in `protocol`'s framing: a Socket.IO `message` event
-    /// is a message.
+    /// is a message. (Centrifugo's frames: [`Incoming::parse_all`].)
     pub fn parse_as(protocol: Protocol, text: &str) -> Option<Self> {
         match protocol {
             Protocol::Banter | Protocol::Seed => Self::parse(text),
+            Protocol::Centrifugo => Self::parse_all(protocol, text).into_iter().next(),
             Protocol::SocketIo => match socketio::decode(text).ok()? {
                 Packet::Event { name, mut args, .. } if name == "message" && !args.is_empty() => {
                     let mut f: Self = serde_json::from_value(args.swap_remove(0)).ok()?;
@@ -270,8 +374,13 @@ mod tests {
 
     #[test]
     fn each_protocol_frames_a_send_and_reads_a_message_its_way() {
-        for protocol in [Protocol::Banter, Protocol::Seed, Protocol::SocketIo] {
-            let frame = send_frame(protocol, "r0", "hello", "c1");
+        for protocol in [
+            Protocol::Banter,
+            Protocol::Seed,
+            Protocol::SocketIo,
+            Protocol::Centrifugo,
+        ] {
+            let frame = send_frame(protocol, "r0", "hello", "c1", 0);
             let echoed = match protocol {
                 // What each server sends back for that send.
                 Protocol::Banter => {
@@ -279,6 +388,10 @@ mod tests {
                 }
                 Protocol::Seed => r#"{"room":"r0","body":"hello"}"#.to_owned(),
                 Protocol::SocketIo => r#"42["message",{"room":"r0","body":"hello"}]"#.to_owned(),
+                Protocol::Centrifugo => {
+                    r#"{"push":{"channel":"r0","pub":{"data":{"room":"r0","body":"hello"}}}}"#
+                        .to_owned()
+                }
             };
             assert!(frame.contains("hello"), "{frame}");
             let got = Incoming::parse_as(protocol, &echoed).expect("a message");
@@ -294,14 +407,75 @@ mod tests {
     }
 
     #[test]
-    fn only_socket_io_pings_need_an_answer_from_the_client() {
+    fn socket_io_and_centrifugo_pings_need_an_answer_from_the_client() {
         assert_eq!(answer(Protocol::SocketIo, "2"), Some("3"));
         assert_eq!(answer(Protocol::SocketIo, r#"42["message",{}]"#), None);
         assert_eq!(answer(Protocol::Banter, "2"), None);
+        // Centrifugo's ping is an empty object, alone or among pushes in one frame.
+        assert_eq!(answer(Protocol::Centrifugo, "{}"), Some("{}"));
+        assert_eq!(
+            answer(
+                Protocol::Centrifugo,
+                "{\"push\":{\"channel\":\"r0\",\"pub\":{}}}\n{}"
+            ),
+            Some("{}")
+        );
+        assert_eq!(
+            answer(Protocol::Centrifugo, r#"{"id":3,"publish":{}}"#),
+            None
+        );
     }
 
     #[test]
-    fn a_socket_io_connection_goes_to_the_engine_io_endpoint() {
+    fn a_centrifugo_frame_of_several_pushes_is_several_messages() {
+        let frame = concat!(
+            r#"{"push":{"channel":"r0","pub":{"data":{"room":"r0","body":"a"}}}}"#,
+            "\n",
+            r#"{"id":7,"publish":{}}"#,
+            "\n",
+            r#"{"push":{"channel":"r0","pub":{"data":{"room":"r0","body":"b"}}}}"#,
+            "\n",
+            r#"{"id":8,"error":{"code":103,"message":"permission denied"}}"#,
+        );
+        let got = Incoming::parse_all(Protocol::Centrifugo, frame);
+        let bodies: Vec<Option<&str>> = got
+            .iter()
+            .filter(|f| f.is_message())
+            .map(|f| f.body.as_deref())
+            .collect();
+        assert_eq!(bodies, [Some("a"), Some("b")]);
+        assert!(
+            got.iter().any(|f| f.is("error")),
+            "a refused publish counts: {got:?}"
+        );
+        let v: Value = serde_json::from_str(&send_frame(Protocol::Centrifugo, "r0", "x", "c", 4))
+            .expect("json");
+        assert_eq!(v["id"], 7, "past the opening's connect and subscribe");
+        assert_eq!(v["publish"]["data"], json!({"room": "r0", "body": "x"}));
+    }
+
+    #[test]
+    fn centrifugo_tokens_are_signed_with_its_key() {
+        let token = centrifugo_token("k", "bench3").expect("token");
+        let mut check = jsonwebtoken::Validation::default();
+        check.required_spec_claims = ["exp", "sub"].iter().map(|s| (*s).to_owned()).collect();
+        let data = jsonwebtoken::decode::<Value>(
+            &token,
+            &jsonwebtoken::DecodingKey::from_secret(b"k"),
+            &check,
+        )
+        .expect("valid with the key");
+        assert_eq!(data.claims["sub"], "bench3");
+        assert!(jsonwebtoken::decode::<Value>(
+            &token,
+            &jsonwebtoken::DecodingKey::from_secret(b"other"),
+            &check
+        )
+        .is_err());
+    }
+
+    #[test]
+    fn each_peer_connects_to_its_own_endpoint() {
         assert_eq!(
             ws_url(Protocol::SocketIo, "http://127.0.0.1:9", "", "r0"),
             "ws://127.0.0.1:9/socket.io/?EIO=4&transport=websocket"
@@ -309,6 +483,10 @@ mod tests {
         assert_eq!(
             ws_url(Protocol::Seed, "http://127.0.0.1:9", "t", "r0"),
             "ws://127.0.0.1:9/ws?token=t&room=r0"
+        );
+        assert_eq!(
+            ws_url(Protocol::Centrifugo, "http://127.0.0.1:9", "t", "r0"),
+            "ws://127.0.0.1:9/connection/websocket"
         );
     }
 }

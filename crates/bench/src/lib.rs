@@ -7,9 +7,10 @@
 //! duplicated, out of order. Latency (send to delivery, one clock: the generator's) goes into
 //! an HdrHistogram. It prints progress every second and can write a JSON summary.
 //!
-//! It speaks banter's protocol, the Go seed's, and Socket.IO's (the room chat of
-//! `bench/peers/socketio`, a peer banter is compared with); the codecs of the peers'
-//! protocols are in [`peers`] (Centrifugo's is not driven yet).
+//! It speaks banter's protocol, the Go seed's, Socket.IO's (the room chat of
+//! `bench/peers/socketio`) and Centrifugo's (`--protocol centrifugo`, its connection tokens
+//! signed with `--token-secret`): the peers banter is compared with. Their codecs are in
+//! [`peers`].
 //!
 //! Scenarios: [`scenarios::fanout`] (rooms × members at a send rate), [`scenarios::idle`]
 //! (connections held; server memory per connection; drops), [`scenarios::reconnect`]

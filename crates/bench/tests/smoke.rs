@@ -18,6 +18,7 @@ fn common(app: &TestApp) -> Common {
         user_prefix: "smoke".into(),
         server_pid: None,
         json: None,
+        token_secret: String::new(),
         connect_concurrency: 32,
     }
 }

@@ -154,9 +154,10 @@ async fn open(
             );
             let from = client::source(common, n);
             let protocol = common.protocol;
+            let token = tokens[n % tokens.len()].clone();
             async move {
                 let mut ws = client::connect(&url, from).await?;
-                client::open_session(protocol, &mut ws, Some(room)).await?;
+                client::open_session(protocol, &mut ws, &token, Some(room)).await?;
                 Ok(ws)
             }
         })

@@ -286,7 +286,7 @@ impl Member {
         };
         let url = client::ws_url(self.ctx.protocol, &self.url, &self.token, &first);
         let mut ws = client::connect(&url, client::source(&self.ctx.common, self.n)).await?;
-        client::open_session(self.ctx.protocol, &mut ws, Some(&room)).await?;
+        client::open_session(self.ctx.protocol, &mut ws, &self.token, Some(&room)).await?;
         if self.ctx.protocol == Protocol::Banter {
             if self.lobby {
                 ws.send(Message::text(client::join_frame(&room, since)))
@@ -390,17 +390,16 @@ impl Member {
         latency: &mut Histogram<u64>,
         resume: &mut banter_client::Resume,
     ) {
-        let Some(f) = Incoming::parse_as(self.ctx.protocol, text) else {
-            return;
-        };
-        if f.is_message() {
-            self.delivered(&f, seen, latency);
-            // The seed's messages have no type; banter's say `message`.
-            if let Some(room) = f.room.as_deref() {
-                resume.note("message", room, f.cursor.as_deref());
+        for f in Incoming::parse_all(self.ctx.protocol, text) {
+            if f.is_message() {
+                self.delivered(&f, seen, latency);
+                // The seed's messages have no type; banter's say `message`.
+                if let Some(room) = f.room.as_deref() {
+                    resume.note("message", room, f.cursor.as_deref());
+                }
+            } else if f.is("error") {
+                self.ctx.totals.add(&self.ctx.totals.errors, 1);
             }
-        } else if f.is("error") {
-            self.ctx.totals.add(&self.ctx.totals.errors, 1);
         }
     }
 
@@ -466,7 +465,7 @@ impl Sender {
         let room = self.ctx.room(self.room);
         let url = client::ws_url(self.ctx.protocol, &self.url, &self.token, &room);
         let mut ws = client::connect(&url, client::source(&self.ctx.common, self.n)).await?;
-        client::open_session(self.ctx.protocol, &mut ws, None).await?;
+        client::open_session(self.ctx.protocol, &mut ws, &self.token, None).await?;
         let (mut sink, mut stream) = ws.split();
         let mut tick = tokio::time::interval_at(first_tick, period);
         // Behind schedule, catch up: the asked rate is the point.
@@ -488,7 +487,7 @@ impl Sender {
                     let body = track::body(self.room, seq, self.ctx.clock.micros(), self.body_bytes);
                     // Unique per account across runs: a client id seen before is a re-send.
                     let client_id = format!("{room}-{seq}");
-                    let frame = client::send_frame(self.ctx.protocol, &room, &body, &client_id);
+                    let frame = client::send_frame(self.ctx.protocol, &room, &body, &client_id, seq);
                     sink.send(Message::text(frame)).await.context("sending")?;
                     seq += 1;
                     self.ctx.sent[self.room].fetch_add(1, Ordering::Relaxed);
@@ -503,7 +502,7 @@ impl Sender {
                         if let Some(reply) = client::answer(self.ctx.protocol, &t) {
                             sink.send(Message::text(reply)).await.context("answering a ping")?;
                         }
-                        if let Some(f) = Incoming::parse_as(self.ctx.protocol, &t) {
+                        for f in Incoming::parse_all(self.ctx.protocol, &t) {
                             if f.is("ack") {
                                 self.ctx.acked[self.room].fetch_add(1, Ordering::Relaxed);
                                 self.ctx.totals.add(&self.ctx.totals.acked, 1);
