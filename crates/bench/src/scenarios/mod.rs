@@ -162,6 +162,8 @@ pub async fn rooms(
         .store(start_us + micros(args.duration), Ordering::Relaxed);
     ctx.window_start.store(start_us, Ordering::Relaxed);
     let reconnects_before = Totals::get(&ctx.totals.reconnects);
+    let cpu_before = common.server_pid.and_then(report::cpu_seconds);
+    let delivered_before = Totals::get(&ctx.totals.delivered);
     eprintln!("warm-up over: measuring for {:?}", args.duration);
     let measure = tokio::time::sleep(args.duration);
     tokio::pin!(measure);
@@ -174,6 +176,13 @@ pub async fn rooms(
         () = during => {}
     }
     let reconnects_in_window = Totals::get(&ctx.totals.reconnects) - reconnects_before;
+    // The server's CPU over the window, per delivery in it.
+    let cpu_per_million = cpu_before
+        .zip(common.server_pid.and_then(report::cpu_seconds))
+        .map(|(before, after)| {
+            let delivered = Totals::get(&ctx.totals.delivered).saturating_sub(delivered_before);
+            (after - before) / (delivered.max(1) as f64) * 1e6
+        });
     // Stop sending; let deliveries drain.
     let _ = stop_tx.send(true);
     for s in senders {
@@ -235,6 +244,7 @@ pub async fn rooms(
         summary.resume_p99_ms = Some(report::ms(&resume, 0.99));
     }
     summary.server_rss_bytes = common.server_pid.and_then(report::rss_bytes);
+    summary.server_cpu_s_per_million = cpu_per_million;
     eprintln!("done in {:?}", started.elapsed());
     Ok((summary, ctx))
 }
