@@ -124,6 +124,16 @@ impl RoomEvent {
         }
     }
 
+    /// What kind of event it is, as the store and the log's records spell it: `message`, or
+    /// the kind of its change (`edit`, `react`, `joined`, `read`...).
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Self::Message(_) => "message",
+            Self::Change(c) => c.change.kind(),
+            Self::Room(r) => r.change.kind(),
+        }
+    }
+
     /// The event's own id: the message's id for a message.
     pub fn id(&self) -> Uuid {
         match self {

@@ -400,14 +400,7 @@ pub async fn room_changes_are_replayed_in_order_except_read_positions(store: Dyn
         .events_after(&room("ops"), None, 100)
         .await
         .expect("replay");
-    let kinds: Vec<&str> = replay
-        .iter()
-        .map(|e| match &e.event {
-            RoomEvent::Message(_) => "message",
-            RoomEvent::Change(c) => c.change.kind(),
-            RoomEvent::Room(r) => r.change.kind(),
-        })
-        .collect();
+    let kinds: Vec<&str> = replay.iter().map(|e| e.event.kind()).collect();
     assert_eq!(kinds, ["created", "added", "message", "topic", "removed"]);
     let original: Vec<&LoggedEvent> = done
         .iter()
