@@ -120,6 +120,35 @@ impl PostgresStore {
         .map_err(|e| StoreError::from_sqlx(e, "a message is stored at that place"))?;
         Ok(done.rows_affected())
     }
+
+    /// The (actor, client id) pairs of `batch` that a stored message, change or room change
+    /// already took, in one statement (the pairs go over as two arrays).
+    async fn client_ids_taken(
+        conn: &mut sqlx::PgConnection,
+        batch: &[RoomEvent],
+    ) -> Result<Vec<(i64, String)>, StoreError> {
+        let (actors, client_ids): (Vec<i64>, Vec<&str>) = batch
+            .iter()
+            .filter_map(|e| e.client_id().map(|c| (e.actor_id().0, c.as_str())))
+            .unzip();
+        if actors.is_empty() {
+            return Ok(Vec::new());
+        }
+        let rows = sqlx::query(
+            "SELECT a, c FROM UNNEST($1::int8[], $2::text[]) AS ask(a, c) \
+             WHERE EXISTS (SELECT 1 FROM messages WHERE author_id = ask.a AND client_id = ask.c) \
+                OR EXISTS (SELECT 1 FROM room_events WHERE user_id = ask.a AND client_id = ask.c) \
+                OR EXISTS (SELECT 1 FROM room_changes WHERE user_id = ask.a AND client_id = ask.c)",
+        )
+        .bind(actors)
+        .bind(client_ids)
+        .fetch_all(&mut *conn)
+        .await?;
+        rows.iter()
+            .map(|row| Ok((row.try_get("a")?, row.try_get("c")?)))
+            .collect::<Result<_, sqlx::Error>>()
+            .map_err(StoreError::from)
+    }
 }
 
 /// A run of messages as one array per column, for `UNNEST`.

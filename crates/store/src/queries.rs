@@ -4,13 +4,14 @@
 //! parameters, `RETURNING`, `ON CONFLICT`, row values, an index on `lower(username)`), so the
 //! [`Store`](crate::Store) methods — and the projection of room events, `apply_change` — are
 //! expanded into each backend's impl from this one text rather than kept in two copies that
-//! could drift apart. What differs (connecting, pragmas, migrations, and writing a run of
-//! messages: `insert_messages`, row by row on SQLite, one `UNNEST` on PostgreSQL) is plain
-//! code in the backend's own module.
+//! could drift apart. What differs (connecting, pragmas, migrations, and statements over many
+//! rows at once: `insert_messages` and `client_ids_taken`, a `VALUES` list on SQLite, arrays
+//! and `UNNEST` on PostgreSQL) is plain code in the backend's own module.
 
 /// Implements `Store` for `$store`, whose `pool` field is a sqlx pool of its engine, whose rows
 /// are `$row`, whose connections are `$conn`. The calling module provides `MIGRATOR` (its
-/// migrations) and `Self::insert_messages` (its way to write a run of messages).
+/// migrations), `Self::insert_messages` (its way to write a run of messages) and
+/// `Self::client_ids_taken` (its way to ask about many client ids at once).
 macro_rules! impl_store {
     ($store:ty, $backend:expr, $row:ty, $conn:ty) => {
     fn user_from_row(row: &$row) -> Result<User, sqlx::Error> {
@@ -602,6 +603,21 @@ macro_rules! impl_store {
         Ok(())
     }
 
+    impl $store {
+        /// Writes a run of new messages and their mentions, and empties it.
+        async fn write_run(
+            conn: &mut $conn,
+            run: &mut Vec<(&NewMessage, Cursor)>,
+        ) -> Result<(), StoreError> {
+            if !run.is_empty() {
+                Self::insert_messages(&mut *conn, run).await?;
+                insert_mentions(&mut *conn, run).await?;
+                run.clear();
+            }
+            Ok(())
+        }
+    }
+
     /// The entry columns of a membership `mb` joined with its room `r`: counts stop at the
     /// cap, so a room with a million unread messages costs what one with a hundred does.
     fn entry_sql(filter: &str) -> String {
@@ -912,54 +928,84 @@ macro_rules! impl_store {
         }
 
         async fn append_events(&self, batch: &[RoomEvent]) -> Result<Vec<Appended>, StoreError> {
+            // Few statements per batch, whatever its size: on SQLite each statement is a
+            // round trip to the connection's worker thread (two context switches), which
+            // cost more CPU than the writes themselves (docs/benchmarks/history.md).
             let mut tx = self.pool.begin_with(begin_write()).await?;
             // One counter row hands out the local log's offsets. Taking it first locks it (on
             // SQLite the transaction holds the write lock anyway), so offsets are given in
-            // commit order; it is written back once, at the end.
-            let last: i64 = sqlx::query(
-                "UPDATE counters SET value = value WHERE name = 'messages' RETURNING value",
+            // commit order. A place is reserved for every event of the batch at once; the row
+            // is written again only when some of them took none (copies, no-ops).
+            let wanted = i64::try_from(batch.len()).unwrap_or(i64::MAX);
+            let reserved: i64 = sqlx::query(
+                "UPDATE counters SET value = value + $1 WHERE name = 'messages' RETURNING value",
             )
+            .bind(wanted)
             .fetch_one(&mut *tx)
             .await?
             .try_get("value")?;
-            let mut next = u64::try_from(last)
+            let mut next = u64::try_from(reserved - wanted)
                 .map_err(|_| StoreError::Other(sqlx::Error::Decode("negative offset".into())))?
                 + 1;
+            // Which of the batch's client ids were taken before it, in one query; a client id
+            // taken before or earlier in the batch is looked up in full (rare: a retry).
+            let taken = Self::client_ids_taken(&mut tx, batch).await?;
+            let mut in_batch = std::collections::HashSet::new();
             let mut out = Vec::with_capacity(batch.len());
+            // Messages in a row are written together, in one statement where the engine can.
+            let mut run: Vec<(&NewMessage, Cursor)> = Vec::new();
             for event in batch {
                 if let Some(client_id) = event.client_id() {
-                    if let Some(first) = first_copy_in(&mut tx, event.actor_id(), client_id).await? {
-                        out.push(Appended::Duplicate(first));
-                        continue;
+                    let key = (event.actor_id().0, client_id.as_str());
+                    if taken.iter().any(|(a, c)| *a == key.0 && c == key.1) || !in_batch.insert(key) {
+                        // The first copy may be in the run: write it before looking.
+                        Self::write_run(&mut tx, &mut run).await?;
+                        if let Some(first) =
+                            first_copy_in(&mut tx, event.actor_id(), client_id).await?
+                        {
+                            out.push(Appended::Duplicate(first));
+                            continue;
+                        }
                     }
                 }
                 let cursor = Cursor::new(0, next);
                 let outcome = match event {
                     RoomEvent::Message(m) => {
-                        Self::insert_messages(&mut tx, &[(m, cursor)]).await?;
-                        insert_mentions(&mut tx, &[(m, cursor)]).await?;
+                        run.push((m, cursor));
                         Appended::New(event.clone().at_cursor(cursor))
                     }
-                    RoomEvent::Change(c) => match apply_change(&mut tx, c, cursor, false).await? {
-                        Applied::Changed => Appended::New(event.clone().at_cursor(cursor)),
-                        Applied::Unchanged(at) => Appended::Unchanged { message: c.message, cursor: at },
-                        Applied::Missing => Appended::Missing,
-                    },
-                    RoomEvent::Room(r) => match apply_room_change(&mut tx, r, cursor, false).await? {
-                        Applied::Changed => Appended::New(event.clone().at_cursor(cursor)),
-                        Applied::Unchanged(at) => Appended::Unchanged { message: r.id, cursor: at },
-                        Applied::Missing => Appended::Missing,
-                    },
+                    RoomEvent::Change(c) => {
+                        // A change may concern a message of the run.
+                        Self::write_run(&mut tx, &mut run).await?;
+                        match apply_change(&mut tx, c, cursor, false).await? {
+                            Applied::Changed => Appended::New(event.clone().at_cursor(cursor)),
+                            Applied::Unchanged(at) => Appended::Unchanged { message: c.message, cursor: at },
+                            Applied::Missing => Appended::Missing,
+                        }
+                    }
+                    RoomEvent::Room(r) => {
+                        // Mentions in the run are of members as they were before this.
+                        Self::write_run(&mut tx, &mut run).await?;
+                        match apply_room_change(&mut tx, r, cursor, false).await? {
+                            Applied::Changed => Appended::New(event.clone().at_cursor(cursor)),
+                            Applied::Unchanged(at) => Appended::Unchanged { message: r.id, cursor: at },
+                            Applied::Missing => Appended::Missing,
+                        }
+                    }
                 };
                 if matches!(outcome, Appended::New(_)) {
                     next += 1;
                 }
                 out.push(outcome);
             }
-            sqlx::query("UPDATE counters SET value = $1 WHERE name = 'messages'")
-                .bind(i64::try_from(next - 1).unwrap_or(i64::MAX))
-                .execute(&mut *tx)
-                .await?;
+            Self::write_run(&mut tx, &mut run).await?;
+            let last = i64::try_from(next - 1).unwrap_or(i64::MAX);
+            if last != reserved {
+                sqlx::query("UPDATE counters SET value = $1 WHERE name = 'messages'")
+                    .bind(last)
+                    .execute(&mut *tx)
+                    .await?;
+            }
             tx.commit().await?;
             Ok(out)
         }

@@ -49,6 +49,9 @@ impl SqliteStore {
     }
 }
 
+/// Rows of one `INSERT` of messages: 12 parameters each, far below SQLite's limit of 32,766.
+const ROWS_PER_INSERT: usize = 256;
+
 crate::queries::impl_store!(
     SqliteStore,
     Backend::Sqlite,
@@ -57,46 +60,110 @@ crate::queries::impl_store!(
 );
 
 impl SqliteStore {
-    /// Writes a run of messages at their places, row by row (SQLite's statements are
-    /// in-process calls: there is no round trip to save by sending the run at once). Returns
-    /// how many were new.
+    /// Writes a run of messages at their places, up to [`ROWS_PER_INSERT`] rows per statement:
+    /// each statement is a round trip to the connection's worker thread. Returns how many
+    /// were new.
     ///
-    /// A redelivered message (same id) or a re-sent one (same author and client_id) is a
-    /// no-op. Another message at a stored place is an error, not a skip: it means the log was
-    /// reset, and silently dropping it would lose it.
+    /// A redelivered message (same id) or a re-sent one (same author and client_id, stored
+    /// before or earlier in this run) is a no-op. Another message at a stored place is an
+    /// error, not a skip: it means the log was reset, and silently dropping it would lose it.
+    /// The statement's `SELECT` is read before any of its rows is written, so copies within
+    /// the run are dropped here, keeping the first like the log does.
     async fn insert_messages(
         conn: &mut sqlx::SqliteConnection,
         run: &[(&NewMessage, Cursor)],
     ) -> Result<u64, StoreError> {
+        let mut ids = std::collections::HashSet::with_capacity(run.len());
+        let mut sent = std::collections::HashSet::new();
+        let firsts: Vec<&(&NewMessage, Cursor)> = run
+            .iter()
+            .filter(|(m, _)| {
+                let new_id = ids.insert(m.id);
+                let new_send = m
+                    .client_id
+                    .as_ref()
+                    .is_none_or(|c| sent.insert((m.author_id.0, c.as_str())));
+                new_id && new_send
+            })
+            .collect();
         let mut inserted = 0;
-        for (m, cursor) in run {
-            let (part, seq) = cursor_values(*cursor);
-            let done = sqlx::query(
+        for rows in firsts.chunks(ROWS_PER_INSERT) {
+            let values = (0..rows.len())
+                .map(|r| {
+                    let p = (1..=12).map(|c| format!("${}", r * 12 + c));
+                    format!("({})", p.collect::<Vec<_>>().join(", "))
+                })
+                .collect::<Vec<_>>()
+                .join(", ");
+            let sql = format!(
                 "INSERT INTO messages \
                  (id, part, seq, room, author_id, author, body, created_at, client_id, \
                   reply_to, thread_root, mentions) \
-                 SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12 \
-                 WHERE NOT EXISTS (SELECT 1 FROM messages \
-                   WHERE $9 IS NOT NULL AND author_id = $5 AND client_id = $9) \
-                 ON CONFLICT (id) DO NOTHING",
-            )
-            .bind(m.id)
-            .bind(part)
-            .bind(seq)
-            .bind(m.room.as_str())
-            .bind(m.author_id.0)
-            .bind(m.author.as_str())
-            .bind(&m.body)
-            .bind(m.created_at)
-            .bind(m.client_id.as_ref().map(ClientId::as_str))
-            .bind(m.reply_to)
-            .bind(m.thread_root)
-            .bind(mention_text(m))
-            .execute(&mut *conn)
-            .await
-            .map_err(|e| StoreError::from_sqlx(e, "a message is stored at that place"))?;
+                 SELECT t.column1, t.column2, t.column3, t.column4, t.column5, t.column6, \
+                        t.column7, t.column8, t.column9, t.column10, t.column11, t.column12 \
+                 FROM (VALUES {values}) AS t \
+                 WHERE NOT EXISTS (SELECT 1 FROM messages m \
+                   WHERE t.column9 IS NOT NULL AND m.author_id = t.column5 \
+                     AND m.client_id = t.column9) \
+                 ON CONFLICT (id) DO NOTHING"
+            );
+            let mut query = sqlx::query(&sql);
+            for (m, cursor) in rows {
+                let (part, seq) = cursor_values(*cursor);
+                query = query
+                    .bind(m.id)
+                    .bind(part)
+                    .bind(seq)
+                    .bind(m.room.as_str())
+                    .bind(m.author_id.0)
+                    .bind(m.author.as_str())
+                    .bind(&m.body)
+                    .bind(m.created_at)
+                    .bind(m.client_id.as_ref().map(ClientId::as_str))
+                    .bind(m.reply_to)
+                    .bind(m.thread_root)
+                    .bind(mention_text(m));
+            }
+            let done = query
+                .execute(&mut *conn)
+                .await
+                .map_err(|e| StoreError::from_sqlx(e, "a message is stored at that place"))?;
             inserted += done.rows_affected();
         }
         Ok(inserted)
+    }
+
+    /// The (actor, client id) pairs of `batch` that a stored message, change or room change
+    /// already took, in one statement (the pairs go over as a `VALUES` list).
+    async fn client_ids_taken(
+        conn: &mut sqlx::SqliteConnection,
+        batch: &[RoomEvent],
+    ) -> Result<Vec<(i64, String)>, StoreError> {
+        let asked: Vec<(i64, &str)> = batch
+            .iter()
+            .filter_map(|e| e.client_id().map(|c| (e.actor_id().0, c.as_str())))
+            .collect();
+        if asked.is_empty() {
+            return Ok(Vec::new());
+        }
+        let values = (0..asked.len())
+            .map(|i| format!("(${}, ${})", 2 * i + 1, 2 * i + 2))
+            .collect::<Vec<_>>()
+            .join(", ");
+        let sql = format!(
+            "WITH ask(a, c) AS (VALUES {values}) SELECT a, c FROM ask \
+             WHERE EXISTS (SELECT 1 FROM messages WHERE author_id = ask.a AND client_id = ask.c) \
+                OR EXISTS (SELECT 1 FROM room_events WHERE user_id = ask.a AND client_id = ask.c) \
+                OR EXISTS (SELECT 1 FROM room_changes WHERE user_id = ask.a AND client_id = ask.c)"
+        );
+        let mut query = sqlx::query(&sql);
+        for (actor, client_id) in &asked {
+            query = query.bind(*actor).bind(*client_id);
+        }
+        let rows = query.fetch_all(&mut *conn).await?;
+        rows.iter()
+            .map(|row| Ok((row.try_get("a")?, row.try_get("c")?)))
+            .collect::<Result<_, sqlx::Error>>()
+            .map_err(StoreError::from)
     }
 }

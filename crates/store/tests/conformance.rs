@@ -449,6 +449,17 @@ async fn a_client_id_is_stored_once_per_author(store: DynStore) {
     let stored = messages_after(&store, &room("r"), None, 100).await;
     let bodies: Vec<&str> = stored.iter().map(|m| m.body.as_str()).collect();
     assert_eq!(bodies, ["hello", "new", "mine"]);
+    // Copies take no place in the log: the places stay consecutive, in this batch and after.
+    let place = |a: &Appended| match a {
+        Appended::New(l) => l.cursor,
+        other => panic!("{other:?}"),
+    };
+    let next = append(&store, vec![new_message(&max, "r", "after", None)]).await;
+    let seqs: Vec<u64> = [&first[0], &again[1], &again[3], &next[0]]
+        .into_iter()
+        .map(|a| place(a).offset)
+        .collect();
+    assert_eq!(seqs, (seqs[0]..seqs[0] + 4).collect::<Vec<_>>());
 }
 
 async fn history_pages_both_ways_around_a_cursor(store: DynStore) {
