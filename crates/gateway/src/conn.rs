@@ -315,7 +315,7 @@ where
                         self.sink.feed(WsMessage::Text(text.into())).await?;
                     }
                 } else if self.wants(&out) {
-                    self.sink.feed(WsMessage::Text(out.text)).await?;
+                    self.sink.feed(WsMessage::Text(out.text.clone())).await?;
                 }
                 batched += 1;
                 if batched < WRITE_BATCH {
@@ -365,7 +365,7 @@ where
         let Some(place) = &out.place else {
             return true;
         };
-        let (room, cursor) = &**place;
+        let (room, cursor) = place;
         self.rooms.contains(room) && self.floors.get(room).is_none_or(|f| cursor > f)
     }
 

@@ -33,32 +33,61 @@ pub type ConnId = u64;
 /// Close code for a connection that could not keep up.
 pub const CLOSE_TOO_SLOW: u16 = 4008;
 
-/// A frame on its way to one connection. The text is shared by every recipient (one
-/// serialization per fan-out); `place` says where a message sits in its room's log, so a
-/// connection that has just replayed history can skip what it already sent.
+/// A frame on its way to connections: one allocation shared by every recipient (one
+/// serialization per fan-out), so that a queue slot is a pointer: each connection's queue
+/// allocates its first block of slots up front, and 48-byte slots cost an idle connection
+/// 1.5 KiB (docs/benchmarks/history.md).
 #[derive(Debug, Clone)]
-pub struct Outbound {
+pub struct Outbound(Arc<Queued>);
+
+/// What an [`Outbound`] carries.
+#[derive(Debug)]
+pub struct Queued {
     pub text: Utf8Bytes,
-    pub place: Option<Arc<(RoomName, Cursor)>>,
+    /// Where a message sits in its room's log, so a connection that has just replayed
+    /// history can skip what it already sent.
+    pub place: Option<(RoomName, Cursor)>,
     /// News of the user stream that the connection completes itself (its `text` is empty).
-    pub news: Option<Arc<News>>,
+    pub news: Option<News>,
+}
+
+impl std::ops::Deref for Outbound {
+    type Target = Queued;
+
+    fn deref(&self) -> &Queued {
+        &self.0
+    }
 }
 
 impl Outbound {
     pub fn frame(frame: &ServerFrame<'_>) -> Self {
-        Self {
-            text: frame.to_json().into(),
+        Self::text(frame.to_json())
+    }
+
+    /// A frame already serialized.
+    pub fn text(text: impl Into<Utf8Bytes>) -> Self {
+        Self(Arc::new(Queued {
+            text: text.into(),
             place: None,
             news: None,
-        }
+        }))
+    }
+
+    /// A room event's frame, at its place in the room's log.
+    pub fn logged(text: impl Into<Utf8Bytes>, room: RoomName, cursor: Cursor) -> Self {
+        Self(Arc::new(Queued {
+            text: text.into(),
+            place: Some((room, cursor)),
+            news: None,
+        }))
     }
 
     pub fn news(news: News) -> Self {
-        Self {
+        Self(Arc::new(Queued {
             text: Utf8Bytes::from_static(""),
             place: None,
-            news: Some(Arc::new(news)),
-        }
+            news: Some(news),
+        }))
     }
 }
 
@@ -690,17 +719,22 @@ mod tests {
     }
 
     #[test]
+    fn a_queue_slot_is_a_pointer() {
+        // Each connection's queue allocates a block of slots up front (idle memory).
+        assert_eq!(
+            std::mem::size_of::<Outbound>(),
+            std::mem::size_of::<usize>()
+        );
+    }
+
+    #[test]
     fn a_full_queue_kicks_instead_of_growing() {
         let hub = Hub::new();
         let room = RoomName::parse("r").expect("room");
         let (slow, _rx) = member("slow", 2);
         let kick = slow.kick.clone();
         hub.join(&room, 1, slow);
-        let frame = Outbound {
-            text: "x".into(),
-            place: None,
-            news: None,
-        };
+        let frame = Outbound::text("x");
         hub.fan_out(&room, &frame, None);
         hub.fan_out(&room, &frame, None);
         assert_eq!(kick.code.load(Ordering::Acquire), 0);
@@ -717,11 +751,7 @@ mod tests {
         hub.join(&room, 1, a);
         hub.join(&room, 2, b);
         texts(&mut a_rx);
-        let frame = Outbound {
-            text: "typing".into(),
-            place: None,
-            news: None,
-        };
+        let frame = Outbound::text("typing");
         hub.fan_out(&room, &frame, Some("ALICE"));
         assert!(texts(&mut a_rx).is_empty());
         assert_eq!(texts(&mut b_rx), vec!["typing"]);

@@ -282,11 +282,11 @@ pub async fn dispatch(
                 if !user_stream(&hub, &directory, logged) {
                     continue;
                 }
-                let out = Outbound {
-                    text: frames::event_json(logged).into(),
-                    place: Some(Arc::new((logged.room().clone(), logged.cursor))),
-                    news: None,
-                };
+                let out = Outbound::logged(
+                    frames::event_json(logged),
+                    logged.room().clone(),
+                    logged.cursor,
+                );
                 hub.fan_out(logged.room(), &out, None);
                 metrics::counter!("banter_messages_fanned_out_total").increment(1);
             }
