@@ -928,9 +928,10 @@ macro_rules! impl_store {
         }
 
         async fn append_events(&self, batch: &[RoomEvent]) -> Result<Vec<Appended>, StoreError> {
-            // Few statements per batch, whatever its size: on SQLite each statement is a
-            // round trip to the connection's worker thread (two context switches), which
-            // cost more CPU than the writes themselves (docs/benchmarks/history.md).
+            // Few statements per batch: one per run of messages (and per mention), one per
+            // change, and four around them. On SQLite each statement is a round trip to the
+            // connection's worker thread (two context switches), which cost more CPU than the
+            // writes themselves (docs/benchmarks/history.md).
             let mut tx = self.pool.begin_with(begin_write()).await?;
             // One counter row hands out the local log's offsets. Taking it first locks it (on
             // SQLite the transaction holds the write lock anyway), so offsets are given in
@@ -958,7 +959,8 @@ macro_rules! impl_store {
                 if let Some(client_id) = event.client_id() {
                     let key = (event.actor_id().0, client_id.as_str());
                     if taken.iter().any(|(a, c)| *a == key.0 && c == key.1) || !in_batch.insert(key) {
-                        // The first copy may be in the run: write it before looking.
+                        // Taken before, or earlier in this batch: then the first copy may
+                        // be in the run, which is written before looking.
                         Self::write_run(&mut tx, &mut run).await?;
                         if let Some(first) =
                             first_copy_in(&mut tx, event.actor_id(), client_id).await?

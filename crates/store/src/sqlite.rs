@@ -51,6 +51,8 @@ impl SqliteStore {
 
 /// Rows of one `INSERT` of messages: 12 parameters each, far below SQLite's limit of 32,766.
 const ROWS_PER_INSERT: usize = 256;
+/// (actor, client id) pairs asked about in one query: 2 parameters each.
+const PAIRS_PER_QUERY: usize = 1024;
 
 crate::queries::impl_store!(
     SqliteStore,
@@ -130,7 +132,8 @@ impl SqliteStore {
     }
 
     /// The (actor, client id) pairs of `batch` that a stored message, change or room change
-    /// already took, in one statement (the pairs go over as a `VALUES` list).
+    /// already took, in one statement per [`PAIRS_PER_QUERY`] (the pairs go over as a `VALUES`
+    /// list).
     async fn client_ids_taken(
         conn: &mut sqlx::SqliteConnection,
         batch: &[RoomEvent],
@@ -142,22 +145,24 @@ impl SqliteStore {
         if asked.is_empty() {
             return Ok(Vec::new());
         }
-        // Anonymous `?`s, bound in order (see insert_messages).
-        let values = vec!["(?, ?)"; asked.len()].join(", ");
-        let sql = format!(
-            "WITH ask(a, c) AS (VALUES {values}) SELECT a, c FROM ask \
-             WHERE EXISTS (SELECT 1 FROM messages WHERE author_id = ask.a AND client_id = ask.c) \
-                OR EXISTS (SELECT 1 FROM room_events WHERE user_id = ask.a AND client_id = ask.c) \
-                OR EXISTS (SELECT 1 FROM room_changes WHERE user_id = ask.a AND client_id = ask.c)"
-        );
-        let mut query = sqlx::query(&sql);
-        for (actor, client_id) in &asked {
-            query = query.bind(*actor).bind(*client_id);
+        let mut taken = Vec::new();
+        for pairs in asked.chunks(PAIRS_PER_QUERY) {
+            // Anonymous `?`s, bound in order (see insert_messages).
+            let values = vec!["(?, ?)"; pairs.len()].join(", ");
+            let sql = format!(
+                "WITH ask(a, c) AS (VALUES {values}) SELECT a, c FROM ask \
+                 WHERE EXISTS (SELECT 1 FROM messages WHERE author_id = ask.a AND client_id = ask.c) \
+                    OR EXISTS (SELECT 1 FROM room_events WHERE user_id = ask.a AND client_id = ask.c) \
+                    OR EXISTS (SELECT 1 FROM room_changes WHERE user_id = ask.a AND client_id = ask.c)"
+            );
+            let mut query = sqlx::query(&sql);
+            for (actor, client_id) in pairs {
+                query = query.bind(*actor).bind(*client_id);
+            }
+            for row in query.fetch_all(&mut *conn).await? {
+                taken.push((row.try_get("a")?, row.try_get("c")?));
+            }
         }
-        let rows = query.fetch_all(&mut *conn).await?;
-        rows.iter()
-            .map(|row| Ok((row.try_get("a")?, row.try_get("c")?)))
-            .collect::<Result<_, sqlx::Error>>()
-            .map_err(StoreError::from)
+        Ok(taken)
     }
 }
