@@ -109,7 +109,8 @@ pub enum Scenario {
     Fanout(FanoutArgs),
     /// N connections held for a while: drops, and the server's memory per connection.
     Idle(IdleArgs),
-    /// Members of a busy room reconnect at a rate, each resuming with `since`.
+    /// Members of a busy room reconnect at a rate, each resuming with `since` (Centrifugo:
+    /// subscribing again with recovery from the last offset, which needs its history on).
     Reconnect(ReconnectArgs),
     /// Logins at a rate beside a fanout: login latency, and what it does to the fanout's.
     Login(LoginArgs),

@@ -177,25 +177,79 @@ async fn open_centrifugo(ws: &mut Ws, token: &str, room: Option<&str>) -> anyhow
     Ok(())
 }
 
-/// Waits for the reply to command `id`; pings are answered on the way.
-async fn await_reply(ws: &mut Ws, id: u64) -> anyhow::Result<()> {
+/// Where a Centrifugo subscription stands in its channel's history.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Position {
+    pub offset: u64,
+    pub epoch: String,
+}
+
+/// Centrifugo's opening with recovery (the channel must keep history): `connect`, then
+/// `subscribe` to `room`, recovering after `since` when given. Returns the publications
+/// recovered (as push lines, for the caller's usual parse) and the stream's position now.
+/// A recovery the server could not make (history gone, another epoch) is an error.
+pub async fn open_centrifugo_recovering(
+    ws: &mut Ws,
+    token: &str,
+    room: &str,
+    since: Option<&Position>,
+) -> anyhow::Result<(Vec<String>, Position)> {
+    ws.send(Message::text(centrifugo::connect(1, token)))
+        .await?;
+    await_reply(ws, 1).await?;
+    let recover = since.map(|p| (p.offset, p.epoch.as_str()));
+    ws.send(Message::text(centrifugo::subscribe(2, room, recover)))
+        .await?;
+    let (result, after) = await_reply(ws, 2).await?;
+    let epoch = result["epoch"].as_str().unwrap_or_default().to_owned();
+    anyhow::ensure!(
+        !epoch.is_empty(),
+        "Centrifugo's subscription has no history position: turn history and recovery on"
+    );
+    if since.is_some() {
+        anyhow::ensure!(
+            result["recovered"].as_bool() == Some(true),
+            "Centrifugo could not recover the subscription: {result}"
+        );
+    }
+    let mut replayed: Vec<String> = result["publications"]
+        .as_array()
+        .map(|pubs| {
+            pubs.iter()
+                .map(|p| json!({"push": {"channel": room, "pub": p}}).to_string())
+                .collect()
+        })
+        .unwrap_or_default();
+    replayed.extend(after);
+    let offset = result["offset"].as_u64().unwrap_or(0);
+    Ok((replayed, Position { offset, epoch }))
+}
+
+/// Waits for the reply to command `id`, and returns its result and the lines that came after
+/// it in the same frame (Centrifugo packs pushes behind a reply: a subscription's first
+/// publications may be there); pings are answered on the way.
+async fn await_reply(ws: &mut Ws, id: u64) -> anyhow::Result<(Value, Vec<String>)> {
     loop {
         let frame = tokio::time::timeout(Duration::from_secs(30), ws.next())
             .await
             .context("no answer within 30 s")?
             .context("closed while opening")??;
         let Message::Text(t) = frame else { continue };
-        for line in centrifugo::decode(t.as_str()) {
-            match line.map_err(anyhow::Error::msg)? {
-                centrifugo::Incoming::Ping => {
-                    ws.send(Message::text(centrifugo::pong())).await?;
+        let mut lines = t.as_str().lines().filter(|l| !l.trim().is_empty());
+        while let Some(line) = lines.next() {
+            for decoded in centrifugo::decode(line) {
+                match decoded.map_err(anyhow::Error::msg)? {
+                    centrifugo::Incoming::Ping => {
+                        ws.send(Message::text(centrifugo::pong())).await?;
+                    }
+                    centrifugo::Incoming::Reply { id: got, result } if got == id => {
+                        let result = result.map_err(|e| {
+                            anyhow::anyhow!("Centrifugo refused: {} {}", e.code, e.message)
+                        })?;
+                        return Ok((result, lines.map(str::to_owned).collect()));
+                    }
+                    _ => {}
                 }
-                centrifugo::Incoming::Reply { id: got, result } if got == id => {
-                    return result.map(|_| ()).map_err(|e| {
-                        anyhow::anyhow!("Centrifugo refused: {} {}", e.code, e.message)
-                    });
-                }
-                _ => {}
             }
         }
     }
@@ -324,9 +378,11 @@ impl Incoming {
         centrifugo::decode(text)
             .into_iter()
             .filter_map(|line| match line.ok()? {
-                centrifugo::Incoming::Publication { data, .. } => {
+                centrifugo::Incoming::Publication { data, offset, .. } => {
                     let mut f: Self = serde_json::from_value(data).ok()?;
                     f.kind = Some("message".into());
+                    // Its place in the channel's history, when there is one: a resume's.
+                    f.cursor = offset.map(|o| o.to_string());
                     Some(f)
                 }
                 centrifugo::Incoming::Reply { result: Err(e), .. } => Some(Self {
@@ -452,6 +508,21 @@ mod tests {
             .expect("json");
         assert_eq!(v["id"], 7, "past the opening's connect and subscribe");
         assert_eq!(v["publish"]["data"], json!({"room": "r0", "body": "x"}));
+    }
+
+    #[test]
+    fn a_centrifugo_publication_with_history_carries_its_offset_as_the_cursor() {
+        let frame = concat!(
+            r#"{"push":{"channel":"r0","pub":{"data":{"room":"r0","body":"a"},"offset":41}}}"#,
+            "\n",
+            r#"{"push":{"channel":"r0","pub":{"data":{"room":"r0","body":"b"}}}}"#,
+        );
+        let cursors: Vec<Option<String>> = Incoming::parse_all(Protocol::Centrifugo, frame)
+            .into_iter()
+            .map(|f| f.cursor)
+            .collect();
+        // A reconnect recovers after the offset last heard; without history there is none.
+        assert_eq!(cursors, [Some("41".to_owned()), None]);
     }
 
     #[test]

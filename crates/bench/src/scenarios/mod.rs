@@ -113,6 +113,7 @@ pub async fn rooms(
                     room,
                     n,
                     lobby,
+                    epoch: std::sync::Mutex::new(None),
                 };
                 let (ws, _, from) = member.open(None).await?;
                 let (tx, rx) = mpsc::channel(1);
@@ -277,8 +278,12 @@ struct Member {
     room: usize,
     n: usize,
     /// Connect to a lobby and `join` the room, so that a resume's `join … since` is the only
-    /// join of the room on that connection.
+    /// join of the room on that connection. (On Centrifugo: subscribe so that a
+    /// reconnect can recover.)
     lobby: bool,
+    /// Centrifugo's epoch of the room's history, from the last subscription: a recovery
+    /// names it beside the offset.
+    epoch: std::sync::Mutex<Option<String>>,
 }
 
 impl Member {
@@ -296,6 +301,9 @@ impl Member {
         };
         let url = client::ws_url(self.ctx.protocol, &self.url, &self.token, &first);
         let mut ws = client::connect(&url, client::source(&self.ctx.common, self.n)).await?;
+        if self.lobby && self.ctx.protocol == Protocol::Centrifugo {
+            return self.open_recovering(ws, &room, since).await;
+        }
         client::open_session(self.ctx.protocol, &mut ws, &self.token, Some(&room)).await?;
         if self.ctx.protocol == Protocol::Banter {
             if self.lobby {
@@ -321,6 +329,36 @@ impl Member {
             }
         }
         Ok((ws, Vec::new(), ZERO_CURSOR.to_owned()))
+    }
+
+    /// Centrifugo's subscription with recovery: after `since` (the offset last heard, in the
+    /// epoch of the last subscription), what was missed comes in the subscribe reply.
+    async fn open_recovering(
+        &self,
+        mut ws: client::Ws,
+        room: &str,
+        since: Option<&str>,
+    ) -> anyhow::Result<(client::Ws, Vec<String>, String)> {
+        let epoch = self
+            .epoch
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone();
+        let since = match (since, epoch) {
+            (Some(offset), Some(epoch)) => Some(client::Position {
+                offset: offset.parse().context("a Centrifugo offset")?,
+                epoch,
+            }),
+            _ => None,
+        };
+        let (replayed, now) =
+            client::open_centrifugo_recovering(&mut ws, &self.token, room, since.as_ref()).await?;
+        let from = now.offset.to_string();
+        *self
+            .epoch
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(now.epoch);
+        Ok((ws, replayed, from))
     }
 
     async fn run(
