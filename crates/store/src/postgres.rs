@@ -4,7 +4,6 @@
 //! at once apply them once. Row locks taken by `UPDATE` serialise concurrent rotations of one
 //! refresh token: the second sees it used and treats it as a replay.
 
-use std::collections::HashSet;
 use std::time::Duration;
 
 use banter_core::{
@@ -17,7 +16,7 @@ use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::{PgPool, Row};
 use uuid::Uuid;
 
-use crate::queries::{cursor_values, mention_text};
+use crate::queries::{cursor_values, first_copies, mention_text};
 use crate::{
     Backend, Credentials, NewRefreshToken, PoolStats, PublicRoom, Rotation, Store, StoreError,
 };
@@ -70,18 +69,8 @@ impl PostgresStore {
         conn: &mut sqlx::PgConnection,
         run: &[(&NewMessage, Cursor)],
     ) -> Result<u64, StoreError> {
-        let mut ids = HashSet::with_capacity(run.len());
-        let mut sent = HashSet::new();
-        let firsts = run.iter().filter(|(m, _)| {
-            let new_id = ids.insert(m.id);
-            let new_send = m
-                .client_id
-                .as_ref()
-                .is_none_or(|c| sent.insert((m.author_id.0, c.as_str())));
-            new_id && new_send
-        });
         let mut columns = Columns::with_capacity(run.len());
-        for (m, cursor) in firsts {
+        for (m, cursor) in first_copies(run) {
             columns.push(m, *cursor);
         }
         if columns.id.is_empty() {

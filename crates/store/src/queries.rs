@@ -971,6 +971,11 @@ macro_rules! impl_store {
                     }
                 }
                 let cursor = Cursor::new(0, next);
+                let appended = |applied, id| match applied {
+                    Applied::Changed => Appended::New(event.clone().at_cursor(cursor)),
+                    Applied::Unchanged(at) => Appended::Unchanged { message: id, cursor: at },
+                    Applied::Missing => Appended::Missing,
+                };
                 let outcome = match event {
                     RoomEvent::Message(m) => {
                         run.push((m, cursor));
@@ -979,20 +984,12 @@ macro_rules! impl_store {
                     RoomEvent::Change(c) => {
                         // A change may concern a message of the run.
                         Self::write_run(&mut tx, &mut run).await?;
-                        match apply_change(&mut tx, c, cursor, false).await? {
-                            Applied::Changed => Appended::New(event.clone().at_cursor(cursor)),
-                            Applied::Unchanged(at) => Appended::Unchanged { message: c.message, cursor: at },
-                            Applied::Missing => Appended::Missing,
-                        }
+                        appended(apply_change(&mut tx, c, cursor, false).await?, c.message)
                     }
                     RoomEvent::Room(r) => {
                         // Mentions in the run are of members as they were before this.
                         Self::write_run(&mut tx, &mut run).await?;
-                        match apply_room_change(&mut tx, r, cursor, false).await? {
-                            Applied::Changed => Appended::New(event.clone().at_cursor(cursor)),
-                            Applied::Unchanged(at) => Appended::Unchanged { message: r.id, cursor: at },
-                            Applied::Missing => Appended::Missing,
-                        }
+                        appended(apply_room_change(&mut tx, r, cursor, false).await?, r.id)
                     }
                 };
                 if matches!(outcome, Appended::New(_)) {
@@ -1325,6 +1322,26 @@ pub(crate) fn cursor_values(c: banter_core::Cursor) -> (i64, i64) {
         i64::from(c.partition),
         i64::try_from(c.offset).unwrap_or(i64::MAX),
     )
+}
+
+/// The messages of a run that are not copies of one earlier in it (same id, or same author
+/// and client id): a statement over the whole run does not see its own rows, so copies within
+/// it are dropped before, keeping the first like the log does.
+pub(crate) fn first_copies<'r, 'm>(
+    run: &'r [(&'m banter_core::NewMessage, banter_core::Cursor)],
+) -> Vec<&'r (&'m banter_core::NewMessage, banter_core::Cursor)> {
+    let mut ids = std::collections::HashSet::with_capacity(run.len());
+    let mut sent = std::collections::HashSet::new();
+    run.iter()
+        .filter(|(m, _)| {
+            let new_id = ids.insert(m.id);
+            let new_send = m
+                .client_id
+                .as_ref()
+                .is_none_or(|c| sent.insert((m.author_id.0, c.as_str())));
+            new_id && new_send
+        })
+        .collect()
 }
 
 /// A message's mentions as the `mentions` column keeps them: names separated by spaces.

@@ -17,7 +17,7 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, S
 use sqlx::{Row, SqlitePool};
 use uuid::Uuid;
 
-use crate::queries::{cursor_values, mention_text};
+use crate::queries::{cursor_values, first_copies, mention_text};
 use crate::{
     Backend, Credentials, NewRefreshToken, PoolStats, PublicRoom, Rotation, Store, StoreError,
 };
@@ -75,19 +75,7 @@ impl SqliteStore {
         conn: &mut sqlx::SqliteConnection,
         run: &[(&NewMessage, Cursor)],
     ) -> Result<u64, StoreError> {
-        let mut ids = std::collections::HashSet::with_capacity(run.len());
-        let mut sent = std::collections::HashSet::new();
-        let firsts: Vec<&(&NewMessage, Cursor)> = run
-            .iter()
-            .filter(|(m, _)| {
-                let new_id = ids.insert(m.id);
-                let new_send = m
-                    .client_id
-                    .as_ref()
-                    .is_none_or(|c| sent.insert((m.author_id.0, c.as_str())));
-                new_id && new_send
-            })
-            .collect();
+        let firsts = first_copies(run);
         let mut inserted = 0;
         for rows in firsts.chunks(ROWS_PER_INSERT) {
             // Anonymous `?`s: sqlx looks a numbered parameter's name up for each one it
