@@ -194,9 +194,7 @@ pub async fn open_centrifugo_recovering(
     room: &str,
     since: Option<&Position>,
 ) -> anyhow::Result<(Vec<String>, Position)> {
-    ws.send(Message::text(centrifugo::connect(1, token)))
-        .await?;
-    await_reply(ws, 1).await?;
+    open_centrifugo(ws, token, None).await?;
     let recover = since.map(|p| (p.offset, p.epoch.as_str()));
     ws.send(Message::text(centrifugo::subscribe(2, room, recover)))
         .await?;
@@ -230,11 +228,7 @@ pub async fn open_centrifugo_recovering(
 /// publications may be there); pings are answered on the way.
 async fn await_reply(ws: &mut Ws, id: u64) -> anyhow::Result<(Value, Vec<String>)> {
     loop {
-        let frame = tokio::time::timeout(Duration::from_secs(30), ws.next())
-            .await
-            .context("no answer within 30 s")?
-            .context("closed while opening")??;
-        let Message::Text(t) = frame else { continue };
+        let t = next_text(ws).await?;
         let mut lines = t.as_str().lines().filter(|l| !l.trim().is_empty());
         while let Some(line) = lines.next() {
             for decoded in centrifugo::decode(line) {
@@ -251,6 +245,19 @@ async fn await_reply(ws: &mut Ws, id: u64) -> anyhow::Result<(Value, Vec<String>
                     _ => {}
                 }
             }
+        }
+    }
+}
+
+/// The next text frame while opening a session (30 s at most).
+async fn next_text(ws: &mut Ws) -> anyhow::Result<tokio_tungstenite::tungstenite::Utf8Bytes> {
+    loop {
+        let frame = tokio::time::timeout(Duration::from_secs(30), ws.next())
+            .await
+            .context("no answer within 30 s")?
+            .context("closed while opening")??;
+        if let Message::Text(t) = frame {
+            return Ok(t);
         }
     }
 }
@@ -280,11 +287,7 @@ async fn open_socketio(ws: &mut Ws, room: Option<&str>) -> anyhow::Result<()> {
 /// The next Socket.IO packet while opening a session; pings are answered on the way.
 async fn next_socketio(ws: &mut Ws) -> anyhow::Result<Packet> {
     loop {
-        let frame = tokio::time::timeout(Duration::from_secs(30), ws.next())
-            .await
-            .context("no answer within 30 s")?
-            .context("closed while opening")??;
-        let Message::Text(t) = frame else { continue };
+        let t = next_text(ws).await?;
         match socketio::decode(t.as_str()).map_err(anyhow::Error::msg)? {
             Packet::Ping => ws.send(Message::text(socketio::pong())).await?,
             packet => return Ok(packet),
