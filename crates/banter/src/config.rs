@@ -202,6 +202,9 @@ pub struct GatewayLimitArgs {
     /// Typing notices a user may send.
     #[arg(long, env = "BANTER_LIMIT_TYPING", value_parser = rate, default_value = "10/s")]
     pub limit_typing: RateArg,
+    /// Files a user may upload.
+    #[arg(long, env = "BANTER_LIMIT_UPLOADS", value_parser = rate, default_value = "60/min")]
+    pub limit_uploads: RateArg,
     /// New WebSocket connections per client address.
     #[arg(long, env = "BANTER_LIMIT_CONNECTS_PER_IP", value_parser = rate, default_value = "300/min")]
     pub limit_connects_per_ip: RateArg,
@@ -215,11 +218,60 @@ impl GatewayLimitArgs {
         banter_gateway::limits::GatewayLimitSettings {
             sends: self.limit_sends.0,
             typing: self.limit_typing.0,
+            uploads: self.limit_uploads.0,
             connects_per_ip: self.limit_connects_per_ip.0,
             connections_per_user: (self.limit_connections_per_user > 0)
                 .then_some(self.limit_connections_per_user),
             trust_forwarded: proxy.trust_forwarded_for,
         }
+    }
+}
+
+/// Attachments: where their bytes go, how large, how much per user, how long unattached.
+#[derive(Debug, Clone, Args)]
+pub struct FilesArgs {
+    /// Where attachments are kept: file:///absolute/path, or
+    /// s3://bucket[/prefix]?endpoint=https://host&region=us-east-1 (credentials from
+    /// AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY). Several gateways need S3 (one they all
+    /// reach); `serve` defaults to its data dir.
+    #[arg(long, env = "BANTER_FILES")]
+    pub files: Option<String>,
+    /// The largest file a user may upload, in bytes.
+    #[arg(long, env = "BANTER_MAX_UPLOAD_BYTES", default_value_t = 25 * 1024 * 1024)]
+    pub max_upload_bytes: u64,
+    /// What one user's files may take in all, in bytes.
+    #[arg(long, env = "BANTER_UPLOAD_QUOTA_BYTES", default_value_t = 2 * 1024 * 1024 * 1024)]
+    pub upload_quota_bytes: u64,
+    /// An upload no message carries is removed after this long.
+    #[arg(long, env = "BANTER_UNATTACHED_UPLOAD_TTL", value_parser = duration, default_value = "24h")]
+    pub unattached_upload_ttl: Duration,
+    /// How often files no message carries any more are looked for and removed.
+    #[arg(long, env = "BANTER_FILES_SWEEP_EVERY", value_parser = duration, default_value = "10m")]
+    pub files_sweep_every: Duration,
+}
+
+impl FilesArgs {
+    pub fn settings(&self) -> banter_gateway::files::FilesSettings {
+        banter_gateway::files::FilesSettings {
+            max_upload_bytes: self.max_upload_bytes,
+            quota_bytes: self.upload_quota_bytes,
+            unattached_ttl: self.unattached_upload_ttl,
+            sweep_every: self.files_sweep_every.max(Duration::from_secs(1)),
+        }
+    }
+
+    /// The storage BANTER_FILES names, or `default_dir` when it names none (`None`: no
+    /// storage, uploads refused).
+    pub fn open(
+        &self,
+        default_dir: Option<&std::path::Path>,
+    ) -> anyhow::Result<Option<banter_files::Files>> {
+        let files = match (&self.files, default_dir) {
+            (Some(url), _) => banter_files::Files::open(url, &|k| std::env::var(k).ok())?,
+            (None, Some(dir)) => banter_files::Files::directory(dir)?,
+            (None, None) => return Ok(None),
+        };
+        Ok(Some(files))
     }
 }
 
@@ -325,6 +377,8 @@ pub struct GatewayArgs {
     #[command(flatten)]
     pub presence: PresenceArgs,
     #[command(flatten)]
+    pub files: FilesArgs,
+    #[command(flatten)]
     pub web: WebArgs,
     #[command(flatten)]
     pub limits: GatewayLimitArgs,
@@ -419,13 +473,16 @@ pub struct ServeArgs {
     /// Address to listen on (API, WebSocket and web app on one port).
     #[arg(long, env = "BANTER_LISTEN", default_value = "0.0.0.0:8080")]
     pub listen: SocketAddr,
-    /// Directory for the SQLite database and the generated JWT secret.
+    /// Directory for the SQLite database, the generated JWT secret and (unless BANTER_FILES
+    /// says otherwise) attachments, under files/.
     #[arg(long, env = "BANTER_DATA_DIR", default_value = "./banter-data")]
     pub data_dir: PathBuf,
     #[command(flatten)]
     pub database: DatabaseArgs,
     #[command(flatten)]
     pub tokens: TokenArgs,
+    #[command(flatten)]
+    pub files: FilesArgs,
     /// With KAFKA_BROKERS set, messages go through Kafka and a persist worker runs inside.
     #[command(flatten)]
     pub kafka: KafkaArgs,

@@ -63,6 +63,8 @@ impl AuthOptions {
 pub struct ServeOptions {
     pub auth: AuthOptions,
     pub gateway: GatewayConfig,
+    /// Where attachments are kept (`None`: uploads are refused).
+    pub files: Option<banter_files::Files>,
     /// With Kafka: the bus is Kafka, and a persist worker runs in the process.
     pub kafka: Option<PersistSettings>,
 }
@@ -98,12 +100,14 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     };
     let store = open_store(url.expose(), args.database.db_max_connections).await?;
     store.migrate().await.context("applying migrations")?;
+    let files = args.files.open(Some(&dir.path().join("files")))?;
     let listener = bind(args.listen).await?;
     tracing::info!(
-        "banter serve is listening on http://{} (data in {}, database: {})",
+        "banter serve is listening on http://{} (data in {}, database: {}, files: {})",
         listener.local_addr()?,
         dir.path().display(),
         store.backend().as_str(),
+        files.as_ref().map_or("none", |f| f.place()),
     );
     let options = ServeOptions {
         auth: AuthOptions::from_args(&args.tokens, secret, args.auth_limits.settings(&args.proxy)),
@@ -111,8 +115,10 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
             web: args.web.config()?,
             limits: args.gateway_limits.settings(&args.proxy),
             ws_origins: args.web.ws_origins()?,
+            files: args.files.settings(),
             ..GatewayConfig::default()
         },
+        files,
         kafka: args.kafka.settings().map(|k| args.group.settings(k)),
     };
     launch_serve(store, options, listener, shutdown_signal()).await
@@ -166,7 +172,25 @@ async fn gateway(args: GatewayArgs) -> anyhow::Result<()> {
     let mut config = args.presence.gateway_config(args.web.config()?);
     config.limits = args.limits.settings(&args.proxy);
     config.ws_origins = args.web.ws_origins()?;
-    launch_gateway(store, options, kafka, config, listener, shutdown_signal()).await
+    config.files = args.files.settings();
+    let files = args.files.open(None)?;
+    match &files {
+        Some(f) => tracing::info!(files = f.place(), "attachments kept there"),
+        None => tracing::warn!(
+            "no BANTER_FILES: this gateway refuses uploads (several gateways need one S3 \
+             bucket they all reach)"
+        ),
+    }
+    launch_gateway(
+        store,
+        options,
+        kafka,
+        config,
+        files,
+        listener,
+        shutdown_signal(),
+    )
+    .await
 }
 
 async fn persist(args: PersistArgs) -> anyhow::Result<()> {
@@ -258,6 +282,7 @@ pub async fn launch_serve(
         store.clone(),
         tokens.clone(),
         options.gateway,
+        options.files,
         CancellationToken::new(),
     );
     let mut checks = database_check(&store);
@@ -284,6 +309,7 @@ pub async fn launch_gateway(
     options: AuthOptions,
     kafka: banter_bus::KafkaSettings,
     config: GatewayConfig,
+    files: Option<banter_files::Files>,
     listener: TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
@@ -303,6 +329,7 @@ pub async fn launch_gateway(
         store.clone(),
         tokens,
         config,
+        files,
         CancellationToken::new(),
     );
     let app =

@@ -55,6 +55,7 @@ fn message(room: &str, body: &str, client_id: Option<&str>) -> NewMessage {
         reply_to: None,
         thread_root: None,
         mentions: Vec::new(),
+        attachments: Vec::new(),
     }
 }
 

@@ -12,13 +12,18 @@ use uuid::Uuid;
 /// A frame from a client, validated.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ClientFrame {
-    /// `{"type":"send","room","body","client_id"?}`, or the seed's bare `{"room","body"}`.
+    /// `{"type":"send","room","body","client_id"?,"reply_to"?,"attachments"?}`, or the seed's
+    /// bare `{"room","body"}`.
     Send {
         room: RoomName,
+        /// Empty only when the message carries attachments.
         body: MessageBody,
         client_id: Option<ClientId>,
         /// A reply to this message (of the same room).
         reply_to: Option<Uuid>,
+        /// Upload ids (at most [`crate::Attachment::MAX_PER_MESSAGE`], no repeats), to be
+        /// checked as the sender's own by the gateway.
+        attachments: Vec<Uuid>,
     },
     /// `{"type":"edit","id","body","client_id"?}`.
     Edit {
@@ -97,6 +102,7 @@ struct RawFrame {
     emoji: Option<String>,
     reply_to: Option<String>,
     cursor: Option<String>,
+    attachments: Option<Vec<String>>,
 }
 
 fn required(field: &'static str, value: Option<String>, kind: &str) -> Result<String, FrameError> {
@@ -123,6 +129,45 @@ fn message_id(field: &'static str, value: &str) -> Result<Uuid, FrameError> {
 
 fn target(value: Option<String>, kind: &str) -> Result<Uuid, FrameError> {
     message_id("id", &required("id", value, kind)?)
+}
+
+/// A send's upload ids: UUIDs, none twice, at most [`crate::Attachment::MAX_PER_MESSAGE`].
+fn upload_ids(value: Option<Vec<String>>) -> Result<Vec<Uuid>, FrameError> {
+    let ids = value.unwrap_or_default();
+    if ids.len() > crate::Attachment::MAX_PER_MESSAGE {
+        return Err(FrameError::new(
+            "validation_failed",
+            format!(
+                "attachments: at most {} per message",
+                crate::Attachment::MAX_PER_MESSAGE
+            ),
+        ));
+    }
+    let mut out: Vec<Uuid> = Vec::with_capacity(ids.len());
+    for id in &ids {
+        let id = Uuid::parse_str(id).map_err(|_| {
+            FrameError::new(
+                "validation_failed",
+                "attachments: each must be an upload id (a UUID)",
+            )
+        })?;
+        if out.contains(&id) {
+            return Err(FrameError::new(
+                "validation_failed",
+                "attachments: an upload is attached once",
+            ));
+        }
+        out.push(id);
+    }
+    Ok(out)
+}
+
+/// A send's body: may be empty (or absent) when the message carries attachments.
+fn send_body(value: Option<String>, with_attachments: bool) -> Result<MessageBody, FrameError> {
+    if with_attachments && value.as_deref().is_none_or(|b| b.trim().is_empty()) {
+        return Ok(MessageBody::empty());
+    }
+    body(value, "send")
 }
 
 fn body(value: Option<String>, kind: &str) -> Result<MessageBody, FrameError> {
@@ -175,15 +220,17 @@ pub fn parse(text: &str) -> Result<ClientFrame, FrameError> {
     };
     match kind {
         "send" => (|| {
+            let attachments = upload_ids(raw.attachments.clone())?;
             Ok(ClientFrame::Send {
                 room: room(raw.room.clone(), "send")?,
-                body: body(raw.body.clone(), "send")?,
+                body: send_body(raw.body.clone(), !attachments.is_empty())?,
                 client_id: client_id()?,
                 reply_to: raw
                     .reply_to
                     .as_deref()
                     .map(|r| message_id("reply_to", r))
                     .transpose()?,
+                attachments,
             })
         })()
         .map_err(with_echo),
@@ -475,6 +522,7 @@ mod tests {
             body,
             client_id,
             reply_to: None,
+            ..
         } = typed
         else {
             panic!("not a send");
@@ -490,6 +538,45 @@ mod tests {
                 ..
             }
         ));
+    }
+
+    #[test]
+    fn a_send_with_attachments_may_say_nothing_and_names_each_upload_once() {
+        let id = Uuid::new_v4();
+        let frame = parse(&format!(
+            r#"{{"type":"send","room":"r","attachments":["{id}"]}}"#
+        ))
+        .expect("attachments only");
+        let ClientFrame::Send {
+            body, attachments, ..
+        } = frame
+        else {
+            panic!("not a send");
+        };
+        assert_eq!(body.as_str(), "");
+        assert_eq!(attachments, vec![id]);
+        let with_text = parse(&format!(
+            r#"{{"type":"send","room":"r","body":"look","attachments":["{id}"]}}"#
+        ));
+        assert!(matches!(with_text, Ok(ClientFrame::Send { body, .. }) if body.as_str() == "look"));
+        // Without attachments a body is still required, and an empty list is no attachment.
+        assert_eq!(code(r#"{"type":"send","room":"r"}"#), "validation_failed");
+        assert_eq!(
+            code(r#"{"type":"send","room":"r","body":" ","attachments":[]}"#),
+            "validation_failed"
+        );
+        for bad in [
+            r#"{"type":"send","room":"r","attachments":["nope"]}"#.to_owned(),
+            r#"{"type":"send","room":"r","attachments":"x"}"#.to_owned(),
+            r#"{"type":"send","room":"r","attachments":[1]}"#.to_owned(),
+            format!(r#"{{"type":"send","room":"r","attachments":["{id}","{id}"]}}"#),
+            format!(
+                r#"{{"type":"send","room":"r","attachments":[{}]}}"#,
+                vec![format!(r#""{}""#, Uuid::new_v4()); 11].join(",")
+            ),
+        ] {
+            assert_eq!(code(&bad), "validation_failed", "{bad}");
+        }
     }
 
     #[test]

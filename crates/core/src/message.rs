@@ -4,7 +4,7 @@ use std::fmt;
 use std::str::FromStr;
 
 use chrono::{DateTime, SecondsFormat, Utc};
-use serde::{Serialize, Serializer};
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use uuid::Uuid;
 
 use crate::{RoomName, UserId, Username, ValidationError};
@@ -134,6 +134,118 @@ pub struct Message {
     /// The members it mentions (`@name`), with their own spelling.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub mentions: Vec<Username>,
+    /// The files it carries.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub attachments: Vec<Attachment>,
+}
+
+/// A file a message carries, as its upload described it: what the client shows (name, size,
+/// type, an image's size) and where to fetch it.
+///
+/// It serializes as the contract's `{"id","name","size","content_type","url",
+/// "thumbnail_url"?,"width"?,"height"?}`, everywhere: in frames and history, in the log's
+/// records and in the store's rows, so one form reads back what it wrote.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Attachment {
+    /// The upload's id, which is also the file's.
+    pub id: Uuid,
+    /// The name the uploader gave, as a label: never a path anywhere.
+    pub name: String,
+    pub size: u64,
+    /// The type sniffed from the bytes (`application/octet-stream` when unknown).
+    pub content_type: String,
+    /// An image's width and height (after its EXIF orientation), when it was decoded.
+    pub width: Option<u32>,
+    pub height: Option<u32>,
+    /// Whether banter made a thumbnail of it.
+    pub thumbnail: bool,
+}
+
+impl Attachment {
+    /// At most this many on one message.
+    pub const MAX_PER_MESSAGE: usize = 10;
+
+    /// Where a member fetches the file.
+    pub fn url(&self) -> String {
+        format!("/api/v1/files/{}", self.id)
+    }
+
+    pub fn thumbnail_url(&self) -> Option<String> {
+        self.thumbnail
+            .then(|| format!("/api/v1/files/{}/thumbnail", self.id))
+    }
+}
+
+impl Serialize for Attachment {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        #[derive(Serialize)]
+        struct Wire<'a> {
+            id: Uuid,
+            name: &'a str,
+            size: u64,
+            content_type: &'a str,
+            url: String,
+            #[serde(skip_serializing_if = "Option::is_none")]
+            thumbnail_url: Option<String>,
+            #[serde(skip_serializing_if = "Option::is_none")]
+            width: Option<u32>,
+            #[serde(skip_serializing_if = "Option::is_none")]
+            height: Option<u32>,
+        }
+        Wire {
+            id: self.id,
+            name: &self.name,
+            size: self.size,
+            content_type: &self.content_type,
+            url: self.url(),
+            thumbnail_url: self.thumbnail_url(),
+            width: self.width,
+            height: self.height,
+        }
+        .serialize(s)
+    }
+}
+
+impl<'de> Deserialize<'de> for Attachment {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        struct Wire {
+            id: Uuid,
+            name: String,
+            size: u64,
+            content_type: String,
+            #[serde(default)]
+            thumbnail_url: Option<String>,
+            #[serde(default)]
+            width: Option<u32>,
+            #[serde(default)]
+            height: Option<u32>,
+        }
+        let w = Wire::deserialize(d)?;
+        Ok(Self {
+            id: w.id,
+            name: w.name,
+            size: w.size,
+            content_type: w.content_type,
+            width: w.width,
+            height: w.height,
+            thumbnail: w.thumbnail_url.is_some(),
+        })
+    }
+}
+
+/// The attachments of a message as the store keeps them: a JSON array, or nothing for none.
+pub fn attachments_json(attachments: &[Attachment]) -> Option<String> {
+    (!attachments.is_empty())
+        .then(|| serde_json::to_string(attachments).expect("attachments serialize"))
+}
+
+/// Reads what [`attachments_json`] wrote.
+pub fn attachments_from_json(json: Option<&str>) -> Result<Vec<Attachment>, serde_json::Error> {
+    match json {
+        None | Some("") => Ok(Vec::new()),
+        Some(text) => serde_json::from_str(text),
+    }
 }
 
 /// RFC 3339 in UTC with milliseconds (`2026-11-23T22:50:57.123Z`), like the seed's Go times.
@@ -157,6 +269,8 @@ pub struct NewMessage {
     pub thread_root: Option<Uuid>,
     /// See [`Message::mentions`]; members of the room when it was sent.
     pub mentions: Vec<Username>,
+    /// See [`Message::attachments`]; uploads of the author's, checked when it was sent.
+    pub attachments: Vec<Attachment>,
 }
 
 impl NewMessage {
@@ -173,6 +287,7 @@ impl NewMessage {
             reply_to: self.reply_to,
             thread_root: self.thread_root,
             mentions: self.mentions.clone(),
+            attachments: self.attachments.clone(),
         }
     }
 }
@@ -205,6 +320,7 @@ pub struct StoredMessage {
     pub reply_to: Option<Uuid>,
     pub thread_root: Option<Uuid>,
     pub mentions: Vec<Username>,
+    pub attachments: Vec<Attachment>,
     #[serde(serialize_with = "optional_rfc3339_millis")]
     pub edited_at: Option<DateTime<Utc>>,
     pub reactions: Vec<ReactionSummary>,
@@ -300,6 +416,7 @@ mod tests {
             reply_to: None,
             thread_root: None,
             mentions: Vec::new(),
+            attachments: Vec::new(),
         };
         let v = serde_json::to_value(&m).expect("json");
         assert_eq!(
@@ -313,5 +430,47 @@ mod tests {
                 "cursor": "000000000000000000000007",
             })
         );
+    }
+
+    #[test]
+    fn attachments_serialize_as_the_contract_says_and_read_back() {
+        let a = Attachment {
+            id: Uuid::nil(),
+            name: "cat.png".into(),
+            size: 1234,
+            content_type: "image/png".into(),
+            width: Some(640),
+            height: Some(480),
+            thumbnail: true,
+        };
+        let v = serde_json::to_value(&a).expect("json");
+        assert_eq!(
+            v,
+            serde_json::json!({
+                "id": "00000000-0000-0000-0000-000000000000",
+                "name": "cat.png",
+                "size": 1234,
+                "content_type": "image/png",
+                "url": "/api/v1/files/00000000-0000-0000-0000-000000000000",
+                "thumbnail_url": "/api/v1/files/00000000-0000-0000-0000-000000000000/thumbnail",
+                "width": 640,
+                "height": 480,
+            })
+        );
+        let plain = Attachment {
+            width: None,
+            height: None,
+            thumbnail: false,
+            content_type: "application/pdf".into(),
+            ..a.clone()
+        };
+        let both = vec![a, plain];
+        let json = attachments_json(&both);
+        assert_eq!(
+            attachments_from_json(json.as_deref()).expect("read back"),
+            both
+        );
+        assert_eq!(attachments_json(&[]), None);
+        assert!(attachments_from_json(None).expect("none").is_empty());
     }
 }

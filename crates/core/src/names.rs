@@ -193,7 +193,8 @@ impl Serialize for RoomName {
     }
 }
 
-/// A message body: 1 to 4000 characters, not only whitespace.
+/// A message body: 1 to 4000 characters, not only whitespace (or empty, for a message that
+/// carries attachments: [`MessageBody::empty`]).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct MessageBody(String);
 
@@ -211,6 +212,11 @@ impl MessageBody {
             ));
         }
         Ok(Self(input.to_owned()))
+    }
+
+    /// The body of a message that carries attachments and says nothing.
+    pub fn empty() -> Self {
+        Self(String::new())
     }
 
     pub fn as_str(&self) -> &str {

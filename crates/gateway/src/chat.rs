@@ -26,9 +26,9 @@ use std::sync::Arc;
 
 use banter_bus::{BusError, DynBus};
 use banter_core::{
-    mention_candidates, Appended, Change, ClientId, Cursor, Emoji, LoggedEvent, MessageBody,
-    NewChange, NewMessage, NewRoomChange, Role, RoomChange, RoomEntry, RoomEvent, RoomKind,
-    RoomName, Topic, UserId, UserRef, Username,
+    mention_candidates, Appended, Attachment, Change, ClientId, Cursor, Emoji, LoggedEvent,
+    MessageBody, NewChange, NewMessage, NewRoomChange, Role, RoomChange, RoomEntry, RoomEvent,
+    RoomKind, RoomName, Topic, UserId, UserRef, Username,
 };
 use banter_store::{DynStore, StoreError};
 use chrono::{DateTime, Utc};
@@ -168,6 +168,9 @@ pub struct Chat {
     bus: DynBus,
     recent: Arc<Recent>,
     directory: Arc<Directory>,
+    /// An upload older than this is not attached any more: the cleanup removes unattached
+    /// uploads at their full age, and this margin keeps a send from racing it.
+    attach_within: std::time::Duration,
 }
 
 impl Chat {
@@ -176,12 +179,14 @@ impl Chat {
         bus: DynBus,
         recent: Arc<Recent>,
         directory: Arc<Directory>,
+        unattached_ttl: std::time::Duration,
     ) -> Self {
         Self {
             store,
             bus,
             recent,
             directory,
+            attach_within: unattached_ttl.mul_f64(0.9),
         }
     }
 
@@ -542,7 +547,12 @@ impl Chat {
         body: MessageBody,
         client_id: Option<ClientId>,
         reply_to: Option<Uuid>,
+        attachments: &[Uuid],
     ) -> Result<Pending, ChatError> {
+        let attachments = match self.attachable(actor, attachments).await {
+            Ok(found) => found,
+            Err(e) => return self.unless_resent(actor, client_id.as_ref(), e).await,
+        };
         if !reader.is_member() {
             if let Err(e) = self.become_member(actor, reader).await {
                 return self.unless_resent(actor, client_id.as_ref(), e).await;
@@ -571,6 +581,7 @@ impl Chat {
             reply_to,
             thread_root,
             mentions,
+            attachments,
         };
         let room = message.room.clone();
         self.submit(RoomEvent::Message(message), room).await
@@ -600,6 +611,33 @@ impl Chat {
             }
             Err(e) => self.unless_resent(actor, client_id.as_ref(), e).await,
         }
+    }
+
+    /// What a message says of the uploads it attaches: each must be the sender's own, stored,
+    /// not attached to a message yet (a re-send of the message that took it is answered as a
+    /// re-send before this is asked), and young enough that the cleanup will not take it.
+    async fn attachable(&self, actor: &Actor, ids: &[Uuid]) -> Result<Vec<Attachment>, ChatError> {
+        const NOT_YOURS: ChatError = ChatError::NotFound(
+            "attachments: no such upload of yours that is not attached yet (upload it again)",
+        );
+        let mut found = Vec::with_capacity(ids.len());
+        for id in ids {
+            let Some(upload) = self.store.upload(*id).await? else {
+                return Err(NOT_YOURS);
+            };
+            let age = (banter_store::now() - upload.created_at)
+                .to_std()
+                .unwrap_or_default();
+            if upload.uploader != actor.id
+                || upload.message.is_some()
+                || upload.removing
+                || age > self.attach_within
+            {
+                return Err(NOT_YOURS);
+            }
+            found.push(upload.file);
+        }
+        Ok(found)
     }
 
     /// The thread a reply to `parent` joins, if the user may answer it in this room.

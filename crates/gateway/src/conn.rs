@@ -417,8 +417,9 @@ where
                 body,
                 client_id,
                 reply_to,
+                attachments,
             } => self
-                .on_send(room, body, client_id, reply_to)
+                .on_send(room, body, client_id, reply_to, attachments)
                 .await
                 .map(|()| None),
             ClientFrame::Edit {
@@ -587,6 +588,7 @@ where
         body: MessageBody,
         client_id: Option<ClientId>,
         reply_to: Option<uuid::Uuid>,
+        attachments: Vec<uuid::Uuid>,
     ) -> Result<(), End> {
         let actor = self.peer.actor();
         if let Err(e) = self.state.chat.reader(&actor, room.clone()).await {
@@ -605,7 +607,14 @@ where
             Ok(mut reader) => {
                 self.state
                     .chat
-                    .send(&actor, &mut reader, body, client_id.clone(), reply_to)
+                    .send(
+                        &actor,
+                        &mut reader,
+                        body,
+                        client_id.clone(),
+                        reply_to,
+                        &attachments,
+                    )
                     .await
             }
             Err(e) => Err(e),

@@ -3,7 +3,8 @@
 //! hands what people do to the chat service ([`chat`]: rights, then a room event for the
 //! log) and fans the bus's events out to the rooms' connections and to the users they
 //! concern (the user stream), serves rooms, members, history, threads and presence over
-//! HTTP ([`api`]), and the web page ([`web`]).
+//! HTTP ([`api`]), attachments ([`files`]: uploads, downloads, their cleanup), and the web
+//! page ([`web`]).
 //!
 //! The gateway does not know which bus it runs on: the in-process one of `banter serve` or
 //! Kafka. Every room event reaches sockets through the same path, [`dispatch`]: from the bus,
@@ -13,8 +14,10 @@ pub mod api;
 pub mod chat;
 pub mod conn;
 pub mod directory;
+pub mod files;
 pub use banter_core::frames;
 pub mod hub;
+mod images;
 pub mod limits;
 pub mod origins;
 pub mod presence;
@@ -78,6 +81,8 @@ pub struct GatewayConfig {
     pub limits: limits::GatewayLimitSettings,
     /// Pages of other origins allowed to open WebSockets (the gateway's own always may).
     pub ws_origins: origins::WsOrigins,
+    /// Attachments: sizes, the quota, the cleanup.
+    pub files: files::FilesSettings,
 }
 
 impl Default for GatewayConfig {
@@ -94,6 +99,7 @@ impl Default for GatewayConfig {
             web: web::WebConfig::default(),
             limits: limits::GatewayLimitSettings::default(),
             ws_origins: origins::WsOrigins::default(),
+            files: files::FilesSettings::default(),
         }
     }
 }
@@ -122,6 +128,8 @@ pub struct GatewayState {
     /// Tracks connection tasks, so shutdown can wait until they have said goodbye.
     pub tasks: TaskTracker,
     pub limits: Arc<limits::GatewayLimits>,
+    /// Where attachments' bytes are kept (`None`: this gateway takes no uploads).
+    pub files: Option<banter_files::Files>,
 }
 
 impl FromRef<GatewayState> for Arc<TokenKeys> {
@@ -137,6 +145,7 @@ impl GatewayState {
         store: DynStore,
         tokens: Arc<TokenKeys>,
         config: GatewayConfig,
+        files: Option<banter_files::Files>,
         shutdown: CancellationToken,
     ) -> Self {
         let node = uuid::Uuid::new_v4();
@@ -169,6 +178,14 @@ impl GatewayState {
             },
             shutdown.clone(),
         ));
+        if let Some(files) = &files {
+            tasks.spawn(files::sweep(
+                store.clone(),
+                files.clone(),
+                config.files.clone(),
+                shutdown.clone(),
+            ));
+        }
         Self {
             hub,
             node,
@@ -177,6 +194,7 @@ impl GatewayState {
                 bus.clone(),
                 recent.clone(),
                 directory.clone(),
+                config.files.unattached_ttl,
             ),
             recent,
             directory,
@@ -187,6 +205,7 @@ impl GatewayState {
             config: Arc::new(config),
             shutdown,
             tasks,
+            files,
         }
     }
 
@@ -236,6 +255,14 @@ pub fn router(state: GatewayState) -> Router {
         )
         .route("/api/v1/messages/{id}/replies", get(api::replies))
         .route("/api/v1/messages/{id}/edits", get(api::edits))
+        .route(
+            "/api/v1/uploads",
+            axum::routing::post(files::upload)
+                // The size limit is the handler's: it answers 413 once the body crosses it.
+                .layer(axum::extract::DefaultBodyLimit::disable()),
+        )
+        .route("/api/v1/files/{id}", get(files::download))
+        .route("/api/v1/files/{id}/thumbnail", get(files::thumbnail))
         .merge(web::router(state.config.web.clone()))
         .with_state(state)
 }

@@ -1,5 +1,5 @@
-//! The gateway's limits: new connections per address, open connections per user, sends and
-//! typing per user. A refused upgrade is an HTTP 429 with `Retry-After`; a refused send is an
+//! The gateway's limits: new connections per address, open connections per user, sends,
+//! typing and uploads per user. A refused upgrade is an HTTP 429 with `Retry-After`; a refused send is an
 //! `error` frame `rate_limited` with the send's `client_id` and `retry_after_ms`, and nothing
 //! is stored, so the client sends it again (same `client_id`) after the wait.
 
@@ -17,6 +17,8 @@ pub struct GatewayLimitSettings {
     pub sends: Option<Rate>,
     /// Typing notices a user may send (on top of the one per room per 2 s that is relayed).
     pub typing: Option<Rate>,
+    /// Files a user may upload.
+    pub uploads: Option<Rate>,
     /// WebSocket upgrades per client address.
     pub connects_per_ip: Option<Rate>,
     /// WebSocket connections a user may hold open at once on this process.
@@ -32,6 +34,8 @@ impl Default for GatewayLimitSettings {
             // A person types far slower; a bot posting a burst of lines still fits.
             sends: rate("30/s"),
             typing: rate("10/s"),
+            // Someone dropping a folder of photos into a room.
+            uploads: rate("60/min"),
             // An office behind one address reconnecting at once after a deploy.
             connects_per_ip: rate("300/min"),
             // Tabs, phones and bots of one account.
@@ -47,6 +51,7 @@ impl GatewayLimitSettings {
         Self {
             sends: None,
             typing: None,
+            uploads: None,
             connects_per_ip: None,
             connections_per_user: None,
             trust_forwarded: false,
@@ -59,6 +64,7 @@ impl GatewayLimitSettings {
 pub struct GatewayLimits {
     pub sends: Limiter<UserId>,
     pub typing: Limiter<UserId>,
+    pub uploads: Limiter<UserId>,
     pub connects_per_ip: Limiter<IpAddr>,
     pub trust_forwarded: bool,
     connections_per_user: Option<u32>,
@@ -70,6 +76,7 @@ impl GatewayLimits {
         Self {
             sends: Limiter::new("sends", settings.sends),
             typing: Limiter::new("typing", settings.typing),
+            uploads: Limiter::new("uploads", settings.uploads),
             connects_per_ip: Limiter::new("connects_per_ip", settings.connects_per_ip),
             trust_forwarded: settings.trust_forwarded,
             connections_per_user: settings.connections_per_user,

@@ -213,6 +213,7 @@ mod tests {
                 reply_to: None,
                 thread_root: None,
                 mentions: Vec::new(),
+                attachments: Vec::new(),
             })
             .at_cursor(Cursor::new(0, offset)),
         )

@@ -49,6 +49,7 @@ fn message(user: &banter_core::User, room: &RoomName, body: &str) -> RoomEvent {
         reply_to: None,
         thread_root: None,
         mentions: Vec::new(),
+        attachments: Vec::new(),
     })
 }
 

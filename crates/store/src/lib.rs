@@ -308,6 +308,45 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
         user: UserId,
         now: DateTime<Utc>,
     ) -> Result<bool, StoreError>;
+
+    /// Records an upload whose bytes are stored. An upload is not a change of a room: it
+    /// belongs to no room until the projection applies a message that carries it.
+    async fn insert_upload(&self, upload: &Upload) -> Result<(), StoreError>;
+
+    async fn upload(&self, id: uuid::Uuid) -> Result<Option<Upload>, StoreError>;
+
+    /// The bytes of the user's uploads that are not being removed, for the quota.
+    async fn uploaded_bytes(&self, user: UserId) -> Result<u64, StoreError>;
+
+    /// Up to `limit` uploads whose bytes are due to go: those of deleted messages, and those
+    /// never attached that were made before `unattached_before`.
+    async fn uploads_to_remove(
+        &self,
+        unattached_before: DateTime<Utc>,
+        limit: u32,
+    ) -> Result<Vec<uuid::Uuid>, StoreError>;
+
+    /// Forgets uploads whose bytes were removed, of those still due as
+    /// [`Store::uploads_to_remove`] says with the same `unattached_before` (one attached
+    /// meanwhile stays). Returns how many.
+    async fn forget_uploads(
+        &self,
+        ids: &[uuid::Uuid],
+        unattached_before: DateTime<Utc>,
+    ) -> Result<u64, StoreError>;
+}
+
+/// An upload, as the store keeps it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Upload {
+    pub uploader: UserId,
+    /// What a message that carries it says of it.
+    pub file: banter_core::Attachment,
+    pub created_at: DateTime<Utc>,
+    /// The message that carries it and that message's room, once the projection applied it.
+    pub message: Option<(uuid::Uuid, RoomName)>,
+    /// Its message was deleted: its bytes are being removed.
+    pub removing: bool,
 }
 
 /// Opens the store a URL names: `sqlite://path/to/file.db` or `postgres://...`.

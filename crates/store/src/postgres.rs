@@ -7,9 +7,10 @@
 use std::time::Duration;
 
 use banter_core::{
-    Appended, Change, ClientId, Cursor, EarlierBody, Emoji, LoggedEvent, Membership, Message,
-    NewChange, NewMessage, NewRoomChange, ReactionSummary, Role, RoomChange, RoomEntry, RoomEvent,
-    RoomInfo, RoomKind, RoomName, StoredMessage, Topic, User, UserId, UserRef, Username,
+    attachments_from_json, attachments_json, Appended, Attachment, Change, ClientId, Cursor,
+    EarlierBody, Emoji, LoggedEvent, Membership, Message, NewChange, NewMessage, NewRoomChange,
+    ReactionSummary, Role, RoomChange, RoomEntry, RoomEvent, RoomInfo, RoomKind, RoomName,
+    StoredMessage, Topic, User, UserId, UserRef, Username,
 };
 use chrono::{DateTime, Utc};
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
@@ -19,6 +20,7 @@ use uuid::Uuid;
 use crate::queries::{cursor_values, first_copies, mention_text};
 use crate::{
     Backend, Credentials, NewRefreshToken, PoolStats, PublicRoom, Rotation, Store, StoreError,
+    Upload,
 };
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
@@ -79,14 +81,14 @@ impl PostgresStore {
         let done = sqlx::query(
             "INSERT INTO messages \
              (id, part, seq, room, author_id, author, body, created_at, client_id, reply_to, \
-              thread_root, mentions) \
+              thread_root, mentions, attachments) \
              SELECT t.id, t.part, t.seq, t.room, t.author_id, t.author, t.body, t.created_at, \
-                    t.client_id, t.reply_to, t.thread_root, t.mentions \
+                    t.client_id, t.reply_to, t.thread_root, t.mentions, t.attachments \
              FROM UNNEST($1::uuid[], $2::int8[], $3::int8[], $4::text[], $5::int8[], \
                          $6::text[], $7::text[], $8::timestamptz[], $9::text[], $10::uuid[], \
-                         $11::uuid[], $12::text[]) \
+                         $11::uuid[], $12::text[], $13::text[]) \
                AS t(id, part, seq, room, author_id, author, body, created_at, client_id, \
-                    reply_to, thread_root, mentions) \
+                    reply_to, thread_root, mentions, attachments) \
              WHERE NOT EXISTS (SELECT 1 FROM messages m \
                WHERE t.client_id IS NOT NULL AND m.author_id = t.author_id \
                  AND m.client_id = t.client_id) \
@@ -104,6 +106,7 @@ impl PostgresStore {
         .bind(columns.reply_to)
         .bind(columns.thread_root)
         .bind(columns.mentions)
+        .bind(columns.attachments)
         .execute(&mut *conn)
         .await
         .map_err(|e| StoreError::from_sqlx(e, "a message is stored at that place"))?;
@@ -154,6 +157,7 @@ struct Columns<'a> {
     reply_to: Vec<Option<Uuid>>,
     thread_root: Vec<Option<Uuid>>,
     mentions: Vec<Option<String>>,
+    attachments: Vec<Option<String>>,
 }
 
 impl<'a> Columns<'a> {
@@ -171,6 +175,7 @@ impl<'a> Columns<'a> {
             reply_to: Vec::with_capacity(n),
             thread_root: Vec::with_capacity(n),
             mentions: Vec::with_capacity(n),
+            attachments: Vec::with_capacity(n),
         }
     }
 
@@ -189,5 +194,6 @@ impl<'a> Columns<'a> {
         self.reply_to.push(m.reply_to);
         self.thread_root.push(m.thread_root);
         self.mentions.push(mention_text(m));
+        self.attachments.push(attachments_json(&m.attachments));
     }
 }

@@ -34,7 +34,37 @@ macro_rules! impl_store {
     }
 
     const MESSAGE_COLUMNS: &str = "id, part, seq, room, author_id, author, body, created_at, \
-         client_id, reply_to, thread_root, edited_at, mentions";
+         client_id, reply_to, thread_root, edited_at, mentions, attachments";
+
+    fn attachments_of(row: &$row) -> Result<Vec<Attachment>, sqlx::Error> {
+        attachments_from_json(row.try_get::<Option<String>, _>("attachments")?.as_deref())
+            .map_err(|e| sqlx::Error::Decode(format!("a message's attachments: {e}").into()))
+    }
+
+    fn upload_from_row(row: &$row) -> Result<Upload, sqlx::Error> {
+        let dimension = |name: &str| -> Result<Option<u32>, sqlx::Error> {
+            Ok(row
+                .try_get::<Option<i32>, _>(name)?
+                .and_then(|v| u32::try_from(v).ok()))
+        };
+        let message: Option<Uuid> = row.try_get("message_id")?;
+        let room: Option<String> = row.try_get("room")?;
+        Ok(Upload {
+            uploader: UserId(row.try_get("uploader_id")?),
+            file: Attachment {
+                id: row.try_get("id")?,
+                name: row.try_get("name")?,
+                size: u64::try_from(row.try_get::<i64, _>("size")?).unwrap_or(0),
+                content_type: row.try_get("content_type")?,
+                width: dimension("width")?,
+                height: dimension("height")?,
+                thumbnail: row.try_get("thumbnail")?,
+            },
+            created_at: row.try_get("created_at")?,
+            message: message.zip(room.map(RoomName::from_stored)),
+            removing: row.try_get("removing")?,
+        })
+    }
 
     fn mentions_of(row: &$row) -> Result<Vec<Username>, sqlx::Error> {
         Ok(row
@@ -67,6 +97,7 @@ macro_rules! impl_store {
             reply_to: row.try_get("reply_to")?,
             thread_root: row.try_get("thread_root")?,
             mentions: mentions_of(row)?,
+            attachments: attachments_of(row)?,
         };
         Ok((message, cursor))
     }
@@ -90,6 +121,7 @@ macro_rules! impl_store {
             reply_to: m.reply_to,
             thread_root: m.thread_root,
             mentions: m.mentions,
+            attachments: m.attachments,
             edited_at: row.try_get("edited_at")?,
             reactions: Vec::new(),
             reply_count: u32::try_from(row.try_get::<i64, _>("reply_count")?).unwrap_or(u32::MAX),
@@ -203,8 +235,16 @@ macro_rules! impl_store {
                     .await?;
             }
             Change::Delete => {
-                sqlx::query("UPDATE messages SET deleted_at = $1, body = '' WHERE id = $2")
-                    .bind(c.at)
+                sqlx::query(
+                    "UPDATE messages SET deleted_at = $1, body = '', attachments = NULL \
+                     WHERE id = $2",
+                )
+                .bind(c.at)
+                .bind(c.message)
+                .execute(&mut *conn)
+                .await?;
+                // Its files go with it: the cleanup job removes what is marked so.
+                sqlx::query("UPDATE uploads SET removing = TRUE WHERE message_id = $1")
                     .bind(c.message)
                     .execute(&mut *conn)
                     .await?;
@@ -603,18 +643,43 @@ macro_rules! impl_store {
         Ok(())
     }
 
+    /// The uploads that messages just written carry become theirs: the first message that
+    /// carries an upload of its own author's takes it (a later one, or someone else's upload,
+    /// changes nothing), and from then on readers of its room may fetch it.
+    async fn attach_uploads(conn: &mut $conn, run: &[(&NewMessage, Cursor)]) -> Result<(), StoreError> {
+        for (m, _) in run.iter().filter(|(m, _)| !m.attachments.is_empty()) {
+            for a in &m.attachments {
+                sqlx::query(
+                    "UPDATE uploads SET message_id = $1, room = $2 \
+                     WHERE id = $3 AND uploader_id = $4 AND message_id IS NULL \
+                       AND EXISTS (SELECT 1 FROM messages WHERE id = $1)",
+                )
+                .bind(m.id)
+                .bind(m.room.as_str())
+                .bind(a.id)
+                .bind(m.author_id.0)
+                .execute(&mut *conn)
+                .await?;
+            }
+        }
+        Ok(())
+    }
+
     impl $store {
-        /// Writes a run of new messages and their mentions, and empties it.
+        /// Writes a run of new messages, their mentions and what they attach, and empties
+        /// it. Returns how many messages were new.
         async fn write_run(
             conn: &mut $conn,
             run: &mut Vec<(&NewMessage, Cursor)>,
-        ) -> Result<(), StoreError> {
-            if !run.is_empty() {
-                Self::insert_messages(&mut *conn, run).await?;
-                insert_mentions(&mut *conn, run).await?;
-                run.clear();
+        ) -> Result<u64, StoreError> {
+            if run.is_empty() {
+                return Ok(0);
             }
-            Ok(())
+            let inserted = Self::insert_messages(&mut *conn, run).await?;
+            insert_mentions(&mut *conn, run).await?;
+            attach_uploads(&mut *conn, run).await?;
+            run.clear();
+            Ok(inserted)
         }
     }
 
@@ -1020,11 +1085,7 @@ macro_rules! impl_store {
                     run.push((m, logged.cursor));
                     continue;
                 }
-                if !run.is_empty() {
-                    changed += Self::insert_messages(&mut tx, &run).await?;
-                    insert_mentions(&mut tx, &run).await?;
-                    run.clear();
-                }
+                changed += Self::write_run(&mut tx, &mut run).await?;
                 let applied = match &logged.event {
                     RoomEvent::Change(c) => apply_change(&mut tx, c, logged.cursor, true).await?,
                     RoomEvent::Room(r) => apply_room_change(&mut tx, r, logged.cursor, true).await?,
@@ -1034,10 +1095,7 @@ macro_rules! impl_store {
                     changed += 1;
                 }
             }
-            if !run.is_empty() {
-                changed += Self::insert_messages(&mut tx, &run).await?;
-                insert_mentions(&mut tx, &run).await?;
-            }
+            changed += Self::write_run(&mut tx, &mut run).await?;
             tx.commit().await?;
             Ok(changed)
         }
@@ -1309,6 +1367,89 @@ macro_rules! impl_store {
             .execute(&self.pool)
             .await?;
             Ok(done.rows_affected() > 0)
+        }
+
+        async fn insert_upload(&self, upload: &Upload) -> Result<(), StoreError> {
+            let f = &upload.file;
+            sqlx::query(
+                "INSERT INTO uploads (id, uploader_id, name, size, content_type, width, height, \
+                   thumbnail, created_at) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+            )
+            .bind(f.id)
+            .bind(upload.uploader.0)
+            .bind(&f.name)
+            .bind(i64::try_from(f.size).unwrap_or(i64::MAX))
+            .bind(&f.content_type)
+            .bind(f.width.and_then(|w| i32::try_from(w).ok()))
+            .bind(f.height.and_then(|h| i32::try_from(h).ok()))
+            .bind(f.thumbnail)
+            .bind(upload.created_at)
+            .execute(&self.pool)
+            .await
+            .map_err(|e| StoreError::from_sqlx(e, "an upload with that id exists"))?;
+            Ok(())
+        }
+
+        async fn upload(&self, id: Uuid) -> Result<Option<Upload>, StoreError> {
+            let row = sqlx::query(
+                "SELECT id, uploader_id, name, size, content_type, width, height, thumbnail, \
+                   created_at, message_id, room, removing FROM uploads WHERE id = $1",
+            )
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?;
+            Ok(row.as_ref().map(upload_from_row).transpose()?)
+        }
+
+        async fn uploaded_bytes(&self, user: UserId) -> Result<u64, StoreError> {
+            let total: Option<i64> = sqlx::query_scalar(
+                "SELECT CAST(SUM(size) AS BIGINT) FROM uploads \
+                 WHERE uploader_id = $1 AND NOT removing",
+            )
+            .bind(user.0)
+            .fetch_one(&self.pool)
+            .await?;
+            Ok(total.and_then(|t| u64::try_from(t).ok()).unwrap_or(0))
+        }
+
+        async fn uploads_to_remove(
+            &self,
+            unattached_before: DateTime<Utc>,
+            limit: u32,
+        ) -> Result<Vec<Uuid>, StoreError> {
+            let ids = sqlx::query_scalar(
+                "SELECT id FROM uploads WHERE removing \
+                 UNION ALL \
+                 SELECT id FROM uploads WHERE message_id IS NULL AND created_at < $1 \
+                 LIMIT $2",
+            )
+            .bind(unattached_before)
+            .bind(i64::from(limit))
+            .fetch_all(&self.pool)
+            .await?;
+            Ok(ids)
+        }
+
+        async fn forget_uploads(
+            &self,
+            ids: &[Uuid],
+            unattached_before: DateTime<Utc>,
+        ) -> Result<u64, StoreError> {
+            let mut forgotten = 0;
+            for id in ids {
+                // Only what is still due: an upload attached since it was picked stays.
+                let done = sqlx::query(
+                    "DELETE FROM uploads WHERE id = $1 \
+                     AND (removing OR (message_id IS NULL AND created_at < $2))",
+                )
+                .bind(id)
+                .bind(unattached_before)
+                .execute(&self.pool)
+                .await?;
+                forgotten += done.rows_affected();
+            }
+            Ok(forgotten)
         }
     }
     };

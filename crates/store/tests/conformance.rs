@@ -12,8 +12,11 @@ use banter_testkit::{Db, TestDb};
 
 #[path = "conformance/rooms.rs"]
 mod rooms;
+#[path = "conformance/uploads.rs"]
+mod uploads;
 use chrono::Duration;
 use rooms::*;
+use uploads::*;
 use uuid::Uuid;
 
 async fn run<F, Fut>(kind: Db, case: F)
@@ -72,6 +75,10 @@ conformance!(
     room_changes_are_replayed_in_order_except_read_positions,
     room_changes_from_an_external_log_apply_once,
     every_membership_is_listed_however_many,
+    an_upload_is_recorded_and_counted_for_its_uploader,
+    the_message_that_carries_an_upload_takes_it_and_shows_it,
+    an_external_log_attaches_uploads_once,
+    a_deleted_message_leaves_its_files_to_be_removed,
 );
 
 fn name(s: &str) -> Username {
@@ -343,6 +350,7 @@ fn new_message(author: &User, room_name: &str, body: &str, client_id: Option<&st
         reply_to: None,
         thread_root: None,
         mentions: Vec::new(),
+        attachments: Vec::new(),
     }
 }
 

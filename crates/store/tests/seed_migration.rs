@@ -89,6 +89,7 @@ async fn a_seed_database_is_migrated_in_place() {
             reply_to: None,
             thread_root: None,
             mentions: Vec::new(),
+            attachments: Vec::new(),
         })])
         .await
         .expect("append");

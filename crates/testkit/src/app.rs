@@ -26,6 +26,8 @@ pub struct TestApp {
     pub base_url: String,
     pub client: reqwest::Client,
     pub db: TestDb,
+    /// Where its attachments are kept.
+    pub files: crate::TestFiles,
     shutdown: Option<oneshot::Sender<()>>,
     server: Option<JoinHandle<anyhow_free::Result>>,
 }
@@ -42,6 +44,8 @@ pub struct Options {
     pub gateway: GatewayConfig,
     /// Login and registration limits: the production defaults unless a test changes them.
     pub auth_limits: banter_auth::AuthLimitSettings,
+    /// Where attachments go: a temp directory unless a test asks for S3.
+    pub storage: crate::Storage,
 }
 
 impl Options {
@@ -62,6 +66,7 @@ impl Default for Options {
             access_ttl: Duration::from_secs(900),
             gateway: GatewayConfig::default(),
             auth_limits: banter_auth::AuthLimitSettings::default(),
+            storage: crate::Storage::Directory,
         }
     }
 }
@@ -74,6 +79,7 @@ impl TestApp {
     pub async fn spawn_with(db: Db, options: Options) -> Self {
         let db = TestDb::new(db).await;
         let store = db.store().await;
+        let files = crate::TestFiles::new(options.storage);
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
             .expect("bind port 0");
@@ -88,6 +94,7 @@ impl TestApp {
                 limits: options.auth_limits,
             },
             gateway: options.gateway,
+            files: Some(files.files.clone()),
             kafka: None,
         };
         let server = tokio::spawn(async move {
@@ -103,6 +110,7 @@ impl TestApp {
             base_url: format!("http://{addr}"),
             client: reqwest::Client::new(),
             db,
+            files,
             shutdown: Some(tx),
             server: Some(server),
         }

@@ -23,7 +23,7 @@ fn services_env(key: &str) -> Option<String> {
     })
 }
 
-fn required(key: &str, what: &str) -> String {
+pub(crate) fn required(key: &str, what: &str) -> String {
     services_env(key).unwrap_or_else(|| {
         panic!(
             "this test needs {what}, and neither ${key} nor .services/env names one. \

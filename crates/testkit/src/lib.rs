@@ -1,18 +1,21 @@
 //! Fixtures for banter's tests, which always run the real thing: a real server on port 0,
 //! a real SQLite file, a real PostgreSQL database created for one test and dropped after it.
 //!
-//! PostgreSQL and Kafka come from `scripts/services up` (or `scripts/test`, which runs it):
-//! their addresses are read from `BANTER_TEST_DATABASE_URL` / `BANTER_TEST_KAFKA_BROKERS`,
+//! PostgreSQL, Kafka and S3 come from `scripts/services up` (or `scripts/test`, which runs
+//! it): their addresses are read from `BANTER_TEST_DATABASE_URL`, `BANTER_TEST_KAFKA_BROKERS`
+//! and `BANTER_TEST_S3_*`,
 //! or from the `.services/env` file that script writes. A test that needs them and finds
 //! neither fails loudly; it never passes by skipping.
 
 mod app;
 mod db;
+mod files;
 pub mod tokens;
 mod ws;
 
 pub use app::{Options, TestApp, TEST_JWT_SECRET};
 pub use db::{kafka_brokers, postgres_admin_url, TestDb};
+pub use files::{Storage, TestFiles};
 pub use tokens::token_of;
 pub use ws::{Refused, WsClient, FRAME_TIMEOUT};
 

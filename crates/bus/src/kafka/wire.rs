@@ -18,8 +18,8 @@
 //! skips it). `chat-events` holds typing and presence ([`EventRecord`]), which no log keeps.
 
 use banter_core::{
-    Change, ClientId, Cursor, Emoji, MessageBody, NewChange, NewMessage, NewRoomChange, RoomChange,
-    RoomEvent, RoomKind, RoomName, Topic, UserId, UserRef, Username,
+    Attachment, Change, ClientId, Cursor, Emoji, MessageBody, NewChange, NewMessage, NewRoomChange,
+    RoomChange, RoomEvent, RoomKind, RoomName, Topic, UserId, UserRef, Username,
 };
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
@@ -61,6 +61,9 @@ pub struct Record {
     pub emoji: Option<String>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub mentions: Vec<String>,
+    /// The files a message carries, as the contract shows them.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub attachments: Vec<Attachment>,
     /// The user a room change adds or removes (or a DM's other user).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub member: Option<String>,
@@ -103,6 +106,7 @@ impl Record {
                 message: None,
                 emoji: None,
                 mentions: m.mentions.iter().map(|n| n.as_str().to_owned()).collect(),
+                attachments: m.attachments.clone(),
                 ..Self::bare(m.room.as_str(), m.id)
             },
             RoomEvent::Change(c) => {
@@ -184,6 +188,7 @@ impl Record {
             message: None,
             emoji: None,
             mentions: Vec::new(),
+            attachments: Vec::new(),
             member: None,
             member_id: None,
             room_kind: None,
@@ -279,6 +284,7 @@ impl Record {
                     .map(|n| Username::parse(n))
                     .collect::<Result<_, _>>()
                     .map_err(bad)?,
+                attachments: self.attachments,
             }));
         }
         if let Some(change) = self.room_change()? {
@@ -464,6 +470,15 @@ mod tests {
             reply_to: Some(Uuid::new_v4()),
             thread_root: Some(Uuid::new_v4()),
             mentions: vec![Username::parse("bob").expect("name")],
+            attachments: vec![Attachment {
+                id: Uuid::new_v4(),
+                name: "cat.png".into(),
+                size: 1234,
+                content_type: "image/png".into(),
+                width: Some(64),
+                height: Some(48),
+                thumbnail: true,
+            }],
         });
         let emoji = Emoji::parse("👍").expect("emoji");
         let room = |change| {
