@@ -73,7 +73,12 @@ pub fn thumbnail(bytes: &[u8]) -> Outcome {
     if let Some(orientation) = orientation {
         img.apply_orientation(orientation);
     }
-    let thumb = img.thumbnail(THUMBNAIL_SIDE, THUMBNAIL_SIDE);
+    // Never drawn larger than the image itself.
+    let thumb = if img.width() <= THUMBNAIL_SIDE && img.height() <= THUMBNAIL_SIDE {
+        img.clone()
+    } else {
+        img.thumbnail(THUMBNAIL_SIDE, THUMBNAIL_SIDE)
+    };
     let mut png = Vec::new();
     if thumb
         .write_to(&mut Cursor::new(&mut png), image::ImageFormat::Png)
@@ -111,6 +116,15 @@ mod tests {
         assert_eq!((width, height), (800, 200));
         let t = image::load_from_memory(&png).expect("a PNG");
         assert_eq!((t.width(), t.height()), (400, 100));
+        let Outcome::Thumbnail { png, .. } = thumbnail(&super::tests::png(30, 20)) else {
+            panic!("no thumbnail");
+        };
+        let t = image::load_from_memory(&png).expect("a PNG");
+        assert_eq!(
+            (t.width(), t.height()),
+            (30, 20),
+            "small images are not blown up"
+        );
     }
 
     #[test]

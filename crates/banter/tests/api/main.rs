@@ -2,5 +2,6 @@
 
 mod auth;
 mod errors;
+mod files;
 mod ops;
 mod web;
