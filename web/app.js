@@ -38,6 +38,7 @@ const GROUP_GAP_MS = 5 * 60 * 1000;   // same author within this: one visual gro
 const KEEP_AWAY = 200;                // messages kept in memory for rooms not on screen
 const SLEEP_GAP_MS = 3 * 60 * 1000;   // a timer this late means the machine slept
 const MAX_BODY = 4000;
+const MAX_ATTACHMENTS = 10;           // per message, as the server allows
 const EMOJI = ['👍', '❤️', '😂', '🎉', '😮', '😢', '👀', '✅'];
 const QUOTE_CHARS = 90;               // of a replied-to message's first line
 const ROOM_RE = /^[A-Za-z0-9_.-]{1,64}$/;
@@ -64,6 +65,9 @@ const ui = {
   messages: $('messages'), loadOlder: $('load-older'), historyNote: $('history-note'),
   list: $('message-list'), jump: $('jump-latest'), typing: $('typing'), announcer: $('announcer'),
   composer: $('composer'), input: $('message-input'),
+  attachTray: $('attach-tray'), attachInput: $('attach-input'), attachButton: $('attach-button'),
+  viewer: $('viewer'), viewerTitle: $('viewer-title'), viewerImage: $('viewer-image'),
+  viewerDownload: $('viewer-download'), viewerClose: $('viewer-close'),
   members: $('members'), membersToggle: $('members-toggle'), membersClose: $('members-close'),
   membersCount: $('members-count'), membersToggleCount: $('members-toggle-count'),
   memberList: $('member-list'), membersOnline: $('members-online'), scrim: $('scrim'),
@@ -369,7 +373,7 @@ function storeOutboxEntry(p) {
   const list = (load(userKey('outbox')) || []).filter((e) => e.client_id !== p.clientId);
   list.push({
     client_id: p.clientId, room: p.room, body: p.body, created_at: p.createdAt, state: p.state, error: p.error,
-    reply_to: p.replyTo, thread_root: p.threadRoot,
+    reply_to: p.replyTo, thread_root: p.threadRoot, attachments: p.attachments,
   });
   store(userKey('outbox'), list);
 }
@@ -537,6 +541,11 @@ function endSession(error = '', info = '', { keepStored = false } = {}) {
   rooms.clear();
   Object.assign(roomList, { syncing: null, again: false, fresh: false, streamSeq: 0 });
   readFrames.clear();
+  // The files of one person's session are not the next one's.
+  for (const got of thumbUrls.values()) got.then((url) => URL.revokeObjectURL(url), () => {});
+  thumbUrls.clear();
+  for (const item of tray) if (item.xhr && !item.data && !item.error) item.xhr.abort();
+  clearTray();
   closePopup({ focus: false });
   closeThread({ focus: false });
   for (const d of [ui.confirm, ui.createDialog, ui.browseDialog, ui.topicDialog]) if (d.open) d.close();
@@ -742,6 +751,189 @@ function updateUnreadSummary() {
   document.title = `${total ? `(${countText(total)}) ` : ''}${where}banter`;
 }
 
+/* ------------------------------------------------------------ attachments */
+
+// Files on their way into the next message: {file, name, size, progress, data, error, xhr}.
+// Each is uploaded as soon as it is chosen (with a progress bar); Send waits for them.
+const tray = [];
+// Object URLs of thumbnails, by path: fetched once with the token (an <img> cannot send one,
+// and a token in a URL would land in logs) and shown from memory. Full-size files are
+// fetched when opened or downloaded, and their URLs let go after.
+const thumbUrls = new Map();
+let viewerUrl = null;
+
+function humanSize(n) {
+  if (n < 1024) return `${n} B`;
+  if (n < 1024 * 1024) return `${(n / 1024).toFixed(n < 10240 ? 1 : 0)} KB`;
+  return `${(n / 1024 / 1024).toFixed(1)} MB`;
+}
+
+function addFiles(files) {
+  for (const file of files) {
+    if (tray.length >= MAX_ATTACHMENTS) {
+      showAlert(`A message can carry at most ${MAX_ATTACHMENTS} files.`);
+      break;
+    }
+    const item = { file, name: file.name || 'file', size: file.size, progress: 0, data: null, error: '', xhr: null };
+    tray.push(item);
+    uploadFile(item);
+  }
+  paintTray();
+}
+
+// XMLHttpRequest, not fetch: only it reports an upload's progress.
+async function uploadFile(item) {
+  try { await ensureFreshToken(); } catch { /* the upload says what is wrong */ }
+  if (!session) { item.error = 'You are signed out.'; paintTray(); return; }
+  const xhr = new XMLHttpRequest();
+  item.xhr = xhr;
+  xhr.open('POST', `/api/v1/uploads?name=${encodeURIComponent(item.name)}`);
+  xhr.setRequestHeader('Authorization', `Bearer ${session.token}`);
+  xhr.upload.onprogress = (e) => {
+    if (e.lengthComputable) { item.progress = e.loaded / e.total; paintTray(); }
+  };
+  xhr.onload = () => {
+    let env = null;
+    try { env = JSON.parse(xhr.responseText); } catch { /* a proxy's page */ }
+    if (xhr.status === 201 && env && env.data) {
+      item.data = attachmentsOf([env.data])[0] || null;
+      item.progress = 1;
+      if (!item.data) item.error = 'The server answered something unexpected.';
+    } else {
+      item.error = (env && env.message) || `The server answered ${xhr.status}.`;
+    }
+    paintTray();
+  };
+  xhr.onerror = () => { item.error = 'Cannot reach the server. Check your connection.'; paintTray(); };
+  xhr.send(item.file);
+}
+
+function removeFromTray(item) {
+  if (item.xhr && !item.data && !item.error) item.xhr.abort();
+  const i = tray.indexOf(item);
+  if (i >= 0) tray.splice(i, 1);
+  paintTray();
+  ui.input.focus();
+}
+
+function clearTray() {
+  tray.length = 0;
+  paintTray();
+}
+
+function paintTray() {
+  ui.attachTray.hidden = tray.length === 0;
+  ui.attachTray.replaceChildren(...tray.map((item) => {
+    const li = el('li', 'attach-item');
+    if (item.error) li.classList.add('has-error');
+    const bar = el('progress', 'attach-progress');
+    bar.max = 1;
+    bar.value = item.progress;
+    bar.setAttribute('aria-label', `Uploading ${item.name}`);
+    bar.hidden = !!item.data || !!item.error;
+    const state = item.error ? item.error : item.data ? humanSize(item.size) : `${Math.round(item.progress * 100)} %`;
+    li.append(icon(item.data && item.data.thumbnail ? 'image' : 'file'),
+      el('span', 'attach-name', item.name), el('span', 'attach-state', state), bar,
+      iconButton('close', `Remove ${item.name}`, () => removeFromTray(item), 'attach-remove'));
+    return li;
+  }));
+}
+
+// A file the user may read, fetched with the token, as a new object URL.
+async function fetchFile(path, retried = false) {
+  await ensureFreshToken();
+  if (!session) throw new ApiError(401, 'unauthorized', 'You are signed out.');
+  let res;
+  try {
+    res = await fetch(path, { headers: { Authorization: `Bearer ${session.token}` } });
+  } catch {
+    throw new ApiError(0, 'network', 'Cannot reach the server.');
+  }
+  if (res.status === 401 && !retried) {
+    await refreshSession();
+    return fetchFile(path, true);
+  }
+  if (!res.ok) {
+    throw new ApiError(res.status, `http_${res.status}`,
+      res.status === 404 ? 'this file is gone' : `the server answered ${res.status}`);
+  }
+  return URL.createObjectURL(await res.blob());
+}
+
+function thumbUrl(path) {
+  if (!thumbUrls.has(path)) {
+    const got = fetchFile(path);
+    got.catch(() => thumbUrls.delete(path));
+    thumbUrls.set(path, got);
+  }
+  return thumbUrls.get(path);
+}
+
+async function downloadFile(a) {
+  try {
+    const url = await fetchFile(`/api/v1/files/${a.id}`);
+    const link = el('a');
+    link.href = url;
+    link.download = a.name;
+    document.body.append(link);
+    link.click();
+    link.remove();
+    // The download has its own copy by the time this runs.
+    setTimeout(() => URL.revokeObjectURL(url), 60000);
+  } catch (e) {
+    showAlert(`Could not download ${a.name}: ${e.message}`);
+  }
+}
+
+async function openViewer(a) {
+  ui.viewerTitle.textContent = a.name;
+  ui.viewerImage.alt = a.name;
+  ui.viewerImage.removeAttribute('src');
+  ui.viewerDownload.onclick = () => downloadFile(a);
+  if (!ui.viewer.open) ui.viewer.showModal();
+  try {
+    const url = await fetchFile(`/api/v1/files/${a.id}`);
+    if (viewerUrl) URL.revokeObjectURL(viewerUrl);
+    viewerUrl = url;
+    ui.viewerImage.src = url;
+  } catch (e) {
+    ui.viewerImage.alt = `${a.name}: ${e.message}`;
+  }
+}
+
+// Images as thumbnails that open full size; other files as a card with a download button.
+function paintAttachments(msg, box) {
+  const list = msg.attachments || [];
+  box.hidden = list.length === 0;
+  box.replaceChildren(...list.map((a) => {
+    if (a.thumbnail) {
+      const b = el('button', 'attachment-image');
+      b.type = 'button';
+      b.setAttribute('aria-label', `${a.name}: open full size`);
+      const img = el('img');
+      img.alt = a.name;
+      if (a.width && a.height) {
+        const scale = Math.min(1, 400 / Math.max(a.width, a.height));
+        img.width = Math.round(a.width * scale);
+        img.height = Math.round(a.height * scale);
+      }
+      thumbUrl(`/api/v1/files/${a.id}/thumbnail`).then((url) => { img.src = url; }, (e) => { img.alt = `${a.name}: ${e.message}`; });
+      b.append(img);
+      b.addEventListener('click', () => openViewer(a));
+      return b;
+    }
+    const card = el('div', 'attachment-file');
+    const about = el('div', 'attachment-about');
+    about.append(el('span', 'attachment-name', a.name), el('span', 'attachment-size', humanSize(a.size)));
+    const get = el('button', 'btn attachment-download', 'Download');
+    get.type = 'button';
+    get.setAttribute('aria-label', `Download ${a.name}`);
+    get.addEventListener('click', () => downloadFile(a));
+    card.append(icon('file'), about, get);
+    return card;
+  }));
+}
+
 /* ---------------------------------------------------------- message view */
 
 // A message of the server (history, the socket, a thread page) as the page keeps it.
@@ -756,10 +948,22 @@ function messageOf(room, m) {
     threadRoot: typeof m.thread_root === 'string' ? m.thread_root : null,
     replyCount: Number(m.reply_count) || 0,
     mentions: mentionsOf(m.mentions),
+    attachments: attachmentsOf(m.attachments),
     busy: '',       // what an action of mine on it is doing ("Saving…"), until answered
     editing: null,  // 'main' or 'thread': where its inline editor is open
   };
 }
+
+// The files a message carries, as the server described them (only well-formed ones: the
+// page fetches nothing from a URL it did not build itself).
+const attachmentsOf = (list) => (Array.isArray(list) ? list : [])
+  .filter((a) => a && typeof a.id === 'string' && /^[0-9a-f-]{36}$/i.test(a.id))
+  .map((a) => ({
+    id: a.id, name: String(a.name || 'file'), size: Number(a.size) || 0,
+    content_type: String(a.content_type || ''),
+    thumbnail: typeof a.thumbnail_url === 'string' || a.thumbnail === true,
+    width: Number(a.width) || 0, height: Number(a.height) || 0,
+  }));
 
 // The names a message mentions, as the server parsed them (history: always an array;
 // live frames: only when there are some).
@@ -792,9 +996,11 @@ function buildNode(msg, where) {
   replies.hidden = true;
   replies.addEventListener('click', () => openThread(msg));
   const main = el('div', 'msg-main');
-  main.append(quote, meta, el('div', 'body'), el('div', 'reactions'), replies);
+  const files = el('div', 'attachments');
+  files.hidden = true;
+  main.append(quote, meta, el('div', 'body'), files, el('div', 'reactions'), replies);
   li.append(avatar(msg.author), main, el('div', 'msg-actions'));
-  li.view = { where, quote, edited, replies, reactions: main.querySelector('.reactions'), chips: new Map(), body: null, actions: '' };
+  li.view = { where, quote, edited, replies, files, filesKey: '', reactions: main.querySelector('.reactions'), chips: new Map(), body: null, actions: '' };
   paintNode(msg, li);
   return li;
 }
@@ -836,6 +1042,11 @@ function paintNode(msg, li) {
     v.names = names;
   }
   li.classList.toggle('mentions-me', msg.state === 'sent' && !isMe(msg.author) && mentionsMe(msg));
+  const filesKey = (msg.attachments || []).map((a) => a.id).join(' ');
+  if (v.filesKey !== filesKey) {
+    paintAttachments(msg, v.files);
+    v.filesKey = filesKey;
+  }
   paintQuote(msg, li);
   paintReactions(msg, li);
   const n = msg.replyCount;
@@ -1698,7 +1909,13 @@ const cleanBody = (text) => text.replace(/^\s*\n/, '').replace(/\s+$/, '');
 
 function sendMessage() {
   const room = current;
-  if (room && queueMessage(room, ui.input.value)) {
+  if (tray.some((t) => !t.data && !t.error)) {
+    showAlert('Wait a moment: the files are still uploading.');
+    return;
+  }
+  const attachments = tray.filter((t) => t.data).map((t) => t.data);
+  if (room && queueMessage(room, ui.input.value, { attachments })) {
+    clearTray();
     ui.input.value = '';
     room.draft = '';
     markRead(room);
@@ -1710,16 +1927,17 @@ function sendMessage() {
 // Puts a message of mine in the outbox and sends it. `replyTo`: the message it answers,
 // `threadRoot`: that message's thread (known here so the panel can show it before the ack).
 // Returns whether the text was taken.
-function queueMessage(room, text, { replyTo = null, threadRoot = null } = {}) {
+function queueMessage(room, text, { replyTo = null, threadRoot = null, attachments = [] } = {}) {
   const body = cleanBody(text);
-  if (!room || !body.trim()) return false;
+  if (!room || (!body.trim() && attachments.length === 0)) return false;
   const length = [...body].length;
   if (length > MAX_BODY) {
     showAlert(`A message can be at most ${MAX_BODY} characters; this one has ${length}.`);
     return false;
   }
   const p = pendingOf(room.name, {
-    body, created_at: new Date().toISOString(), client_id: newClientId(), reply_to: replyTo, thread_root: threadRoot,
+    body: body.trim() ? body : '', created_at: new Date().toISOString(), client_id: newClientId(),
+    reply_to: replyTo, thread_root: threadRoot, attachments,
   });
   storeOutboxEntry(p);
   addPending(p);
@@ -1734,6 +1952,7 @@ function pendingOf(roomName, e) {
     editedAt: null, reactions: new Map(), replyCount: 0, busy: '', editing: null, mentions: [],
     replyTo: typeof e.reply_to === 'string' ? e.reply_to : null,
     threadRoot: typeof e.thread_root === 'string' ? e.thread_root : null,
+    attachments: attachmentsOf(e.attachments),
   };
 }
 
@@ -1760,6 +1979,7 @@ function restoreOutbox() {
 function sendFrameOf(p) {
   const frame = { type: 'send', room: p.room, body: p.body, client_id: p.clientId };
   if (p.replyTo) frame.reply_to = p.replyTo;
+  if (p.attachments.length) frame.attachments = p.attachments.map((a) => a.id);
   return frame;
 }
 
@@ -1777,6 +1997,7 @@ function settle(p, m) {
   if (typeof m.reply_to === 'string') p.replyTo = m.reply_to;
   if (typeof m.thread_root === 'string') p.threadRoot = m.thread_root;
   if (Array.isArray(m.mentions)) p.mentions = mentionsOf(m.mentions);
+  if (Array.isArray(m.attachments)) p.attachments = attachmentsOf(m.attachments);
   p.el.classList.remove('is-outbox');
   paintMessage(p);
   return p;
@@ -2973,6 +3194,48 @@ const mentionPickers = [
   mentionPicker(ui.input, $('mention-list')),
   mentionPicker(ui.threadInput, $('thread-mention-list')),
 ];
+
+ui.attachButton.addEventListener('click', () => ui.attachInput.click());
+ui.attachInput.addEventListener('change', () => {
+  addFiles([...ui.attachInput.files]);
+  ui.attachInput.value = '';
+});
+// A pasted image (a screenshot) or file joins the tray; pasted text stays text.
+ui.input.addEventListener('paste', (e) => {
+  const files = [...(e.clipboardData?.files || [])];
+  if (files.length) {
+    e.preventDefault();
+    addFiles(files);
+  }
+});
+// Files dropped anywhere on the conversation.
+for (const type of ['dragenter', 'dragover']) {
+  ui.messages.parentElement.addEventListener(type, (e) => {
+    if ([...(e.dataTransfer?.types || [])].includes('Files')) {
+      e.preventDefault();
+      ui.messages.parentElement.classList.add('is-dropping');
+    }
+  });
+}
+ui.messages.parentElement.addEventListener('dragleave', (e) => {
+  if (!e.relatedTarget || !ui.messages.parentElement.contains(e.relatedTarget)) {
+    ui.messages.parentElement.classList.remove('is-dropping');
+  }
+});
+ui.messages.parentElement.addEventListener('drop', (e) => {
+  ui.messages.parentElement.classList.remove('is-dropping');
+  if (e.dataTransfer?.files?.length) {
+    e.preventDefault();
+    addFiles([...e.dataTransfer.files]);
+  }
+});
+ui.viewerClose.addEventListener('click', () => ui.viewer.close());
+ui.viewer.addEventListener('close', () => {
+  ui.viewerImage.removeAttribute('src');
+  if (viewerUrl) URL.revokeObjectURL(viewerUrl);
+  viewerUrl = null;
+});
+ui.viewer.addEventListener('click', (e) => { if (e.target === ui.viewer) ui.viewer.close(); });
 
 ui.composer.addEventListener('submit', (e) => {
   e.preventDefault();

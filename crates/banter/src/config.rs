@@ -248,6 +248,18 @@ pub struct FilesArgs {
     /// How often files no message carries any more are looked for and removed.
     #[arg(long, env = "BANTER_FILES_SWEEP_EVERY", value_parser = duration, default_value = "10m")]
     pub files_sweep_every: Duration,
+    /// The S3 access key of BANTER_FILES.
+    #[arg(long, env = "AWS_ACCESS_KEY_ID", hide_env_values = true)]
+    pub aws_access_key_id: Option<String>,
+    /// The S3 secret key of BANTER_FILES.
+    #[arg(long, env = "AWS_SECRET_ACCESS_KEY", value_parser = secret, hide_env_values = true)]
+    pub aws_secret_access_key: Option<Secret>,
+    /// A session token that goes with temporary S3 keys.
+    #[arg(long, env = "AWS_SESSION_TOKEN", value_parser = secret, hide_env_values = true)]
+    pub aws_session_token: Option<Secret>,
+    /// The S3 region, when BANTER_FILES names none.
+    #[arg(long, env = "AWS_REGION")]
+    pub aws_region: Option<String>,
 }
 
 impl FilesArgs {
@@ -266,8 +278,21 @@ impl FilesArgs {
         &self,
         default_dir: Option<&std::path::Path>,
     ) -> anyhow::Result<Option<banter_files::Files>> {
+        let aws = |name: &str| match name {
+            "AWS_ACCESS_KEY_ID" => self.aws_access_key_id.clone(),
+            "AWS_SECRET_ACCESS_KEY" => self
+                .aws_secret_access_key
+                .as_ref()
+                .map(|s| s.expose().to_owned()),
+            "AWS_SESSION_TOKEN" => self
+                .aws_session_token
+                .as_ref()
+                .map(|s| s.expose().to_owned()),
+            "AWS_REGION" => self.aws_region.clone(),
+            _ => None,
+        };
         let files = match (&self.files, default_dir) {
-            (Some(url), _) => banter_files::Files::open(url, &|k| std::env::var(k).ok())?,
+            (Some(url), _) => banter_files::Files::open(url, &aws)?,
             (None, Some(dir)) => banter_files::Files::directory(dir)?,
             (None, None) => return Ok(None),
         };

@@ -40,6 +40,9 @@ struct Cluster {
     auth: String,
     gateways: Vec<String>,
     database_url: String,
+    /// The gateways' attachment storage, and its keys.
+    files: String,
+    files_env: HashMap<String, String>,
 }
 
 impl Cluster {
@@ -65,6 +68,11 @@ impl Cluster {
             auth: var("AUTH_URL"),
             gateways: var("GATEWAY_URLS").split(',').map(str::to_owned).collect(),
             database_url: var("DATABASE_URL"),
+            files: var("BANTER_FILES").trim_matches('\'').to_owned(),
+            files_env: ["AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"]
+                .into_iter()
+                .map(|k| (k.to_owned(), var(k)))
+                .collect(),
         }
     }
 
@@ -1198,5 +1206,101 @@ async fn invitations_removals_and_read_positions_reach_every_gateway_at_once() {
         if f["id"] == marker["id"] && f["type"] == "message" {
             break;
         }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_file_uploaded_through_one_gateway_is_fetched_through_the_other_and_goes_with_its_message(
+) {
+    let (_turn, cluster, _db) = begin().await;
+    let (gw_a, gw_b) = (&cluster.gateways[0], &cluster.gateways[1]);
+    let room = rooms(1).remove(0);
+    let (_, alice) = cluster.user("alice").await;
+    let (bob_name, bob) = cluster.user("bob").await;
+    let (_, eve) = cluster.user("eve").await;
+    // A private room of Alice's and Bob's: Eve may not read it, so may not fetch its files.
+    let (status, made) = api(
+        gw_a,
+        reqwest::Method::POST,
+        "/api/v1/rooms",
+        Some(json!({"name": room, "kind": "private"})),
+        &alice,
+    )
+    .await;
+    assert_eq!(status, 201, "{made}");
+    let (status, body) = api(
+        gw_a,
+        reqwest::Method::POST,
+        &format!("/api/v1/rooms/{room}/members"),
+        Some(json!({"username": bob_name})),
+        &alice,
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    let bytes: Vec<u8> = b"%PDF-1.7\n"
+        .iter()
+        .copied()
+        .chain((0..20_000u32).map(|i| (i % 251) as u8))
+        .collect();
+    let r = reqwest::Client::new()
+        .post(format!("{gw_a}/api/v1/uploads?name=minutes.pdf"))
+        .bearer_auth(&alice)
+        .body(bytes.clone())
+        .send()
+        .await
+        .expect("upload");
+    assert_eq!(r.status(), 201);
+    let file: Value = r.json().await.expect("json");
+    let id = file["data"]["id"].as_str().expect("id").to_owned();
+    let url = format!("/api/v1/files/{id}");
+    let fetch = |gateway: &str, token: &str| {
+        let req = reqwest::Client::new()
+            .get(format!("{gateway}{url}"))
+            .bearer_auth(token);
+        async move { req.send().await.expect("the gateway answers") }
+    };
+
+    let mut a = Person::on(gw_a, &alice).await;
+    a.join(&room, None).await;
+    let mut b = Person::on(gw_b, &bob).await;
+    b.join(&room, None).await;
+    let ack = a
+        .act(json!({"type":"send","room":room,"body":"the minutes","attachments":[id],"client_id":"f1"}))
+        .await;
+    let m = b.heard("message", &room).await;
+    assert_eq!(m["attachments"][0]["id"], id.as_str());
+    // At once on the other gateway, whether or not persist has stored the message yet.
+    let got = fetch(gw_b, &bob).await;
+    assert_eq!(got.status(), 200);
+    assert_eq!(got.bytes().await.expect("bytes").as_ref(), &bytes[..]);
+    assert_eq!(fetch(gw_b, &eve).await.status(), 404);
+    assert_eq!(fetch(gw_a, &eve).await.status(), 404);
+
+    // Alice deletes it through gateway B: the file is gone from both, then from the bucket.
+    let (status, body) = api(
+        gw_b,
+        reqwest::Method::DELETE,
+        &format!("/api/v1/messages/{}", ack["id"].as_str().expect("id")),
+        None,
+        &alice,
+    )
+    .await;
+    assert!(status == 200 || status == 204, "{status} {body}");
+    let files = banter_files::Files::open(&cluster.files, &|k| cluster.files_env.get(k).cloned())
+        .expect("the cluster's storage");
+    let key = banter_files::Key::upload(uuid::Uuid::parse_str(&id).expect("uuid"));
+    let deadline = Instant::now() + PATIENCE;
+    loop {
+        let a_gone = fetch(gw_a, &bob).await.status() == 404;
+        let b_gone = fetch(gw_b, &bob).await.status() == 404;
+        let bytes_gone = files.size(&key).await.expect("storage").is_none();
+        if a_gone && b_gone && bytes_gone {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the deleted message's file stayed"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }

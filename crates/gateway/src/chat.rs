@@ -628,8 +628,10 @@ impl Chat {
             let age = (banter_store::now() - upload.created_at)
                 .to_std()
                 .unwrap_or_default();
+            // On Kafka, persist may not have stored the message that took it yet.
             if upload.uploader != actor.id
                 || upload.message.is_some()
+                || self.recent.carrier(*id).is_some()
                 || upload.removing
                 || age > self.attach_within
             {

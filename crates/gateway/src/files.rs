@@ -347,6 +347,20 @@ async fn readable(state: &GatewayState, user: &AuthUser, raw: &str) -> Result<Up
         Ok(_) => return Err(ApiError::not_found(NO_FILE).into_response()),
         Err(e) => return Err(unavailable(e)),
     };
+    // Its room: the store's, or, on Kafka before persist has stored the message that carries
+    // it, that of the message this gateway heard. A message deleted lately takes its files
+    // along at once, before persist marks them.
+    let room = match &upload.message {
+        Some((message, _)) if state.recent.deleted(*message) => {
+            return Err(ApiError::not_found(NO_FILE).into_response())
+        }
+        Some((_, room)) => Some(room.clone()),
+        None => state
+            .recent
+            .carrier(id)
+            .filter(|m| m.event.actor_id() == upload.uploader)
+            .map(|m| m.room().clone()),
+    };
     if upload.uploader == user.id {
         return Ok(upload);
     }
@@ -354,8 +368,8 @@ async fn readable(state: &GatewayState, user: &AuthUser, raw: &str) -> Result<Up
         id: user.id,
         name: user.username.clone(),
     };
-    match &upload.message {
-        Some((_, room)) if state.chat.reader(&actor, room.clone()).await.is_ok() => Ok(upload),
+    match room {
+        Some(room) if state.chat.reader(&actor, room.clone()).await.is_ok() => Ok(upload),
         _ => Err(ApiError::not_found(NO_FILE).into_response()),
     }
 }

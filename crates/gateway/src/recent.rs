@@ -37,8 +37,26 @@ struct Inner {
     /// Messages deleted lately: the store may still have them (persist lags), and they are
     /// gone all the same.
     deleted: HashMap<uuid::Uuid, Instant>,
+    /// The message kept in `messages` that carries each upload (the first that did), so a
+    /// member can fetch a file before persist has stored the message.
+    carriers: HashMap<uuid::Uuid, uuid::Uuid>,
     /// Changes of rooms themselves heard lately, in the order they came.
     room_changes: Kept,
+}
+
+impl Inner {
+    /// Forgets a kept message, and which uploads it carries.
+    fn forget_message(&mut self, id: uuid::Uuid) {
+        if let Some(logged) = self.messages.remove(&id) {
+            if let RoomEvent::Message(m) = &logged.event {
+                for a in &m.attachments {
+                    if self.carriers.get(&a.id) == Some(&id) {
+                        self.carriers.remove(&a.id);
+                    }
+                }
+            }
+        }
+    }
 }
 
 /// See the module docs. Shared behind an `Arc`.
@@ -74,15 +92,18 @@ impl Recent {
         match &logged.event {
             RoomEvent::Message(m) => {
                 inner.messages.insert(m.id, logged.clone());
+                for a in &m.attachments {
+                    inner.carriers.entry(a.id).or_insert(m.id);
+                }
                 inner.message_order.push_back((now, m.id));
                 while inner.message_order.len() > MESSAGES_CAP {
                     if let Some((_, id)) = inner.message_order.pop_front() {
-                        inner.messages.remove(&id);
+                        inner.forget_message(id);
                     }
                 }
             }
             RoomEvent::Change(c) if c.change == Change::Delete => {
-                inner.messages.remove(&c.message);
+                inner.forget_message(c.message);
                 inner.deleted.insert(c.message, now);
                 if let Some(kept) = inner.rooms.get_mut(&c.room) {
                     kept.retain(|(_, e)| e.event.message_id() != c.message);
@@ -155,6 +176,16 @@ impl Recent {
         self.inner().deleted.contains_key(&id)
     }
 
+    /// The message heard lately (and not deleted since) that carries the upload `id`.
+    pub fn carrier(&self, id: uuid::Uuid) -> Option<Arc<LoggedEvent>> {
+        let inner = self.inner();
+        inner
+            .carriers
+            .get(&id)
+            .and_then(|m| inner.messages.get(m))
+            .cloned()
+    }
+
     /// Forgets what is older than `keep`, and rooms left empty.
     pub fn prune(&self) {
         self.prune_at(Instant::now());
@@ -179,7 +210,7 @@ impl Recent {
             .is_some_and(|(at, _)| now.duration_since(*at) > keep)
         {
             if let Some((_, id)) = inner.message_order.pop_front() {
-                inner.messages.remove(&id);
+                inner.forget_message(id);
             }
         }
         inner
@@ -253,6 +284,40 @@ mod tests {
         assert_eq!(offsets(&recent.after(&a, Some(Cursor::new(0, 3)))), [4, 5]);
         // Out of its room's events, but still found by id: persist may not have it yet.
         assert!(recent.message(first.event.id()).is_some());
+    }
+
+    #[test]
+    fn the_first_message_heard_that_carries_an_upload_is_its_carrier_until_deleted() {
+        let recent = Recent::new(Duration::from_secs(60), 10);
+        let upload = uuid::Uuid::new_v4();
+        let with = |offset| {
+            let mut m = (*message("a", offset)).clone();
+            if let RoomEvent::Message(n) = &mut m.event {
+                n.attachments = vec![banter_core::Attachment {
+                    id: upload,
+                    name: "f".into(),
+                    size: 1,
+                    content_type: "application/octet-stream".into(),
+                    width: None,
+                    height: None,
+                    thumbnail: false,
+                }];
+            }
+            Arc::new(m)
+        };
+        assert!(recent.carrier(upload).is_none());
+        let first = with(1);
+        recent.push(first.clone());
+        recent.push(with(2));
+        assert_eq!(
+            recent.carrier(upload).map(|m| m.event.id()),
+            Some(first.event.id())
+        );
+        recent.push(change(&first, 3, Change::Delete));
+        assert!(
+            recent.carrier(upload).is_none(),
+            "a deleted message carries nothing"
+        );
     }
 
     #[test]

@@ -47,7 +47,7 @@ impl WebConfig {
             .unwrap_or_default();
         format!(
             "default-src 'self'; script-src 'self'; style-src 'self'; \
-             connect-src 'self' ws: wss:{auth}; img-src 'self' data:; object-src 'none'; \
+             connect-src 'self' ws: wss:{auth}; img-src 'self' data: blob:; object-src 'none'; \
              base-uri 'none'; form-action 'self'; frame-ancestors 'none'"
         )
     }
