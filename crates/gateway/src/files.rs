@@ -5,9 +5,9 @@
 //!   reading and answers 413. The type is sniffed from the first bytes, never taken from the
 //!   client; an image gets a thumbnail (see [`crate::images`]). Then the upload is recorded:
 //!   it belongs to its uploader alone until a message attaches it.
-//! - `GET /api/v1/files/{id}` and `/thumbnail`: to the uploader, and to whoever may read the
-//!   room of the message that carries it (the chat service's rights, as for history); 404 to
-//!   everyone else, whatever the id looks like. Served so a browser never runs it: `nosniff`,
+//! - `GET /api/v1/files/{id}` and `/thumbnail`: to the uploader, and to the members of the
+//!   room of the message that carries it (the chat service's rights); 404 to everyone else,
+//!   whatever the id looks like. Served so a browser never runs it: `nosniff`,
 //!   `Content-Security-Policy: sandbox`, and `attachment` for everything but raster images,
 //!   audio and video.
 //! - [`sweep`]: the bytes of deleted messages' files (marked by the projection of the delete,
@@ -368,8 +368,18 @@ async fn readable(state: &GatewayState, user: &AuthUser, raw: &str) -> Result<Up
         id: user.id,
         name: user.username.clone(),
     };
+    // Its room's members (the contract's rule): a public room's history is open to anyone,
+    // but its files are for those in it, and go with leaving it.
     match room {
-        Some(room) if state.chat.reader(&actor, room.clone()).await.is_ok() => Ok(upload),
+        Some(room)
+            if state
+                .chat
+                .reader(&actor, room.clone())
+                .await
+                .is_ok_and(|r| r.is_member()) =>
+        {
+            Ok(upload)
+        }
         _ => Err(ApiError::not_found(NO_FILE).into_response()),
     }
 }

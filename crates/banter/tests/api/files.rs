@@ -265,6 +265,45 @@ async fn a_file_in_a_dm_is_for_its_two_users_only() {
 }
 
 #[tokio::test]
+async fn a_file_in_a_public_room_is_for_its_members() {
+    let app = TestApp::spawn(Db::Sqlite).await;
+    let ann = token(&app.signup("ann").await);
+    let eve = token(&app.signup("eve").await);
+    let id = uploaded(&app, &ann, "open.txt", b"for the room".to_vec()).await["id"].clone();
+    let mut a = app.ws(&ann, Some("lobby")).await;
+    let ack = a
+        .act(json!({"type":"send","room":"lobby","attachments":[id],"client_id":"p1"}))
+        .await;
+    assert_eq!(ack["type"], "ack", "{ack}");
+    let url = format!("/api/v1/files/{}", id.as_str().expect("id"));
+    // Eve may read the public room's history, but its files are for those in it.
+    let (status, _) = app.get("/api/v1/rooms/lobby/messages", Some(&eve)).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(
+        fetch(&app, &url, &eve).await.status(),
+        StatusCode::NOT_FOUND
+    );
+    // Joining the room (connecting to it makes her a member) gives them.
+    let e = app.ws(&eve, Some("lobby")).await;
+    assert_eq!(fetch(&app, &url, &eve).await.status(), StatusCode::OK);
+    e.close().await;
+    // Leaving the room takes them away again.
+    let (status, body) = app
+        .call(
+            reqwest::Method::DELETE,
+            "/api/v1/rooms/lobby/members/eve",
+            None,
+            Some(&eve),
+        )
+        .await;
+    assert!(status.is_success(), "{status} {body}");
+    assert_eq!(
+        fetch(&app, &url, &eve).await.status(),
+        StatusCode::NOT_FOUND
+    );
+}
+
+#[tokio::test]
 async fn a_re_sent_message_with_files_is_stored_once() {
     let app = TestApp::spawn(Db::Sqlite).await;
     let ann = token(&app.signup("ann").await);

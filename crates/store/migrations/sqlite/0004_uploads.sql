@@ -1,7 +1,7 @@
 -- Attachments. An upload is a file a user stored (its bytes are in the file storage under
 -- its id); it is attached when the projection applies the message that carries it, which
 -- sets `message_id` and `room` (first message wins). Who may fetch it follows from them:
--- its uploader, and readers of that room.
+-- its uploader, and the members of that room.
 --
 -- `removing`: the message that carried it was deleted (the projection of the delete sets
 -- it), so the cleanup job removes its bytes and then the row. Uploads never attached are
