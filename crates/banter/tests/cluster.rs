@@ -1075,6 +1075,28 @@ async fn api(
     (status, r.json().await.unwrap_or(Value::Null))
 }
 
+/// The owner (by token) makes the private room `room` through `gateway` and adds `member`.
+async fn private_room(gateway: &str, owner: &str, room: &str, member: &str) {
+    let (status, made) = api(
+        gateway,
+        reqwest::Method::POST,
+        "/api/v1/rooms",
+        Some(json!({"name": room, "kind": "private"})),
+        owner,
+    )
+    .await;
+    assert_eq!(status, 201, "{made}");
+    let (status, body) = api(
+        gateway,
+        reqwest::Method::POST,
+        &format!("/api/v1/rooms/{room}/members"),
+        Some(json!({"username": member})),
+        owner,
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+}
+
 impl Person {
     /// The next frame of `kind` about `room` (a `room` frame names it in its entry).
     async fn heard(&mut self, kind: &str, room: &str) -> Value {
@@ -1102,25 +1124,8 @@ async fn invitations_removals_and_read_positions_reach_every_gateway_at_once() {
     let mut laptop = Person::on(gw_a, &bob).await;
     let mut c = Person::on(gw_b, &carol).await;
 
-    let (status, made) = api(
-        gw_a,
-        reqwest::Method::POST,
-        "/api/v1/rooms",
-        Some(json!({"name": room, "kind": "private"})),
-        &alice,
-    )
-    .await;
-    assert_eq!(status, 201, "{made}");
     // The owner adds bob on gateway A, straight after creating the room there.
-    let (status, body) = api(
-        gw_a,
-        reqwest::Method::POST,
-        &format!("/api/v1/rooms/{room}/members"),
-        Some(json!({"username": bob_name})),
-        &alice,
-    )
-    .await;
-    assert_eq!(status, 200, "{body}");
+    private_room(gw_a, &alice, &room, &bob_name).await;
     for device in [&mut phone, &mut laptop] {
         let news = device.heard("room", &room).await;
         assert_eq!(
@@ -1219,24 +1224,7 @@ async fn a_file_uploaded_through_one_gateway_is_fetched_through_the_other_and_go
     let (bob_name, bob) = cluster.user("bob").await;
     let (_, eve) = cluster.user("eve").await;
     // A private room of Alice's and Bob's: Eve may not read it, so may not fetch its files.
-    let (status, made) = api(
-        gw_a,
-        reqwest::Method::POST,
-        "/api/v1/rooms",
-        Some(json!({"name": room, "kind": "private"})),
-        &alice,
-    )
-    .await;
-    assert_eq!(status, 201, "{made}");
-    let (status, body) = api(
-        gw_a,
-        reqwest::Method::POST,
-        &format!("/api/v1/rooms/{room}/members"),
-        Some(json!({"username": bob_name})),
-        &alice,
-    )
-    .await;
-    assert_eq!(status, 200, "{body}");
+    private_room(gw_a, &alice, &room, &bob_name).await;
     let bytes: Vec<u8> = b"%PDF-1.7\n"
         .iter()
         .copied()
