@@ -753,8 +753,8 @@ function updateUnreadSummary() {
 
 /* ------------------------------------------------------------ attachments */
 
-// Files on their way into the next message: {file, name, size, progress, data, error, xhr}.
-// Each is uploaded as soon as it is chosen (with a progress bar); Send waits for them.
+// Files on their way into the next message: {file, name, size, progress, data, error, xhr,
+// node}. Each is uploaded as soon as it is chosen (with a progress bar); Send waits for them.
 const tray = [];
 // Object URLs of thumbnails, by path: fetched once with the token (an <img> cannot send one,
 // and a token in a URL would land in logs) and shown from memory. Full-size files are
@@ -775,6 +775,8 @@ function addFiles(files) {
       break;
     }
     const item = { file, name: file.name || 'file', size: file.size, progress: 0, data: null, error: '', xhr: null };
+    item.node = trayNode(item);
+    paintItem(item);
     tray.push(item);
     uploadFile(item);
   }
@@ -784,13 +786,13 @@ function addFiles(files) {
 // XMLHttpRequest, not fetch: only it reports an upload's progress.
 async function uploadFile(item) {
   try { await ensureFreshToken(); } catch { /* the upload says what is wrong */ }
-  if (!session) { item.error = 'You are signed out.'; paintTray(); return; }
+  if (!session) { item.error = 'You are signed out.'; paintItem(item); return; }
   const xhr = new XMLHttpRequest();
   item.xhr = xhr;
   xhr.open('POST', `/api/v1/uploads?name=${encodeURIComponent(item.name)}`);
   xhr.setRequestHeader('Authorization', `Bearer ${session.token}`);
   xhr.upload.onprogress = (e) => {
-    if (e.lengthComputable) { item.progress = e.loaded / e.total; paintTray(); }
+    if (e.lengthComputable) { item.progress = e.loaded / e.total; paintItem(item); }
   };
   xhr.onload = () => {
     let env = null;
@@ -802,9 +804,9 @@ async function uploadFile(item) {
     } else {
       item.error = (env && env.message) || `The server answered ${xhr.status}.`;
     }
-    paintTray();
+    paintItem(item);
   };
-  xhr.onerror = () => { item.error = 'Cannot reach the server. Check your connection.'; paintTray(); };
+  xhr.onerror = () => { item.error = 'Cannot reach the server. Check your connection.'; paintItem(item); };
   xhr.send(item.file);
 }
 
@@ -821,22 +823,32 @@ function clearTray() {
   paintTray();
 }
 
+// The tray's items, in order (when one comes or goes).
 function paintTray() {
   ui.attachTray.hidden = tray.length === 0;
-  ui.attachTray.replaceChildren(...tray.map((item) => {
-    const li = el('li', 'attach-item');
-    if (item.error) li.classList.add('has-error');
-    const bar = el('progress', 'attach-progress');
-    bar.max = 1;
-    bar.value = item.progress;
-    bar.setAttribute('aria-label', `Uploading ${item.name}`);
-    bar.hidden = !!item.data || !!item.error;
-    const state = item.error ? item.error : item.data ? humanSize(item.size) : `${Math.round(item.progress * 100)} %`;
-    li.append(icon(item.data && item.data.thumbnail ? 'image' : 'file'),
-      el('span', 'attach-name', item.name), el('span', 'attach-state', state), bar,
-      iconButton('close', `Remove ${item.name}`, () => removeFromTray(item), 'attach-remove'));
-    return li;
-  }));
+  ui.attachTray.replaceChildren(...tray.map((item) => item.node));
+}
+
+// An item's node, made once (so a focused Remove button stays focused while the bar moves).
+function trayNode(item) {
+  const li = el('li', 'attach-item');
+  const bar = el('progress', 'attach-progress');
+  bar.max = 1;
+  bar.setAttribute('aria-label', `Uploading ${item.name}`);
+  li.append(icon('file'), el('span', 'attach-name', item.name), el('span', 'attach-state'), bar,
+    iconButton('close', `Remove ${item.name}`, () => removeFromTray(item), 'attach-remove'));
+  li.view = { bar, state: li.querySelector('.attach-state') };
+  return li;
+}
+
+// What changes of an item as it uploads: its progress, its outcome.
+function paintItem(item) {
+  const { bar, state } = item.node.view;
+  item.node.classList.toggle('has-error', !!item.error);
+  bar.value = item.progress;
+  bar.hidden = !!item.data || !!item.error;
+  state.textContent = item.error ? item.error : item.data ? humanSize(item.size) : `${Math.round(item.progress * 100)} %`;
+  if (item.data && item.data.thumbnail) item.node.firstChild.replaceWith(icon('image'));
 }
 
 // A file the user may read, fetched with the token, as a new object URL.

@@ -11,19 +11,8 @@ import { test } from 'node:test';
 
 import {
   bodies, connected, deleteMessage, editMessage, launchBrowser, message, openRoom, person, react,
-  repoRoot, reply, say, shows, signUp, startProxy, startServer, until,
+  repoRoot, reply, say, setUp, shows, signUp, startProxy, startServer, until,
 } from './harness.mjs';
-
-/** A server and a browser for one test, closed after it. */
-async function setUp(t) {
-  const server = await startServer();
-  const browser = await launchBrowser();
-  t.after(async () => {
-    await browser.close();
-    await server.stop();
-  });
-  return { server, browser };
-}
 
 /** Alice and Bob, signed up in contexts of their own, both in `room`. */
 async function twoInRoom(browser, base, room) {

@@ -7,7 +7,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { test } from 'node:test';
 
-import { launchBrowser, openRoom, person, repoRoot, signUp, startServer, until } from './harness.mjs';
+import { openRoom, person, repoRoot, setUp, signUp, until } from './harness.mjs';
 
 // BANTER_SCREENSHOTS=1 refreshes docs/screenshots; otherwise the pictures go to a temp dir.
 const shots = process.env.BANTER_SCREENSHOTS
@@ -54,12 +54,7 @@ async function loadedWidth(img) {
 }
 
 test('a pasted image and an attached PDF reach the room; one opens full size, the other downloads', async (t) => {
-  const server = await startServer();
-  const browser = await launchBrowser();
-  t.after(async () => {
-    await browser.close();
-    await server.stop();
-  });
+  const { server, browser } = await setUp(t);
   const alice = await person(browser);
   const bob = await person(browser);
   await signUp(alice.page, server.base, 'alice');
@@ -111,12 +106,7 @@ test('a pasted image and an attached PDF reach the room; one opens full size, th
 });
 
 test('a file dropped on the conversation is sent without words, and a failed upload says why', async (t) => {
-  const server = await startServer({ env: { BANTER_MAX_UPLOAD_BYTES: '1000' } });
-  const browser = await launchBrowser();
-  t.after(async () => {
-    await browser.close();
-    await server.stop();
-  });
+  const { server, browser } = await setUp(t, { env: { BANTER_MAX_UPLOAD_BYTES: '1000' } });
   const alice = await person(browser);
   await signUp(alice.page, server.base, 'alice');
   await openRoom(alice.page, 'team');

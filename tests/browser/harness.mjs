@@ -88,6 +88,17 @@ export async function launchBrowser() {
   return chromium.launch({ executablePath: CHROMIUM, args, headless: true });
 }
 
+/** A server (started with `options`, see startServer) and a browser for one test, closed after it. */
+export async function setUp(t, options) {
+  const server = await startServer(options);
+  const browser = await launchBrowser();
+  t.after(async () => {
+    await browser.close();
+    await server.stop();
+  });
+  return { server, browser };
+}
+
 /**
  * A TCP proxy on 127.0.0.1:0 in front of `target` (host:port). `drop()` cuts every open
  * connection and refuses new ones until `restore()`: to the browser, a network drop.

@@ -285,21 +285,6 @@ impl Files {
         Ok(Object { size, range, body })
     }
 
-    /// Reads a whole object of at most `max` bytes into memory (an image to make a thumbnail
-    /// of); `None` when it is larger.
-    pub async fn read_small(&self, key: &Key, max: u64) -> Result<Option<Bytes>, FilesError> {
-        let object = self.get(key, None).await?;
-        if object.size > max {
-            return Ok(None);
-        }
-        let mut bytes = Vec::with_capacity(usize::try_from(object.size).unwrap_or(0));
-        let mut body = object.body;
-        while let Some(chunk) = body.next().await {
-            bytes.extend_from_slice(&chunk?);
-        }
-        Ok(Some(bytes.into()))
-    }
-
     /// The size of `key`, or `None` when there is no such object.
     pub async fn size(&self, key: &Key) -> Result<Option<u64>, FilesError> {
         match self.store.head(&key.path()).await {

@@ -105,14 +105,40 @@ enum BodyError {
     Client(String),
 }
 
+/// Bytes enough to tell a decodable image from its magic number.
+const IMAGE_MAGIC: usize = 16;
+
 /// What passed through a metered body: how much, and its first bytes.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 struct Seen {
     bytes: u64,
     head: Vec<u8>,
+    /// The whole body, while it may be an image to draw a thumbnail of: its chunks are shared
+    /// with the storage's writer, so keeping them costs no copy, and the thumbnail needs no
+    /// second transfer from the storage. Dropped as soon as the first bytes say otherwise.
+    image: Option<Vec<Bytes>>,
+    /// Whether the first bytes were looked at for that.
+    typed: bool,
 }
 
-/// `body`, counted and cut off past `limit`, its first [`SNIFF`] bytes kept in `seen`.
+impl Default for Seen {
+    fn default() -> Self {
+        Self {
+            bytes: 0,
+            head: Vec::new(),
+            image: Some(Vec::new()),
+            typed: false,
+        }
+    }
+}
+
+/// The type of a body from its first bytes (`application/octet-stream` when unknown).
+fn sniffed(head: &[u8]) -> &'static str {
+    infer::get(head).map_or("application/octet-stream", |t| t.mime_type())
+}
+
+/// `body`, counted and cut off past `limit`, its first [`SNIFF`] bytes kept in `seen` (and
+/// all of it while it may be an image).
 fn metered<S, E>(
     body: S,
     limit: u64,
@@ -132,6 +158,15 @@ where
         if seen.head.len() < SNIFF {
             let take = (SNIFF - seen.head.len()).min(chunk.len());
             seen.head.extend_from_slice(&chunk[..take]);
+        }
+        if let Some(image) = &mut seen.image {
+            image.push(chunk.clone());
+        }
+        if !seen.typed && seen.head.len() >= IMAGE_MAGIC {
+            seen.typed = true;
+            if !images::decodable(sniffed(&seen.head)) {
+                seen.image = None;
+            }
         }
         Ok(chunk)
     })
@@ -264,22 +299,21 @@ async fn store_upload(
         }
         Err(PutError::Files(e)) => return Err(unavailable(e)),
     };
-    let head = std::mem::take(&mut seen.lock().expect("meter").head);
-    let content_type = infer::get(&head)
-        .map(|t| t.mime_type())
-        .unwrap_or("application/octet-stream")
-        .to_owned();
+    let (content_type, image) = {
+        let mut seen = seen.lock().expect("meter");
+        (sniffed(&seen.head), seen.image.take())
+    };
     let mut file = Attachment {
         id,
         name,
         size,
-        content_type,
+        content_type: content_type.to_owned(),
         width: None,
         height: None,
         thumbnail: false,
     };
-    if images::decodable(&file.content_type) {
-        if let Err(refusal) = make_thumbnail(&files, &mut file, settings.max_upload_bytes).await {
+    if let Some(chunks) = image.filter(|_| images::decodable(content_type)) {
+        if let Err(refusal) = make_thumbnail(&files, &mut file, chunks.concat()).await {
             let _ = files.delete(&key).await;
             return Err(refusal);
         }
@@ -301,14 +335,13 @@ async fn store_upload(
     Ok(file)
 }
 
-/// Reads the image back, draws its thumbnail on a blocking thread, and stores it. A bomb is
+/// Draws the thumbnail of the image `bytes` on a blocking thread, and stores it. A bomb is
 /// refused (400); an image the decoder cannot read stays a plain file.
-async fn make_thumbnail(files: &Files, file: &mut Attachment, max: u64) -> Result<(), Response> {
-    let bytes = match files.read_small(&Key::upload(file.id), max).await {
-        Ok(Some(bytes)) => bytes,
-        Ok(None) => return Ok(()),
-        Err(e) => return Err(unavailable(e)),
-    };
+async fn make_thumbnail(
+    files: &Files,
+    file: &mut Attachment,
+    bytes: Vec<u8>,
+) -> Result<(), Response> {
     let outcome = tokio::task::spawn_blocking(move || images::thumbnail(&bytes))
         .await
         .map_err(unavailable)?;
@@ -418,26 +451,24 @@ pub async fn download(
         Err(e) => return unavailable(e),
     };
     let inline = INLINE.contains(&upload.file.content_type.as_str());
-    let mut response = Response::new(Body::from_stream(object.body));
+    let content_range = format!(
+        "bytes {}-{}/{}",
+        object.range.start,
+        object.range.end.saturating_sub(1),
+        object.size
+    );
+    let mut response = served(
+        object,
+        &upload.file.content_type,
+        &disposition(inline, &upload.file.name),
+    );
     let h = response.headers_mut();
-    guard(h, &upload.file.content_type);
     h.insert(header::ACCEPT_RANGES, HeaderValue::from_static("bytes"));
-    if let Ok(v) = HeaderValue::from_str(&disposition(inline, &upload.file.name)) {
-        h.insert(header::CONTENT_DISPOSITION, v);
-    }
-    let length = object.range.end - object.range.start;
-    h.insert(header::CONTENT_LENGTH, HeaderValue::from(length));
     if range.is_some() {
-        *response.status_mut() = StatusCode::PARTIAL_CONTENT;
-        let value = format!(
-            "bytes {}-{}/{}",
-            object.range.start,
-            object.range.end.saturating_sub(1),
-            object.size
-        );
-        if let Ok(v) = HeaderValue::from_str(&value) {
-            response.headers_mut().insert(header::CONTENT_RANGE, v);
+        if let Ok(v) = HeaderValue::from_str(&content_range) {
+            h.insert(header::CONTENT_RANGE, v);
         }
+        *response.status_mut() = StatusCode::PARTIAL_CONTENT;
     }
     response
 }
@@ -457,22 +488,26 @@ pub async fn thumbnail(
         return ApiError::not_found("no such file").into_response();
     };
     match files.get(&Key::thumbnail(upload.file.id), None).await {
-        Ok(object) => {
-            let mut response = Response::new(Body::from_stream(object.body));
-            let h = response.headers_mut();
-            guard(h, "image/png");
-            h.insert(header::CONTENT_LENGTH, HeaderValue::from(object.size));
-            h.insert(
-                header::CONTENT_DISPOSITION,
-                HeaderValue::from_static("inline"),
-            );
-            response
-        }
+        Ok(object) => served(object, "image/png", "inline"),
         Err(banter_files::FilesError::NotFound) => {
             ApiError::not_found("no thumbnail of that file").into_response()
         }
         Err(e) => unavailable(e),
     }
+}
+
+/// The bytes of `object` (the part of it that was asked for), with the headers every served
+/// file carries (see [`guard`]).
+fn served(object: banter_files::Object, content_type: &str, disposition: &str) -> Response {
+    let length = object.range.end - object.range.start;
+    let mut response = Response::new(Body::from_stream(object.body));
+    let h = response.headers_mut();
+    guard(h, content_type);
+    h.insert(header::CONTENT_LENGTH, HeaderValue::from(length));
+    if let Ok(v) = HeaderValue::from_str(disposition) {
+        h.insert(header::CONTENT_DISPOSITION, v);
+    }
+    response
 }
 
 /// The headers every served file carries: its sniffed type, and what keeps a browser from

@@ -449,28 +449,21 @@ async fn audio_and_video_are_served_by_range() {
     let file = uploaded(&app, &ann, "song.mp3", mp3.clone()).await;
     assert_eq!(file["content_type"], "audio/mpeg");
     let url = file["url"].as_str().expect("url");
-    let part = app
-        .client
-        .get(app.url(url))
-        .bearer_auth(&ann)
-        .header(header::RANGE, "bytes=100-199")
-        .send()
-        .await
-        .expect("GET");
+    let ranged = |range: &'static str| {
+        app.client
+            .get(app.url(url))
+            .bearer_auth(&ann)
+            .header(header::RANGE, range)
+            .send()
+    };
+    let part = ranged("bytes=100-199").await.expect("GET");
     assert_eq!(part.status(), StatusCode::PARTIAL_CONTENT);
     assert_eq!(
         part.headers()[header::CONTENT_RANGE],
         format!("bytes 100-199/{}", mp3.len()).as_str()
     );
     assert_eq!(part.bytes().await.expect("bytes").as_ref(), &mp3[100..200]);
-    let past = app
-        .client
-        .get(app.url(url))
-        .bearer_auth(&ann)
-        .header(header::RANGE, "bytes=999999-")
-        .send()
-        .await
-        .expect("GET");
+    let past = ranged("bytes=999999-").await.expect("GET");
     assert_eq!(past.status(), StatusCode::RANGE_NOT_SATISFIABLE);
 }
 
