@@ -11,6 +11,7 @@ pub mod frames;
 mod message;
 mod names;
 mod room;
+pub mod search;
 mod user;
 
 pub use event::{Appended, Change, Emoji, LoggedEvent, NewChange, RoomEvent};

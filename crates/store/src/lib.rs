@@ -248,6 +248,21 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
         limit: u32,
     ) -> Result<Vec<StoredMessage>, StoreError>;
 
+    /// Up to `limit` messages of `room` just after `after`, oldest first, in their current
+    /// state. Deleted messages are left out.
+    async fn messages_after(
+        &self,
+        room: &RoomName,
+        after: Cursor,
+        limit: u32,
+    ) -> Result<Vec<StoredMessage>, StoreError>;
+
+    /// Up to `search.limit` messages that match the query, in the rooms of its scope, newest
+    /// first (by time, then id), in their current state. Deleted messages are never found.
+    /// Who may read what is part of the query itself (its scope), never a filter of its
+    /// results.
+    async fn search(&self, search: &Search) -> Result<Vec<StoredMessage>, StoreError>;
+
     /// A message that has not been deleted, in its current state.
     async fn stored_message(&self, id: uuid::Uuid) -> Result<Option<StoredMessage>, StoreError>;
 
@@ -334,6 +349,33 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
         ids: &[uuid::Uuid],
         unattached_before: DateTime<Utc>,
     ) -> Result<u64, StoreError>;
+}
+
+/// A search: what to find, where, and which page.
+#[derive(Debug, Clone)]
+pub struct Search {
+    pub query: banter_core::search::SearchQuery,
+    pub scope: SearchScope,
+    /// Only messages by this user (compared without case).
+    pub from: Option<Username>,
+    /// The page after the result at this cursor (older than it); the first page with `None`.
+    pub before: Option<Cursor>,
+    pub limit: u32,
+}
+
+/// The rooms a search looks in: always rooms the asking user may read.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SearchScope {
+    /// One room, which the caller checked the user may read.
+    Room(RoomName),
+    /// The rooms `user` is a member of as the store has it, and the rooms in `also` (they
+    /// joined lately: the store may not have it yet), but none of `except` (they left or
+    /// were removed lately).
+    Member {
+        user: UserId,
+        also: Vec<RoomName>,
+        except: Vec<RoomName>,
+    },
 }
 
 /// An upload, as the store keeps it.

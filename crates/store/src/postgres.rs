@@ -57,6 +57,73 @@ crate::queries::impl_store!(
 );
 
 impl PostgresStore {
+    /// The rows of a search (see [`Store::search`]): the GIN index finds the messages, and
+    /// the scope, the author and the page are conditions of the same statement.
+    ///
+    /// Each term is given to `websearch_to_tsquery` in double quotes, its punctuation made
+    /// spaces as in the indexed text (see the migration), so that its `or` and `-` are words
+    /// like the rest and the configuration's parser splits it as it split the messages. An unquoted word's lexemes become prefixes (`:*`);
+    /// the terms' queries are joined by `&`. A term that yields no lexeme is left out.
+    async fn find(
+        conn: &mut sqlx::PgConnection,
+        search: &crate::Search,
+    ) -> Result<Vec<sqlx::postgres::PgRow>, StoreError> {
+        let (texts, prefixes): (Vec<&str>, Vec<bool>) = search
+            .query
+            .terms()
+            .iter()
+            .map(|t| (t.text.as_str(), !t.exact))
+            .unzip();
+        let (scope, room, user, also, except) = match &search.scope {
+            crate::SearchScope::Room(room) => ("room = $3", Some(room.as_str()), None, None, None),
+            crate::SearchScope::Member { user, also, except } => (
+                "room IN (SELECT room FROM memberships WHERE user_id = $4 AND present \
+                          UNION ALL SELECT unnest($5::text[])) \
+                 AND room <> ALL($6::text[])",
+                None,
+                Some(user.0),
+                Some(also.iter().map(RoomName::as_str).collect::<Vec<_>>()),
+                Some(except.iter().map(RoomName::as_str).collect::<Vec<_>>()),
+            ),
+        };
+        let (part, seq) = search.before.map_or((None, None), |c| {
+            let (p, s) = cursor_values(c);
+            (Some(p), Some(s))
+        });
+        let sql = format!(
+            "SELECT {} FROM messages \
+             WHERE search @@ (SELECT string_agg('(' || q || ')', ' & ')::tsquery FROM ( \
+                 SELECT CASE WHEN t.prefix \
+                        THEN regexp_replace(t.query, '''(?:[^'']|'''')*''', '\\&:*', 'g') \
+                        ELSE t.query END AS q \
+                 FROM (SELECT websearch_to_tsquery('banter_search', \
+                                '\"' || regexp_replace(u.text, '[[:punct:]]+', ' ', 'g') || '\"' \
+                              )::text \
+                              AS query, u.prefix \
+                       FROM unnest($1::text[], $2::bool[]) AS u(text, prefix)) t \
+                 WHERE t.query <> '') terms) \
+               AND deleted_at IS NULL AND {scope} \
+               AND ($7::text IS NULL OR lower(author) = lower($7)) \
+               AND ($8::int8 IS NULL OR (created_at, id) < \
+                    (SELECT b.created_at, b.id FROM messages b WHERE b.part = $8 AND b.seq = $9)) \
+             ORDER BY created_at DESC, id DESC LIMIT $10",
+            stored_columns()
+        );
+        Ok(sqlx::query(&sql)
+            .bind(texts)
+            .bind(prefixes)
+            .bind(room)
+            .bind(user)
+            .bind(also)
+            .bind(except)
+            .bind(search.from.as_ref().map(Username::as_str))
+            .bind(part)
+            .bind(seq)
+            .bind(i64::from(search.limit))
+            .fetch_all(&mut *conn)
+            .await?)
+    }
+
     /// Writes a run of messages at their places as one statement: the run goes over as
     /// arrays that `UNNEST` turns back into rows, so a batch of a thousand costs one round
     /// trip and one plan instead of a thousand (docs/benchmarks: persist rows/s). Returns how

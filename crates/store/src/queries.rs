@@ -1181,6 +1181,42 @@ macro_rules! impl_store {
             page_before(&mut conn, PageOf::Thread(root), before, limit).await
         }
 
+        async fn messages_after(
+            &self,
+            room: &RoomName,
+            after: Cursor,
+            limit: u32,
+        ) -> Result<Vec<StoredMessage>, StoreError> {
+            let mut conn = self.pool.acquire().await?;
+            let (part, seq) = cursor_values(after);
+            let rows = sqlx::query(&format!(
+                "SELECT {} FROM messages \
+                 WHERE room = $1 AND deleted_at IS NULL AND (part, seq) > ($2, $3) \
+                 ORDER BY part, seq LIMIT $4",
+                stored_columns()
+            ))
+            .bind(room.as_str())
+            .bind(part)
+            .bind(seq)
+            .bind(i64::from(limit))
+            .fetch_all(&mut *conn)
+            .await?;
+            let mut page: Vec<StoredMessage> = rows.iter().map(stored_from_row).collect::<Result<_, _>>()?;
+            decorate(&mut conn, &mut page).await?;
+            Ok(page)
+        }
+
+        async fn search(&self, search: &crate::Search) -> Result<Vec<StoredMessage>, StoreError> {
+            if search.query.is_empty() || search.limit == 0 {
+                return Ok(Vec::new());
+            }
+            let mut conn = self.pool.acquire().await?;
+            let rows = Self::find(&mut conn, search).await?;
+            let mut found: Vec<StoredMessage> = rows.iter().map(stored_from_row).collect::<Result<_, _>>()?;
+            decorate(&mut conn, &mut found).await?;
+            Ok(found)
+        }
+
         async fn stored_message(&self, id: Uuid) -> Result<Option<StoredMessage>, StoreError> {
             let mut conn = self.pool.acquire().await?;
             let row = sqlx::query(&format!(

@@ -26,6 +26,12 @@ use crate::{
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
 
+/// Room names as a JSON array, for `json_each`.
+fn names_json(rooms: &[RoomName]) -> String {
+    serde_json::to_string(&rooms.iter().map(RoomName::as_str).collect::<Vec<_>>())
+        .expect("strings serialize")
+}
+
 /// A [`Store`] on a SQLite file. Cloning shares the pool.
 #[derive(Debug, Clone)]
 pub struct SqliteStore {
@@ -64,6 +70,64 @@ crate::queries::impl_store!(
 );
 
 impl SqliteStore {
+    /// The rows of a search (see [`Store::search`]): FTS5 finds the rowids, and the scope,
+    /// the author and the page are conditions of the same statement.
+    ///
+    /// Every term goes to `MATCH` as an FTS5 string (`"…"`, quotes doubled), which FTS5 only
+    /// tokenizes: nothing in it is syntax. An unquoted word's string ends in `*` (a prefix);
+    /// the terms are joined by `AND`.
+    async fn find(
+        conn: &mut sqlx::SqliteConnection,
+        search: &crate::Search,
+    ) -> Result<Vec<sqlx::sqlite::SqliteRow>, StoreError> {
+        let matching = search
+            .query
+            .terms()
+            .iter()
+            .map(|t| {
+                let star = if t.exact { "" } else { "*" };
+                format!("\"{}\"{star}", t.text.replace('"', "\"\""))
+            })
+            .collect::<Vec<_>>()
+            .join(" AND ");
+        let (room, user, also, except) = match &search.scope {
+            crate::SearchScope::Room(room) => (Some(room.as_str()), None, Vec::new(), Vec::new()),
+            crate::SearchScope::Member { user, also, except } => {
+                (None, Some(user.0), also.clone(), except.clone())
+            }
+        };
+        let (part, seq) = search.before.map_or((None, None), |c| {
+            let (p, s) = cursor_values(c);
+            (Some(p), Some(s))
+        });
+        let sql = format!(
+            "SELECT {} FROM messages \
+             WHERE rowid IN (SELECT rowid FROM message_search WHERE message_search MATCH $1) \
+               AND deleted_at IS NULL \
+               AND CASE WHEN $2 IS NOT NULL THEN room = $2 ELSE \
+                   room IN (SELECT room FROM memberships WHERE user_id = $3 AND present \
+                            UNION SELECT value FROM json_each($4)) \
+                   AND room NOT IN (SELECT value FROM json_each($5)) END \
+               AND ($6 IS NULL OR lower(author) = lower($6)) \
+               AND ($7 IS NULL OR (created_at, id) < \
+                    (SELECT b.created_at, b.id FROM messages b WHERE b.part = $7 AND b.seq = $8)) \
+             ORDER BY created_at DESC, id DESC LIMIT $9",
+            stored_columns()
+        );
+        Ok(sqlx::query(&sql)
+            .bind(matching)
+            .bind(room)
+            .bind(user)
+            .bind(names_json(&also))
+            .bind(names_json(&except))
+            .bind(search.from.as_ref().map(Username::as_str))
+            .bind(part)
+            .bind(seq)
+            .bind(i64::from(search.limit))
+            .fetch_all(&mut *conn)
+            .await?)
+    }
+
     /// Writes a run of messages at their places, up to [`ROWS_PER_INSERT`] rows per statement:
     /// each statement is a round trip to the connection's worker thread. Returns how many
     /// were new.

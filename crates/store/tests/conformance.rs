@@ -12,10 +12,13 @@ use banter_testkit::{Db, TestDb};
 
 #[path = "conformance/rooms.rs"]
 mod rooms;
+#[path = "conformance/search.rs"]
+mod search;
 #[path = "conformance/uploads.rs"]
 mod uploads;
 use chrono::Duration;
 use rooms::*;
+use search::*;
 use uploads::*;
 use uuid::Uuid;
 
@@ -78,6 +81,12 @@ conformance!(
     an_upload_is_recorded_and_counted_for_its_uploader,
     the_message_that_carries_an_upload_takes_it_and_shows_it,
     an_external_log_attaches_uploads_once,
+    search_finds_words_prefixes_and_phrases_without_case_or_accents,
+    any_text_is_a_query,
+    search_looks_only_in_rooms_the_user_may_read,
+    edits_and_deletes_are_what_is_found_on_serve,
+    edits_and_deletes_are_what_is_found_from_an_external_log,
+    search_pages_newest_first_with_no_overlap_and_no_gap,
     a_deleted_message_leaves_its_files_to_be_removed,
 );
 
