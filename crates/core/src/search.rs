@@ -156,13 +156,24 @@ pub fn highlight(text: &str, query: &SearchQuery) -> Option<String> {
             _ => merged.push((s, e)),
         }
     }
-    let (from, to) = excerpt(text, merged[0].0);
+    Some(marked(text, &merged))
+}
+
+/// `text` HTML-escaped and cut like a highlight, with nothing marked: what a result shows
+/// when its match is somewhere [`highlight`] does not see.
+pub fn plain(text: &str) -> String {
+    marked(text, &[])
+}
+
+/// The excerpt around the first of `marks` (sorted, apart), escaped, the marks marked.
+fn marked(text: &str, marks: &[(usize, usize)]) -> String {
+    let (from, to) = excerpt(text, marks.first().map_or(0, |m| m.0));
     let mut out = String::new();
     if from > 0 {
         out.push('…');
     }
     let mut at = from;
-    for &(s, e) in &merged {
+    for &(s, e) in marks {
         if e <= from || s >= to {
             continue;
         }
@@ -177,7 +188,7 @@ pub fn highlight(text: &str, query: &SearchQuery) -> Option<String> {
     if to < text.len() {
         out.push('…');
     }
-    Some(out)
+    out
 }
 
 /// The byte range of the excerpt shown for a first match at `first`: the whole text when
@@ -291,6 +302,8 @@ mod tests {
     #[test]
     fn no_match_no_highlight() {
         assert_eq!(highlight("hello", &q("world")), None);
+        assert_eq!(plain("a <b>"), "a &lt;b&gt;");
+        assert!(plain(&"word ".repeat(100)).ends_with('…'));
     }
 
     #[test]

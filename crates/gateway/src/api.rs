@@ -85,12 +85,16 @@ impl IntoResponse for Error {
     }
 }
 
-async fn reader(state: &GatewayState, user: &AuthUser, raw: &str) -> Result<Reader, Error> {
+pub(crate) async fn reader(
+    state: &GatewayState,
+    user: &AuthUser,
+    raw: &str,
+) -> Result<Reader, Error> {
     let room = RoomName::parse(raw)?;
     Ok(state.chat.reader(&actor(user), room).await?)
 }
 
-fn actor(user: &AuthUser) -> Actor {
+pub(crate) fn actor(user: &AuthUser) -> Actor {
     Actor {
         id: user.id,
         name: user.username.clone(),
@@ -397,19 +401,63 @@ impl Page {
 
 /// `GET /api/v1/rooms/{room}/messages?before=<cursor>&limit=<1..100>`: the page just before
 /// `before` (the newest without it), oldest first, each message in its current state.
+/// With `around=<cursor>` instead of `before`: the page with the message at that cursor in
+/// the middle (a search result in its context), which also says whether newer ones follow.
 pub async fn history(
     State(state): State<GatewayState>,
     user: AuthUser,
     Path(room): Path<String>,
     Query(query): Query<HashMap<String, String>>,
-) -> Result<Envelope<Page>, Error> {
+) -> Result<Response, Error> {
     let reader = reader(&state, &user, &room).await?;
     let (limit, before) = page_query(&query)?;
-    let messages = state
-        .store
-        .messages_before(reader.room(), before, limit + 1)
-        .await?;
-    Ok(Envelope::ok("Messages", Page::of(messages, limit)))
+    let Some(around) = query.get("around") else {
+        let messages = state
+            .store
+            .messages_before(reader.room(), before, limit + 1)
+            .await?;
+        return Ok(Envelope::ok("Messages", Page::of(messages, limit)).into_response());
+    };
+    if before.is_some() {
+        return Err(
+            banter_core::ValidationError::new("around", "give before or around, not both").into(),
+        );
+    }
+    let at = Cursor::parse("around", around)?;
+    // The message at `at` and those before it make the first half, the newer ones the rest;
+    // one more of each says whether there is more that way.
+    let older = limit / 2 + 1;
+    let newer = limit - older;
+    let past_at = Cursor::new(at.partition, at.offset.saturating_add(1));
+    let (before_it, after_it) = tokio::try_join!(
+        state
+            .store
+            .messages_before(reader.room(), Some(past_at), older + 1),
+        state.store.messages_after(reader.room(), at, newer + 1),
+    )?;
+    let Page {
+        mut messages,
+        has_more,
+    } = Page::of(before_it, older);
+    let has_newer = after_it.len() > newer as usize;
+    messages.extend(after_it.into_iter().take(newer as usize));
+    Ok(Envelope::ok(
+        "Messages",
+        AroundPage {
+            messages,
+            has_more,
+            has_newer,
+        },
+    )
+    .into_response())
+}
+
+/// A page around a cursor: [`Page`], and whether newer messages follow it.
+#[derive(Debug, Serialize)]
+pub struct AroundPage {
+    messages: Vec<StoredMessage>,
+    has_more: bool,
+    has_newer: bool,
 }
 
 /// `GET /api/v1/rooms/{room}/presence`: who is online in the room.

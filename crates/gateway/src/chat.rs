@@ -30,7 +30,7 @@ use banter_core::{
     MessageBody, NewChange, NewMessage, NewRoomChange, Role, RoomChange, RoomEntry, RoomEvent,
     RoomKind, RoomName, Topic, UserId, UserRef, Username,
 };
-use banter_store::{DynStore, StoreError};
+use banter_store::{DynStore, SearchScope, StoreError};
 use chrono::{DateTime, Utc};
 use futures::future::BoxFuture;
 use uuid::Uuid;
@@ -469,6 +469,23 @@ impl Chat {
             }
         }
         Ok(entries)
+    }
+
+    /// Where a search by `user` of their rooms looks: their memberships as the store has
+    /// them, corrected by the changes of them this gateway heard lately (the store may lag).
+    pub async fn search_scope(&self, user: &Actor) -> Result<SearchScope, ChatError> {
+        let (mut also, mut except) = (Vec::new(), Vec::new());
+        for room in self.recent.rooms_changed_for(user.id) {
+            match self.directory.lookup(&room, user.id).await? {
+                Some(known) if known.member.is_some() => also.push(room),
+                _ => except.push(room),
+            }
+        }
+        Ok(SearchScope::Member {
+            user: user.id,
+            also,
+            except,
+        })
     }
 
     /// [`Chat::room_change`], answered once durable.

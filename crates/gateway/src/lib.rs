@@ -22,6 +22,7 @@ pub mod limits;
 pub mod origins;
 pub mod presence;
 pub mod recent;
+pub mod search;
 pub mod web;
 mod ws;
 
@@ -255,6 +256,7 @@ pub fn router(state: GatewayState) -> Router {
         )
         .route("/api/v1/messages/{id}/replies", get(api::replies))
         .route("/api/v1/messages/{id}/edits", get(api::edits))
+        .route("/api/v1/search", get(search::search))
         .route(
             "/api/v1/uploads",
             axum::routing::post(files::upload)

@@ -4,4 +4,5 @@ mod auth;
 mod errors;
 mod files;
 mod ops;
+mod search;
 mod web;
