@@ -1292,3 +1292,101 @@ async fn a_file_uploaded_through_one_gateway_is_fetched_through_the_other_and_go
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
+
+/// Searches through `gateway` as `token` until `done` says what it found is right (persist
+/// stores what the log has a moment later), and returns it.
+async fn search_until(
+    gateway: &str,
+    token: &str,
+    q: &str,
+    what: &str,
+    done: impl Fn(&[Value]) -> bool,
+) -> Vec<Value> {
+    let deadline = Instant::now() + PATIENCE;
+    loop {
+        let r = reqwest::Client::new()
+            .get(format!("{gateway}/api/v1/search"))
+            .query(&[("q", q)])
+            .bearer_auth(token)
+            .send()
+            .await
+            .expect("the gateway answers");
+        assert_eq!(r.status(), 200);
+        let body: Value = r.json().await.expect("json");
+        let found = body["data"]["results"].as_array().expect("results").clone();
+        if done(&found) {
+            return found;
+        }
+        assert!(Instant::now() < deadline, "{what}: found {found:?}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_message_sent_through_one_gateway_is_found_through_the_other_once_persisted() {
+    let (_turn, cluster, _db) = begin().await;
+    let (gw_a, gw_b) = (&cluster.gateways[0], &cluster.gateways[1]);
+    let room = rooms(1).remove(0);
+    let (_, alice) = cluster.user("alice").await;
+    let (bob_name, bob) = cluster.user("bob").await;
+    let (_, eve) = cluster.user("eve").await;
+    private_room(gw_a, &alice, &room, &bob_name).await;
+    // A word of its own, so that other tests' messages are not found.
+    let word = format!("zeppelin{}", uuid::Uuid::new_v4().simple());
+    let mut a = Person::on(gw_a, &alice).await;
+    a.join(&room, None).await;
+    let ack = a
+        .act(json!({"type":"send","room":room,"body":format!("the {word} lands at noon"),"client_id":"s1"}))
+        .await;
+    let id = ack["id"].as_str().expect("id").to_owned();
+    let found = search_until(gw_b, &bob, &word, "the message, through gateway B", |f| {
+        f.len() == 1
+    })
+    .await;
+    assert_eq!(found[0]["id"], id.as_str());
+    assert_eq!(found[0]["room"], room.as_str());
+    assert_eq!(
+        found[0]["highlight"],
+        format!("the <mark>{word}</mark> lands at noon")
+    );
+    // Eve, in no room of theirs, finds nothing on either gateway.
+    for gw in [gw_a, gw_b] {
+        search_until(gw, &eve, &word, "nothing for eve", <[Value]>::is_empty).await;
+    }
+
+    // Edited through gateway B: the new words are found, the old ones no longer.
+    let (status, body) = api(
+        gw_b,
+        reqwest::Method::PATCH,
+        &format!("/api/v1/messages/{id}"),
+        Some(json!({"body": format!("the {word} was delayed")})),
+        &alice,
+    )
+    .await;
+    assert!((200..300).contains(&status), "{status} {body}");
+    search_until(gw_a, &bob, &format!("{word} delayed"), "the edit", |f| {
+        f.len() == 1
+    })
+    .await;
+    search_until(
+        gw_a,
+        &bob,
+        &format!("{word} noon"),
+        "the old words gone",
+        <[Value]>::is_empty,
+    )
+    .await;
+    // Deleted: gone from both.
+    let (status, _) = api(
+        gw_a,
+        reqwest::Method::DELETE,
+        &format!("/api/v1/messages/{id}"),
+        None,
+        &alice,
+    )
+    .await;
+    assert!((200..300).contains(&status), "{status}");
+    for gw in [gw_a, gw_b] {
+        search_until(gw, &bob, &word, "the delete", <[Value]>::is_empty).await;
+    }
+}
