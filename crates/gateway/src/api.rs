@@ -402,7 +402,9 @@ impl Page {
 /// `GET /api/v1/rooms/{room}/messages?before=<cursor>&limit=<1..100>`: the page just before
 /// `before` (the newest without it), oldest first, each message in its current state.
 /// With `around=<cursor>` instead of `before`: the page with the message at that cursor in
-/// the middle (a search result in its context), which also says whether newer ones follow.
+/// the middle (a search result in its context), which also says whether newer ones follow
+/// (`has_newer`). With `after=<cursor>`: the page just after it, oldest first, and
+/// `has_newer` (how a client reading down from a result fills the gap to the newest).
 pub async fn history(
     State(state): State<GatewayState>,
     user: AuthUser,
@@ -411,6 +413,27 @@ pub async fn history(
 ) -> Result<Response, Error> {
     let reader = reader(&state, &user, &room).await?;
     let (limit, before) = page_query(&query)?;
+    if let Some(after) = query.get("after") {
+        if before.is_some() || query.contains_key("around") {
+            return Err(banter_core::ValidationError::new(
+                "after",
+                "give one of before, after and around",
+            )
+            .into());
+        }
+        let after = Cursor::parse("after", after)?;
+        let mut messages = state
+            .store
+            .messages_after(reader.room(), after, limit + 1)
+            .await?;
+        let has_newer = messages.len() > limit as usize;
+        messages.truncate(limit as usize);
+        return Ok(Envelope::ok(
+            "Messages",
+            serde_json::json!({ "messages": messages, "has_newer": has_newer }),
+        )
+        .into_response());
+    }
     let Some(around) = query.get("around") else {
         let messages = state
             .store
@@ -419,9 +442,11 @@ pub async fn history(
         return Ok(Envelope::ok("Messages", Page::of(messages, limit)).into_response());
     };
     if before.is_some() {
-        return Err(
-            banter_core::ValidationError::new("around", "give before or around, not both").into(),
-        );
+        return Err(banter_core::ValidationError::new(
+            "around",
+            "give one of before, after and around",
+        )
+        .into());
     }
     let at = Cursor::parse("around", around)?;
     // The message at `at` and those before it make the first half, the newer ones the rest;

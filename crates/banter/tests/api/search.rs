@@ -297,13 +297,20 @@ async fn results_page_edits_replace_deletes_remove_and_a_result_opens_in_context
         6,
         "itself, four before it and the filler after it"
     );
-    let (status, body) = app
-        .get(
-            &format!("/api/v1/rooms/general/messages?around={last}&before={last}"),
-            Some(&ann),
-        )
-        .await;
-    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    for mixed in [
+        format!("around={last}&before={last}"),
+        format!("after={last}&before={last}"),
+        format!("after={last}&around={last}"),
+        "after=nonsense".to_owned(),
+    ] {
+        let (status, body) = app
+            .get(
+                &format!("/api/v1/rooms/general/messages?{mixed}"),
+                Some(&ann),
+            )
+            .await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{mixed}: {body}");
+    }
 
     // An edit replaces what is found; a delete removes it.
     let id = target["id"].as_str().expect("id");
