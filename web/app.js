@@ -87,6 +87,10 @@ const ui = {
   browseClose: $('browse-close'),
   topicDialog: $('topic-dialog'), topicForm: $('topic-form'), topicAlert: $('topic-alert'),
   topicInput: $('topic-input'), topicRoom: $('topic-room'), topicCancel: $('topic-cancel'), topicSave: $('topic-save'),
+  searchOpen: $('search-open'), searchDialog: $('search-dialog'), searchClose: $('search-close'),
+  searchForm: $('search-form'), searchInput: $('search-input'), searchScope: $('search-scope'),
+  searchScopeRoom: $('search-scope-room'), searchNote: $('search-note'), searchResults: $('search-results'),
+  searchMore: $('search-more'),
 };
 
 /* ------------------------------------------------------------------ state */
@@ -146,6 +150,10 @@ class Room extends RoomLog {
     this.loadError = '';
     this.hasMore = false;
     this.loadingOlder = false;
+    // A search result's context, loaded older than the newest page with messages between
+    // them not loaded: {above: newest cursor of the context, below: oldest of the newest
+    // page, el: the button that loads what is between, loading}. Else null.
+    this.gap = null;
     this.members = new Set(); // who is online (presence), from the socket
     this.membersLive = false; // members came over the current socket (else use the listed count)
     this.polledOnline = 0;    // `online` of the room's entry in GET /rooms
@@ -548,7 +556,14 @@ function endSession(error = '', info = '', { keepStored = false } = {}) {
   clearTray();
   closePopup({ focus: false });
   closeThread({ focus: false });
-  for (const d of [ui.confirm, ui.createDialog, ui.browseDialog, ui.topicDialog]) if (d.open) d.close();
+  for (const d of [ui.confirm, ui.createDialog, ui.browseDialog, ui.topicDialog, ui.searchDialog]) if (d.open) d.close();
+  // One person's searches are not shown to the next.
+  clearTimeout(search.timer);
+  Object.assign(search, { seq: search.seq + 1, params: null, before: null });
+  ui.searchInput.value = '';
+  ui.searchResults.replaceChildren();
+  ui.searchNote.textContent = '';
+  ui.searchMore.hidden = true;
   outbox.clear();
   actions.clear();
   deletedIds.clear();
@@ -1334,6 +1349,7 @@ function timelineOf(room) {
   for (const m of room.msgs) {
     while (i < room.events.length && room.events[i].cursor < m.cursor) out.push(room.events[i++].el);
     out.push(m.el);
+    if (room.gap && m.cursor === room.gap.above) out.push(room.gap.el);
   }
   while (i < room.events.length) out.push(room.events[i++].el);
   return out;
@@ -1478,6 +1494,15 @@ function removeMessage(room, id) {
 // Keeps only the newest messages of a room that is off screen; the rest can
 // be paged in again from history.
 function trim(room, keep) {
+  if (room.gap) {
+    const upTo = room.gap.above;
+    for (const msg of room.msgs.filter((m) => m.cursor <= upTo)) room.byId.delete(msg.id);
+    room.msgs = room.msgs.filter((m) => m.cursor > upTo);
+    room.gap.el.remove();
+    room.gap = null;
+    room.hasMore = true;
+    if (!room.msgs.length) return;
+  }
   const extra = room.msgs.length - keep;
   if (extra <= 0) return;
   for (const msg of room.msgs.splice(0, extra)) room.byId.delete(msg.id);
@@ -1494,6 +1519,8 @@ const counts = (room, msg) => !isMe(msg.author) && (!room.readCursor || msg.curs
 // Whether the loaded messages reach back to the read position, so that counting them is exact.
 function covered(room) {
   if (!room.loaded) return false;
+  // Messages not loaded between a result's context and the newest page may be unread.
+  if (room.gap && (!room.readCursor || room.readCursor < room.gap.below)) return false;
   if (!room.hasMore) return true;
   return !!room.readCursor && room.msgs.length > 0 && room.msgs[0].cursor <= room.readCursor;
 }
@@ -3010,6 +3037,204 @@ function tick() {
 
 /* ----------------------------------------------------------------- dialogs */
 
+/* ------------------------------------------------------------------ search */
+
+const SEARCH_PAGE = 20;
+const SEARCH_DEBOUNCE_MS = 250;
+const FROM_RE = /(?:^|\s)from:@?([A-Za-z0-9_.-]{3,32})(?=\s|$)/i;
+const search = { timer: null, seq: 0, params: null, before: null };
+
+function openSearch() {
+  if (!session || ui.chatView.hidden) return;
+  if (document.querySelector('dialog[open]') && !ui.searchDialog.open) return;
+  setDrawer(null);
+  closePopup({ focus: false });
+  ui.searchScopeRoom.textContent = current ? `In ${roomLabel(current.name)}` : 'This room';
+  ui.searchScopeRoom.disabled = !current;
+  if (!ui.searchDialog.open) ui.searchDialog.showModal();
+  ui.searchInput.focus();
+  ui.searchInput.select();
+}
+
+// What the box says, as the API's parameters: `from:name` is taken out as `from`.
+function searchParams() {
+  let q = ui.searchInput.value;
+  const params = {};
+  const from = q.match(FROM_RE);
+  if (from) {
+    params.from = from[1];
+    q = q.replace(FROM_RE, ' ');
+  }
+  params.q = q.trim();
+  if (ui.searchScope.value === 'room' && current) params.room = current.name;
+  return params;
+}
+
+function queueSearch() {
+  clearTimeout(search.timer);
+  search.timer = setTimeout(() => runSearch(), SEARCH_DEBOUNCE_MS);
+}
+
+// The first page for what the box says, or the next page of the last search (`more`).
+async function runSearch({ more = false } = {}) {
+  clearTimeout(search.timer);
+  const params = more ? search.params : searchParams();
+  if (!params || !params.q) {
+    search.seq++;
+    search.params = null;
+    ui.searchResults.replaceChildren();
+    ui.searchMore.hidden = true;
+    ui.searchNote.textContent = params && params.from ? 'Add a word to search for.' : '';
+    return;
+  }
+  const seq = ++search.seq;
+  const myEpoch = epoch;
+  const q = new URLSearchParams({ ...params, limit: String(SEARCH_PAGE) });
+  if (more && search.before) q.set('before', search.before);
+  if (!more) ui.searchNote.textContent = 'Searching…';
+  ui.searchMore.setAttribute('aria-disabled', 'true');
+  let data;
+  try {
+    data = await api('GET', `/search?${q}`);
+  } catch (err) {
+    if (seq === search.seq && myEpoch === epoch) ui.searchNote.textContent = `Could not search: ${err.message}`;
+    return;
+  } finally {
+    ui.searchMore.setAttribute('aria-disabled', 'false');
+  }
+  if (seq !== search.seq || myEpoch !== epoch) return; // a newer search, or another session
+  const found = Array.isArray(data.results) ? data.results.filter((r) => r && typeof r.id === 'string' && typeof r.room === 'string') : [];
+  search.params = params;
+  search.before = found.length ? found[found.length - 1].cursor : null;
+  const items = found.map(resultItem);
+  if (more) ui.searchResults.append(...items);
+  else ui.searchResults.replaceChildren(...items);
+  ui.searchMore.hidden = !data.has_more;
+  const shown = ui.searchResults.children.length;
+  ui.searchNote.textContent = shown
+    ? `${shown}${data.has_more ? '+' : ''} ${shown === 1 ? 'message' : 'messages'}`
+    : 'No messages match.';
+}
+
+// The server's highlight is its text HTML-escaped with <mark> around matches; it is turned
+// into nodes here keeping only text and marks, whatever it holds.
+function highlighted(html) {
+  const t = document.createElement('template');
+  t.innerHTML = String(html || '');
+  const out = document.createDocumentFragment();
+  for (const n of t.content.childNodes) {
+    if (n.nodeName === 'MARK') out.append(el('mark', '', n.textContent));
+    else out.append(n.textContent || '');
+  }
+  return out;
+}
+
+function resultItem(r) {
+  const li = el('li');
+  const b = el('button', 'search-result');
+  b.type = 'button';
+  b.dataset.id = r.id;
+  const when = new Date(r.created_at);
+  const meta = el('span', 'search-meta');
+  const time = el('time', '', `${dayLabel(when)} ${hhmm(when)}`);
+  time.dateTime = r.created_at;
+  meta.append(el('span', 'search-room', roomLabel(r.room)), el('span', 'search-author', String(r.author)), time);
+  const text = el('span', 'search-text');
+  text.append(highlighted(r.highlight));
+  b.append(meta, text);
+  b.addEventListener('click', () => openResult(r));
+  li.append(b);
+  return li;
+}
+
+// A result opens its room scrolled to the message, marked. If the page does not have it,
+// its context comes (around=) above what the room shows, with a button for what is between.
+async function openResult(r) {
+  ui.searchDialog.close();
+  const myEpoch = epoch;
+  const room = addRoom(r.room);
+  openRoom(room);
+  loadRoom(room);
+  if (room.loading) await room.loading.catch(() => {});
+  if (myEpoch !== epoch || rooms.get(room.name) !== room || current !== room || !room.loaded) return;
+  let msg = room.byId.get(r.id);
+  if (!msg) {
+    try {
+      msg = await loadContext(room, r);
+    } catch (err) {
+      if (current === room) showAlert(`Could not open the message: ${err.message}`);
+      return;
+    }
+  }
+  if (current !== room) return;
+  if (!msg || !msg.el) { showAlert('That message is gone.'); return; }
+  for (const old of ui.list.querySelectorAll('.msg.is-found')) old.classList.remove('is-found');
+  msg.el.classList.add('is-found');
+  msg.el.scrollIntoView({ block: 'center' });
+  lastScrollTop = ui.messages.scrollTop;
+  flash(msg.el);
+}
+
+async function loadContext(room, r) {
+  const q = new URLSearchParams({ around: r.cursor, limit: String(PAGE_SIZE) });
+  const data = await api('GET', `/rooms/${encodeURIComponent(room.name)}/messages?${q}`);
+  if (rooms.get(room.name) !== room) return null;
+  const page = Array.isArray(data.messages) ? data.messages.filter((m) => m && typeof m.cursor === 'string') : [];
+  if (room.gap) { room.gap.el.remove(); room.gap = null; }
+  const below = room.msgs.length ? room.msgs[0].cursor : null;
+  for (const m of page) addMessage(room, m);
+  room.hasMore = !!data.has_more;
+  const above = page.length ? page[page.length - 1].cursor : null;
+  if (data.has_newer && below && above && above < below) {
+    room.gap = { above, below, el: gapNode(room), loading: false };
+    if (room === current) placeInTimeline(room.gap.el, above);
+  }
+  recount(room);
+  if (room === current) renderHistoryState();
+  return room.byId.get(r.id) || null;
+}
+
+function gapNode(room) {
+  const li = el('li', 'gap');
+  const b = el('button', 'btn btn-secondary btn-small', 'Load newer messages');
+  b.type = 'button';
+  b.addEventListener('click', () => fillGap(room));
+  li.append(b);
+  return li;
+}
+
+// The page just after the context; the gap closes when it reaches the newest page.
+async function fillGap(room) {
+  const gap = room.gap;
+  if (!gap || gap.loading) return;
+  gap.loading = true;
+  const button = gap.el.firstChild;
+  button.setAttribute('aria-disabled', 'true');
+  button.textContent = 'Loading…';
+  try {
+    const q = new URLSearchParams({ after: gap.above, limit: String(PAGE_SIZE) });
+    const data = await api('GET', `/rooms/${encodeURIComponent(room.name)}/messages?${q}`);
+    if (room.gap !== gap || rooms.get(room.name) !== room) return;
+    const page = Array.isArray(data.messages) ? data.messages.filter((m) => m && typeof m.cursor === 'string') : [];
+    for (const m of page) addMessage(room, m);
+    const last = page.length ? page[page.length - 1].cursor : null;
+    if (!data.has_newer || !last || last >= gap.below) {
+      gap.el.remove();
+      room.gap = null;
+    } else {
+      gap.above = last;
+      if (room === current) placeInTimeline(gap.el, last);
+    }
+    recount(room);
+  } catch (err) {
+    if (room === current) showAlert(`Could not load newer messages: ${err.message}`);
+  } finally {
+    gap.loading = false;
+    button.setAttribute('aria-disabled', 'false');
+    button.textContent = 'Load newer messages';
+  }
+}
+
 function openCreate() {
   ui.createForm.reset();
   ui.createAlert.textContent = '';
@@ -3183,6 +3408,31 @@ ui.createOpen.addEventListener('click', openCreate);
 ui.createCancel.addEventListener('click', () => ui.createDialog.close());
 ui.createForm.addEventListener('submit', (e) => { e.preventDefault(); submitCreate(); });
 ui.browseOpen.addEventListener('click', openBrowse);
+ui.searchOpen.addEventListener('click', openSearch);
+ui.searchClose.append(icon('close'));
+ui.searchClose.addEventListener('click', () => ui.searchDialog.close());
+ui.searchInput.addEventListener('input', queueSearch);
+ui.searchScope.addEventListener('change', () => runSearch());
+ui.searchForm.addEventListener('submit', (e) => { e.preventDefault(); runSearch(); });
+ui.searchMore.addEventListener('click', () => {
+  if (ui.searchMore.getAttribute('aria-disabled') !== 'true') runSearch({ more: true });
+});
+// Down from the box goes to the results.
+ui.searchInput.addEventListener('keydown', (e) => {
+  if (e.key === 'ArrowDown') {
+    const first = ui.searchResults.querySelector('button');
+    if (first) { e.preventDefault(); first.focus(); }
+  }
+});
+ui.searchResults.addEventListener('keydown', (e) => {
+  if (e.key !== 'ArrowDown' && e.key !== 'ArrowUp') return;
+  const all = [...ui.searchResults.querySelectorAll('button')];
+  const at = all.indexOf(document.activeElement);
+  if (at < 0) return;
+  e.preventDefault();
+  const next = all[at + (e.key === 'ArrowDown' ? 1 : -1)];
+  if (next) next.focus(); else if (e.key === 'ArrowUp') ui.searchInput.focus();
+});
 ui.browseClose.append(icon('close'));
 ui.browseClose.addEventListener('click', () => ui.browseDialog.close());
 ui.topicEdit.addEventListener('click', openTopic);
@@ -3307,8 +3557,17 @@ ui.sidebarClose.addEventListener('click', closeDrawer);
 ui.membersClose.addEventListener('click', closeDrawer);
 ui.scrim.addEventListener('click', closeDrawer);
 
+const typingInto = (t) => !!t && (t.isContentEditable || ['INPUT', 'TEXTAREA', 'SELECT'].includes(t.tagName));
+
 document.addEventListener('keydown', (e) => {
   if (ui.chatView.hidden) return;
+  // Ctrl+K (⌘K) anywhere, or / when not typing, opens search.
+  if (((e.ctrlKey || e.metaKey) && !e.altKey && e.key.toLowerCase() === 'k') ||
+      (e.key === '/' && !e.ctrlKey && !e.metaKey && !e.altKey && !typingInto(e.target))) {
+    e.preventDefault();
+    openSearch();
+    return;
+  }
   // Escape closes the innermost thing: a drawer, else the thread panel.
   if (e.key === 'Escape' && !e.defaultPrevented && !document.querySelector('dialog[open]')) {
     if (ui.chatView.classList.contains('show-sidebar') || ui.chatView.classList.contains('show-members')) closeDrawer();
