@@ -3116,15 +3116,17 @@ async function runSearch({ more = false } = {}) {
     : 'No messages match.';
 }
 
-// The server's highlight is its text HTML-escaped with <mark> around matches; it is turned
-// into nodes here keeping only text and marks, whatever it holds.
+// The server's highlight is its text HTML-escaped with <mark> around matches. It is read
+// here as just that (marks, and the five entities it writes), never given to innerHTML.
+const ENTITIES = { '&amp;': '&', '&lt;': '<', '&gt;': '>', '&quot;': '"', '&#39;': "'" };
+const unescapeHtml = (text) => text.replace(/&(?:amp|lt|gt|quot|#39);/g, (e) => ENTITIES[e]);
+
 function highlighted(html) {
-  const t = document.createElement('template');
-  t.innerHTML = String(html || '');
   const out = document.createDocumentFragment();
-  for (const n of t.content.childNodes) {
-    if (n.nodeName === 'MARK') out.append(el('mark', '', n.textContent));
-    else out.append(n.textContent || '');
+  for (const part of String(html || '').split(/(<mark>[^<]*<\/mark>)/)) {
+    const marked = /^<mark>([^<]*)<\/mark>$/.exec(part);
+    if (marked) out.append(el('mark', '', unescapeHtml(marked[1])));
+    else if (part) out.append(unescapeHtml(part));
   }
   return out;
 }

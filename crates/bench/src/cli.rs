@@ -118,6 +118,9 @@ pub enum Scenario {
     Persist(PersistArgs),
     /// Writes the report of a suite (markdown and SVG charts) from its JSON summaries.
     Report(ReportArgs),
+    /// Loads a store with made-up chat (or reuses one) and times searches by a user in some
+    /// of its rooms: one word, three words, the commonest word (p50, p99, max).
+    Search(SearchArgs),
     /// Steady traffic on a `scripts/cluster` cluster while its parts fail in turn; checks
     /// what clients sent, were acked and received against PostgreSQL (`scripts/chaos`).
     Chaos(ChaosArgs),
@@ -182,6 +185,24 @@ pub struct PersistArgs {
     pub expect: u64,
     #[arg(long, value_parser = duration, default_value = "300s")]
     pub timeout: Duration,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct SearchArgs {
+    /// The store: `sqlite://FILE` (created) or `postgres://…` (an empty database, or one this
+    /// benchmark loaded before).
+    #[arg(long)]
+    pub database_url: String,
+    #[arg(long, default_value_t = 1_000_000)]
+    pub messages: usize,
+    #[arg(long, default_value_t = 1_000)]
+    pub rooms: usize,
+    /// Rooms the searching user is a member of.
+    #[arg(long, default_value_t = 50)]
+    pub member_of: usize,
+    /// Queries of each kind.
+    #[arg(long, default_value_t = 500)]
+    pub queries: usize,
 }
 
 #[derive(Debug, Clone, Args)]

@@ -36,6 +36,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         cli::Scenario::Login(args) => scenarios::login::run(&cli.common, args).await?,
         cli::Scenario::Persist(args) => scenarios::persist::run(args).await?,
         cli::Scenario::Report(args) => return chart::write(&args.results, &args.out),
+        cli::Scenario::Search(args) => return scenarios::search::run(args).await,
         cli::Scenario::Chaos(args) => return scenarios::chaos::run(&cli.common, args).await,
     };
     report::finish(&cli.common, &summary)

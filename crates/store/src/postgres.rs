@@ -60,6 +60,12 @@ impl PostgresStore {
     /// The rows of a search (see [`Store::search`]): the GIN index finds the messages, and
     /// the scope, the author and the page are conditions of the same statement.
     ///
+    /// The user's rooms are an array computed once (`= ANY(ARRAY(…))`), not a join: the
+    /// planner then ands the GIN bitmap with the rooms' index instead of fetching every
+    /// matching message of every room to throw most away, and has no join order to get
+    /// wrong (an `IN` subquery became a nested loop of one GIN scan per room on a store
+    /// whose statistics were fresh: 10× slower; docs/benchmarks/search.md).
+    ///
     /// Each term is given to `websearch_to_tsquery` in double quotes, its punctuation made
     /// spaces as in the indexed text (see the migration), so that its `or` and `-` are words
     /// like the rest and the configuration's parser splits it as it split the messages. An unquoted word's lexemes become prefixes (`:*`);
@@ -77,8 +83,8 @@ impl PostgresStore {
         let (scope, room, user, also, except) = match &search.scope {
             crate::SearchScope::Room(room) => ("room = $3", Some(room.as_str()), None, None, None),
             crate::SearchScope::Member { user, also, except } => (
-                "room IN (SELECT room FROM memberships WHERE user_id = $4 AND present \
-                          UNION ALL SELECT unnest($5::text[])) \
+                "room = ANY(ARRAY(SELECT room FROM memberships WHERE user_id = $4 AND present \
+                                  UNION ALL SELECT unnest($5::text[]))) \
                  AND room <> ALL($6::text[])",
                 None,
                 Some(user.0),

@@ -1,7 +1,8 @@
 //! A database of the turn before rooms (migrations 0001 and 0002, rooms as strings on
 //! messages) is migrated in place on both engines: every room with messages becomes a room,
 //! a DM has its two users as members, whoever wrote in a room is a member of it, and what
-//! was written before counts as read.
+//! was written before counts as read. What was written before is searchable too (the search
+//! migration indexes the messages it finds).
 
 use std::path::Path;
 use std::str::FromStr;
@@ -108,6 +109,25 @@ async fn check(db: &TestDb) {
     let alice = store.memberships(UserId(1)).await.expect("list");
     assert_eq!(alice.len(), 2);
     assert_eq!(alice[0].room, general, "newest activity first");
+    let found = store
+        .search(&banter_store::Search {
+            query: banter_core::search::SearchQuery::parse("OLD words").expect("query"),
+            scope: banter_store::SearchScope::Member {
+                user: UserId(1),
+                also: Vec::new(),
+                except: Vec::new(),
+            },
+            from: None,
+            before: None,
+            limit: 10,
+        })
+        .await
+        .expect("search");
+    assert_eq!(
+        found.len(),
+        4,
+        "every message of Alice's rooms, from before"
+    );
     store.close().await;
 }
 

@@ -8,6 +8,7 @@ pub mod idle;
 pub mod login;
 pub mod persist;
 pub mod reconnect;
+pub mod search;
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
