@@ -205,6 +205,9 @@ pub struct GatewayLimitArgs {
     /// Files a user may upload.
     #[arg(long, env = "BANTER_LIMIT_UPLOADS", value_parser = rate, default_value = "60/min")]
     pub limit_uploads: RateArg,
+    /// Searches a user may make.
+    #[arg(long, env = "BANTER_LIMIT_SEARCHES", value_parser = rate, default_value = "5/s")]
+    pub limit_searches: RateArg,
     /// New WebSocket connections per client address.
     #[arg(long, env = "BANTER_LIMIT_CONNECTS_PER_IP", value_parser = rate, default_value = "300/min")]
     pub limit_connects_per_ip: RateArg,
@@ -219,6 +222,7 @@ impl GatewayLimitArgs {
             sends: self.limit_sends.0,
             typing: self.limit_typing.0,
             uploads: self.limit_uploads.0,
+            searches: self.limit_searches.0,
             connects_per_ip: self.limit_connects_per_ip.0,
             connections_per_user: (self.limit_connections_per_user > 0)
                 .then_some(self.limit_connections_per_user),

@@ -1,5 +1,5 @@
 //! The gateway's limits: new connections per address, open connections per user, sends,
-//! typing and uploads per user. A refused upgrade is an HTTP 429 with `Retry-After`; a refused send is an
+//! typing, uploads and searches per user. A refused upgrade is an HTTP 429 with `Retry-After`; a refused send is an
 //! `error` frame `rate_limited` with the send's `client_id` and `retry_after_ms`, and nothing
 //! is stored, so the client sends it again (same `client_id`) after the wait.
 
@@ -19,6 +19,8 @@ pub struct GatewayLimitSettings {
     pub typing: Option<Rate>,
     /// Files a user may upload.
     pub uploads: Option<Rate>,
+    /// Searches a user may make (each can cost the database hundreds of milliseconds).
+    pub searches: Option<Rate>,
     /// WebSocket upgrades per client address.
     pub connects_per_ip: Option<Rate>,
     /// WebSocket connections a user may hold open at once on this process.
@@ -36,6 +38,9 @@ impl Default for GatewayLimitSettings {
             typing: rate("10/s"),
             // Someone dropping a folder of photos into a room.
             uploads: rate("60/min"),
+            // Search as one types asks at most four times a second (the web app waits a
+            // quarter second after the last key).
+            searches: rate("5/s"),
             // An office behind one address reconnecting at once after a deploy.
             connects_per_ip: rate("300/min"),
             // Tabs, phones and bots of one account.
@@ -52,6 +57,7 @@ impl GatewayLimitSettings {
             sends: None,
             typing: None,
             uploads: None,
+            searches: None,
             connects_per_ip: None,
             connections_per_user: None,
             trust_forwarded: false,
@@ -65,6 +71,7 @@ pub struct GatewayLimits {
     pub sends: Limiter<UserId>,
     pub typing: Limiter<UserId>,
     pub uploads: Limiter<UserId>,
+    pub searches: Limiter<UserId>,
     pub connects_per_ip: Limiter<IpAddr>,
     pub trust_forwarded: bool,
     connections_per_user: Option<u32>,
@@ -77,6 +84,7 @@ impl GatewayLimits {
             sends: Limiter::new("sends", settings.sends),
             typing: Limiter::new("typing", settings.typing),
             uploads: Limiter::new("uploads", settings.uploads),
+            searches: Limiter::new("searches", settings.searches),
             connects_per_ip: Limiter::new("connects_per_ip", settings.connects_per_ip),
             trust_forwarded: settings.trust_forwarded,
             connections_per_user: settings.connections_per_user,

@@ -14,6 +14,7 @@
 use std::collections::HashMap;
 
 use axum::extract::{Query, State};
+use axum::response::{IntoResponse, Response};
 use banter_auth::AuthUser;
 use banter_core::search::{highlight, plain, SearchQuery};
 use banter_core::{Cursor, StoredMessage, Username, ValidationError};
@@ -49,7 +50,10 @@ pub async fn search(
     State(state): State<GatewayState>,
     user: AuthUser,
     Query(params): Query<HashMap<String, String>>,
-) -> Result<Envelope<Results>, Error> {
+) -> Result<Response, Error> {
+    if let Err(wait) = state.limits.searches.check(&user.id) {
+        return Ok(wait.into_api_error("searches").into_response());
+    }
     let query = SearchQuery::parse(params.get("q").map_or("", String::as_str))?;
     let limit = match params.get("limit") {
         None => DEFAULT_LIMIT,
@@ -95,7 +99,7 @@ pub async fn search(
             message,
         })
         .collect();
-    Ok(Envelope::ok("Results", Results { results, has_more }))
+    Ok(Envelope::ok("Results", Results { results, has_more }).into_response())
 }
 
 /// The text's highlight, or a matching file name's, or (where the engine's words and the

@@ -60,8 +60,16 @@ async fn say(ws: &mut WsClient, room: &str, body: &str, n: &mut u32) -> Value {
     ws.say(room, body, &format!("c{n}")).await
 }
 
+/// A server without the search limit (these tests search far faster than people type;
+/// the limit has its own test in `realtime/rate_limits.rs`).
+async fn spawn(db: Db) -> TestApp {
+    let mut options = Options::default();
+    options.gateway.limits.searches = None;
+    TestApp::spawn_with(db, options).await
+}
+
 async fn finds_only_what_each_may_read(db: Db) {
-    let app = TestApp::spawn(db).await;
+    let app = spawn(db).await;
     let ann = token(&app.signup("ann").await);
     let ben = token(&app.signup("ben").await);
     let eve = token(&app.signup("eve").await);
@@ -135,7 +143,7 @@ async fn search_finds_only_what_each_user_may_read_on_postgres() {
 
 #[tokio::test]
 async fn every_odd_text_is_a_query_and_bad_parameters_are_named() {
-    let app = TestApp::spawn(Db::Sqlite).await;
+    let app = spawn(Db::Sqlite).await;
     let ann = token(&app.signup("ann").await);
     let mut a = app.ws(&ann, Some("general")).await;
     let mut n = 0;

@@ -262,3 +262,40 @@ async fn connections_are_limited_per_address_and_per_user_before_the_upgrade() {
         .as_str()
         .is_some_and(|m| m.contains("this address")));
 }
+
+#[tokio::test]
+async fn searches_over_the_limit_are_refused_with_the_wait() {
+    let app = with_gateway_limits(GatewayLimitSettings {
+        searches: "2/min".parse().ok(),
+        ..GatewayLimitSettings::off()
+    })
+    .await;
+    let ann = token(&app.signup("ann").await);
+    let bob = token(&app.signup("bob").await);
+    let search = |tok: String| {
+        let url = app.url("/api/v1/search?q=hello");
+        async move {
+            let resp = reqwest::Client::new()
+                .get(url)
+                .bearer_auth(tok)
+                .send()
+                .await
+                .expect("search");
+            let status = resp.status().as_u16();
+            let wait = resp
+                .headers()
+                .get("retry-after")
+                .and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
+            let body: Value = resp.json().await.expect("json");
+            (status, wait, body)
+        }
+    };
+    assert_eq!(search(ann.clone()).await.0, 200);
+    assert_eq!(search(ann.clone()).await.0, 200);
+    let (status, wait, body) = search(ann.clone()).await;
+    assert_eq!(status, 429, "{body}");
+    assert_eq!(body["error"], "rate_limited", "{body}");
+    assert!(wait.is_some_and(|s| (1..=60).contains(&s)), "{wait:?}");
+    // Another user is not touched.
+    assert_eq!(search(bob).await.0, 200);
+}
