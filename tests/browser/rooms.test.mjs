@@ -10,19 +10,8 @@ import path from 'node:path';
 import { test } from 'node:test';
 
 import {
-  connected, launchBrowser, message, openRoom, person, repoRoot, say, shows, signUp, startServer, until,
+  blast, connected, message, openRoom, person, repoRoot, say, setUp, shows, signUp, until,
 } from './harness.mjs';
-
-/** A server and a browser for one test, closed after it. */
-async function setUp(t) {
-  const server = await startServer();
-  const browser = await launchBrowser();
-  t.after(async () => {
-    await browser.close();
-    await server.stop();
-  });
-  return { server, browser };
-}
 
 /** Logs in an existing account (a second device of someone), and waits for the chat. */
 async function logIn(page, base, name, password = 'password123') {
@@ -354,41 +343,8 @@ test('a mention of bob is highlighted and counted in his mention badge', async (
   assert.deepEqual([...alice.errors, ...bob.errors], []);
 });
 
-/**
- * Sends `bodies` to `room` as `user` over a WebSocket of its own in the page (faster than
- * typing), in order; resolves to their cursors once every one is acked.
- */
-function blast(page, user, room, bodies) {
-  return page.evaluate(({ user, room, bodies }) => new Promise((resolve, reject) => {
-    const { token } = JSON.parse(localStorage.getItem(`banter.session.${user}`));
-    const ws = new WebSocket(`ws://${location.host}/ws?token=${encodeURIComponent(token)}`);
-    const cursors = new Array(bodies.length);
-    let acked = 0;
-    const deadline = setTimeout(() => { ws.close(); reject(new Error(`${acked} of ${bodies.length} acked`)); }, 30000);
-    ws.onmessage = (e) => {
-      const f = JSON.parse(e.data);
-      if (f.type === 'joined' && f.room === room) {
-        bodies.forEach((body, i) => ws.send(JSON.stringify({ type: 'send', room, body, client_id: `blast-${i}` })));
-      } else if (f.type === 'ack' && String(f.client_id).startsWith('blast-')) {
-        cursors[Number(f.client_id.slice(6))] = f.cursor;
-        if (++acked === bodies.length) { clearTimeout(deadline); ws.close(); resolve(cursors); }
-      } else if (f.type === 'error') {
-        clearTimeout(deadline);
-        ws.close();
-        reject(new Error(JSON.stringify(f)));
-      }
-    };
-    ws.onopen = () => ws.send(JSON.stringify({ type: 'join', room }));
-  }), { user, room, bodies });
-}
-
 test('counts beyond what is loaded: "99+", the server\'s numbers, a read elsewhere', async (t) => {
-  const server = await startServer({ env: { BANTER_LIMIT_SENDS: '1000/s' } });
-  const browser = await launchBrowser();
-  t.after(async () => {
-    await browser.close();
-    await server.stop();
-  });
+  const { server, browser } = await setUp(t, { env: { BANTER_LIMIT_SENDS: '1000/s' } });
   const alice = await person(browser);
   const bob = await person(browser);
   await signUp(alice.page, server.base, 'alice');

@@ -9,35 +9,11 @@ import os from 'node:os';
 import path from 'node:path';
 import { test } from 'node:test';
 
-import { connected, message, openRoom, person, repoRoot, say, setUp, signUp, until } from './harness.mjs';
+import { blast, connected, message, openRoom, person, repoRoot, say, setUp, signUp, until } from './harness.mjs';
 
 const shots = process.env.BANTER_SCREENSHOTS
   ? path.join(repoRoot, 'docs/screenshots')
   : path.join(os.tmpdir(), 'banter-screenshots');
-
-/** Sends `bodies` to `room` over a socket of the page's own session, each acked in turn. */
-async function sendMany(page, room, bodies) {
-  await page.evaluate(async ({ room, bodies }) => {
-    const user = sessionStorage.getItem('banter.tab.user');
-    const { token } = JSON.parse(localStorage.getItem(`banter.session.${user.toLowerCase()}`));
-    const ws = new WebSocket(`ws://${location.host}/ws?token=${encodeURIComponent(token)}&room=${encodeURIComponent(room)}`);
-    await new Promise((resolve, reject) => { ws.onopen = resolve; ws.onerror = reject; });
-    for (const [i, body] of bodies.entries()) {
-      const clientId = `seed-${i}`;
-      const acked = new Promise((resolve, reject) => {
-        ws.onmessage = (e) => {
-          const f = JSON.parse(e.data);
-          if (f.client_id !== clientId) return;
-          if (f.type === 'ack') resolve();
-          else if (f.type === 'error') reject(new Error(JSON.stringify(f)));
-        };
-      });
-      ws.send(JSON.stringify({ type: 'send', room, body, client_id: clientId }));
-      await acked;
-    }
-    ws.close();
-  }, { room, bodies });
-}
 
 test('typing a word finds an old message, and a click opens it in its room, marked', async (t) => {
   // A hundred messages from one person in a moment: more than the send rate lets people send.
@@ -53,7 +29,7 @@ test('typing a word finds an old message, and a click opens it in its room, mark
   await say(alice.page, 'Decision: we ship the <b>Zeppelin</b> release on Friday');
   await until('the decision to be sent', async () =>
     (await message(alice.page, 'Decision: we ship').getAttribute('data-state')) === 'sent');
-  await sendMany(alice.page, 'team', Array.from({ length: 120 }, (_, i) => `chatter ${i}`));
+  await blast(alice.page, 'alice', 'team', Array.from({ length: 120 }, (_, i) => `chatter ${i}`));
   // A private room of Alice's that Bob is not in, with the same word.
   await alice.page.getByRole('button', { name: 'New room' }).click();
   const create = alice.page.getByRole('dialog', { name: 'Create a room' });

@@ -17,7 +17,7 @@ use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::{PgPool, Row};
 use uuid::Uuid;
 
-use crate::queries::{cursor_values, first_copies, mention_text};
+use crate::queries::{cursor_values, first_copies, mention_text, optional_cursor_values};
 use crate::{
     Backend, Credentials, NewRefreshToken, PoolStats, PublicRoom, Rotation, Store, StoreError,
     Upload,
@@ -68,8 +68,10 @@ impl PostgresStore {
     ///
     /// Each term is given to `websearch_to_tsquery` in double quotes, its punctuation made
     /// spaces as in the indexed text (see the migration), so that its `or` and `-` are words
-    /// like the rest and the configuration's parser splits it as it split the messages. An unquoted word's lexemes become prefixes (`:*`);
-    /// the terms' queries are joined by `&`. A term that yields no lexeme is left out.
+    /// like the rest and the configuration's parser splits it as it split the messages. The
+    /// last lexeme of an unquoted word becomes a prefix (`:*`), as FTS5 does with the last
+    /// token of a string followed by `*`; the terms' queries are joined by `&`. A term that
+    /// yields no lexeme is left out.
     async fn find(
         conn: &mut sqlx::PgConnection,
         search: &crate::Search,
@@ -92,15 +94,12 @@ impl PostgresStore {
                 Some(except.iter().map(RoomName::as_str).collect::<Vec<_>>()),
             ),
         };
-        let (part, seq) = search.before.map_or((None, None), |c| {
-            let (p, s) = cursor_values(c);
-            (Some(p), Some(s))
-        });
+        let (part, seq) = optional_cursor_values(search.before);
         let sql = format!(
             "SELECT {} FROM messages \
              WHERE search @@ (SELECT string_agg('(' || q || ')', ' & ')::tsquery FROM ( \
                  SELECT CASE WHEN t.prefix \
-                        THEN regexp_replace(t.query, '''(?:[^'']|'''')*''', '\\&:*', 'g') \
+                        THEN regexp_replace(t.query, '''(?:[^'']|'''')*''$', '\\&:*') \
                         ELSE t.query END AS q \
                  FROM (SELECT websearch_to_tsquery('banter_search', \
                                 '\"' || regexp_replace(u.text, '[[:punct:]]+', ' ', 'g') || '\"' \

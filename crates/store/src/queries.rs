@@ -735,23 +735,38 @@ macro_rules! impl_store {
         Thread(Uuid),
     }
 
-    /// Up to `limit` messages just before `before` (the newest with `None`), oldest first, in
-    /// their current state. Deleted messages are left out.
-    async fn page_before(
+    /// Which way a page goes from its cursor.
+    enum Toward {
+        /// The messages just before it (the newest with `None`).
+        Older(Option<Cursor>),
+        /// The messages just after it.
+        Newer(Cursor),
+    }
+
+    /// Up to `limit` messages next to a cursor, the way `toward` says, oldest first, in their
+    /// current state. Deleted messages are left out.
+    async fn page(
         conn: &mut $conn,
         of: PageOf<'_>,
-        before: Option<Cursor>,
+        toward: Toward,
         limit: u32,
     ) -> Result<Vec<StoredMessage>, StoreError> {
-        let (part, seq) = before.map_or((i64::MAX, i64::MAX), cursor_values);
+        let ((part, seq), compare, order) = match toward {
+            Toward::Older(before) => (
+                before.map_or((i64::MAX, i64::MAX), cursor_values),
+                "<",
+                "DESC",
+            ),
+            Toward::Newer(after) => (cursor_values(after), ">", "ASC"),
+        };
         let column = match of {
             PageOf::Room(_) => "room",
             PageOf::Thread(_) => "thread_root",
         };
         let sql = format!(
             "SELECT {} FROM messages \
-             WHERE {column} = $1 AND deleted_at IS NULL AND (part, seq) < ($2, $3) \
-             ORDER BY part DESC, seq DESC LIMIT $4",
+             WHERE {column} = $1 AND deleted_at IS NULL AND (part, seq) {compare} ($2, $3) \
+             ORDER BY part {order}, seq {order} LIMIT $4",
             stored_columns()
         );
         let query = sqlx::query(&sql);
@@ -766,7 +781,9 @@ macro_rules! impl_store {
             .fetch_all(&mut *conn)
             .await?;
         let mut page: Vec<StoredMessage> = rows.iter().map(stored_from_row).collect::<Result<_, _>>()?;
-        page.reverse();
+        if order == "DESC" {
+            page.reverse();
+        }
         decorate(conn, &mut page).await?;
         Ok(page)
     }
@@ -1168,7 +1185,7 @@ macro_rules! impl_store {
             limit: u32,
         ) -> Result<Vec<StoredMessage>, StoreError> {
             let mut conn = self.pool.acquire().await?;
-            page_before(&mut conn, PageOf::Room(room.as_str()), before, limit).await
+            page(&mut conn, PageOf::Room(room.as_str()), Toward::Older(before), limit).await
         }
 
         async fn replies(
@@ -1178,7 +1195,7 @@ macro_rules! impl_store {
             limit: u32,
         ) -> Result<Vec<StoredMessage>, StoreError> {
             let mut conn = self.pool.acquire().await?;
-            page_before(&mut conn, PageOf::Thread(root), before, limit).await
+            page(&mut conn, PageOf::Thread(root), Toward::Older(before), limit).await
         }
 
         async fn messages_after(
@@ -1188,22 +1205,7 @@ macro_rules! impl_store {
             limit: u32,
         ) -> Result<Vec<StoredMessage>, StoreError> {
             let mut conn = self.pool.acquire().await?;
-            let (part, seq) = cursor_values(after);
-            let rows = sqlx::query(&format!(
-                "SELECT {} FROM messages \
-                 WHERE room = $1 AND deleted_at IS NULL AND (part, seq) > ($2, $3) \
-                 ORDER BY part, seq LIMIT $4",
-                stored_columns()
-            ))
-            .bind(room.as_str())
-            .bind(part)
-            .bind(seq)
-            .bind(i64::from(limit))
-            .fetch_all(&mut *conn)
-            .await?;
-            let mut page: Vec<StoredMessage> = rows.iter().map(stored_from_row).collect::<Result<_, _>>()?;
-            decorate(&mut conn, &mut page).await?;
-            Ok(page)
+            page(&mut conn, PageOf::Room(room.as_str()), Toward::Newer(after), limit).await
         }
 
         async fn search(&self, search: &crate::Search) -> Result<Vec<StoredMessage>, StoreError> {
@@ -1494,6 +1496,12 @@ macro_rules! impl_store {
 pub(crate) use impl_store;
 
 /// A cursor as the two integer columns that hold it.
+/// A cursor's columns, or two NULLs.
+pub(crate) fn optional_cursor_values(c: Option<banter_core::Cursor>) -> (Option<i64>, Option<i64>) {
+    c.map(cursor_values)
+        .map_or((None, None), |(p, s)| (Some(p), Some(s)))
+}
+
 pub(crate) fn cursor_values(c: banter_core::Cursor) -> (i64, i64) {
     (
         i64::from(c.partition),

@@ -18,7 +18,7 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, S
 use sqlx::{Row, SqlitePool};
 use uuid::Uuid;
 
-use crate::queries::{cursor_values, first_copies, mention_text};
+use crate::queries::{cursor_values, first_copies, mention_text, optional_cursor_values};
 use crate::{
     Backend, Credentials, NewRefreshToken, PoolStats, PublicRoom, Rotation, Store, StoreError,
     Upload,
@@ -96,10 +96,7 @@ impl SqliteStore {
                 (None, Some(user.0), also.clone(), except.clone())
             }
         };
-        let (part, seq) = search.before.map_or((None, None), |c| {
-            let (p, s) = cursor_values(c);
-            (Some(p), Some(s))
-        });
+        let (part, seq) = optional_cursor_values(search.before);
         let sql = format!(
             "SELECT {} FROM messages \
              WHERE rowid IN (SELECT rowid FROM message_search WHERE message_search MATCH $1) \

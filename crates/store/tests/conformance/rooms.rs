@@ -10,14 +10,14 @@ use uuid::Uuid;
 
 use super::{change, new_message, room, user};
 
-fn me(u: &User) -> UserRef {
+pub fn me(u: &User) -> UserRef {
     UserRef {
         id: u.id,
         name: u.username.clone(),
     }
 }
 
-fn room_change(by: &User, in_room: &str, what: RoomChange) -> RoomEvent {
+pub fn room_change(by: &User, in_room: &str, what: RoomChange) -> RoomEvent {
     RoomEvent::Room(NewRoomChange {
         id: Uuid::now_v7(),
         room: room(in_room),

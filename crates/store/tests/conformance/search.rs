@@ -5,32 +5,13 @@
 
 use banter_core::search::SearchQuery;
 use banter_core::{
-    Attachment, Change, Cursor, NewRoomChange, RoomChange, RoomEvent, RoomKind, StoredMessage,
-    Topic, User, UserRef, Username,
+    Attachment, Change, Cursor, RoomChange, RoomEvent, RoomKind, StoredMessage, Topic, User,
+    Username,
 };
-use banter_store::{now, DynStore, Search, SearchScope};
+use banter_store::{DynStore, Search, SearchScope};
 use uuid::Uuid;
 
-use super::{change, new_message, room, user};
-
-fn me(u: &User) -> UserRef {
-    UserRef {
-        id: u.id,
-        name: u.username.clone(),
-    }
-}
-
-fn room_change(by: &User, in_room: &str, what: RoomChange) -> RoomEvent {
-    RoomEvent::Room(NewRoomChange {
-        id: Uuid::now_v7(),
-        room: room(in_room),
-        user_id: by.id,
-        user: by.username.clone(),
-        at: now(),
-        client_id: None,
-        change: what,
-    })
-}
+use super::{change, me, new_message, room, room_change, user};
 
 fn created(by: &User, in_room: &str, kind: RoomKind, members: &[&User]) -> RoomEvent {
     room_change(
@@ -118,6 +99,7 @@ pub async fn search_finds_words_prefixes_and_phrases_without_case_or_accents(sto
         "O'Brien sent the e-mail",
         "你好世界 hello",
         "rm -rf --no-preserve-root",
+        "the Ottoman empire",
     ] {
         events.push(said(&ada, "general", body));
     }
@@ -153,6 +135,9 @@ pub async fn search_finds_words_prefixes_and_phrases_without_case_or_accents(sto
     finds("你好世界", &["你好世界 hello"]).await;
     finds("hello 你好", &["你好世界 hello"]).await;
     finds("preserve", &["rm -rf --no-preserve-root"]).await;
+    // A word of several (split at its punctuation) is a phrase whose last word is a prefix.
+    finds("ottoman-emp", &["the Ottoman empire"]).await;
+    finds("ott-emp", &[]).await;
     // Every word must be there.
     finds("deploy noon", &[]).await;
     finds("nothing-like-this", &[]).await;
