@@ -288,16 +288,24 @@ pub async fn run(args: &SearchArgs) -> anyhow::Result<()> {
     };
     let mut draw = |n: usize, skip: usize| {
         let mut out = Vec::new();
-        while out.len() < args.queries {
+        // A store too small to have such messages gives up rather than looping.
+        for _ in 0..args.queries * 1000 {
+            if out.len() == args.queries {
+                break;
+            }
             if let Some(q) = pick(&mut rng, n, skip) {
                 out.push(q);
             }
         }
-        out
+        anyhow::ensure!(
+            out.len() == args.queries,
+            "too few messages in the searcher's rooms for {n}-word queries: load more"
+        );
+        Ok::<_, anyhow::Error>(out)
     };
     let queries = Queries {
-        one_word: draw(1, 100),
-        three_words: draw(3, 20),
+        one_word: draw(1, 100)?,
+        three_words: draw(3, 20)?,
         commonest: words.words[0].clone(),
     };
     let scope = SearchScope::Member {
