@@ -106,23 +106,27 @@ fn message_id(raw: &str) -> Result<uuid::Uuid, Error> {
         .map_err(|_| banter_core::ValidationError::new("id", "is not a message id (a UUID)").into())
 }
 
-/// `limit` (1 to 100, default 50) and `before` of a page.
-fn page_query(query: &HashMap<String, String>) -> Result<(u32, Option<Cursor>), Error> {
-    let limit = match query.get("limit") {
-        None => 50,
-        Some(raw) => raw
+/// `limit` of a page: 1 to 100, default 50.
+fn page_limit(query: &HashMap<String, String>) -> Result<u32, Error> {
+    match query.get("limit") {
+        None => Ok(50),
+        Some(raw) => Ok(raw
             .parse::<u32>()
             .ok()
             .filter(|l| (1..=100).contains(l))
             .ok_or_else(|| {
                 banter_core::ValidationError::new("limit", "must be a number from 1 to 100")
-            })?,
-    };
+            })?),
+    }
+}
+
+/// `limit` and `before` of a page.
+fn page_query(query: &HashMap<String, String>) -> Result<(u32, Option<Cursor>), Error> {
     let before = query
         .get("before")
         .map(|c| Cursor::parse("before", c))
         .transpose()?;
-    Ok((limit, before))
+    Ok((page_limit(query)?, before))
 }
 
 /// An entry with its online count filled in from presence.
@@ -399,82 +403,49 @@ impl Page {
     }
 }
 
-/// `GET /api/v1/rooms/{room}/messages?before=<cursor>&limit=<1..100>`: the page just before
-/// `before` (the newest without it), oldest first, each message in its current state.
-/// With `around=<cursor>` instead of `before`: the page with the message at that cursor in
-/// the middle (a search result in its context), which also says whether newer ones follow
-/// (`has_newer`). With `after=<cursor>`: the page just after it, oldest first, and
-/// `has_newer` (how a client reading down from a result fills the gap to the newest).
-pub async fn history(
-    State(state): State<GatewayState>,
-    user: AuthUser,
-    Path(room): Path<String>,
-    Query(query): Query<HashMap<String, String>>,
-) -> Result<Response, Error> {
-    let reader = reader(&state, &user, &room).await?;
-    let (limit, before) = page_query(&query)?;
-    if let Some(after) = query.get("after") {
-        if before.is_some() || query.contains_key("around") {
+/// Where a page of history is, as the query says: at most one of `before`, `after` and
+/// `around`.
+enum PageAt {
+    /// Just before this cursor; the newest page with `None`.
+    Before(Option<Cursor>),
+    /// Just after it.
+    After(Cursor),
+    /// With the message at it in the middle.
+    Around(Cursor),
+}
+
+impl PageAt {
+    fn parse(query: &HashMap<String, String>) -> Result<Self, Error> {
+        let given: Vec<&str> = ["before", "after", "around"]
+            .into_iter()
+            .filter(|k| query.contains_key(*k))
+            .collect();
+        if given.len() > 1 {
             return Err(banter_core::ValidationError::new(
-                "after",
+                if given[0] == "before" {
+                    given[1]
+                } else {
+                    given[0]
+                },
                 "give one of before, after and around",
             )
             .into());
         }
-        let after = Cursor::parse("after", after)?;
-        let mut messages = state
-            .store
-            .messages_after(reader.room(), after, limit + 1)
-            .await?;
-        let has_newer = messages.len() > limit as usize;
-        messages.truncate(limit as usize);
-        return Ok(Envelope::ok(
-            "Messages",
-            serde_json::json!({ "messages": messages, "has_newer": has_newer }),
-        )
-        .into_response());
+        let cursor = |field: &'static str| Cursor::parse(field, &query[field]);
+        Ok(match given.first() {
+            Some(&"after") => Self::After(cursor("after")?),
+            Some(&"around") => Self::Around(cursor("around")?),
+            Some(_) => Self::Before(Some(cursor("before")?)),
+            None => Self::Before(None),
+        })
     }
-    let Some(around) = query.get("around") else {
-        let messages = state
-            .store
-            .messages_before(reader.room(), before, limit + 1)
-            .await?;
-        return Ok(Envelope::ok("Messages", Page::of(messages, limit)).into_response());
-    };
-    if before.is_some() {
-        return Err(banter_core::ValidationError::new(
-            "around",
-            "give one of before, after and around",
-        )
-        .into());
-    }
-    let at = Cursor::parse("around", around)?;
-    // The message at `at` and those before it make the first half, the newer ones the rest;
-    // one more of each says whether there is more that way.
-    let older = limit / 2 + 1;
-    let newer = limit - older;
-    let past_at = Cursor::new(at.partition, at.offset.saturating_add(1));
-    let (before_it, after_it) = tokio::try_join!(
-        state
-            .store
-            .messages_before(reader.room(), Some(past_at), older + 1),
-        state.store.messages_after(reader.room(), at, newer + 1),
-    )?;
-    let Page {
-        mut messages,
-        has_more,
-    } = Page::of(before_it, older);
-    let has_newer = after_it.len() > newer as usize;
-    messages.extend(after_it.into_iter().take(newer as usize));
-    Ok(Envelope::ok(
-        "Messages",
-        AroundPage {
-            messages,
-            has_more,
-            has_newer,
-        },
-    )
-    .into_response())
+}
+
+/// A page after a cursor, and whether newer messages follow it.
+#[derive(Debug, Serialize)]
+pub struct AfterPage {
+    messages: Vec<StoredMessage>,
+    has_newer: bool,
 }
 
 /// A page around a cursor: [`Page`], and whether newer messages follow it.
@@ -483,6 +454,65 @@ pub struct AroundPage {
     messages: Vec<StoredMessage>,
     has_more: bool,
     has_newer: bool,
+}
+
+/// `GET /api/v1/rooms/{room}/messages?before=<cursor>&limit=<1..100>`: the page just before
+/// `before` (the newest without it), oldest first, each message in its current state.
+/// With `around=<cursor>` instead: the page with the message at that cursor in the middle (a
+/// search result in its context), which also says whether newer ones follow (`has_newer`).
+/// With `after=<cursor>`: the page just after it, oldest first, and `has_newer` (how a
+/// client reading down from a result fills the gap to the newest).
+pub async fn history(
+    State(state): State<GatewayState>,
+    user: AuthUser,
+    Path(room): Path<String>,
+    Query(query): Query<HashMap<String, String>>,
+) -> Result<Response, Error> {
+    let reader = reader(&state, &user, &room).await?;
+    let limit = page_limit(&query)?;
+    let room = reader.room();
+    Ok(match PageAt::parse(&query)? {
+        PageAt::Before(before) => {
+            let messages = state.store.messages_before(room, before, limit + 1).await?;
+            Envelope::ok("Messages", Page::of(messages, limit)).into_response()
+        }
+        PageAt::After(after) => {
+            let mut messages = state.store.messages_after(room, after, limit + 1).await?;
+            let has_newer = messages.len() > limit as usize;
+            messages.truncate(limit as usize);
+            Envelope::ok(
+                "Messages",
+                AfterPage {
+                    messages,
+                    has_newer,
+                },
+            )
+            .into_response()
+        }
+        PageAt::Around(at) => {
+            // The message at `at` and those before it make the first half, the newer ones
+            // the rest; one more of each says whether there is more that way.
+            let older = limit / 2 + 1;
+            let newer = limit - older;
+            let past_at = Cursor::new(at.partition, at.offset.saturating_add(1));
+            let (before_it, after_it) = tokio::try_join!(
+                state.store.messages_before(room, Some(past_at), older + 1),
+                state.store.messages_after(room, at, newer + 1),
+            )?;
+            let Page {
+                mut messages,
+                has_more,
+            } = Page::of(before_it, older);
+            let has_newer = after_it.len() > newer as usize;
+            messages.extend(after_it.into_iter().take(newer as usize));
+            let page = AroundPage {
+                messages,
+                has_more,
+                has_newer,
+            };
+            Envelope::ok("Messages", page).into_response()
+        }
+    })
 }
 
 /// `GET /api/v1/rooms/{room}/presence`: who is online in the room.
