@@ -105,3 +105,29 @@ test('typing a word finds an old message, and a click opens it in its room, mark
   assert.deepEqual(alice.errors, []);
   assert.deepEqual(bob.errors, []);
 });
+
+test('on a phone, search fits the screen and its result opens the room', async (t) => {
+  const { server, browser } = await setUp(t);
+  const alice = await person(browser, { width: 375, height: 740 });
+  await signUp(alice.page, server.base, 'alice');
+  await openRoom(alice.page, 'team');
+  await say(alice.page, 'the quarterly numbers are in the shared folder');
+  await until('the message to be sent', async () =>
+    (await message(alice.page, 'the quarterly numbers').getAttribute('data-state')) === 'sent');
+  await openRoom(alice.page, 'general');
+  // The header's search button: an icon on a phone, named for screen readers.
+  await alice.page.getByRole('button', { name: 'Search messages' }).click();
+  await alice.page.locator('#search-input').fill('quart numb');
+  const result = alice.page.locator('#search-results .search-result');
+  await until('the result', async () => (await result.count()) === 1);
+  const box = await alice.page.locator('#search-dialog').boundingBox();
+  assert.ok(box && box.x >= 0 && box.x + box.width <= 375, `the dialog fits: ${JSON.stringify(box)}`);
+  assert.equal(await alice.page.evaluate(() =>
+    document.documentElement.scrollWidth - document.documentElement.clientWidth), 0, 'nothing scrolls sideways');
+  mkdirSync(shots, { recursive: true });
+  await alice.page.screenshot({ path: path.join(shots, 'phone-search.png') });
+  await result.click();
+  await until('the message to be marked', async () =>
+    /is-found/.test(await message(alice.page, 'the quarterly numbers').getAttribute('class')));
+  assert.deepEqual(alice.errors, []);
+});
