@@ -80,22 +80,20 @@ pub async fn search(
         Some(room) => SearchScope::Room(reader(&state, &user, room).await?.room().clone()),
         None => state.chat.search_scope(&actor(&user)).await?,
     };
-    let mut found = state
-        .store
-        .search(&Search {
-            query: query.clone(),
-            scope,
-            from,
-            before,
-            limit: limit + 1,
-        })
-        .await?;
+    let search = Search {
+        query,
+        scope,
+        from,
+        before,
+        limit: limit + 1,
+    };
+    let mut found = state.store.search(&search).await?;
     let has_more = found.len() > limit as usize;
     found.truncate(limit as usize);
     let results = found
         .into_iter()
         .map(|message| Found {
-            highlight: highlight_of(&message, &query),
+            highlight: highlight_of(&message, &search.query),
             message,
         })
         .collect();

@@ -378,6 +378,37 @@ pub enum SearchScope {
     },
 }
 
+/// A scope as the query's parameters: the one room, or the member, the rooms to add and
+/// the rooms to take out (empty for a room).
+pub(crate) struct ScopeParams<'a> {
+    pub room: Option<&'a str>,
+    pub user: Option<i64>,
+    pub also: Vec<&'a str>,
+    pub except: Vec<&'a str>,
+}
+
+impl SearchScope {
+    pub(crate) fn params(&self) -> ScopeParams<'_> {
+        fn names(rooms: &[RoomName]) -> Vec<&str> {
+            rooms.iter().map(RoomName::as_str).collect()
+        }
+        match self {
+            Self::Room(room) => ScopeParams {
+                room: Some(room.as_str()),
+                user: None,
+                also: Vec::new(),
+                except: Vec::new(),
+            },
+            Self::Member { user, also, except } => ScopeParams {
+                room: None,
+                user: Some(user.0),
+                also: names(also),
+                except: names(except),
+            },
+        }
+    }
+}
+
 /// An upload, as the store keeps it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Upload {

@@ -82,17 +82,13 @@ impl PostgresStore {
             .iter()
             .map(|t| (t.text.as_str(), !t.exact))
             .unzip();
-        let (scope, room, user, also, except) = match &search.scope {
-            crate::SearchScope::Room(room) => ("room = $3", Some(room.as_str()), None, None, None),
-            crate::SearchScope::Member { user, also, except } => (
-                "room = ANY(ARRAY(SELECT room FROM memberships WHERE user_id = $4 AND present \
-                                  UNION ALL SELECT unnest($5::text[]))) \
-                 AND room <> ALL($6::text[])",
-                None,
-                Some(user.0),
-                Some(also.iter().map(RoomName::as_str).collect::<Vec<_>>()),
-                Some(except.iter().map(RoomName::as_str).collect::<Vec<_>>()),
-            ),
+        let scope = search.scope.params();
+        let rooms = if scope.room.is_some() {
+            "room = $3"
+        } else {
+            "room = ANY(ARRAY(SELECT room FROM memberships WHERE user_id = $4 AND present \
+                              UNION ALL SELECT unnest($5::text[]))) \
+             AND room <> ALL($6::text[])"
         };
         let (part, seq) = optional_cursor_values(search.before);
         let sql = format!(
@@ -107,7 +103,7 @@ impl PostgresStore {
                               AS query, u.prefix \
                        FROM unnest($1::text[], $2::bool[]) AS u(text, prefix)) t \
                  WHERE t.query <> '') terms) \
-               AND deleted_at IS NULL AND {scope} \
+               AND deleted_at IS NULL AND {rooms} \
                AND ($7::text IS NULL OR lower(author) = lower($7)) \
                AND ($8::int8 IS NULL OR (created_at, id) < \
                     (SELECT b.created_at, b.id FROM messages b WHERE b.part = $8 AND b.seq = $9)) \
@@ -117,10 +113,10 @@ impl PostgresStore {
         Ok(sqlx::query(&sql)
             .bind(texts)
             .bind(prefixes)
-            .bind(room)
-            .bind(user)
-            .bind(also)
-            .bind(except)
+            .bind(scope.room)
+            .bind(scope.user)
+            .bind(scope.also)
+            .bind(scope.except)
             .bind(search.from.as_ref().map(Username::as_str))
             .bind(part)
             .bind(seq)

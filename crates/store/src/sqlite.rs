@@ -27,9 +27,8 @@ use crate::{
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
 
 /// Room names as a JSON array, for `json_each`.
-fn names_json(rooms: &[RoomName]) -> String {
-    serde_json::to_string(&rooms.iter().map(RoomName::as_str).collect::<Vec<_>>())
-        .expect("strings serialize")
+fn names_json(rooms: &[&str]) -> String {
+    serde_json::to_string(rooms).expect("strings serialize")
 }
 
 /// A [`Store`] on a SQLite file. Cloning shares the pool.
@@ -90,12 +89,7 @@ impl SqliteStore {
             })
             .collect::<Vec<_>>()
             .join(" AND ");
-        let (room, user, also, except) = match &search.scope {
-            crate::SearchScope::Room(room) => (Some(room.as_str()), None, Vec::new(), Vec::new()),
-            crate::SearchScope::Member { user, also, except } => {
-                (None, Some(user.0), also.clone(), except.clone())
-            }
-        };
+        let scope = search.scope.params();
         let (part, seq) = optional_cursor_values(search.before);
         let sql = format!(
             "SELECT {} FROM messages \
@@ -113,10 +107,10 @@ impl SqliteStore {
         );
         Ok(sqlx::query(&sql)
             .bind(matching)
-            .bind(room)
-            .bind(user)
-            .bind(names_json(&also))
-            .bind(names_json(&except))
+            .bind(scope.room)
+            .bind(scope.user)
+            .bind(names_json(&scope.also))
+            .bind(names_json(&scope.except))
             .bind(search.from.as_ref().map(Username::as_str))
             .bind(part)
             .bind(seq)
