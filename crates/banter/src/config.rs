@@ -29,6 +29,8 @@ pub enum LogFormat {
     Json,
 }
 
+// Parsed once at start and moved into its command: the variants' sizes do not matter.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Everything in one process on the embedded defaults (a SQLite file in --data-dir). Needs
@@ -457,6 +459,87 @@ impl WebArgs {
     }
 }
 
+/// Web Push notifications.
+#[derive(Debug, Clone, Args)]
+pub struct PushArgs {
+    /// Send push notifications (and offer them in the web app).
+    #[arg(long = "push", env = "BANTER_PUSH", value_enum, default_value_t = OnOff::On)]
+    pub push: OnOff,
+    /// The VAPID private key (P-256, base64url) that pushes are signed with; `banter serve`
+    /// makes one in its data dir when this is not given. Browsers' subscriptions are bound to
+    /// its public key: keep it.
+    #[arg(long, env = "BANTER_VAPID_PRIVATE_KEY", value_parser = secret, hide_env_values = true)]
+    pub vapid_private_key: Option<Secret>,
+    /// Who runs this server, for push services to reach (mailto: or https:).
+    #[arg(
+        long,
+        env = "BANTER_VAPID_SUBJECT",
+        default_value = "mailto:admin@localhost"
+    )]
+    pub vapid_subject: String,
+    /// Whether a push carries the start of the message (off: only the room and author).
+    #[arg(long, env = "BANTER_PUSH_PREVIEW", value_enum, default_value_t = OnOff::On)]
+    pub push_preview: OnOff,
+    /// How long after a message its recipient must still have no connection to be pushed.
+    #[arg(long, env = "BANTER_PUSH_WAIT", value_parser = duration, default_value = "2s")]
+    pub push_wait: Duration,
+    /// How long a push service keeps a push for an offline device, and how long a failing
+    /// push is retried.
+    #[arg(long, env = "BANTER_PUSH_TTL", value_parser = duration, default_value = "1h")]
+    pub push_ttl: Duration,
+    /// Push services reachable over plain HTTP (http://host:port, comma-separated): a stand-in
+    /// push service in tests. Every other endpoint must be https://.
+    #[arg(long, env = "BANTER_PUSH_INSECURE_ORIGINS", default_value = "")]
+    pub push_insecure_origins: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum OnOff {
+    On,
+    Off,
+}
+
+impl PushArgs {
+    /// The push settings, with `key` as the VAPID key (`None` when push is off).
+    pub fn options(
+        &self,
+        key: banter_push::VapidKey,
+    ) -> anyhow::Result<Option<crate::PushOptions>> {
+        if self.push == OnOff::Off {
+            return Ok(None);
+        }
+        if self.push_wait > Duration::from_secs(60) {
+            anyhow::bail!("BANTER_PUSH_WAIT: at most 60s (a push that late is no use)");
+        }
+        let ttl = self
+            .push_ttl
+            .clamp(Duration::from_secs(1), Duration::from_secs(28 * 24 * 3600));
+        Ok(Some(crate::PushOptions {
+            key,
+            sender: banter_push::SenderSettings {
+                subject: self.vapid_subject.clone(),
+                ttl,
+                ..banter_push::SenderSettings::default()
+            },
+            notify: banter_push::NotifySettings {
+                preview: self.push_preview == OnOff::On,
+                away_wait: self.push_wait,
+            },
+            insecure: banter_push::InsecureOrigins::parse(&self.push_insecure_origins)
+                .map_err(|e| anyhow::anyhow!("BANTER_PUSH_INSECURE_ORIGINS: {e}"))?,
+        }))
+    }
+
+    /// The configured VAPID key, if any.
+    pub fn key(&self) -> anyhow::Result<Option<banter_push::VapidKey>> {
+        self.vapid_private_key
+            .as_ref()
+            .map(|k| banter_push::VapidKey::from_private_base64(k.expose()))
+            .transpose()
+            .map_err(|e| anyhow::anyhow!("BANTER_VAPID_PRIVATE_KEY: {e}"))
+    }
+}
+
 /// Presence across gateways.
 #[derive(Debug, Clone, Args)]
 pub struct PresenceArgs {
@@ -525,6 +608,8 @@ pub struct ServeArgs {
     pub gateway_limits: GatewayLimitArgs,
     #[command(flatten)]
     pub proxy: ProxyArgs,
+    #[command(flatten)]
+    pub push: PushArgs,
 }
 
 #[derive(Debug, Clone, Args)]

@@ -67,6 +67,42 @@ pub struct ServeOptions {
     pub files: Option<banter_files::Files>,
     /// With Kafka: the bus is Kafka, and a persist worker runs in the process.
     pub kafka: Option<PersistSettings>,
+    /// Web Push: the API offers it and a notifier runs in the process (`None`: off).
+    pub push: Option<PushOptions>,
+}
+
+/// What push notifications need: the key, how to send, whom to tell.
+#[derive(Debug, Clone)]
+pub struct PushOptions {
+    pub key: banter_push::VapidKey,
+    pub sender: banter_push::SenderSettings,
+    pub notify: banter_push::NotifySettings,
+    /// Push services accepted over plain HTTP.
+    pub insecure: banter_push::InsecureOrigins,
+}
+
+impl PushOptions {
+    fn api(&self) -> banter_gateway::push::PushApi {
+        banter_gateway::push::PushApi {
+            public_key: self.key.public_base64().to_owned(),
+            insecure: self.insecure.clone(),
+        }
+    }
+
+    fn notifier(
+        &self,
+        store: &DynStore,
+        connections: Arc<dyn banter_push::Connections>,
+    ) -> anyhow::Result<banter_push::Notifier> {
+        let sender = banter_push::Sender::new(self.key.clone(), self.sender.clone())
+            .map_err(anyhow::Error::msg)?;
+        Ok(banter_push::Notifier::new(
+            store.clone(),
+            sender,
+            connections,
+            self.notify.clone(),
+        ))
+    }
 }
 
 /// Password hashes at once by default: half the cores, so that a login storm (each hash a
@@ -120,6 +156,16 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         },
         files,
         kafka: args.kafka.settings().map(|k| args.group.settings(k)),
+        push: match args.push.push {
+            config::OnOff::Off => None,
+            config::OnOff::On => {
+                let key = match args.push.key()? {
+                    Some(key) => key,
+                    None => dir.vapid_key()?,
+                };
+                args.push.options(key)?
+            }
+        },
     };
     launch_serve(store, options, listener, shutdown_signal()).await
 }
@@ -277,14 +323,27 @@ pub async fn launch_serve(
             Arc::new(bus)
         }
     };
+    let mut config = options.gateway;
+    config.push = options.push.as_ref().map(PushOptions::api);
     let gateway = GatewayState::start(
-        bus,
+        bus.clone(),
         store.clone(),
         tokens.clone(),
-        options.gateway,
+        config,
         options.files,
         CancellationToken::new(),
     );
+    let notifier = match &options.push {
+        Some(push) => {
+            let notifier = push.notifier(&store, gateway.hub.clone())?;
+            Some(tokio::spawn(banter_push::run_local(
+                notifier,
+                bus.subscribe(),
+                stop_worker.clone(),
+            )))
+        }
+        None => None,
+    };
     let mut checks = database_check(&store);
     if let Some(persist) = &options.kafka {
         checks.push(kafka_check(&persist.kafka)?);
@@ -299,6 +358,9 @@ pub async fn launch_serve(
     })
     .await?;
     stop_worker.cancel();
+    if let Some(notifier) = notifier {
+        let _ = notifier.await;
+    }
     store.close().await;
     Ok(())
 }

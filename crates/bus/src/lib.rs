@@ -77,11 +77,20 @@ pub enum Presence {
         user: Username,
         online: bool,
     },
-    /// Everyone online on `node`, replacing all that was known of it. Sent periodically (it is
-    /// also the heartbeat) and when another gateway says hello.
+    /// A user's first connection on `node` (whatever rooms it joined), or its last one
+    /// closed: whether they are away, for the notifier.
+    Connected {
+        node: NodeId,
+        user: Username,
+        online: bool,
+    },
+    /// Everyone online on `node`, per room, and everyone connected there: replaces all that
+    /// was known of it. Sent periodically (it is also the heartbeat) and when another process
+    /// says hello.
     Snapshot {
         node: NodeId,
         online: Vec<(RoomName, Vec<Username>)>,
+        connected: Vec<Username>,
     },
     /// `node` has just started and asks the others for their snapshots.
     Hello { node: NodeId },
@@ -93,6 +102,7 @@ impl Presence {
     pub fn node(&self) -> NodeId {
         match self {
             Self::Changed { node, .. }
+            | Self::Connected { node, .. }
             | Self::Snapshot { node, .. }
             | Self::Hello { node }
             | Self::Gone { node } => *node,

@@ -171,10 +171,11 @@ struct Remote {
     nodes: HashMap<NodeId, Instant>,
 }
 
-/// A change of a user's presence on this gateway, for the other gateways to hear.
+/// A change of a user's presence on this gateway, for the other gateways to hear: in a room,
+/// or (`room: None`) their first connection here opened or their last one closed.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LocalChange {
-    pub room: RoomName,
+    pub room: Option<RoomName>,
     pub user: Username,
     pub online: bool,
 }
@@ -186,6 +187,8 @@ struct Inner {
     users: HashMap<String, HashMap<ConnId, Member>>,
     /// What other gateways said, per room, keyed by lowercased name.
     remote: HashMap<RoomName, HashMap<String, Remote>>,
+    /// Users other gateways said are connected there, keyed by lowercased name.
+    remote_users: HashMap<String, Remote>,
 }
 
 impl Inner {
@@ -256,6 +259,14 @@ impl Inner {
         }
     }
 
+    /// Forgets the connected users' entries for which `gone(node, last confirmed)` holds.
+    fn remote_users_forget(&mut self, gone: impl Fn(NodeId, Instant) -> bool) {
+        self.remote_users.retain(|_, remote| {
+            remote.nodes.retain(|node, at| !gone(*node, *at));
+            !remote.nodes.is_empty()
+        });
+    }
+
     fn remote_rooms(&self) -> Vec<RoomName> {
         self.remote.keys().cloned().collect()
     }
@@ -311,10 +322,10 @@ impl Hub {
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
-    fn changed(&self, room: &RoomName, user: &Username, online: bool) {
+    fn changed(&self, room: Option<&RoomName>, user: &Username, online: bool) {
         if let Some(changes) = &self.changes {
             let change = LocalChange {
-                room: room.clone(),
+                room: room.cloned(),
                 user: user.clone(),
                 online,
             };
@@ -343,30 +354,109 @@ impl Hub {
             if !elsewhere {
                 inner.tell(room, &user, true, Some(id));
             }
-            self.changed(room, &user, true);
+            self.changed(Some(room), &user, true);
         }
         inner.online_names(room)
     }
 
-    /// Registers a connection of its user, for the user stream.
+    /// Registers a connection of its user, for the user stream. The user's first connection
+    /// here is told to the other gateways (and notifiers).
     pub fn connect(&self, id: ConnId, member: Member) {
         let key = member.user.as_str().to_ascii_lowercase();
-        self.inner()
-            .users
-            .entry(key)
-            .or_default()
-            .insert(id, member);
+        let user = member.user.clone();
+        let first = {
+            let mut inner = self.inner();
+            let conns = inner.users.entry(key).or_default();
+            conns.insert(id, member);
+            conns.len() == 1
+        };
+        if first {
+            self.changed(None, &user, true);
+        }
     }
 
     /// Forgets a connection (it has closed), after it has left its rooms.
     pub fn disconnect(&self, id: ConnId, user: &Username) {
-        let mut inner = self.inner();
         let key = user.as_str().to_ascii_lowercase();
-        if let Some(conns) = inner.users.get_mut(&key) {
-            conns.remove(&id);
-            if conns.is_empty() {
+        let last = {
+            let mut inner = self.inner();
+            let emptied = inner
+                .users
+                .get_mut(&key)
+                .is_some_and(|conns| conns.remove(&id).is_some() && conns.is_empty());
+            if emptied {
                 inner.users.remove(&key);
             }
+            emptied
+        };
+        if last {
+            self.changed(None, user, false);
+        }
+    }
+
+    /// Whether `user` has a connection on this gateway or, as far as presence says, on
+    /// another one.
+    pub fn connected_anywhere(&self, user: &str) -> bool {
+        let key = user.to_ascii_lowercase();
+        let inner = self.inner();
+        inner.users.contains_key(&key) || inner.remote_users.contains_key(&key)
+    }
+
+    /// Everyone with a connection on this gateway: what a presence snapshot carries.
+    pub fn local_users(&self) -> Vec<Username> {
+        self.inner()
+            .users
+            .values()
+            .filter_map(|conns| conns.values().next().map(|m| m.user.clone()))
+            .collect()
+    }
+
+    /// Another gateway says `user`'s first connection there opened, or their last closed.
+    pub fn remote_connected(&self, node: NodeId, user: &Username, online: bool) {
+        let key = user.as_str().to_ascii_lowercase();
+        let mut inner = self.inner();
+        if online {
+            inner
+                .remote_users
+                .entry(key)
+                .or_insert_with(|| Remote {
+                    user: user.clone(),
+                    nodes: HashMap::new(),
+                })
+                .nodes
+                .insert(node, Instant::now());
+        } else if let Some(remote) = inner.remote_users.get_mut(&key) {
+            remote.nodes.remove(&node);
+            if remote.nodes.is_empty() {
+                inner.remote_users.remove(&key);
+            }
+        }
+    }
+
+    /// Another gateway's connected users, replacing what it said before.
+    pub fn remote_connected_snapshot(&self, node: NodeId, users: &[Username]) {
+        let now = Instant::now();
+        let listed: HashSet<String> = users
+            .iter()
+            .map(|u| u.as_str().to_ascii_lowercase())
+            .collect();
+        let mut inner = self.inner();
+        inner.remote_users.retain(|key, remote| {
+            if !listed.contains(key) {
+                remote.nodes.remove(&node);
+            }
+            !remote.nodes.is_empty()
+        });
+        for user in users {
+            inner
+                .remote_users
+                .entry(user.as_str().to_ascii_lowercase())
+                .or_insert_with(|| Remote {
+                    user: user.clone(),
+                    nodes: HashMap::new(),
+                })
+                .nodes
+                .insert(node, now);
         }
     }
 
@@ -428,7 +518,7 @@ impl Hub {
             if !inner.online_elsewhere(room, &key) {
                 inner.tell(room, &member.user, false, None);
             }
-            self.changed(room, &member.user, false);
+            self.changed(Some(room), &member.user, false);
         }
         if inner.rooms.get(room).is_some_and(|r| r.members.is_empty()) {
             inner.rooms.remove(room);
@@ -547,6 +637,7 @@ impl Hub {
         for room in inner.remote_rooms() {
             inner.remote_forget(&room, |n, _| n == node);
         }
+        inner.remote_users_forget(|n, _| n == node);
     }
 
     /// Forgets what other gateways have not confirmed for `ttl`: a gateway that died without
@@ -560,6 +651,7 @@ impl Hub {
         for room in inner.remote_rooms() {
             inner.remote_forget(&room, |_, at| now.duration_since(at) > ttl);
         }
+        inner.remote_users_forget(|_, at| now.duration_since(at) > ttl);
     }
 }
 
@@ -642,6 +734,56 @@ mod tests {
     }
 
     #[test]
+    fn a_user_is_connected_while_any_gateway_has_a_connection_of_theirs() {
+        let (changes_tx, mut changes) = mpsc::channel(16);
+        let hub = Hub::with_changes(changes_tx);
+        let (one, _rx1) = member("Bob", 16);
+        let (two, _rx2) = member("bob", 16);
+        assert!(!hub.connected_anywhere("bob"));
+        hub.connect(1, one);
+        hub.connect(2, two);
+        assert!(hub.connected_anywhere("BOB"));
+        let told = |changes: &mut mpsc::Receiver<LocalChange>| {
+            std::iter::from_fn(|| changes.try_recv().ok()).collect::<Vec<_>>()
+        };
+        assert_eq!(
+            told(&mut changes),
+            [LocalChange {
+                room: None,
+                user: name("Bob"),
+                online: true
+            }],
+            "the first connection only"
+        );
+        hub.disconnect(1, &name("Bob"));
+        assert!(hub.connected_anywhere("bob"), "one left");
+        assert!(told(&mut changes).is_empty());
+        hub.disconnect(2, &name("bob"));
+        assert!(!hub.connected_anywhere("bob"));
+        assert_eq!(told(&mut changes).len(), 1, "the last one closing");
+
+        // Elsewhere: told, confirmed by snapshots, forgotten when the gateway goes or falls
+        // silent.
+        let (a, b) = (uuid::Uuid::new_v4(), uuid::Uuid::new_v4());
+        hub.remote_connected(a, &name("carol"), true);
+        assert!(hub.connected_anywhere("carol"));
+        hub.remote_connected_snapshot(b, &[name("carol"), name("dave")]);
+        hub.remote_connected_snapshot(a, &[]);
+        assert!(hub.connected_anywhere("carol"), "still on b");
+        hub.remote_gone(b);
+        assert!(!hub.connected_anywhere("carol") && !hub.connected_anywhere("dave"));
+        hub.remote_connected(a, &name("erin"), true);
+        hub.expire_remote_at(
+            Instant::now() + Duration::from_secs(31),
+            Duration::from_secs(30),
+        );
+        assert!(!hub.connected_anywhere("erin"), "expired");
+        hub.remote_connected(a, &name("erin"), true);
+        hub.remote_connected(a, &name("erin"), false);
+        assert!(!hub.connected_anywhere("erin"));
+    }
+
+    #[test]
     fn presence_is_the_union_over_gateways_and_members_hear_only_its_changes() {
         let (changes_tx, mut changes) = mpsc::channel(16);
         let hub = Hub::with_changes(changes_tx);
@@ -652,7 +794,7 @@ mod tests {
         assert_eq!(
             changes.try_recv().expect("told"),
             LocalChange {
-                room: room.clone(),
+                room: Some(room.clone()),
                 user: name("bob"),
                 online: true
             }

@@ -21,6 +21,7 @@ mod images;
 pub mod limits;
 pub mod origins;
 pub mod presence;
+pub mod push;
 pub mod recent;
 pub mod search;
 pub mod web;
@@ -84,6 +85,8 @@ pub struct GatewayConfig {
     pub ws_origins: origins::WsOrigins,
     /// Attachments: sizes, the quota, the cleanup.
     pub files: files::FilesSettings,
+    /// Web Push: the key browsers subscribe with (`None`: push is off here).
+    pub push: Option<push::PushApi>,
 }
 
 impl Default for GatewayConfig {
@@ -101,6 +104,7 @@ impl Default for GatewayConfig {
             limits: limits::GatewayLimitSettings::default(),
             ws_origins: origins::WsOrigins::default(),
             files: files::FilesSettings::default(),
+            push: None,
         }
     }
 }
@@ -257,6 +261,11 @@ pub fn router(state: GatewayState) -> Router {
         .route("/api/v1/messages/{id}/replies", get(api::replies))
         .route("/api/v1/messages/{id}/edits", get(api::edits))
         .route("/api/v1/search", get(search::search))
+        .route("/api/v1/push/key", get(push::key))
+        .route(
+            "/api/v1/push/subscriptions",
+            axum::routing::post(push::subscribe).delete(push::unsubscribe),
+        )
         .route(
             "/api/v1/uploads",
             axum::routing::post(files::upload)

@@ -57,6 +57,7 @@ pub async fn announce(
     let snapshot = || Presence::Snapshot {
         node,
         online: hub.local_presence(),
+        connected: hub.local_users(),
     };
     tell(Presence::Hello { node }).await;
     let mut beat = tokio::time::interval(timing.heartbeat);
@@ -65,8 +66,11 @@ pub async fn announce(
         tokio::select! {
             () = shutdown.cancelled() => break,
             change = changes.recv() => match change {
-                Some(LocalChange { room, user, online }) => {
+                Some(LocalChange { room: Some(room), user, online }) => {
                     tell(Presence::Changed { node, room, user, online }).await;
+                }
+                Some(LocalChange { room: None, user, online }) => {
+                    tell(Presence::Connected { node, user, online }).await;
                 }
                 None => break,
             },
@@ -92,7 +96,15 @@ pub fn heard(node: NodeId, hub: &Hub, hello: &Notify, presence: &Presence) {
             user,
             online,
         } => hub.remote_changed(*node, room, user, *online),
-        Presence::Snapshot { node, online } => hub.remote_snapshot(*node, online),
+        Presence::Connected { node, user, online } => hub.remote_connected(*node, user, *online),
+        Presence::Snapshot {
+            node,
+            online,
+            connected,
+        } => {
+            hub.remote_snapshot(*node, online);
+            hub.remote_connected_snapshot(*node, connected);
+        }
         Presence::Hello { .. } => hello.notify_one(),
         Presence::Gone { node } => hub.remote_gone(*node),
     }

@@ -349,6 +349,41 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
         ids: &[uuid::Uuid],
         unattached_before: DateTime<Utc>,
     ) -> Result<u64, StoreError>;
+
+    /// Keeps a browser's push subscription for `sub.user`: a new endpoint is added, a known
+    /// one takes the new keys and owner (the browser is now theirs). Then only the user's
+    /// newest `keep` are kept.
+    async fn save_push_subscription(
+        &self,
+        sub: &PushSubscription,
+        keep: u32,
+    ) -> Result<(), StoreError>;
+
+    /// Forgets the user's subscription of `endpoint`; false when they had none there.
+    async fn delete_push_subscription(
+        &self,
+        user: UserId,
+        endpoint: &str,
+    ) -> Result<bool, StoreError>;
+
+    /// Forgets `endpoint` whoever holds it (its push service said it is gone).
+    async fn forget_push_endpoint(&self, endpoint: &str) -> Result<bool, StoreError>;
+
+    /// The subscriptions of the user named `username` (compared without case), newest first.
+    async fn push_subscriptions(&self, username: &str)
+        -> Result<Vec<PushSubscription>, StoreError>;
+}
+
+/// A browser's Web Push subscription, as kept: checked by the API before it gets here.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PushSubscription {
+    pub user: UserId,
+    /// Where its push service takes pushes for it.
+    pub endpoint: String,
+    /// The browser's P-256 public key and auth secret, base64url.
+    pub p256dh: String,
+    pub auth: String,
+    pub created_at: DateTime<Utc>,
 }
 
 /// A search: what to find, where, and which page.

@@ -1489,6 +1489,87 @@ macro_rules! impl_store {
             }
             Ok(forgotten)
         }
+
+        async fn save_push_subscription(
+            &self,
+            sub: &PushSubscription,
+            keep: u32,
+        ) -> Result<(), StoreError> {
+            let mut tx = self.pool.begin_with(begin_write()).await?;
+            sqlx::query(
+                "INSERT INTO push_subscriptions (endpoint, user_id, p256dh, auth, created_at) \
+                 VALUES ($1, $2, $3, $4, $5) \
+                 ON CONFLICT (endpoint) DO UPDATE SET user_id = excluded.user_id, \
+                   p256dh = excluded.p256dh, auth = excluded.auth, created_at = excluded.created_at",
+            )
+            .bind(&sub.endpoint)
+            .bind(sub.user.0)
+            .bind(&sub.p256dh)
+            .bind(&sub.auth)
+            .bind(sub.created_at)
+            .execute(&mut *tx)
+            .await?;
+            sqlx::query(
+                "DELETE FROM push_subscriptions WHERE user_id = $1 AND endpoint NOT IN \
+                   (SELECT endpoint FROM push_subscriptions WHERE user_id = $1 \
+                    ORDER BY created_at DESC, endpoint LIMIT $2)",
+            )
+            .bind(sub.user.0)
+            .bind(i64::from(keep))
+            .execute(&mut *tx)
+            .await?;
+            tx.commit().await?;
+            Ok(())
+        }
+
+        async fn delete_push_subscription(
+            &self,
+            user: UserId,
+            endpoint: &str,
+        ) -> Result<bool, StoreError> {
+            let done =
+                sqlx::query("DELETE FROM push_subscriptions WHERE user_id = $1 AND endpoint = $2")
+                    .bind(user.0)
+                    .bind(endpoint)
+                    .execute(&self.pool)
+                    .await?;
+            Ok(done.rows_affected() > 0)
+        }
+
+        async fn forget_push_endpoint(&self, endpoint: &str) -> Result<bool, StoreError> {
+            let done = sqlx::query("DELETE FROM push_subscriptions WHERE endpoint = $1")
+                .bind(endpoint)
+                .execute(&self.pool)
+                .await?;
+            Ok(done.rows_affected() > 0)
+        }
+
+        async fn push_subscriptions(
+            &self,
+            username: &str,
+        ) -> Result<Vec<PushSubscription>, StoreError> {
+            let rows = sqlx::query(
+                "SELECT s.endpoint, s.user_id, s.p256dh, s.auth, s.created_at \
+                 FROM push_subscriptions s JOIN users u ON u.id = s.user_id \
+                 WHERE lower(u.username) = lower($1) \
+                 ORDER BY s.created_at DESC, s.endpoint",
+            )
+            .bind(username)
+            .fetch_all(&self.pool)
+            .await?;
+            rows.iter()
+                .map(|row| {
+                    Ok(PushSubscription {
+                        endpoint: row.try_get("endpoint")?,
+                        user: UserId(row.try_get("user_id")?),
+                        p256dh: row.try_get("p256dh")?,
+                        auth: row.try_get("auth")?,
+                        created_at: row.try_get("created_at")?,
+                    })
+                })
+                .collect::<Result<_, sqlx::Error>>()
+                .map_err(StoreError::from)
+        }
     }
     };
 }

@@ -20,8 +20,8 @@ use uuid::Uuid;
 
 use crate::queries::{cursor_values, first_copies, mention_text, optional_cursor_values};
 use crate::{
-    Backend, Credentials, NewRefreshToken, PoolStats, PublicRoom, Rotation, Store, StoreError,
-    Upload,
+    Backend, Credentials, NewRefreshToken, PoolStats, PublicRoom, PushSubscription, Rotation,
+    Store, StoreError, Upload,
 };
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");

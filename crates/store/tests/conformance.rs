@@ -10,6 +10,8 @@ use banter_core::{
 use banter_store::{now, DynStore, NewRefreshToken, Rotation, StoreError};
 use banter_testkit::{Db, TestDb};
 
+#[path = "conformance/push.rs"]
+mod push;
 #[path = "conformance/rooms.rs"]
 mod rooms;
 #[path = "conformance/search.rs"]
@@ -17,6 +19,7 @@ mod search;
 #[path = "conformance/uploads.rs"]
 mod uploads;
 use chrono::Duration;
+use push::*;
 use rooms::*;
 use search::*;
 use uploads::*;
@@ -78,6 +81,8 @@ conformance!(
     room_changes_are_replayed_in_order_except_read_positions,
     room_changes_from_an_external_log_apply_once,
     every_membership_is_listed_however_many,
+    push_subscriptions_are_kept_per_browser_newest_first,
+    only_a_users_newest_push_subscriptions_are_kept,
     an_upload_is_recorded_and_counted_for_its_uploader,
     the_message_that_carries_an_upload_takes_it_and_shows_it,
     an_external_log_attaches_uploads_once,

@@ -46,6 +46,8 @@ pub struct Options {
     pub auth_limits: banter_auth::AuthLimitSettings,
     /// Where attachments go: a temp directory unless a test asks for S3.
     pub storage: crate::Storage,
+    /// Push notifications: off unless a test turns them on.
+    pub push: Option<banter::PushOptions>,
 }
 
 impl Options {
@@ -67,6 +69,7 @@ impl Default for Options {
             gateway: GatewayConfig::default(),
             auth_limits: banter_auth::AuthLimitSettings::default(),
             storage: crate::Storage::Directory,
+            push: None,
         }
     }
 }
@@ -96,6 +99,7 @@ impl TestApp {
             gateway: options.gateway,
             files: Some(files.files.clone()),
             kafka: None,
+            push: options.push,
         };
         let server = tokio::spawn(async move {
             banter::launch_serve(store, serve, listener, async {

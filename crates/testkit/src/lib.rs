@@ -10,12 +10,14 @@
 mod app;
 mod db;
 mod files;
+pub mod push;
 pub mod tokens;
 mod ws;
 
 pub use app::{Options, TestApp, TEST_JWT_SECRET};
 pub use db::{kafka_brokers, postgres_admin_url, TestDb};
 pub use files::{Storage, TestFiles};
+pub use push::{Device, PushService};
 pub use tokens::token_of;
 pub use ws::{Refused, WsClient, FRAME_TIMEOUT};
 

@@ -4,5 +4,6 @@ mod auth;
 mod errors;
 mod files;
 mod ops;
+mod push;
 mod search;
 mod web;

@@ -347,9 +347,17 @@ pub(crate) enum EventRecord {
         user: String,
         online: bool,
     },
+    PresenceUser {
+        node: NodeId,
+        user: String,
+        online: bool,
+    },
     PresenceSnapshot {
         node: NodeId,
         online: Vec<(String, Vec<String>)>,
+        /// Absent from gateways older than user presence: nobody known connected.
+        #[serde(default)]
+        connected: Vec<String>,
     },
     PresenceHello {
         node: NodeId,
@@ -386,7 +394,16 @@ impl EventRecord {
                         user: name(user),
                         online: *online,
                     },
-                    Presence::Snapshot { node, online } => Self::PresenceSnapshot {
+                    Presence::Connected { node, user, online } => Self::PresenceUser {
+                        node: *node,
+                        user: name(user),
+                        online: *online,
+                    },
+                    Presence::Snapshot {
+                        node,
+                        online,
+                        connected,
+                    } => Self::PresenceSnapshot {
                         node: *node,
                         online: online
                             .iter()
@@ -394,6 +411,7 @@ impl EventRecord {
                                 (room.as_str().to_owned(), users.iter().map(name).collect())
                             })
                             .collect(),
+                        connected: connected.iter().map(name).collect(),
                     },
                     Presence::Hello { node } => Self::PresenceHello { node: *node },
                     Presence::Gone { node } => Self::PresenceGone { node: *node },
@@ -422,8 +440,25 @@ impl EventRecord {
                 user: user(&u)?,
                 online,
             }),
-            Self::PresenceSnapshot { node, online } => Event::Presence(Presence::Snapshot {
+            Self::PresenceUser {
                 node,
+                user: u,
+                online,
+            } => Event::Presence(Presence::Connected {
+                node,
+                user: user(&u)?,
+                online,
+            }),
+            Self::PresenceSnapshot {
+                node,
+                online,
+                connected,
+            } => Event::Presence(Presence::Snapshot {
+                node,
+                connected: connected
+                    .iter()
+                    .map(|u| user(u))
+                    .collect::<Result<_, _>>()?,
                 online: online
                     .iter()
                     .map(|(r, users)| {
@@ -455,6 +490,43 @@ mod tests {
             client_id: Some(ClientId::parse("c1").expect("cid")),
             change,
         })
+    }
+
+    #[test]
+    fn presence_records_read_back_as_written_and_old_snapshots_still_read() {
+        let node = Uuid::new_v4();
+        let user = |n: &str| Username::parse(n).expect("name");
+        let events = [
+            Presence::Connected {
+                node,
+                user: user("bob"),
+                online: true,
+            },
+            Presence::Snapshot {
+                node,
+                online: vec![(RoomName::parse("general").expect("room"), vec![user("bob")])],
+                connected: vec![user("bob"), user("carol")],
+            },
+        ];
+        for presence in events {
+            let event = Event::Presence(presence.clone());
+            let (record, key) = EventRecord::of(&event).expect("a record");
+            assert_eq!(key, node.to_string());
+            let text = serde_json::to_string(&record).expect("json");
+            let back: EventRecord = serde_json::from_str(&text).expect("reads");
+            assert_eq!(back.into_event().expect("event"), event);
+        }
+        // A snapshot from a gateway that did not know user presence yet.
+        let old = format!(
+            r#"{{"type":"presence_snapshot","node":"{node}","online":[["general",["bob"]]]}}"#
+        );
+        let back: EventRecord = serde_json::from_str(&old).expect("reads");
+        let Event::Presence(Presence::Snapshot { connected, .. }) =
+            back.into_event().expect("event")
+        else {
+            panic!("a snapshot");
+        };
+        assert!(connected.is_empty());
     }
 
     #[test]

@@ -1,0 +1,259 @@
+//! The notifier: reads the rooms' log after the fact and decides who is told.
+//!
+//! - Who: the other user of a direct message, and the members a message mentions (the
+//!   gateway checked they are members when it was sent, so they may read it). Never its
+//!   author.
+//! - When: `away_wait` after the notifier heard the message, if the user then has no open
+//!   connection on any gateway ([`Connections`]). The wait spares a person reloading the page
+//!   a push for what their screen shows a moment later.
+//! - How: one push to each of the user's subscriptions ([`Sender`]), retried within the TTL;
+//!   a subscription its push service calls gone is forgotten.
+//!
+//! It never writes a room: it only reads the log, so it cannot slow a send down. Under
+//! `banter serve` it hears the in-process log ([`run_local`]); on Kafka it is its own consumer
+//! group (`banter notify`).
+
+use std::fmt;
+use std::sync::Arc;
+use std::time::Duration;
+
+use banter_bus::Event;
+use banter_core::{LoggedEvent, Message, Username};
+use banter_store::{DynStore, PushSubscription, StoreError};
+use tokio::sync::{mpsc, Semaphore};
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::payload::{topic, Payload, Reason};
+use crate::sender::{Outcome, Push, Sender};
+
+/// Messages being notified about at once; past that, the local notifier lets one go rather
+/// than hold the log's fan-out up (a notification is not worth slowing chat for).
+pub const MAX_IN_FLIGHT: usize = 1024;
+
+/// Who is online, as presence across gateways knows it.
+pub trait Connections: Send + Sync + fmt::Debug + 'static {
+    /// Whether `user` (compared without case) has an open connection on any gateway.
+    fn is_connected(&self, user: &str) -> bool;
+}
+
+/// What the notifier decides with.
+#[derive(Debug, Clone)]
+pub struct NotifySettings {
+    /// Whether a push carries the start of the body (`BANTER_PUSH_PREVIEW`).
+    pub preview: bool,
+    /// How long after a message a user must still be away to be pushed (`BANTER_PUSH_WAIT`).
+    pub away_wait: Duration,
+}
+
+impl Default for NotifySettings {
+    fn default() -> Self {
+        Self {
+            preview: true,
+            away_wait: Duration::from_secs(2),
+        }
+    }
+}
+
+/// Whom a message tells, and why.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Notice {
+    pub message: Message,
+    pub recipients: Vec<(Username, Reason)>,
+}
+
+impl Notice {
+    /// The notice of a logged event: `None` for all but a message that is a DM or mentions
+    /// someone other than its author.
+    pub fn of(event: &LoggedEvent) -> Option<Self> {
+        let message = event.message()?;
+        let author = message.author.as_str();
+        let mut recipients: Vec<(Username, Reason)> = Vec::new();
+        if let Some((a, b)) = message.room.direct_members() {
+            let other = if a.eq_ignore_ascii_case(author) { b } else { a };
+            if !other.eq_ignore_ascii_case(author) {
+                recipients.push((Username::from_stored(other.to_owned()), Reason::Dm));
+            }
+        }
+        for name in &message.mentions {
+            let known = recipients
+                .iter()
+                .any(|(r, _)| r.as_str().eq_ignore_ascii_case(name.as_str()));
+            if !known && !name.as_str().eq_ignore_ascii_case(author) {
+                recipients.push((name.clone(), Reason::Mention));
+            }
+        }
+        (!recipients.is_empty()).then_some(Self {
+            message,
+            recipients,
+        })
+    }
+}
+
+/// See the module docs. Cloning shares everything.
+#[derive(Debug, Clone)]
+pub struct Notifier {
+    store: DynStore,
+    sender: Sender,
+    connections: Arc<dyn Connections>,
+    settings: Arc<NotifySettings>,
+}
+
+impl Notifier {
+    pub fn new(
+        store: DynStore,
+        sender: Sender,
+        connections: Arc<dyn Connections>,
+        settings: NotifySettings,
+    ) -> Self {
+        Self {
+            store,
+            sender,
+            connections,
+            settings: Arc::new(settings),
+        }
+    }
+
+    /// Tells the recipients of `notice` who are away, `away_wait` after `heard`. Returns once
+    /// every push is sent or given up (or at `shutdown`).
+    pub async fn notify(&self, notice: Notice, heard: Instant, shutdown: &CancellationToken) {
+        let ttl = self.sender.settings().ttl;
+        let age = (chrono::Utc::now() - notice.message.created_at)
+            .to_std()
+            .unwrap_or_default();
+        let Some(left) = ttl.checked_sub(age) else {
+            metrics::counter!("banter_push_too_late_total").increment(1);
+            return;
+        };
+        let deadline = Instant::now() + left;
+        tokio::select! {
+            () = shutdown.cancelled() => return,
+            () = tokio::time::sleep_until(heard + self.settings.away_wait) => {}
+        }
+        let topic = topic(notice.message.room.as_str());
+        let mut sends = Vec::new();
+        for (user, reason) in &notice.recipients {
+            if self.connections.is_connected(user.as_str()) {
+                metrics::counter!("banter_push_skipped_online_total").increment(1);
+                continue;
+            }
+            let Some(subs) = self.subscriptions(user, deadline, shutdown).await else {
+                continue;
+            };
+            if subs.is_empty() {
+                continue;
+            }
+            let payload = Payload::of(&notice.message, *reason, self.settings.preview);
+            let payload = match serde_json::to_vec(&payload) {
+                Ok(p) => Arc::new(p),
+                Err(e) => {
+                    tracing::error!(error = %e, "push payload");
+                    continue;
+                }
+            };
+            for sub in subs {
+                let payload = payload.clone();
+                let topic = topic.as_str();
+                sends.push(async move {
+                    let push = Push {
+                        payload: &payload,
+                        topic,
+                        urgency: "high",
+                        deadline,
+                    };
+                    let outcome = self.sender.send(&sub, &push, shutdown).await;
+                    self.record(&sub, outcome).await;
+                });
+            }
+        }
+        futures::future::join_all(sends).await;
+    }
+
+    /// The user's subscriptions, retrying while the database is unavailable; `None` when it
+    /// stays so past the deadline (or at shutdown).
+    async fn subscriptions(
+        &self,
+        user: &Username,
+        deadline: Instant,
+        shutdown: &CancellationToken,
+    ) -> Option<Vec<PushSubscription>> {
+        let mut backoff = Duration::from_millis(100);
+        loop {
+            match self.store.push_subscriptions(user.as_str()).await {
+                Ok(subs) => return Some(subs),
+                Err(StoreError::Unavailable(e)) => {
+                    tracing::warn!(error = %e, "push subscriptions unavailable; retrying");
+                }
+                Err(e) => {
+                    tracing::error!(error = %e, "push subscriptions");
+                    return None;
+                }
+            }
+            if Instant::now() + backoff >= deadline {
+                return None;
+            }
+            tokio::select! {
+                () = shutdown.cancelled() => return None,
+                () = tokio::time::sleep(backoff) => {}
+            }
+            backoff = (backoff * 2).min(Duration::from_secs(5));
+        }
+    }
+
+    async fn record(&self, sub: &PushSubscription, outcome: Outcome) {
+        let label = match outcome {
+            Outcome::Sent => "sent",
+            Outcome::Gone => "gone",
+            Outcome::Refused(_) => "refused",
+            Outcome::GaveUp => "gave_up",
+        };
+        metrics::counter!("banter_push_total", "outcome" => label).increment(1);
+        if outcome == Outcome::Gone {
+            if let Err(e) = self.store.forget_push_endpoint(&sub.endpoint).await {
+                tracing::warn!(error = %e, "a gone push subscription was not forgotten");
+            }
+        }
+    }
+}
+
+/// The notifier of `banter serve`: hears every event of the in-process log as it is logged
+/// and notifies in the background, until `shutdown`. Pushes still being retried then are
+/// given up.
+pub async fn run_local(
+    notifier: Notifier,
+    mut events: mpsc::Receiver<Event>,
+    shutdown: CancellationToken,
+) {
+    let tasks = TaskTracker::new();
+    let slots = Arc::new(Semaphore::new(MAX_IN_FLIGHT));
+    loop {
+        let event = tokio::select! {
+            () = shutdown.cancelled() => break,
+            event = events.recv() => match event {
+                Some(event) => event,
+                None => break,
+            },
+        };
+        let Event::Room(logged) = event else {
+            continue;
+        };
+        let Some(notice) = Notice::of(&logged) else {
+            continue;
+        };
+        let Ok(slot) = slots.clone().try_acquire_owned() else {
+            metrics::counter!("banter_push_dropped_total").increment(1);
+            tracing::warn!("too many notifications in flight; one was not sent");
+            continue;
+        };
+        let notifier = notifier.clone();
+        let shutdown = shutdown.clone();
+        let heard = Instant::now();
+        tasks.spawn(async move {
+            notifier.notify(notice, heard, &shutdown).await;
+            drop(slot);
+        });
+    }
+    tasks.close();
+    tasks.wait().await;
+}

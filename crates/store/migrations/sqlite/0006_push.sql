@@ -1,0 +1,11 @@
+-- Web Push subscriptions: one row per browser (its push service endpoint), owned by the user
+-- who subscribed last from it. Not a change of a room: a device's setting, written by the
+-- API directly, like a refresh token.
+CREATE TABLE push_subscriptions (
+    endpoint TEXT PRIMARY KEY,
+    user_id INTEGER NOT NULL REFERENCES users(id),
+    p256dh TEXT NOT NULL,
+    auth TEXT NOT NULL,
+    created_at TEXT NOT NULL
+);
+CREATE INDEX push_subscriptions_user_idx ON push_subscriptions (user_id, created_at);
