@@ -15,6 +15,7 @@ const INDEX: &str = include_str!("../../../web/index.html");
 const APP_JS: &str = include_str!("../../../web/app.js");
 const CLIENT_JS: &str = include_str!("../../../web/client.js");
 const STYLE: &str = include_str!("../../../web/style.css");
+const SERVICE_WORKER: &str = include_str!("../../../web/sw.js");
 
 /// Where the app comes from and what it is told.
 #[derive(Debug, Clone, Default)]
@@ -115,7 +116,7 @@ fn handler(
     }
 }
 
-/// `/`, `/chat`, `/app.js`, `/client.js`, `/style.css`, `/config.json`.
+/// `/`, `/chat`, `/app.js`, `/client.js`, `/style.css`, `/sw.js`, `/config.json`.
 pub fn router<S: Clone + Send + Sync + 'static>(config: WebConfig) -> Router<S> {
     let csp = HeaderValue::from_str(&config.csp()).unwrap_or_else(|_| {
         // Only an origin with odd characters could get here; the strict default stands.
@@ -140,6 +141,13 @@ pub fn router<S: Clone + Send + Sync + 'static>(config: WebConfig) -> Router<S> 
         "text/javascript; charset=utf-8",
     );
     let style = handler(&web, "style.css", STYLE, "text/css; charset=utf-8");
+    // At the root, so its scope is the whole app (push notifications open any room).
+    let worker = handler(
+        &web,
+        "sw.js",
+        SERVICE_WORKER,
+        "text/javascript; charset=utf-8",
+    );
     let settings = move || {
         let web = web.clone();
         async move { web.respond("application/json", web.config_json.clone()) }
@@ -150,6 +158,7 @@ pub fn router<S: Clone + Send + Sync + 'static>(config: WebConfig) -> Router<S> 
         .route("/app.js", get(script))
         .route("/client.js", get(client))
         .route("/style.css", get(style))
+        .route("/sw.js", get(worker))
         .route("/config.json", get(settings))
 }
 
