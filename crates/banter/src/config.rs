@@ -44,6 +44,10 @@ pub enum Command {
     Gateway(GatewayArgs),
     /// The persist worker: a Kafka consumer group writing messages into PostgreSQL.
     Persist(PersistArgs),
+    /// The notifier: a Kafka consumer group pushing DMs and mentions to users who are away.
+    Notify(NotifyArgs),
+    /// Make a VAPID key pair for push notifications and print it as settings.
+    PushKey,
     /// Grant or revoke a user's admin rights (admins may delete anyone's messages).
     Admin(AdminArgs),
 }
@@ -415,6 +419,8 @@ pub struct GatewayArgs {
     pub limits: GatewayLimitArgs,
     #[command(flatten)]
     pub proxy: ProxyArgs,
+    #[command(flatten)]
+    pub push: GatewayPushArgs,
 }
 
 /// The web app.
@@ -459,15 +465,12 @@ impl WebArgs {
     }
 }
 
-/// Web Push notifications.
+/// Web Push: how pushes are made and sent (serve and notify).
 #[derive(Debug, Clone, Args)]
 pub struct PushArgs {
-    /// Send push notifications (and offer them in the web app).
-    #[arg(long = "push", env = "BANTER_PUSH", value_enum, default_value_t = OnOff::On)]
-    pub push: OnOff,
-    /// The VAPID private key (P-256, base64url) that pushes are signed with; `banter serve`
-    /// makes one in its data dir when this is not given. Browsers' subscriptions are bound to
-    /// its public key: keep it.
+    /// The VAPID private key (P-256, base64url) that pushes are signed with (`banter
+    /// push-key` makes one); `banter serve` makes one in its data dir when this is not
+    /// given. Browsers' subscriptions are bound to its public key: keep it.
     #[arg(long, env = "BANTER_VAPID_PRIVATE_KEY", value_parser = secret, hide_env_values = true)]
     pub vapid_private_key: Option<Secret>,
     /// Who runs this server, for push services to reach (mailto: or https:).
@@ -500,21 +503,15 @@ pub enum OnOff {
 }
 
 impl PushArgs {
-    /// The push settings, with `key` as the VAPID key (`None` when push is off).
-    pub fn options(
-        &self,
-        key: banter_push::VapidKey,
-    ) -> anyhow::Result<Option<crate::PushOptions>> {
-        if self.push == OnOff::Off {
-            return Ok(None);
-        }
+    /// The push settings, with `key` as the VAPID key.
+    pub fn options(&self, key: banter_push::VapidKey) -> anyhow::Result<crate::PushOptions> {
         if self.push_wait > Duration::from_secs(60) {
             anyhow::bail!("BANTER_PUSH_WAIT: at most 60s (a push that late is no use)");
         }
         let ttl = self
             .push_ttl
             .clamp(Duration::from_secs(1), Duration::from_secs(28 * 24 * 3600));
-        Ok(Some(crate::PushOptions {
+        Ok(crate::PushOptions {
             key,
             sender: banter_push::SenderSettings {
                 subject: self.vapid_subject.clone(),
@@ -525,9 +522,9 @@ impl PushArgs {
                 preview: self.push_preview == OnOff::On,
                 away_wait: self.push_wait,
             },
-            insecure: banter_push::InsecureOrigins::parse(&self.push_insecure_origins)
-                .map_err(|e| anyhow::anyhow!("BANTER_PUSH_INSECURE_ORIGINS: {e}"))?,
-        }))
+            insecure: insecure_origins(&self.push_insecure_origins)?,
+            notify_group: "notify-svc".into(),
+        })
     }
 
     /// The configured VAPID key, if any.
@@ -538,6 +535,76 @@ impl PushArgs {
             .transpose()
             .map_err(|e| anyhow::anyhow!("BANTER_VAPID_PRIVATE_KEY: {e}"))
     }
+}
+
+fn insecure_origins(list: &str) -> anyhow::Result<banter_push::InsecureOrigins> {
+    banter_push::InsecureOrigins::parse(list)
+        .map_err(|e| anyhow::anyhow!("BANTER_PUSH_INSECURE_ORIGINS: {e}"))
+}
+
+/// Web Push as a gateway offers it: the key browsers subscribe with.
+#[derive(Debug, Clone, Args)]
+pub struct GatewayPushArgs {
+    /// The VAPID public key browsers subscribe with (base64url; `banter push-key` prints it
+    /// beside the private key that `banter notify` signs with). Without it this gateway
+    /// offers no push notifications.
+    #[arg(long, env = "BANTER_VAPID_PUBLIC_KEY")]
+    pub vapid_public_key: Option<String>,
+    /// Push services accepted over plain HTTP (http://host:port, comma-separated): a stand-in
+    /// push service in tests. Every other endpoint must be https://.
+    #[arg(long, env = "BANTER_PUSH_INSECURE_ORIGINS", default_value = "")]
+    pub push_insecure_origins: String,
+}
+
+impl GatewayPushArgs {
+    pub fn api(&self) -> anyhow::Result<Option<banter_gateway::push::PushApi>> {
+        let Some(key) = &self.vapid_public_key else {
+            return Ok(None);
+        };
+        let public_key = banter_push::vapid::check_public_base64(key)
+            .map_err(|e| anyhow::anyhow!("BANTER_VAPID_PUBLIC_KEY: {e}"))?;
+        Ok(Some(banter_gateway::push::PushApi {
+            public_key,
+            insecure: insecure_origins(&self.push_insecure_origins)?,
+        }))
+    }
+}
+
+/// The notifier's consumer group.
+#[derive(Debug, Clone, Args)]
+pub struct NotifyGroupArgs {
+    /// The notifiers' consumer group (all `banter notify` processes share its partitions).
+    #[arg(
+        long = "notify-group",
+        env = "BANTER_NOTIFY_GROUP",
+        default_value = "notify-svc"
+    )]
+    pub notify_group: String,
+}
+
+impl NotifyGroupArgs {
+    pub fn settings(&self, kafka: banter_bus::KafkaSettings) -> banter_push::GroupSettings {
+        let mut s = banter_push::GroupSettings::new(kafka);
+        s.group.clone_from(&self.notify_group);
+        s
+    }
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct NotifyArgs {
+    /// Address of the health, readiness and metrics endpoints.
+    #[arg(long, env = "BANTER_LISTEN", default_value = "0.0.0.0:8083")]
+    pub listen: SocketAddr,
+    #[command(flatten)]
+    pub database: DatabaseArgs,
+    #[command(flatten)]
+    pub kafka: KafkaArgs,
+    #[command(flatten)]
+    pub group: NotifyGroupArgs,
+    #[command(flatten)]
+    pub presence: PresenceArgs,
+    #[command(flatten)]
+    pub push: PushArgs,
 }
 
 /// Presence across gateways.
@@ -608,8 +675,13 @@ pub struct ServeArgs {
     pub gateway_limits: GatewayLimitArgs,
     #[command(flatten)]
     pub proxy: ProxyArgs,
+    /// Push notifications of DMs and mentions to browsers with no connection.
+    #[arg(long = "push", env = "BANTER_PUSH", value_enum, default_value_t = OnOff::On)]
+    pub push_enabled: OnOff,
     #[command(flatten)]
     pub push: PushArgs,
+    #[command(flatten)]
+    pub notify_group: NotifyGroupArgs,
 }
 
 #[derive(Debug, Clone, Args)]

@@ -24,8 +24,8 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::{
-    AdminAction, AdminArgs, AuthArgs, Command, GatewayArgs, MigrateArgs, PersistArgs, ServeArgs,
-    TokenArgs,
+    AdminAction, AdminArgs, AuthArgs, Command, GatewayArgs, MigrateArgs, NotifyArgs, PersistArgs,
+    ServeArgs, TokenArgs,
 };
 use crate::wiring::StorePorts;
 
@@ -79,6 +79,8 @@ pub struct PushOptions {
     pub notify: banter_push::NotifySettings,
     /// Push services accepted over plain HTTP.
     pub insecure: banter_push::InsecureOrigins,
+    /// The notifiers' consumer group, when the log is Kafka.
+    pub notify_group: String,
 }
 
 impl PushOptions {
@@ -121,6 +123,11 @@ pub async fn run(command: Command) -> anyhow::Result<()> {
         Command::Gateway(args) => gateway(args).await,
         Command::Persist(args) => persist(args).await,
         Command::Admin(args) => admin(args).await,
+        Command::Notify(args) => notify(args).await,
+        Command::PushKey => {
+            push_key();
+            Ok(())
+        }
     }
 }
 
@@ -156,14 +163,17 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         },
         files,
         kafka: args.kafka.settings().map(|k| args.group.settings(k)),
-        push: match args.push.push {
+        push: match args.push_enabled {
             config::OnOff::Off => None,
             config::OnOff::On => {
                 let key = match args.push.key()? {
                     Some(key) => key,
                     None => dir.vapid_key()?,
                 };
-                args.push.options(key)?
+                let mut push = args.push.options(key)?;
+                push.notify_group
+                    .clone_from(&args.notify_group.notify_group);
+                Some(push)
             }
         },
     };
@@ -219,6 +229,10 @@ async fn gateway(args: GatewayArgs) -> anyhow::Result<()> {
     config.limits = args.limits.settings(&args.proxy);
     config.ws_origins = args.web.ws_origins()?;
     config.files = args.files.settings();
+    config.push = args.push.api()?;
+    if config.push.is_none() {
+        tracing::info!("no BANTER_VAPID_PUBLIC_KEY: this gateway offers no push notifications");
+    }
     let files = args.files.open(None)?;
     match &files {
         Some(f) => tracing::info!(files = f.place(), "attachments kept there"),
@@ -255,6 +269,40 @@ async fn persist(args: PersistArgs) -> anyhow::Result<()> {
         shutdown_signal(),
     )
     .await
+}
+
+async fn notify(args: NotifyArgs) -> anyhow::Result<()> {
+    let kafka = args.kafka.required("notify")?;
+    let url = args.database.required_url("notify")?;
+    let key = args.push.key()?.context(
+        "banter notify needs BANTER_VAPID_PRIVATE_KEY (make a pair with: banter push-key; the \
+         gateways take its BANTER_VAPID_PUBLIC_KEY)",
+    )?;
+    let push = args.push.options(key)?;
+    let store = open_store(url.expose(), args.database.db_max_connections).await?;
+    let listener = bind(args.listen).await?;
+    tracing::info!(
+        "banter notify is listening on http://{}",
+        listener.local_addr()?
+    );
+    launch_notify(
+        store,
+        args.group.settings(kafka),
+        push,
+        args.presence
+            .presence_ttl
+            .max(args.presence.presence_heartbeat),
+        listener,
+        shutdown_signal(),
+    )
+    .await
+}
+
+/// Prints a new VAPID key pair as the settings `notify` and `gateway` take.
+fn push_key() {
+    let key = banter_push::VapidKey::generate();
+    println!("BANTER_VAPID_PRIVATE_KEY={}", key.private_base64());
+    println!("BANTER_VAPID_PUBLIC_KEY={}", key.public_base64());
 }
 
 async fn migrate(args: MigrateArgs) -> anyhow::Result<()> {
@@ -333,8 +381,8 @@ pub async fn launch_serve(
         options.files,
         CancellationToken::new(),
     );
-    let notifier = match &options.push {
-        Some(push) => {
+    let notifier = match (&options.push, &options.kafka) {
+        (Some(push), None) => {
             let notifier = push.notifier(&store, gateway.hub.clone())?;
             Some(tokio::spawn(banter_push::run_local(
                 notifier,
@@ -342,7 +390,19 @@ pub async fn launch_serve(
                 stop_worker.clone(),
             )))
         }
-        None => None,
+        // On Kafka, a group of its own, shared with any other `serve` or `notify`: each
+        // message is considered once whatever the number of processes.
+        (Some(push), Some(persist)) => {
+            let notifier = push.notifier(&store, gateway.hub.clone())?;
+            let mut group = banter_push::GroupSettings::new(persist.kafka.clone());
+            group.group.clone_from(&push.notify_group);
+            Some(tokio::spawn(notify_worker(
+                group,
+                notifier,
+                stop_worker.clone(),
+            )))
+        }
+        (None, _) => None,
     };
     let mut checks = database_check(&store);
     if let Some(persist) = &options.kafka {
@@ -424,6 +484,87 @@ pub async fn launch_persist(
     match outcome {
         Ok(result) => result.map_err(anyhow::Error::msg),
         Err(e) => Err(anyhow::anyhow!("persist worker failed: {e}")),
+    }
+}
+
+/// Runs a notifier group, logging if it cannot start.
+async fn notify_worker(
+    settings: banter_push::GroupSettings,
+    notifier: banter_push::Notifier,
+    stop: CancellationToken,
+) {
+    if let Err(e) = banter_push::group::run(settings, notifier, stop).await {
+        tracing::error!(error = %e, "the notifier stopped");
+    }
+}
+
+/// The notifier alone: a Kafka consumer group that pushes DMs and mentions to users with no
+/// connection, as presence heard from the gateways says, with health, readiness and metrics
+/// on `listener`.
+pub async fn launch_notify(
+    store: DynStore,
+    group: banter_push::GroupSettings,
+    push: PushOptions,
+    presence_ttl: Duration,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    let mut checks = database_check(&store);
+    checks.push(kafka_check(&group.kafka)?);
+    // Presence only: the log is read by the group.
+    let mut hearing = group.kafka.clone();
+    hearing.hear_log = false;
+    let bus: DynBus = Arc::new(
+        KafkaBus::start(hearing, StorePorts::first_copies(&store))
+            .await
+            .map_err(anyhow::Error::msg)?,
+    );
+    let hub = Arc::new(banter_gateway::hub::Hub::new());
+    let stop = CancellationToken::new();
+    tokio::spawn(hear_presence(bus, hub.clone(), presence_ttl, stop.clone()));
+    let notifier = push.notifier(&store, hub)?;
+    let worker = tokio::spawn(banter_push::group::run(group, notifier, stop.clone()));
+    let app = ops::finish(ops::router(checks, pool_gauges(&store)));
+    serve_http(listener, app, shutdown, async {}).await?;
+    // Sends in flight end or are left uncommitted; the group is left.
+    stop.cancel();
+    let outcome = worker.await;
+    store.close().await;
+    match outcome {
+        Ok(result) => result.map_err(anyhow::Error::msg),
+        Err(e) => Err(anyhow::anyhow!("the notifier failed: {e}")),
+    }
+}
+
+/// Keeps `hub` up with what the gateways tell of who is connected, asking them at once.
+async fn hear_presence(
+    bus: DynBus,
+    hub: Arc<banter_gateway::hub::Hub>,
+    ttl: Duration,
+    stop: CancellationToken,
+) {
+    use banter_bus::{Event, Presence};
+    let node = banter_bus::NodeId::new_v4();
+    let mut events = bus.subscribe();
+    // Their hellos ask for a snapshot this process has none of: nothing to answer.
+    let hellos = tokio::sync::Notify::new();
+    if let Err(e) = bus
+        .announce(Event::Presence(Presence::Hello { node }))
+        .await
+    {
+        tracing::warn!(error = %e, "presence hello not sent; learning it from heartbeats");
+    }
+    let mut expire = tokio::time::interval(ttl / 3);
+    loop {
+        tokio::select! {
+            () = stop.cancelled() => break,
+            event = events.recv() => match event {
+                Some(Event::Presence(p)) => banter_gateway::presence::heard(node, &hub, &hellos, &p),
+                Some(_) => {}
+                None => break,
+            },
+            _ = expire.tick() => hub.expire_remote(ttl),
+        }
     }
 }
 

@@ -1,5 +1,5 @@
 //! End to end on the local cluster of `scripts/cluster up`: PostgreSQL, Kafka, `auth`, two
-//! `gateway`s and two `persist` workers as separate processes, driven by real WebSocket
+//! `gateway`s, two `persist` workers and two `notify` workers as separate processes, driven by real WebSocket
 //! clients, checked against the rows in PostgreSQL. It is the seed's topology, and these are
 //! the guarantees of the contract across processes, under load and under faults: a gateway
 //! or a persist worker killed with SIGKILL or stopped with SIGTERM, PostgreSQL stopped for
@@ -26,7 +26,18 @@ use tokio_tungstenite::tungstenite::Message as WsMessage;
 /// One test at a time: they stop and kill parts of the one cluster.
 static TURN: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
-const PROCESSES: [&str; 5] = ["auth", "gateway-1", "gateway-2", "persist-1", "persist-2"];
+const PROCESSES: [&str; 7] = [
+    "auth",
+    "gateway-1",
+    "gateway-2",
+    "persist-1",
+    "persist-2",
+    "notify-1",
+    "notify-2",
+];
+
+#[path = "cluster/push.rs"]
+mod push;
 /// How long anything may take before a test gives up (faults included).
 const PATIENCE: Duration = Duration::from_secs(180);
 
@@ -43,6 +54,11 @@ struct Cluster {
     /// The gateways' attachment storage, and its keys.
     files: String,
     files_env: HashMap<String, String>,
+    /// The notifiers' health and metrics endpoints, as `notify-1`, `notify-2`.
+    notifiers: Vec<String>,
+    /// Where a test's stand-in push service must listen, and the key pushes are signed with.
+    push_service: String,
+    vapid_public_key: String,
 }
 
 impl Cluster {
@@ -73,6 +89,9 @@ impl Cluster {
                 .into_iter()
                 .map(|k| (k.to_owned(), var(k)))
                 .collect(),
+            notifiers: var("NOTIFY_URLS").split(',').map(str::to_owned).collect(),
+            push_service: var("PUSH_SERVICE_ADDR"),
+            vapid_public_key: var("BANTER_VAPID_PUBLIC_KEY"),
         }
     }
 

@@ -389,6 +389,11 @@ pub enum ServerFrame<'a> {
         room: &'a RoomName,
         cursor: Cursor,
     },
+    /// The user stream: the user muted `room` or unmuted it (on another device).
+    Muted {
+        room: &'a RoomName,
+        muted: bool,
+    },
     /// The user stream: a message mentions the user.
     Mention {
         room: &'a RoomName,
@@ -461,6 +466,11 @@ pub fn event_json(logged: &LoggedEvent) -> String {
                 RoomChange::Read { cursor: read } => ServerFrame::Read {
                     room,
                     cursor: *read,
+                }
+                .to_json(),
+                RoomChange::Muted { muted } => ServerFrame::Muted {
+                    room,
+                    muted: *muted,
                 }
                 .to_json(),
             }

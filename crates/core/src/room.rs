@@ -172,6 +172,9 @@ pub enum RoomChange {
     Topic { topic: Topic },
     /// The actor has read the room up to `cursor` (only ever forward).
     Read { cursor: Cursor },
+    /// The actor mutes the room (no push for its messages, except mentions) or unmutes it.
+    /// Like a read position, it is the actor's own: no one else hears of it.
+    Muted { muted: bool },
 }
 
 impl RoomChange {
@@ -185,6 +188,7 @@ impl RoomChange {
             Self::Removed { .. } => "removed",
             Self::Topic { .. } => "topic",
             Self::Read { .. } => "read",
+            Self::Muted { .. } => "muted",
         }
     }
 }
@@ -236,6 +240,8 @@ pub struct Membership {
     pub present: bool,
     /// The newest message the user has read, if any.
     pub read: Option<Cursor>,
+    /// The user muted the room.
+    pub muted: bool,
 }
 
 /// What one change does: the room's info written, memberships written, nothing else.
@@ -269,14 +275,15 @@ pub fn effect(
     };
     let present = |id: UserId| member(id).is_some_and(|m| m.present);
     let join = |who: &UserRef, role: Role| -> (UserId, Membership) {
-        let read = member(who.id).and_then(|m| m.read);
+        let earlier = member(who.id);
         (
             who.id,
             Membership {
                 user: who.name.clone(),
                 role,
                 present: true,
-                read,
+                read: earlier.as_ref().and_then(|m| m.read),
+                muted: earlier.is_some_and(|m| m.muted),
             },
         )
     };
@@ -345,6 +352,12 @@ pub fn effect(
                 ..info.clone()
             });
         }
+        (RoomChange::Muted { muted }, Some(_)) => {
+            if let Some(m) = member(actor.id).filter(|m| m.present && m.muted != *muted) {
+                out.members
+                    .push((actor.id, Membership { muted: *muted, ..m }));
+            }
+        }
         (RoomChange::Read { cursor }, Some(_)) => {
             if let Some(m) = member(actor.id).filter(|m| m.present) {
                 if m.read.is_none_or(|r| r < *cursor) {
@@ -381,6 +394,8 @@ pub struct RoomEntry {
     /// Those of them that mention the user; at most [`UNREAD_CAP`].
     pub mentions: u32,
     pub read_cursor: Option<Cursor>,
+    /// The user muted it: its messages are not pushed, except mentions.
+    pub muted: bool,
 }
 
 /// Unread messages and mentions are counted up to this many (a client shows "99+").
@@ -450,6 +465,7 @@ mod tests {
             role: Role::Member,
             present,
             read,
+            muted: false,
         }
     }
 
@@ -524,6 +540,45 @@ mod tests {
         let moved = effect(&read(Cursor::new(0, 6)), Some(&info), at5);
         assert_eq!(moved.members[0].1.read, Some(Cursor::new(0, 6)));
         assert!(effect(&read(Cursor::new(0, 6)), Some(&info), |_| None).is_noop());
+    }
+
+    #[test]
+    fn a_member_mutes_and_unmutes_and_keeps_it_through_leaving_and_joining() {
+        let alice = user(1, "alice");
+        let info = RoomInfo {
+            kind: RoomKind::Public,
+            topic: Topic::default(),
+            owner: None,
+            created_at: Utc::now(),
+        };
+        let mute = |muted| change(&alice, RoomChange::Muted { muted });
+        let inside = |_| Some(member("alice", true, None));
+        let muted = effect(&mute(true), Some(&info), inside);
+        assert!(muted.members[0].1.muted);
+        assert!(
+            effect(&mute(false), Some(&info), inside).is_noop(),
+            "not muted"
+        );
+        assert!(
+            effect(&mute(true), Some(&info), |_| None).is_noop(),
+            "not a member"
+        );
+        let was_muted = |_| {
+            Some(Membership {
+                muted: true,
+                present: false,
+                ..member("alice", false, None)
+            })
+        };
+        assert!(
+            effect(&mute(false), Some(&info), was_muted).is_noop(),
+            "gone"
+        );
+        let back = effect(&change(&alice, RoomChange::Joined), Some(&info), was_muted);
+        assert!(
+            back.members[0].1.muted,
+            "still muted after leaving and joining"
+        );
     }
 
     #[test]

@@ -222,6 +222,7 @@ async fn entry_of(
             unread: 0,
             mentions: 0,
             read_cursor: None,
+            muted: false,
         }
     });
     Ok(with_online(state, entry))
@@ -353,6 +354,33 @@ pub async fn remove_member(
     Ok(Envelope::ok(
         "Member removed",
         serde_json::json!({ "room": room, "username": name }),
+    ))
+}
+
+#[derive(Debug, Deserialize)]
+pub struct MuteInput {
+    muted: bool,
+}
+
+/// `PUT /api/v1/rooms/{room}/muted` `{"muted": true|false}`: the member's own setting, through
+/// the log like a read position; the user's other connections hear `{"type":"muted"}`.
+/// Answers the room's entry.
+pub async fn mute(
+    State(state): State<GatewayState>,
+    user: AuthUser,
+    Path(room): Path<String>,
+    ApiJson(input): ApiJson<MuteInput>,
+) -> Result<Envelope<RoomEntry>, Error> {
+    let reader = reader(&state, &user, &room).await?;
+    let pending = state.chat.mute(&actor(&user), &reader, input.muted).await?;
+    pending.await?;
+    Ok(Envelope::ok(
+        if input.muted {
+            "Room muted"
+        } else {
+            "Room unmuted"
+        },
+        entry_of(&state, &user, reader.room()).await?,
     ))
 }
 

@@ -400,6 +400,20 @@ impl Chat {
             .await
     }
 
+    /// Mutes the reader's room for its member (no pushes but mentions), or unmutes it.
+    pub async fn mute(
+        &self,
+        actor: &Actor,
+        reader: &Reader,
+        muted: bool,
+    ) -> Result<Pending, ChatError> {
+        if !reader.is_member() {
+            return Err(ChatError::Forbidden("join the room before muting it"));
+        }
+        self.room_change(actor, &reader.room, RoomChange::Muted { muted }, None)
+            .await
+    }
+
     /// The room as the user's list shows it, if they are a member: counts from the store,
     /// membership and info from the directory (which may be ahead of the store).
     pub async fn entry(
@@ -425,12 +439,14 @@ impl Chat {
             unread: 0,
             mentions: 0,
             read_cursor: None,
+            muted: false,
         });
         entry.kind = known.info.kind;
         entry.topic = known.info.topic;
         entry.owner = known.info.owner.map(|o| o.name);
         entry.role = member.role;
         entry.read_cursor = entry.read_cursor.max(member.read);
+        entry.muted = member.muted;
         Ok(Some(entry))
     }
 
@@ -451,6 +467,7 @@ impl Chat {
             unread: 0,
             mentions: 0,
             read_cursor: None,
+            muted: false,
         }
     }
 

@@ -252,6 +252,7 @@ pub fn router(state: GatewayState) -> Router {
             "/api/v1/rooms/{room}/read",
             axum::routing::put(api::mark_read),
         )
+        .route("/api/v1/rooms/{room}/muted", axum::routing::put(api::mute))
         .route("/api/v1/rooms/{room}/messages", get(api::history))
         .route("/api/v1/rooms/{room}/presence", get(api::presence))
         .route(
@@ -368,13 +369,21 @@ fn user_stream(hub: &Hub, directory: &Directory, logged: &LoggedEvent) -> bool {
         RoomEvent::Room(r) => r,
     };
     let effect = directory.apply(logged);
-    if let RoomChange::Read { cursor } = &r.change {
+    // A read position and muting are their user's own: only their connections hear them.
+    let own = match &r.change {
+        RoomChange::Read { cursor } => Some(ServerFrame::Read {
+            room,
+            cursor: *cursor,
+        }),
+        RoomChange::Muted { muted } => Some(ServerFrame::Muted {
+            room,
+            muted: *muted,
+        }),
+        _ => None,
+    };
+    if let Some(frame) = own {
         if effect.is_none_or(|e| !e.is_noop()) {
-            let out = Outbound::frame(&ServerFrame::Read {
-                room,
-                cursor: *cursor,
-            });
-            hub.to_user(r.user.as_str(), &out);
+            hub.to_user(r.user.as_str(), &Outbound::frame(&frame));
         }
         return false;
     }
@@ -411,7 +420,7 @@ fn user_stream(hub: &Hub, directory: &Directory, logged: &LoggedEvent) -> bool {
                 }
             }
         }
-        RoomChange::Read { .. } => {}
+        RoomChange::Read { .. } | RoomChange::Muted { .. } => {}
     }
     true
 }

@@ -110,7 +110,12 @@ impl Recent {
                 }
             }
             RoomEvent::Change(_) => {}
-            RoomEvent::Room(r) if matches!(r.change, RoomChange::Read { .. }) => return,
+            // Their user's own: not replayed to the room.
+            RoomEvent::Room(r)
+                if matches!(r.change, RoomChange::Read { .. } | RoomChange::Muted { .. }) =>
+            {
+                return
+            }
             RoomEvent::Room(_) => {
                 inner.room_changes.push_back((now, logged.clone()));
                 while inner.room_changes.len() > ROOM_CHANGES_CAP {

@@ -5,14 +5,18 @@
 //! - [`subscription`]: a browser's `PushSubscription`, checked at the API's edge.
 //! - [`payload`]: what a push decrypts to, and its per-room `Topic`.
 //! - [`sender`]: one push over HTTP, encrypted (`aes128gcm`), retried within its TTL.
-//! - [`notifier`]: who is told about which message, and when.
+//! - [`notifier`]: who is told about which message, and when; under `banter serve` it hears
+//!   the in-process log ([`run_local`]).
+//! - [`group`]: the notifier on Kafka, a consumer group of its own (`banter notify`).
 
+pub mod group;
 pub mod notifier;
 pub mod payload;
 pub mod sender;
 pub mod subscription;
 pub mod vapid;
 
+pub use group::GroupSettings;
 pub use notifier::{run_local, Connections, Notice, Notifier, NotifySettings};
 pub use payload::{Payload, Reason};
 pub use sender::{Outcome, Sender, SenderSettings};

@@ -2,7 +2,7 @@
 //!
 //! - Who: the other user of a direct message, and the members a message mentions (the
 //!   gateway checked they are members when it was sent, so they may read it). Never its
-//!   author.
+//!   author. A room its member muted is pushed to them only when it mentions them.
 //! - When: `away_wait` after the notifier heard the message, if the user then has no open
 //!   connection on any gateway ([`Connections`]). The wait spares a person reloading the page
 //!   a push for what their screen shows a moment later.
@@ -77,11 +77,16 @@ impl Notice {
             }
         }
         for name in &message.mentions {
-            let known = recipients
-                .iter()
-                .any(|(r, _)| r.as_str().eq_ignore_ascii_case(name.as_str()));
-            if !known && !name.as_str().eq_ignore_ascii_case(author) {
-                recipients.push((name.clone(), Reason::Mention));
+            if name.as_str().eq_ignore_ascii_case(author) {
+                continue;
+            }
+            // Mentioned in a DM: a mention (it reaches them in a muted room too).
+            match recipients
+                .iter_mut()
+                .find(|(r, _)| r.as_str().eq_ignore_ascii_case(name.as_str()))
+            {
+                Some((_, reason)) => *reason = Reason::Mention,
+                None => recipients.push((name.clone(), Reason::Mention)),
             }
         }
         (!recipients.is_empty()).then_some(Self {
@@ -116,19 +121,25 @@ impl Notifier {
     }
 
     /// Tells the recipients of `notice` who are away, `away_wait` after `heard`. Returns once
-    /// every push is sent or given up (or at `shutdown`).
-    pub async fn notify(&self, notice: Notice, heard: Instant, shutdown: &CancellationToken) {
+    /// every push is sent or given up (true), or when `shutdown` came first (false: the
+    /// notice is not done, and a notifier that reads it again may send it).
+    pub async fn notify(
+        &self,
+        notice: Notice,
+        heard: Instant,
+        shutdown: &CancellationToken,
+    ) -> bool {
         let ttl = self.sender.settings().ttl;
         let age = (chrono::Utc::now() - notice.message.created_at)
             .to_std()
             .unwrap_or_default();
         let Some(left) = ttl.checked_sub(age) else {
             metrics::counter!("banter_push_too_late_total").increment(1);
-            return;
+            return true;
         };
         let deadline = Instant::now() + left;
         tokio::select! {
-            () = shutdown.cancelled() => return,
+            () = shutdown.cancelled() => return false,
             () = tokio::time::sleep_until(heard + self.settings.away_wait) => {}
         }
         let topic = topic(notice.message.room.as_str());
@@ -139,12 +150,25 @@ impl Notifier {
                 continue;
             }
             let Some(subs) = self.subscriptions(user, deadline, shutdown).await else {
+                if shutdown.is_cancelled() {
+                    return false;
+                }
                 continue;
             };
             if subs.is_empty() {
                 continue;
             }
-            let payload = Payload::of(&notice.message, *reason, self.settings.preview);
+            // A muted room is pushed only when it mentions them (Slack's and Zulip's rule).
+            if *reason != Reason::Mention && self.muted(&subs[0], &notice.message.room).await {
+                metrics::counter!("banter_push_skipped_muted_total").increment(1);
+                continue;
+            }
+            let payload = Payload::of(
+                &notice.message,
+                user.as_str(),
+                *reason,
+                self.settings.preview,
+            );
             let payload = match serde_json::to_vec(&payload) {
                 Ok(p) => Arc::new(p),
                 Err(e) => {
@@ -164,10 +188,14 @@ impl Notifier {
                     };
                     let outcome = self.sender.send(&sub, &push, shutdown).await;
                     self.record(&sub, outcome).await;
+                    outcome != Outcome::Stopped
                 });
             }
         }
-        futures::future::join_all(sends).await;
+        futures::future::join_all(sends)
+            .await
+            .into_iter()
+            .all(|done| done)
     }
 
     /// The user's subscriptions, retrying while the database is unavailable; `None` when it
@@ -201,12 +229,26 @@ impl Notifier {
         }
     }
 
+    /// Whether the subscription's user muted `room` (as far as the store knows: on Kafka,
+    /// as far as persist has come). When the store cannot say, not muted: a push too many
+    /// beats one lost.
+    async fn muted(&self, sub: &PushSubscription, room: &banter_core::RoomName) -> bool {
+        match self.store.membership(sub.user, room).await {
+            Ok(entry) => entry.is_some_and(|e| e.muted),
+            Err(e) => {
+                tracing::warn!(error = %e, "whether a room is muted");
+                false
+            }
+        }
+    }
+
     async fn record(&self, sub: &PushSubscription, outcome: Outcome) {
         let label = match outcome {
             Outcome::Sent => "sent",
             Outcome::Gone => "gone",
             Outcome::Refused(_) => "refused",
             Outcome::GaveUp => "gave_up",
+            Outcome::Stopped => "stopped",
         };
         metrics::counter!("banter_push_total", "outcome" => label).increment(1);
         if outcome == Outcome::Gone {
@@ -250,10 +292,71 @@ pub async fn run_local(
         let shutdown = shutdown.clone();
         let heard = Instant::now();
         tasks.spawn(async move {
-            notifier.notify(notice, heard, &shutdown).await;
+            // At shutdown what is not sent is given up: `serve`'s log is not read again.
+            let _ = notifier.notify(notice, heard, &shutdown).await;
             drop(slot);
         });
     }
     tasks.close();
     tasks.wait().await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use banter_core::{Cursor, NewMessage, RoomEvent, RoomName, UserId};
+
+    fn logged(room: &str, author: &str, mentions: &[&str]) -> LoggedEvent {
+        RoomEvent::Message(NewMessage {
+            id: uuid::Uuid::now_v7(),
+            room: RoomName::parse(room).expect("room"),
+            author_id: UserId(1),
+            author: Username::parse(author).expect("name"),
+            body: "hi".into(),
+            created_at: chrono::Utc::now(),
+            client_id: None,
+            reply_to: None,
+            thread_root: None,
+            mentions: mentions
+                .iter()
+                .map(|m| Username::parse(m).expect("name"))
+                .collect(),
+            attachments: Vec::new(),
+        })
+        .at_cursor(Cursor::new(0, 1))
+    }
+
+    fn told(event: &LoggedEvent) -> Vec<(String, Reason)> {
+        Notice::of(event).map_or_else(Vec::new, |n| {
+            n.recipients
+                .into_iter()
+                .map(|(u, r)| (u.as_str().to_owned(), r))
+                .collect()
+        })
+    }
+
+    #[test]
+    fn a_dm_tells_the_other_user_and_a_mention_the_mentioned_never_the_author() {
+        assert_eq!(
+            told(&logged("dm:ann:bob", "ann", &[])),
+            [("bob".into(), Reason::Dm)]
+        );
+        assert_eq!(
+            told(&logged("dm:ann:bob", "Bob", &[])),
+            [("ann".into(), Reason::Dm)]
+        );
+        assert_eq!(
+            told(&logged("dm:ann:bob", "ann", &["BOB"])),
+            [("bob".into(), Reason::Mention)],
+            "mentioned in a DM: a mention, once"
+        );
+        assert_eq!(
+            told(&logged("general", "ann", &["ann", "carol", "dave"])),
+            [
+                ("carol".into(), Reason::Mention),
+                ("dave".into(), Reason::Mention)
+            ]
+        );
+        assert!(told(&logged("general", "ann", &[])).is_empty());
+    }
 }

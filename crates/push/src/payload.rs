@@ -24,6 +24,8 @@ pub enum Reason {
 /// The JSON a push decrypts to: what the service worker shows and where a click goes.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Payload {
+    /// Whom it is for: a browser shared by several accounts shows it in that one's window.
+    pub user: String,
     pub room: String,
     pub author: String,
     /// The message's id.
@@ -39,9 +41,10 @@ pub struct Payload {
 }
 
 impl Payload {
-    pub fn of(message: &Message, reason: Reason, preview: bool) -> Self {
+    pub fn of(message: &Message, user: &str, reason: Reason, preview: bool) -> Self {
         let body = preview.then(|| preview_of(message));
         Self {
+            user: user.to_owned(),
             room: message.room.as_str().to_owned(),
             author: message.author.as_str().to_owned(),
             id: message.id,

@@ -32,8 +32,10 @@ pub enum Outcome {
     Gone,
     /// Refused with this status; trying again would not help.
     Refused(u16),
-    /// Still failing when its TTL ran out (or at shutdown).
+    /// Still failing when its TTL ran out.
     GaveUp,
+    /// Shutdown came first: neither sent nor given up (the next notifier may send it).
+    Stopped,
 }
 
 /// How a push service is talked to.
@@ -157,7 +159,7 @@ impl Sender {
                 return Outcome::GaveUp;
             }
             tokio::select! {
-                () = shutdown.cancelled() => return Outcome::GaveUp,
+                () = shutdown.cancelled() => return Outcome::Stopped,
                 () = tokio::time::sleep(wait) => {}
             }
             backoff = (backoff * 2).min(self.settings.max_backoff);

@@ -91,6 +91,19 @@ impl VapidKey {
     }
 }
 
+/// Checks a public key as `GET /api/v1/push/key` hands it out (`BANTER_VAPID_PUBLIC_KEY` of
+/// a gateway): an uncompressed P-256 point in base64url. Returns it without padding.
+pub fn check_public_base64(text: &str) -> Result<String, BadKey> {
+    let text = text.trim().trim_end_matches('=');
+    let bytes = URL_SAFE_NO_PAD
+        .decode(text)
+        .map_err(|e| BadKey(e.to_string()))?;
+    if bytes.len() != 65 || web_push_native::p256::PublicKey::from_sec1_bytes(&bytes).is_err() {
+        return Err(BadKey("not an uncompressed P-256 public key".into()));
+    }
+    Ok(text.to_owned())
+}
+
 /// The origin of a URL as RFC 8292 wants it for `aud`: scheme, host, and the port when it is
 /// not the scheme's default.
 pub fn origin(url: &url::Url) -> String {

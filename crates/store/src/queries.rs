@@ -381,7 +381,7 @@ macro_rules! impl_store {
     }
 
     const ROOM_CHANGE_COLUMNS: &str = "id, part, seq, room, kind, user_id, username, member_id, \
-         member, room_kind, topic, read_part, read_seq, created_at, client_id";
+         member, room_kind, topic, read_part, read_seq, muted, created_at, client_id";
 
     fn room_change_from_row(row: &$row) -> Result<LoggedEvent, sqlx::Error> {
         let kind: String = row.try_get("kind")?;
@@ -423,6 +423,9 @@ macro_rules! impl_store {
                 let (part, seq) = part.zip(seq).ok_or_else(|| needed("cursor"))?;
                 RoomChange::Read { cursor: cursor_of(part, seq)? }
             }
+            "muted" => RoomChange::Muted {
+                muted: row.try_get::<Option<bool>, _>("muted")?.ok_or_else(|| needed("muted"))?,
+            },
             other => return Err(sqlx::Error::Decode(format!("unknown room change {other}").into())),
         };
         let event = NewRoomChange {
@@ -478,12 +481,14 @@ macro_rules! impl_store {
                 role: Role::from_stored(&row.try_get::<String, _>("role")?),
                 present: row.try_get("present")?,
                 read,
+                muted: row.try_get("muted")?,
             },
             cursor_of(row.try_get("part")?, row.try_get("seq")?)?,
         ))
     }
 
-    const MEMBERSHIP_COLUMNS: &str = "user_id, username, role, present, read_part, read_seq, part, seq";
+    const MEMBERSHIP_COLUMNS: &str =
+        "user_id, username, role, present, read_part, read_seq, muted, part, seq";
 
     /// The projection of one room change: the only code that writes rooms and memberships.
     /// What it does is [`banter_core::effect`]'s, the rules every gateway's directory uses.
@@ -554,14 +559,15 @@ macro_rules! impl_store {
             };
             sqlx::query(
                 "INSERT INTO memberships \
-                 (room, user_id, username, role, joined_at, present, read_part, read_seq, part, seq) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) \
+                 (room, user_id, username, role, joined_at, present, read_part, read_seq, part, seq, \
+                  muted) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) \
                  ON CONFLICT (room, user_id) DO UPDATE SET username = excluded.username, \
                    role = excluded.role, present = excluded.present, \
                    joined_at = CASE WHEN memberships.present THEN memberships.joined_at \
                                     ELSE excluded.joined_at END, \
                    read_part = excluded.read_part, read_seq = excluded.read_seq, \
-                   part = excluded.part, seq = excluded.seq",
+                   part = excluded.part, seq = excluded.seq, muted = excluded.muted",
             )
             .bind(r.room.as_str())
             .bind(user.0)
@@ -573,10 +579,12 @@ macro_rules! impl_store {
             .bind(read_seq)
             .bind(part)
             .bind(seq)
+            .bind(m.muted)
             .execute(&mut *conn)
             .await?;
         }
         let (mut member, mut room_kind, mut topic, mut read) = (None, None, None, None);
+        let mut muted = None;
         match &r.change {
             RoomChange::Created { kind, topic: t, members } => {
                 room_kind = Some(kind.as_str());
@@ -586,12 +594,13 @@ macro_rules! impl_store {
             RoomChange::Added { member: m } | RoomChange::Removed { member: m } => member = Some(m),
             RoomChange::Topic { topic: t } => topic = Some(t.as_str()),
             RoomChange::Read { cursor } => read = Some(cursor_values(*cursor)),
+            RoomChange::Muted { muted: m } => muted = Some(*m),
             RoomChange::Joined | RoomChange::Left => {}
         }
         sqlx::query(
             "INSERT INTO room_changes (id, part, seq, room, kind, user_id, username, member_id, \
-             member, room_kind, topic, read_part, read_seq, created_at, client_id, changed) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)",
+             member, room_kind, topic, read_part, read_seq, created_at, client_id, changed, muted) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17)",
         )
         .bind(r.id)
         .bind(part)
@@ -609,6 +618,7 @@ macro_rules! impl_store {
         .bind(r.at)
         .bind(r.client_id.as_ref().map(ClientId::as_str))
         .bind(changed)
+        .bind(muted)
         .execute(&mut *conn)
         .await
         .map_err(|e| StoreError::from_sqlx(e, "an event is stored at that place"))?;
@@ -687,7 +697,7 @@ macro_rules! impl_store {
     /// cap, so a room with a million unread messages costs what one with a hundred does.
     fn entry_sql(filter: &str) -> String {
         format!(
-            "SELECT r.name, r.kind, r.topic, r.owner, mb.role, mb.read_part, mb.read_seq, \
+            "SELECT r.name, r.kind, r.topic, r.owner, mb.role, mb.read_part, mb.read_seq, mb.muted, \
                (SELECT m.created_at FROM messages m WHERE m.room = mb.room AND m.deleted_at IS NULL \
                 ORDER BY m.part DESC, m.seq DESC LIMIT 1) AS last_message_at, \
                (SELECT COUNT(*) FROM (SELECT 1 FROM messages m WHERE m.room = mb.room \
@@ -726,6 +736,7 @@ macro_rules! impl_store {
                 Some((p, s)) => Some(cursor_of(p, s)?),
                 None => None,
             },
+            muted: row.try_get("muted")?,
         })
     }
 
@@ -1148,10 +1159,10 @@ macro_rules! impl_store {
             .bind(i64::from(limit))
             .fetch_all(&mut *conn)
             .await?;
-            // A read position is its user's own: it is not replayed to the room.
+            // A read position and muting are their user's own: they are not replayed to the room.
             let room_changes = sqlx::query(&format!(
                 "SELECT {ROOM_CHANGE_COLUMNS} FROM room_changes \
-                 WHERE room = $1 AND (part, seq) > ($2, $3) AND changed AND kind <> 'read' \
+                 WHERE room = $1 AND (part, seq) > ($2, $3) AND changed AND kind NOT IN ('read', 'muted') \
                  ORDER BY part, seq LIMIT $4"
             ))
             .bind(room.as_str())

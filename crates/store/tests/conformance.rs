@@ -81,6 +81,7 @@ conformance!(
     room_changes_are_replayed_in_order_except_read_positions,
     room_changes_from_an_external_log_apply_once,
     every_membership_is_listed_however_many,
+    a_member_mutes_and_unmutes_a_room_on_both_logs,
     push_subscriptions_are_kept_per_browser_newest_first,
     only_a_users_newest_push_subscriptions_are_kept,
     an_upload_is_recorded_and_counted_for_its_uploader,

@@ -109,9 +109,14 @@ impl Drop for PushService {
 impl PushService {
     /// Starts one on a free loopback port, for pushes signed with `vapid_public_key`.
     pub async fn start(vapid_public_key: &str) -> Self {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        Self::start_on("127.0.0.1:0", vapid_public_key).await
+    }
+
+    /// Starts one on `addr` (the port a cluster's gateways were told to accept).
+    pub async fn start_on(addr: &str, vapid_public_key: &str) -> Self {
+        let listener = tokio::net::TcpListener::bind(addr)
             .await
-            .expect("bind the push service");
+            .unwrap_or_else(|e| panic!("bind the push service on {addr}: {e}"));
         let addr = listener.local_addr().expect("addr");
         let origin = format!("http://{addr}");
         let shared = Arc::new(Shared {

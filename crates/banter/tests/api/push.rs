@@ -37,6 +37,7 @@ async fn spawn(db: Db, preview: bool) -> Setup {
                 away_wait: Duration::ZERO,
             },
             insecure: InsecureOrigins::parse(&push.origin).expect("origin"),
+            notify_group: "notify-svc".into(),
         }),
         ..Options::default()
     };
@@ -190,6 +191,7 @@ async fn a_dm_to_someone_away_arrives_decrypted_and_none_to_someone_connected(db
     let to_dave = ws.say("dm:ann:dave", "lunch at noon?", "c2").await;
     let got = s.push.wait_for(&dave_device, 1, PUSH_WAIT).await;
     let push = &got[0];
+    assert_eq!(push.payload["user"], "dave");
     assert_eq!(push.payload["room"], "dm:ann:dave");
     assert_eq!(push.payload["author"], "ann");
     assert_eq!(push.payload["id"], to_dave["id"]);
@@ -251,6 +253,94 @@ async fn a_mention_is_pushed_and_an_ordinary_message_is_not() {
     let got = s.push.wait_for(&carol_device, 2, PUSH_WAIT).await;
     assert_eq!(got[1].payload["id"], last["id"]);
     assert_eq!(s.push.requests(&ann_device), 0);
+}
+
+#[tokio::test]
+async fn a_muted_room_is_pushed_only_for_mentions() {
+    let s = spawn(Db::Sqlite, true).await;
+    let ann = token(&s.app.signup("ann").await);
+    let (bob, bob_device) = away(&s, "bob").await;
+    let mut ws = s.app.ws(&ann, Some("general")).await;
+    add(&s.app, &ann, "general", "bob").await;
+    ws.say("dm:ann:bob", "hello", "c0").await;
+    s.push.wait_for(&bob_device, 1, PUSH_WAIT).await;
+    // Bob mutes the DM from his phone; his laptop hears it.
+    let mut laptop = s.app.ws(&bob, None).await;
+    let mute = |room: &str, muted: bool| {
+        let (app, bob, room) = (&s.app, bob.clone(), room.to_owned());
+        async move {
+            app.call(
+                Method::PUT,
+                &format!("/api/v1/rooms/{room}/muted"),
+                Some(&json!({ "muted": muted })),
+                Some(&bob),
+            )
+            .await
+        }
+    };
+    let (status, body) = mute("dm:ann:bob", true).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["data"]["muted"], true);
+    assert_eq!(
+        laptop.recv_type("muted").await,
+        json!({"type": "muted", "room": "dm:ann:bob", "muted": true})
+    );
+    laptop.close().await;
+    let (status, rooms) = s.app.get("/api/v1/rooms", Some(&bob)).await;
+    assert_eq!(status, StatusCode::OK);
+    let dm = rooms["data"]["rooms"]
+        .as_array()
+        .expect("rooms")
+        .iter()
+        .find(|r| r["room"] == "dm:ann:bob")
+        .cloned()
+        .expect("the DM is listed");
+    assert_eq!(dm["muted"], true, "{dm}");
+    // Muted: a DM is not pushed, a mention is. The mention is the marker.
+    let (status, body) = mute("general", true).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    ws.say("dm:ann:bob", "are you there?", "c1").await;
+    ws.say("general", "ordinary", "c2").await;
+    let mention = ws.say("dm:ann:bob", "@bob this one matters", "c3").await;
+    let in_general = ws.say("general", "@bob and this", "c4").await;
+    let got = s.push.wait_for(&bob_device, 3, PUSH_WAIT).await;
+    let ids: Vec<&Value> = got.iter().map(|p| &p.payload["id"]).collect();
+    assert!(
+        ids.contains(&&mention["id"]) && ids.contains(&&in_general["id"]),
+        "{ids:?}"
+    );
+    // Unmuted again: DMs are pushed.
+    let (status, _) = mute("dm:ann:bob", false).await;
+    assert_eq!(status, StatusCode::OK);
+    let again = ws.say("dm:ann:bob", "back", "c5").await;
+    let got = s.push.wait_for(&bob_device, 4, PUSH_WAIT).await;
+    assert_eq!(got[3].payload["id"], again["id"]);
+    assert_eq!(got.len(), 4, "{got:?}");
+    // Only members mute.
+    let carol = token(&s.app.signup("carol").await);
+    let (status, body) = s
+        .app
+        .call(
+            Method::PUT,
+            "/api/v1/rooms/dm:ann:bob/muted",
+            Some(&json!({"muted": true})),
+            Some(&carol),
+        )
+        .await;
+    assert!(
+        status == StatusCode::NOT_FOUND || status == StatusCode::FORBIDDEN,
+        "{status} {body}"
+    );
+    let (status, _) = s
+        .app
+        .call(
+            Method::PUT,
+            "/api/v1/rooms/general/muted",
+            Some(&json!({"muted": "yes"})),
+            Some(&bob),
+        )
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
 }
 
 #[tokio::test]

@@ -47,7 +47,12 @@ fn try_fan_out_consumer(settings: &KafkaSettings) -> Result<StreamConsumer, Stri
         .create()
         .map_err(|e| format!("Kafka consumer: {e}"))?;
     let mut assignment = TopicPartitionList::new();
-    for topic in [&settings.topic, &settings.events_topic] {
+    let topics = if settings.hear_log {
+        vec![&settings.topic, &settings.events_topic]
+    } else {
+        vec![&settings.events_topic]
+    };
+    for topic in topics {
         let metadata = consumer
             .fetch_metadata(Some(topic), Duration::from_secs(10))
             .map_err(|e| format!("Kafka metadata of {topic}: {e}"))?;

@@ -20,6 +20,9 @@ pub struct KafkaSettings {
     pub replication: i32,
     /// How long a send may wait for Kafka before the sender is told `unavailable`.
     pub send_timeout: Duration,
+    /// Whether the bus's subscribers hear the rooms' log (gateways do); without it they hear
+    /// typing and presence only (the notifier, which reads the log as a group of its own).
+    pub hear_log: bool,
 }
 
 impl KafkaSettings {
@@ -31,6 +34,7 @@ impl KafkaSettings {
             partitions: 6,
             replication: 1,
             send_timeout: Duration::from_secs(10),
+            hear_log: true,
         }
     }
 

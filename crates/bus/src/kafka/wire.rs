@@ -76,6 +76,9 @@ pub struct Record {
     /// A read position.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cursor: Option<String>,
+    /// Muted or unmuted.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub muted: Option<bool>,
 }
 
 /// Why a record is not a room event banter can use.
@@ -164,6 +167,7 @@ impl Record {
                     }
                     RoomChange::Topic { topic } => record.topic = Some(topic.as_str().to_owned()),
                     RoomChange::Read { cursor } => record.cursor = Some(cursor.to_string()),
+                    RoomChange::Muted { muted } => record.muted = Some(*muted),
                     RoomChange::Joined | RoomChange::Left => {}
                 }
                 record
@@ -194,6 +198,7 @@ impl Record {
             room_kind: None,
             topic: None,
             cursor: None,
+            muted: None,
         }
     }
 
@@ -244,6 +249,11 @@ impl Record {
             Some("read") => RoomChange::Read {
                 cursor: Cursor::parse("cursor", self.cursor.as_deref().unwrap_or_default())
                     .map_err(bad)?,
+            },
+            Some("muted") => RoomChange::Muted {
+                muted: self
+                    .muted
+                    .ok_or_else(|| bad("a muted change needs muted"))?,
             },
             _ => return Ok(None),
         }))
@@ -602,6 +612,8 @@ mod tests {
             room(RoomChange::Read {
                 cursor: Cursor::new(3, 99),
             }),
+            room(RoomChange::Muted { muted: true }),
+            room(RoomChange::Muted { muted: false }),
         ] {
             let bytes = serde_json::to_vec(&Record::of(&event)).expect("json");
             assert_eq!(Record::decode(&bytes), Ok(event));

@@ -9,3 +9,8 @@ CREATE TABLE push_subscriptions (
     created_at TEXT NOT NULL
 );
 CREATE INDEX push_subscriptions_user_idx ON push_subscriptions (user_id, created_at);
+
+-- Muting a room: the member's own setting (`memberships.muted`, there since 0003), changed by
+-- a `muted` room change of the log (like a read position, replayed to no one else). A muted
+-- room's messages are not pushed, except those that mention the member.
+ALTER TABLE room_changes ADD COLUMN muted BOOLEAN;

@@ -234,6 +234,54 @@ pub async fn a_dm_has_its_two_users_from_its_creation(store: DynStore) {
     assert!(matches!(left[0], Appended::Unchanged { .. }));
 }
 
+/// Muting is a member's own setting, through the log: applied once, kept through leaving
+/// and joining again, the same from an external log.
+pub async fn a_member_mutes_and_unmutes_a_room_on_both_logs(store: DynStore) {
+    let (ida, jon) = (user(&store, "ida").await, user(&store, "jon").await);
+    append(&store, vec![created(&ida, "news", RoomKind::Public)]).await;
+    append(&store, vec![room_change(&jon, "news", RoomChange::Joined)]).await;
+    let muted = |on: bool| room_change(&jon, "news", RoomChange::Muted { muted: on });
+    let is_muted = |who: banter_core::UserId| {
+        let store = store.clone();
+        async move {
+            store
+                .membership(who, &room("news"))
+                .await
+                .expect("entry")
+                .expect("a member")
+                .muted
+        }
+    };
+    assert!(!is_muted(jon.id).await);
+    let done = append(&store, vec![muted(true), muted(true)]).await;
+    assert!(is_new(&done[0]));
+    assert!(matches!(done[1], Appended::Unchanged { .. }), "{done:?}");
+    assert!(is_muted(jon.id).await);
+    assert!(!is_muted(ida.id).await, "hers is her own");
+    let listed = store.memberships(jon.id).await.expect("list");
+    assert!(listed.iter().any(|e| e.room.as_str() == "news" && e.muted));
+    append(&store, vec![room_change(&jon, "news", RoomChange::Left)]).await;
+    append(&store, vec![room_change(&jon, "news", RoomChange::Joined)]).await;
+    assert!(
+        is_muted(jon.id).await,
+        "still muted after leaving and joining"
+    );
+    // From an external log: the same projection, applied once.
+    let kafka = LoggedEvent {
+        cursor: Cursor::new(7, 1),
+        event: muted(false),
+    };
+    assert_eq!(
+        store
+            .apply_logged(std::slice::from_ref(&kafka))
+            .await
+            .expect("apply"),
+        1
+    );
+    assert_eq!(store.apply_logged(&[kafka]).await.expect("again"), 0);
+    assert!(!is_muted(jon.id).await);
+}
+
 pub async fn read_positions_only_move_forward(store: DynStore) {
     let (ida, jon) = (user(&store, "ida").await, user(&store, "jon").await);
     append(&store, vec![created(&ida, "news", RoomKind::Public)]).await;
@@ -384,6 +432,7 @@ pub async fn room_changes_are_replayed_in_order_except_read_positions(store: Dyn
                     cursor: Cursor::new(0, 1),
                 },
             ),
+            room_change(&ola, "ops", RoomChange::Muted { muted: true }),
             room_change(
                 &ned,
                 "ops",
@@ -408,7 +457,10 @@ pub async fn room_changes_are_replayed_in_order_except_read_positions(store: Dyn
             Appended::New(l) => Some(l),
             _ => None,
         })
-        .filter(|l| !matches!(&l.event, RoomEvent::Room(r) if matches!(r.change, RoomChange::Read { .. })))
+        .filter(|l| {
+            !matches!(&l.event, RoomEvent::Room(r)
+                if matches!(r.change, RoomChange::Read { .. } | RoomChange::Muted { .. }))
+        })
         .collect();
     assert_eq!(
         replay.iter().collect::<Vec<_>>(),
@@ -423,7 +475,7 @@ pub async fn room_changes_are_replayed_in_order_except_read_positions(store: Dyn
     assert_eq!(info.topic.as_str(), "incidents");
     assert_eq!(
         store.latest_cursor(&room("ops")).await.expect("latest"),
-        Some(cursor_of(&done[5]))
+        Some(cursor_of(done.last().expect("the removal")))
     );
 }
 
