@@ -91,6 +91,9 @@ const ui = {
   searchForm: $('search-form'), searchInput: $('search-input'), searchScope: $('search-scope'),
   searchScopeRoom: $('search-scope-room'), searchNote: $('search-note'), searchResults: $('search-results'),
   searchMore: $('search-more'),
+  notifyOpen: $('notify-open'), notifyDialog: $('notify-dialog'), notifyForm: $('notify-form'),
+  notifyClose: $('notify-close'), notifyStatus: $('notify-status'), notifyPush: $('notify-push'),
+  notifyPushNote: $('notify-push-note'), notifyDesktop: $('notify-desktop'), notifySound: $('notify-sound'),
 };
 
 /* ------------------------------------------------------------------ state */
@@ -172,6 +175,7 @@ class Room extends RoomLog {
     this.member = false;      // a membership the server told us of (else opened here, not yet joined)
     this.streamSeq = 0;       // roomList.streamSeq of the last `room` frame about it
     this.hidden = false;      // a DM closed here: out of the sidebar until a newer message
+    this.arrivedLive = false; // a DM new to me just now: its first page is news (notified)
     // Unread: the read position, and the counts shown. While the loaded messages reach back
     // to the read position they are counted here (exact); before, the server's numbers are
     // kept and moved by live events (see `recount`).
@@ -524,6 +528,13 @@ async function logIn(username, password) {
 async function logOut() {
   const outboxKey = userKey('outbox');
   ui.logoutBtn.disabled = true;
+  // This browser's pushes are this person's: the next one to use it must not get them.
+  if (pushIsMine()) await disablePush().catch(() => {});
+  if (!session) { // the session ended meanwhile (it could not be refreshed)
+    store(outboxKey, null);
+    ui.logoutBtn.disabled = false;
+    return;
+  }
   try {
     await authApi('POST', '/logout', { body: { refresh_token: session.refresh_token } });
   } catch { /* sign out here anyway; the refresh token expires on its own */ }
@@ -556,7 +567,8 @@ function endSession(error = '', info = '', { keepStored = false } = {}) {
   clearTray();
   closePopup({ focus: false });
   closeThread({ focus: false });
-  for (const d of [ui.confirm, ui.createDialog, ui.browseDialog, ui.topicDialog, ui.searchDialog]) if (d.open) d.close();
+  for (const d of [ui.confirm, ui.createDialog, ui.browseDialog, ui.topicDialog, ui.searchDialog, ui.notifyDialog]) if (d.open) d.close();
+  resetNotify();
   // One person's searches are not shown to the next.
   clearTimeout(search.timer);
   Object.assign(search, { seq: search.seq + 1, params: null, before: null });
@@ -666,13 +678,17 @@ async function startChat() {
   if (!rooms.has('general')) addRoom('general');
   restoreOutbox();
   const visible = [...rooms.values()].filter((r) => !r.hidden);
-  openRoom(rooms.get(prefs.current) && !rooms.get(prefs.current).hidden ? rooms.get(prefs.current) : rooms.get('general') || visible[0]);
+  // A link to a room (a push's click opens /chat?room=…) opens it; else the last one.
+  const linked = takeLinkedRoom();
+  if (linked) openRoom(addRoom(linked));
+  else openRoom(rooms.get(prefs.current) && !rooms.get(prefs.current).hidden ? rooms.get(prefs.current) : rooms.get('general') || visible[0]);
   // The room on screen first; the others fill in their counts.
   for (const room of [current, ...rooms.values()]) loadRoom(room);
   connect();
   lastTick = Date.now();
   wakeTimer = setInterval(tick, WAKE_CHECK_MS);
   ui.input.focus();
+  resyncPush().catch(() => {});
 }
 
 function setStatus(state) {
@@ -757,13 +773,15 @@ function updateNav(room) {
 
 const visibleRooms = () => [...rooms.values()].filter((r) => !r.hidden);
 
-// The tab's title and the phone's menu dot: unread over every room in the sidebar.
+// The tab's title and the phone's menu dot: unread over every room in the sidebar. While
+// the tab is hidden and messages came, the title counts those instead (see `noticeMessage`).
 function updateUnreadSummary() {
   let total = 0;
   for (const room of rooms.values()) if (!room.hidden) total += room.unread;
   ui.menuDot.hidden = total === 0;
   const where = current ? `${roomLabel(current.name)} · ` : '';
-  document.title = `${total ? `(${countText(total)}) ` : ''}${where}banter`;
+  const n = !pageVisible() && notify.hidden ? notify.hidden : total;
+  document.title = `${n ? `(${countText(n)}) ` : ''}${where}banter`;
 }
 
 /* ------------------------------------------------------------ attachments */
@@ -1595,7 +1613,7 @@ function onMention(room, f) {
   const already = msg && msg.mentions.some(isMe); // counted with its message
   room.mentionIds.set(f.id, f.cursor);
   if (!covered(room) && !already) room.mentions = Math.min(room.mentions + 1, COUNT_CAP);
-  if (msg) paintMessage(msg);
+  if (msg) { paintMessage(msg); alertFor(room, msg); }
   if (room === current) markRead(room);
   recount(room);
 }
@@ -2689,6 +2707,7 @@ function onMessage(room, f) {
   const msg = addMessage(room, f, { live: true });
   if (!msg) return;
   stopTyping(room, msg.author);
+  noticeMessage(room, msg);
   // Counted here when the loaded messages are not the whole story (see `recount`).
   if (!covered(room) && counts(room, msg)) {
     room.unread = Math.min(room.unread + 1, COUNT_CAP);
@@ -2879,7 +2898,11 @@ function loadRoom(room) {
   room.loading = fetchPage(room.name).catch(fresh).then((page) => {
     if (myEpoch !== epoch || rooms.get(room.name) !== room) return;
     const stick = room === current && nearBottom();
-    for (const m of page.messages) addMessage(room, m);
+    for (const m of page.messages) {
+      const msg = addMessage(room, m);
+      if (msg && room.arrivedLive) noticeMessage(room, msg);
+    }
+    room.arrivedLive = false;
     room.hasMore = page.hasMore;
     room.loadedUpTo(room.newest);
     room.loaded = true;
@@ -3020,6 +3043,8 @@ function onRoomFrame(f) {
   const room = applyEntry(e);
   room.streamSeq = roomList.streamSeq;
   if (!known) renderNav();
+  // A new DM: its first message comes with its history, and is news (see `noticeMessage`).
+  if (!known && isDm(room.name)) room.arrivedLive = true;
   loadRoom(room); // a new one: its history, then its join
   joinRoom(room);
   // Opened here a moment ago and ours only now: the list fetched before may have been refused.
@@ -3355,6 +3380,324 @@ async function submitTopic() {
   }
 }
 
+/* ---------------------------------------------------------- notifications */
+
+// What reaches the person while they are not looking. The tab's title counts the messages
+// that came while the tab was hidden. Per user on this browser (`banter.notify.<user>`): a
+// desktop notification (on by default, once the browser allows them) and a sound (off by
+// default) for direct messages and mentions while the tab is hidden. Web Push, for when no
+// tab is connected at all, is per browser: its one subscription belongs to the account that
+// switched it on last (as on the server, where an endpoint has one owner), kept in
+// `banter.push.owner`. The browser is asked for permission only when the person switches
+// one of them on, never on its own.
+const PUSH_OWNER_KEY = 'banter.push.owner';
+const NOTIFY_BODY_CHARS = 180;
+const notify = {
+  hidden: 0,               // messages from others that came while the tab was hidden
+  alerted: new Set(),      // ids notified here (a message and its `mention` frame: once)
+  open: new Set(),         // desktop notifications shown by this page, closed on return
+  busy: null,              // push being switched 'on' or 'off'
+  server: null,            // push on the server: null unknown, true, false (404)
+  pushError: '',
+  audio: null,             // the AudioContext of the chime, made on a click
+};
+
+function notifyPrefs() {
+  const p = (session && load(userKey('notify'))) || {};
+  return {
+    desktop: typeof p.desktop === 'boolean' ? p.desktop : true,
+    sound: typeof p.sound === 'boolean' ? p.sound : false,
+  };
+}
+
+const saveNotifyPrefs = (p) => store(userKey('notify'), p);
+const notificationsSupported = () => 'Notification' in window;
+const pushSupported = () => notificationsSupported() && 'serviceWorker' in navigator && 'PushManager' in window;
+const permission = () => (notificationsSupported() ? Notification.permission : 'unsupported');
+const pushOwner = () => { const o = load(PUSH_OWNER_KEY); return typeof o === 'string' ? o : null; };
+const pushIsMine = () => !!session && !!pushOwner() && isMe(pushOwner());
+
+// The server's key (base64url, an uncompressed P-256 point) as the bytes subscribe() takes.
+function base64UrlBytes(text) {
+  const b64 = text.replace(/-/g, '+').replace(/_/g, '/') + '==='.slice((text.length + 3) % 4);
+  return Uint8Array.from(atob(b64), (c) => c.charCodeAt(0));
+}
+
+function sameBytes(a, b) {
+  if (!a || !b) return false;
+  const x = new Uint8Array(a);
+  const y = new Uint8Array(b);
+  return x.length === y.length && x.every((v, i) => v === y[i]);
+}
+
+async function pushRegistration() {
+  if (!('serviceWorker' in navigator)) return null;
+  try { return (await navigator.serviceWorker.getRegistration('/')) || null; } catch { return null; }
+}
+
+// Switched on: the browser's permission (asked now, after the click), the service worker,
+// the server's key, the browser's subscription, and the server told where to push.
+async function enablePush() {
+  if (!pushSupported()) throw new Error('This browser cannot receive push notifications.');
+  const answer = await Notification.requestPermission();
+  if (answer !== 'granted') {
+    throw new Error(answer === 'denied'
+      ? 'Notifications are blocked for this site. Allow them in the browser’s site settings, then switch this on again.'
+      : 'The browser did not allow notifications. Switch this on again to be asked once more.');
+  }
+  let key;
+  try {
+    key = (await api('GET', '/push/key')).public_key;
+    notify.server = true;
+  } catch (err) {
+    if (err.status === 404) { notify.server = false; throw new Error('Push notifications are switched off on this server.'); }
+    throw err;
+  }
+  if (typeof key !== 'string' || !key) throw new Error('The server sent no push key.');
+  const keyBytes = base64UrlBytes(key);
+  let reg;
+  try {
+    await navigator.serviceWorker.register('/sw.js');
+    reg = await navigator.serviceWorker.ready;
+  } catch (err) {
+    throw new Error(`The service worker could not start: ${err.message || err.name}`);
+  }
+  let sub = await reg.pushManager.getSubscription();
+  // Made for another server key (the server's changed): the push service would refuse it.
+  if (sub && sub.options && sub.options.applicationServerKey && !sameBytes(sub.options.applicationServerKey, keyBytes)) {
+    await sub.unsubscribe().catch(() => {});
+    sub = null;
+  }
+  if (!sub) {
+    try {
+      sub = await reg.pushManager.subscribe({ userVisibleOnly: true, applicationServerKey: keyBytes });
+    } catch (err) {
+      throw new Error(`The browser could not subscribe to push: ${err.message || err.name}`);
+    }
+  }
+  await api('POST', '/push/subscriptions', { body: sub.toJSON() });
+  if (session) store(PUSH_OWNER_KEY, session.username);
+}
+
+// Switched off, or logging out: the browser's subscription goes, and the server forgets it
+// (if that call fails, the push service answers the next push with 410 and it is forgotten).
+async function disablePush() {
+  const reg = await pushRegistration();
+  const sub = reg && reg.pushManager ? await reg.pushManager.getSubscription().catch(() => null) : null;
+  store(PUSH_OWNER_KEY, null);
+  if (!sub) return;
+  const { endpoint } = sub;
+  await sub.unsubscribe().catch(() => {});
+  await api('DELETE', '/push/subscriptions', { body: { endpoint } });
+}
+
+// On each start of a chat whose person owns this browser's pushes: the server hears of the
+// subscription again (it may have dropped it), or, if the browser lost it, nobody owns it.
+async function resyncPush() {
+  if (!pushIsMine() || !pushSupported() || permission() !== 'granted') return;
+  const myEpoch = epoch;
+  const reg = await pushRegistration();
+  const sub = reg ? await reg.pushManager.getSubscription().catch(() => null) : null;
+  if (myEpoch !== epoch) return;
+  if (!sub) { store(PUSH_OWNER_KEY, null); return; }
+  await api('POST', '/push/subscriptions', { body: sub.toJSON() }).catch(() => {});
+}
+
+function openNotify() {
+  setDrawer(null);
+  notify.pushError = '';
+  renderNotify();
+  ui.notifyDialog.showModal();
+  ui.notifyClose.focus();
+  checkPush();
+}
+
+// Whether the server has push at all, and whether this browser's subscription is still there.
+async function checkPush() {
+  if (!pushSupported()) return;
+  const myEpoch = epoch;
+  if (notify.server === null) {
+    try { await api('GET', '/push/key'); notify.server = true; } catch (err) { if (err.status === 404) notify.server = false; }
+  }
+  if (pushIsMine()) {
+    const reg = await pushRegistration();
+    const sub = reg ? await reg.pushManager.getSubscription().catch(() => null) : null;
+    if (!sub && !notify.busy) store(PUSH_OWNER_KEY, null);
+  }
+  if (myEpoch === epoch) renderNotify();
+}
+
+function setNote(node, text, tone) {
+  node.textContent = text;
+  node.dataset.tone = tone;
+}
+
+function renderNotify() {
+  if (!session) return;
+  const p = notifyPrefs();
+  const perm = permission();
+  const denied = perm === 'denied';
+  if (perm === 'unsupported') {
+    setNote(ui.notifyStatus, 'This browser does not show notifications; the tab’s title still counts new messages.', 'info');
+  } else if (denied) {
+    setNote(ui.notifyStatus, 'Notifications are blocked for this site. To get them, allow notifications in the browser’s site settings.', 'error');
+  } else if (perm === 'default') {
+    setNote(ui.notifyStatus, 'The browser asks for your permission when you switch one of these on.', 'info');
+  } else {
+    setNote(ui.notifyStatus, '', 'info');
+  }
+  ui.notifyStatus.classList.toggle('notice-error', denied);
+  ui.notifyStatus.classList.toggle('notice-info', !denied);
+
+  const owner = pushOwner();
+  ui.notifyPush.checked = notify.busy ? notify.busy === 'on' : pushIsMine() && perm === 'granted';
+  ui.notifyPush.disabled = notify.busy || !pushSupported() || notify.server === false || denied;
+  if (notify.busy) setNote(ui.notifyPushNote, notify.busy === 'on' ? 'Switching on…' : 'Switching off…', 'info');
+  else if (notify.pushError) setNote(ui.notifyPushNote, notify.pushError, 'error');
+  else if (!pushSupported()) setNote(ui.notifyPushNote, 'This browser cannot receive push notifications.', 'info');
+  else if (notify.server === false) setNote(ui.notifyPushNote, 'Push notifications are switched off on this server.', 'info');
+  else if (owner && !isMe(owner)) setNote(ui.notifyPushNote, `This browser’s pushes go to ${owner}; switching them on moves them to you.`, 'info');
+  else if (ui.notifyPush.checked) setNote(ui.notifyPushNote, 'On for this browser. Logging out switches it off.', 'info');
+  else setNote(ui.notifyPushNote, '', 'info');
+
+  ui.notifyDesktop.checked = p.desktop && perm === 'granted';
+  ui.notifyDesktop.disabled = !notificationsSupported() || denied;
+  ui.notifySound.checked = p.sound;
+}
+
+async function togglePush() {
+  const on = ui.notifyPush.checked;
+  notify.busy = on ? 'on' : 'off';
+  notify.pushError = '';
+  renderNotify();
+  const myEpoch = epoch;
+  try {
+    if (on) await enablePush(); else await disablePush();
+  } catch (err) {
+    if (myEpoch === epoch) notify.pushError = err.message || String(err);
+  } finally {
+    notify.busy = null;
+    if (myEpoch === epoch) renderNotify();
+  }
+}
+
+async function toggleDesktop() {
+  const on = ui.notifyDesktop.checked;
+  if (on && permission() === 'default') await Notification.requestPermission();
+  if (!session) return;
+  const p = notifyPrefs();
+  p.desktop = on;
+  saveNotifyPrefs(p);
+  renderNotify();
+}
+
+function toggleSound() {
+  const p = notifyPrefs();
+  p.sound = ui.notifySound.checked;
+  saveNotifyPrefs(p);
+  if (p.sound) chime(); // a sample, and the click lets the page play sound later
+  renderNotify();
+}
+
+// A short two-note chime, made with WebAudio (no sound file).
+function chime() {
+  try {
+    const Ctx = window.AudioContext || window.webkitAudioContext;
+    if (!Ctx) return;
+    const ctx = notify.audio || (notify.audio = new Ctx());
+    if (ctx.state === 'suspended') ctx.resume().catch(() => {});
+    const at = ctx.currentTime + 0.01;
+    const osc = ctx.createOscillator();
+    const gain = ctx.createGain();
+    osc.type = 'sine';
+    osc.frequency.setValueAtTime(880, at);
+    osc.frequency.setValueAtTime(1318.5, at + 0.09);
+    gain.gain.setValueAtTime(0.0001, at);
+    gain.gain.exponentialRampToValueAtTime(0.12, at + 0.015);
+    gain.gain.exponentialRampToValueAtTime(0.0001, at + 0.3);
+    osc.connect(gain).connect(ctx.destination);
+    osc.start(at);
+    osc.stop(at + 0.32);
+  } catch { /* no sound here */ }
+}
+
+// A message from someone else that came live: counted in the title while the tab is hidden,
+// and, a direct message or a mention of me, notified (desktop, sound) as the person chose.
+function noticeMessage(room, msg) {
+  if (pageVisible() || !counts(room, msg)) return;
+  notify.hidden++;
+  updateUnreadSummary();
+  alertFor(room, msg);
+}
+
+function alertFor(room, msg) {
+  if (pageVisible() || isMe(msg.author) || notify.alerted.has(msg.id)) return;
+  const dm = isDm(room.name);
+  if (!dm && !mentionsMe(msg)) return;
+  notify.alerted.add(msg.id);
+  const p = notifyPrefs();
+  if (p.sound) chime();
+  if (!p.desktop || permission() !== 'granted') return;
+  const text = msg.body ? msg.body.replace(/\s+/g, ' ').trim() : (msg.attachments && msg.attachments.length ? 'Sent a file' : 'New message');
+  const name = room.name;
+  try {
+    const n = new Notification(dm ? msg.author : `${msg.author} in ${shortLabel(room).replace(/^# /, '#')}`, {
+      body: text.length > NOTIFY_BODY_CHARS ? `${text.slice(0, NOTIFY_BODY_CHARS)}…` : text,
+      tag: `room:${name}`,
+    });
+    notify.open.add(n);
+    n.addEventListener('close', () => notify.open.delete(n));
+    n.addEventListener('click', () => {
+      window.focus();
+      n.close();
+      goToRoom(name);
+    });
+  } catch { /* only a service worker may show them here (Android): the title still counts */ }
+}
+
+// Back in the tab: the count and the notifications of this page are done with.
+function noticeVisible() {
+  notify.hidden = 0;
+  for (const n of notify.open) n.close();
+  notify.open.clear();
+  if (session) updateUnreadSummary();
+}
+
+function resetNotify() {
+  notify.hidden = 0;
+  notify.alerted.clear();
+  for (const n of notify.open) n.close();
+  notify.open.clear();
+  notify.pushError = '';
+  notify.server = null;
+}
+
+// A room asked for by a link (`/chat?room=…`, what a push's click opens) or by the service
+// worker (`open-room`): opened, joining it if it is public and new to me.
+function goToRoom(text) {
+  if (!session || typeof text !== 'string') return;
+  let name;
+  try { name = parseRoomInput(text); } catch { return; } // not a room of mine (another person's DM)
+  if (ui.notifyDialog.open) ui.notifyDialog.close();
+  const room = addRoom(name);
+  openRoom(room);
+  loadRoom(room);
+  setDrawer(null);
+  ui.input.focus();
+}
+
+// The room of the page's address, once: the address is then plain /chat, so a reload opens
+// the room the person was in last.
+function takeLinkedRoom() {
+  const params = new URLSearchParams(location.search);
+  const name = params.get('room');
+  if (name === null) return null;
+  params.delete('room');
+  const rest = params.toString();
+  try { history.replaceState(history.state, '', `${location.pathname}${rest ? `?${rest}` : ''}${location.hash}`); } catch { /* keep it */ }
+  try { return parseRoomInput(name); } catch { return null; }
+}
+
 /* -------------------------------------------------------------- drawers */
 
 // On narrow screens the sidebar and the people list are drawers. Returns
@@ -3438,6 +3781,27 @@ ui.searchResults.addEventListener('keydown', (e) => {
 ui.browseClose.append(icon('close'));
 ui.browseClose.addEventListener('click', () => ui.browseDialog.close());
 ui.topicEdit.addEventListener('click', openTopic);
+ui.notifyOpen.append(icon('bell'));
+ui.notifyClose.append(icon('close'));
+ui.notifyOpen.addEventListener('click', openNotify);
+ui.notifyClose.addEventListener('click', () => ui.notifyDialog.close());
+ui.notifyPush.addEventListener('change', togglePush);
+ui.notifyDesktop.addEventListener('change', () => { toggleDesktop().catch(() => renderNotify()); });
+ui.notifySound.addEventListener('change', toggleSound);
+// A push's notification clicked while a window of the app is open: the service worker asks
+// that window to open the room.
+if ('serviceWorker' in navigator) {
+  navigator.serviceWorker.addEventListener('message', (e) => {
+    const d = e.data;
+    if (!d || d.type !== 'open-room' || typeof d.room !== 'string') return;
+    if (session) goToRoom(d.room);
+    else {
+      // Signed out here: the room opens once someone signs in (if it is theirs).
+      try { history.replaceState(history.state, '', `/chat?room=${encodeURIComponent(d.room)}`); } catch { /* no link */ }
+    }
+  });
+  navigator.serviceWorker.startMessages();
+}
 ui.topicCancel.addEventListener('click', () => ui.topicDialog.close());
 ui.topicForm.addEventListener('submit', (e) => { e.preventDefault(); submitTopic(); });
 ui.inviteForm.addEventListener('submit', (e) => { e.preventDefault(); inviteMember(); });
@@ -3586,6 +3950,7 @@ document.addEventListener('keydown', (e) => {
 // Tabs of one user share its session: follow their refreshes and logout.
 // Other users' sessions only change whom the login form offers.
 window.addEventListener('storage', (e) => {
+  if (e.key === PUSH_OWNER_KEY) { if (ui.notifyDialog.open) renderNotify(); return; }
   if (e.key !== null && !e.key.startsWith(SESSION_PREFIX)) return; // null: storage cleared
   if (!session) { renderAccounts(); return; }
   if (e.key !== null && e.key !== sessionKey(session.username)) return;
@@ -3599,6 +3964,7 @@ window.addEventListener('storage', (e) => {
 });
 
 document.addEventListener('visibilitychange', () => {
+  if (pageVisible()) noticeVisible();
   if (!session || !pageVisible()) return;
   ensureFreshToken().catch(() => {});
   if (current) markRead(current);
@@ -3625,7 +3991,10 @@ window.addEventListener('online', () => {
     if (cfg && typeof cfg.auth_url === 'string') config.authBase = cfg.auth_url.replace(/\/+$/, '');
   } catch { /* no config: the auth API is on this origin */ }
   migrateLegacySession();
-  const user = tabUser();
+  let user = tabUser();
+  // A new window opened by a push's click (/chat?room=…) belongs to nobody yet: it is the
+  // person this browser's pushes go to, if they are signed in here.
+  if (!user && new URLSearchParams(location.search).has('room') && pushOwner() && readSession(pushOwner())) user = pushOwner();
   session = user ? readSession(user) : null;
   if (session) {
     epoch++;

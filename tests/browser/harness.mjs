@@ -259,21 +259,23 @@ export async function reply(page, body, text) {
 
 /**
  * Sends `bodies` to `room` as `user` over a WebSocket of its own in the page (faster than
- * typing), in order; resolves to their cursors once every one is acked.
+ * typing), in order; resolves to their cursors once every one is acked. Each call's
+ * client_ids are its own (the server answers a client_id it has stored with that message).
  */
 export function blast(page, user, room, bodies) {
   return page.evaluate(({ user, room, bodies }) => new Promise((resolve, reject) => {
     const { token } = JSON.parse(localStorage.getItem(`banter.session.${user}`));
     const ws = new WebSocket(`ws://${location.host}/ws?token=${encodeURIComponent(token)}`);
     const cursors = new Array(bodies.length);
+    const prefix = `blast-${Date.now().toString(36)}${Math.random().toString(36).slice(2, 8)}-`;
     let acked = 0;
     const deadline = setTimeout(() => { ws.close(); reject(new Error(`${acked} of ${bodies.length} acked`)); }, 30000);
     ws.onmessage = (e) => {
       const f = JSON.parse(e.data);
       if (f.type === 'joined' && f.room === room) {
-        bodies.forEach((body, i) => ws.send(JSON.stringify({ type: 'send', room, body, client_id: `blast-${i}` })));
-      } else if (f.type === 'ack' && String(f.client_id).startsWith('blast-')) {
-        cursors[Number(f.client_id.slice(6))] = f.cursor;
+        bodies.forEach((body, i) => ws.send(JSON.stringify({ type: 'send', room, body, client_id: `${prefix}${i}` })));
+      } else if (f.type === 'ack' && String(f.client_id).startsWith(prefix)) {
+        cursors[Number(f.client_id.slice(prefix.length))] = f.cursor;
         if (++acked === bodies.length) { clearTimeout(deadline); ws.close(); resolve(cursors); }
       } else if (f.type === 'error') {
         clearTimeout(deadline);
