@@ -96,8 +96,12 @@ impl PushOptions {
         store: &DynStore,
         connections: Arc<dyn banter_push::Connections>,
     ) -> anyhow::Result<banter_push::Notifier> {
-        let sender = banter_push::Sender::new(self.key.clone(), self.sender.clone())
-            .map_err(anyhow::Error::msg)?;
+        let settings = banter_push::SenderSettings {
+            insecure: self.insecure.clone(),
+            ..self.sender.clone()
+        };
+        let sender =
+            banter_push::Sender::new(self.key.clone(), settings).map_err(anyhow::Error::msg)?;
         Ok(banter_push::Notifier::new(
             store.clone(),
             sender,

@@ -22,6 +22,7 @@ use tokio_util::sync::CancellationToken;
 use web_push_native::p256::PublicKey;
 use web_push_native::Auth;
 
+use crate::subscription::InsecureOrigins;
 use crate::vapid::{self, VapidKey};
 
 /// How one push ended.
@@ -52,6 +53,8 @@ pub struct SenderSettings {
     pub max_backoff: Duration,
     /// How long one request may take.
     pub request_timeout: Duration,
+    /// Push services allowed over plain HTTP (everything else must be `https://`).
+    pub insecure: InsecureOrigins,
 }
 
 impl Default for SenderSettings {
@@ -62,6 +65,7 @@ impl Default for SenderSettings {
             first_backoff: Duration::from_secs(1),
             max_backoff: Duration::from_secs(5 * 60),
             request_timeout: Duration::from_secs(10),
+            insecure: InsecureOrigins::default(),
         }
     }
 }
@@ -141,6 +145,12 @@ impl Sender {
                 return Outcome::Gone;
             }
         };
+        if endpoint.scheme() != "https" && !self.settings.insecure.allows(&endpoint) {
+            // The API accepts no such endpoint; one kept from before a change of settings
+            // is dropped rather than sent a push in the clear.
+            tracing::warn!(endpoint = %vapid::origin(&endpoint), "plain-HTTP push endpoint dropped");
+            return Outcome::Gone;
+        }
         let origin = vapid::origin(&endpoint);
         let mut backoff = self.settings.first_backoff;
         loop {
@@ -227,4 +237,29 @@ struct Retry(Option<Duration>);
 fn retry_after(value: Option<&HeaderValue>) -> Option<Duration> {
     let secs: u64 = value?.to_str().ok()?.trim().parse().ok()?;
     Some(Duration::from_secs(secs.min(3600)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_plain_http_endpoint_off_the_allowed_origins_is_never_sent_to() {
+        let sender = Sender::new(VapidKey::generate(), SenderSettings::default()).expect("sender");
+        let sub = PushSubscription {
+            user: banter_core::UserId(1),
+            endpoint: "http://127.0.0.1:9/push/x".into(),
+            p256dh: "BCVxsr7N_eNgVRqvHtD0zTZsEc6-VV-JvLexhqUzORcxaOzi6-AYWXvTBHm4bjyPjs7Vd8pZGH6SRpkNtoIAiw4".into(),
+            auth: "BTBZMqHH6r4Tts7J_aSIgg".into(),
+            created_at: chrono::Utc::now(),
+        };
+        let push = Push {
+            payload: b"{}",
+            topic: "t",
+            urgency: "high",
+            deadline: Instant::now() + Duration::from_secs(60),
+        };
+        let outcome = sender.send(&sub, &push, &CancellationToken::new()).await;
+        assert_eq!(outcome, Outcome::Gone);
+    }
 }

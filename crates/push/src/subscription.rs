@@ -48,7 +48,7 @@ impl InsecureOrigins {
         Ok(Self(origins))
     }
 
-    fn allows(&self, url: &Url) -> bool {
+    pub(crate) fn allows(&self, url: &Url) -> bool {
         let origin = url.origin().ascii_serialization();
         self.0.contains(&origin)
     }
