@@ -363,7 +363,10 @@ async fn a_gone_subscription_is_forgotten_and_a_busy_service_is_retried() {
     let (bob, old_phone) = away(&s, "bob").await;
     let laptop = s.push.device();
     subscribe(&s.app, &bob, &laptop).await;
+    let reset_browser = s.push.device();
+    subscribe(&s.app, &bob, &reset_browser).await;
     s.push.answer_first(&old_phone, &[410]);
+    s.push.answer_first(&reset_browser, &[404]);
     s.push.answer_first(&laptop, &[429, 503]);
     let mut ws = s.app.ws(&ann, None).await;
     let first = ws.say("dm:ann:bob", "one", "c1").await;
@@ -374,6 +377,11 @@ async fn a_gone_subscription_is_forgotten_and_a_busy_service_is_retried() {
     let got = s.push.wait_for(&laptop, 2, PUSH_WAIT).await;
     assert_eq!(got[1].payload["id"], second["id"]);
     assert_eq!(s.push.requests(&old_phone), 1, "410 once, then never again");
+    assert_eq!(
+        s.push.requests(&reset_browser),
+        1,
+        "404 once, then never again"
+    );
     assert!(s.push.faults().is_empty(), "{:?}", s.push.faults());
 }
 
