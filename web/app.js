@@ -94,6 +94,7 @@ const ui = {
   notifyOpen: $('notify-open'), notifyDialog: $('notify-dialog'), notifyForm: $('notify-form'),
   notifyClose: $('notify-close'), notifyStatus: $('notify-status'), notifyPush: $('notify-push'),
   notifyPushNote: $('notify-push-note'), notifyDesktop: $('notify-desktop'), notifySound: $('notify-sound'),
+  muteToggle: $('mute-toggle'),
 };
 
 /* ------------------------------------------------------------------ state */
@@ -176,6 +177,11 @@ class Room extends RoomLog {
     this.streamSeq = 0;       // roomList.streamSeq of the last `room` frame about it
     this.hidden = false;      // a DM closed here: out of the sidebar until a newer message
     this.arrivedLive = false; // a DM new to me just now: its first page is news (notified)
+    // Muted (my own setting, on every device): only mentions notify, push or here, and its
+    // unread count is quiet (not in the title). From its entry and `muted` frames.
+    this.muted = false;
+    this.mutedSeq = 0;        // roomList.streamSeq when a `muted` frame or my PUT set it
+    this.muteBusy = false;    // my PUT in flight
     // Unread: the read position, and the counts shown. While the loaded messages reach back
     // to the read position they are counted here (exact); before, the server's numbers are
     // kept and moved by live events (see `recount`).
@@ -730,10 +736,15 @@ function buildNavItem(room) {
   const lock = icon('lock');
   lock.classList.add('room-lock');
   const label = el('span', 'room-label');
+  // A muted room's struck bell right after its name (which shortens first).
+  const muted = icon('bell-off');
+  muted.classList.add('room-muted');
+  const name = el('span', 'room-link-name');
+  name.append(label, muted);
   const mentions = el('span', 'mention-badge');
   const unread = el('span', 'unread', '0');
   const online = el('span', 'online', '0');
-  link.append(lock, label, mentions, unread, online);
+  link.append(lock, name, mentions, unread, online);
   link.addEventListener('click', () => {
     openRoom(room);
     if (setDrawer(null)) ui.input.focus();
@@ -745,12 +756,12 @@ function buildNavItem(room) {
     close = iconButton('close', `Close conversation with ${dmPeer(room.name)}`, () => hideDm(room), 'room-close');
     item.append(close);
   }
-  room.nav = { item, link, lock, label, mentions, unread, online, close };
+  room.nav = { item, link, lock, label, muted, mentions, unread, online, close };
 }
 
 function updateNav(room) {
   if (!room.nav) return;
-  const { link, lock, label, mentions, unread, online, close } = room.nav;
+  const { link, lock, label, muted, mentions, unread, online, close } = room.nav;
   const n = room.unread;
   const at = room.mentions;
   label.textContent = shortLabel(room);
@@ -761,23 +772,28 @@ function updateNav(room) {
   mentions.textContent = `@${countText(at)}`;
   mentions.hidden = at === 0;
   online.textContent = String(room.online);
-  link.classList.toggle('has-unread', n > 0);
+  // Muted: dimmed, with a bell struck through; its unread count quiet, mentions as ever.
+  muted.hidden = !room.muted;
+  link.classList.toggle('is-muted', room.muted);
+  link.classList.toggle('has-unread', n > 0 && (!room.muted || at > 0));
+  link.title = room.muted ? `${shortLabel(room)} (muted)` : '';
   if (room === current) link.setAttribute('aria-current', 'true');
   else link.removeAttribute('aria-current');
   const spoken = isDm(room.name) ? `Direct message with ${dmPeer(room.name)}` : `${room.name}${isPrivate(room) ? ' (private)' : ''}`;
   const counts = `${n ? `, ${countText(n)} unread` : ''}${at ? `, ${countText(at)} mentioning you` : ''}`;
-  link.setAttribute('aria-label', `${spoken}${counts}, ${room.online} online`);
+  link.setAttribute('aria-label', `${spoken}${room.muted ? ', muted' : ''}${counts}, ${room.online} online`);
   if (close) close.hidden = !current || (room === current && visibleRooms().length < 2);
   updateUnreadSummary();
 }
 
 const visibleRooms = () => [...rooms.values()].filter((r) => !r.hidden);
 
-// The tab's title and the phone's menu dot: unread over every room in the sidebar. While
-// the tab is hidden and messages came, the title counts those instead (see `noticeMessage`).
+// The tab's title and the phone's menu dot: unread over every room in the sidebar (a muted
+// room only with its mentions, as Slack does). While the tab is hidden and messages came, the
+// title counts those instead (see `noticeMessage`).
 function updateUnreadSummary() {
   let total = 0;
-  for (const room of rooms.values()) if (!room.hidden) total += room.unread;
+  for (const room of rooms.values()) if (!room.hidden) total += room.muted ? room.mentions : room.unread;
   ui.menuDot.hidden = total === 0;
   const where = current ? `${roomLabel(current.name)} · ` : '';
   const n = !pageVisible() && notify.hidden ? notify.hidden : total;
@@ -1358,6 +1374,54 @@ function renderHeader() {
   ui.topicEdit.hidden = !editable;
   ui.topicEdit.textContent = room.topic ? 'Edit topic' : 'Add a topic';
   ui.roomTopic.parentElement.hidden = !room.topic && !editable;
+  renderMuteToggle();
+}
+
+// The header's bell: mutes the room on screen for me (a membership only). Its name stays
+// "Mute room"; aria-pressed says whether it is.
+function renderMuteToggle() {
+  const room = current;
+  const b = ui.muteToggle;
+  b.hidden = !room || !room.member;
+  if (!room) return;
+  b.setAttribute('aria-pressed', String(room.muted));
+  b.title = room.muted
+    ? 'Muted: only mentions notify you. Click to unmute'
+    : 'Mute room: no notifications except mentions';
+  b.replaceChildren(icon(room.muted ? 'bell-off' : 'bell'));
+}
+
+// Muted or not, as its entry, a `muted` frame or my click says: sidebar, header, title.
+function setMuted(room, muted) {
+  if (room.muted === muted) return;
+  room.muted = muted;
+  updateNav(room);
+  if (room === current) renderMuteToggle();
+}
+
+// PUT /rooms/{room}/muted. Shown at once; the answer (the room's entry) settles it, a refusal
+// puts it back. My other devices hear a `muted` frame.
+async function toggleMute() {
+  const room = current;
+  if (!room || !room.member || room.muteBusy) return;
+  const want = !room.muted;
+  const myEpoch = epoch;
+  room.muteBusy = true;
+  room.mutedSeq = ++roomList.streamSeq;
+  setMuted(room, want);
+  announce(`${roomLabel(room.name)} ${want ? 'muted: only mentions notify you' : 'unmuted'}`);
+  try {
+    const entry = await api('PUT', `/rooms/${encodeURIComponent(room.name)}/muted`, { body: { muted: want } });
+    if (myEpoch !== epoch || rooms.get(room.name) !== room) return;
+    room.mutedSeq = ++roomList.streamSeq;
+    if (isEntry(entry)) applyEntry(entry); else setMuted(room, want);
+  } catch (err) {
+    if (myEpoch !== epoch || rooms.get(room.name) !== room) return;
+    setMuted(room, !want);
+    showAlert(`Could not ${want ? 'mute' : 'unmute'} ${roomLabel(room.name)}: ${err.message || err}`);
+  } finally {
+    room.muteBusy = false;
+  }
 }
 
 // Messages and system lines of a room, in cursor order.
@@ -2651,6 +2715,10 @@ function handleFrame(raw) {
     case 'room': onRoomFrame(f); break;
     case 'read': if (room) onRead(room, f); break;
     case 'mention': if (room) onMention(room, f); break;
+    // Muted or unmuted on another device of mine (or by my own PUT).
+    case 'muted':
+      if (room && typeof f.muted === 'boolean') { room.mutedSeq = ++roomList.streamSeq; setMuted(room, f.muted); }
+      break;
     case 'error': onError(f); break;
     default: break; // `left`, `authenticated`: nothing to do
   }
@@ -2987,7 +3055,7 @@ function applyRoomList(list, seq) {
     listed.add(e.room);
     const room = rooms.get(e.room);
     if (room && room.streamSeq > seq) continue; // a `room` frame is newer than this list
-    applyEntry(e);
+    applyEntry(e, seq);
   }
   for (const room of [...rooms.values()]) {
     if (room.member && !listed.has(room.name) && room.streamSeq <= seq) dropRoom(room);
@@ -2996,10 +3064,12 @@ function applyRoomList(list, seq) {
   if (current) for (const room of rooms.values()) loadRoom(room); // at the start, startChat does
 }
 
-// A room's entry (the list, a `room` frame, a POST or PATCH answer).
-function applyEntry(e) {
+// A room's entry (the list, a `room` frame, a POST, PATCH or PUT answer). `seq`: the list's
+// (see `applyRoomList`), whose `muted` a later `muted` frame or click outdates.
+function applyEntry(e, seq = Infinity) {
   const room = addRoom(e.room);
   room.member = true;
+  if (typeof e.muted === 'boolean' && room.mutedSeq <= seq) room.muted = e.muted;
   if (['public', 'private', 'dm'].includes(e.kind)) room.kind = e.kind;
   if (typeof e.topic === 'string') room.topic = e.topic;
   room.owner = typeof e.owner === 'string' ? e.owner : null;
@@ -3623,8 +3693,10 @@ function chime() {
 
 // A message from someone else that came live: counted in the title while the tab is hidden,
 // and, a direct message or a mention of me, notified (desktop, sound) as the person chose.
+// A muted room counts and notifies only what mentions me.
 function noticeMessage(room, msg) {
   if (pageVisible() || !counts(room, msg)) return;
+  if (room.muted && !mentionsMe(msg)) return;
   notify.hidden++;
   updateUnreadSummary();
   alertFor(room, msg);
@@ -3633,7 +3705,7 @@ function noticeMessage(room, msg) {
 function alertFor(room, msg) {
   if (pageVisible() || isMe(msg.author) || notify.alerted.has(msg.id)) return;
   const dm = isDm(room.name);
-  if (!dm && !mentionsMe(msg)) return;
+  if ((room.muted || !dm) && !mentionsMe(msg)) return;
   notify.alerted.add(msg.id);
   const p = notifyPrefs();
   if (p.sound) chime();
@@ -3781,6 +3853,7 @@ ui.searchResults.addEventListener('keydown', (e) => {
 ui.browseClose.append(icon('close'));
 ui.browseClose.addEventListener('click', () => ui.browseDialog.close());
 ui.topicEdit.addEventListener('click', openTopic);
+ui.muteToggle.addEventListener('click', toggleMute);
 ui.notifyOpen.append(icon('bell'));
 ui.notifyClose.append(icon('close'));
 ui.notifyOpen.addEventListener('click', openNotify);
@@ -3793,7 +3866,11 @@ ui.notifySound.addEventListener('change', toggleSound);
 if ('serviceWorker' in navigator) {
   navigator.serviceWorker.addEventListener('message', (e) => {
     const d = e.data;
+    // The worker asks who is signed in here, to click through to a window of the push's user.
+    if (d && d.type === 'who' && e.ports && e.ports[0]) { e.ports[0].postMessage({ user: session ? session.username : null }); return; }
     if (!d || d.type !== 'open-room' || typeof d.room !== 'string') return;
+    // Another person's push (their window was not found): not for this tab.
+    if (session && typeof d.user === 'string' && d.user && !isMe(d.user)) return;
     if (session) goToRoom(d.room);
     else {
       // Signed out here: the room opens once someone signs in (if it is theirs).

@@ -33,24 +33,58 @@ self.addEventListener('push', (event) => {
     // One notification per room: a burst replaces rather than piles up.
     tag: `room:${room}`,
     renotify: true,
-    data: { url: roomUrl(data, room), room, id: data.id },
+    data: { url: roomUrl(data, room), room, id: data.id, user: typeof data.user === 'string' ? data.user : '' },
   };
   if (!Number.isNaN(at)) options.timestamp = at;
   event.waitUntil(self.registration.showNotification(title, options));
 });
 
+// Who is signed in in a window of the app: its answer to `who` (a name, or null when signed
+// out), or undefined when it does not answer soon (an older page, a frozen tab).
+function whoIs(client) {
+  return new Promise((resolve) => {
+    const channel = new MessageChannel();
+    const timer = setTimeout(() => resolve(undefined), 500);
+    channel.port1.onmessage = (e) => {
+      clearTimeout(timer);
+      resolve(e.data && (typeof e.data.user === 'string' || e.data.user === null) ? e.data.user : undefined);
+    };
+    try {
+      client.postMessage({ type: 'who' }, [channel.port2]);
+    } catch {
+      clearTimeout(timer);
+      resolve(undefined);
+    }
+  });
+}
+
+// The window in front, else a visible one, else the most recently focused (matchAll's order).
+const best = (list) => list.find((c) => c.focused) || list.find((c) => c.visibilityState === 'visible') || list[0];
+
+// The window a click goes to. With the push's user known: a window of theirs, else a signed-out
+// one (it opens the room once they sign in), else one that did not say (it ignores another
+// person's push); windows of other people are not used.
+async function windowFor(ours, user) {
+  if (!user) return best(ours);
+  const names = await Promise.all(ours.map(whoIs));
+  const pick = (test) => best(ours.filter((c, i) => test(names[i])));
+  return pick((n) => typeof n === 'string' && n.toLowerCase() === user.toLowerCase())
+    || pick((n) => n === null)
+    || pick((n) => n === undefined);
+}
+
 self.addEventListener('notificationclick', (event) => {
   event.notification.close();
   const room = event.notification.data?.room;
+  const user = event.notification.data?.user || '';
   const url = new URL(event.notification.data?.url || '/chat', self.location.origin).href;
   event.waitUntil(
     (async () => {
       const windows = await self.clients.matchAll({ type: 'window', includeUncontrolled: true });
       const ours = windows.filter((c) => new URL(c.url).origin === self.location.origin);
-      // The window in front, else the most recently focused (matchAll's order).
-      const client = ours.find((c) => c.focused) || ours.find((c) => c.visibilityState === 'visible') || ours[0];
+      const client = await windowFor(ours, user);
       if (client) {
-        client.postMessage({ type: 'open-room', room });
+        client.postMessage({ type: 'open-room', room, user });
         try {
           await client.focus();
         } catch {

@@ -361,6 +361,59 @@ test('the service worker shows a push and its click opens the room, in the open 
   assert.deepEqual([...bob.errors, ...errors], []);
 });
 
+test('with windows of two people open, a push\'s click goes to the window of its user', async (t) => {
+  const { server, browser } = await setUp(t);
+  const bob = await person(browser);
+  await bob.context.grantPermissions(['notifications'], { origin: server.base });
+  await stubPush(bob.context, 'https://push.example.invalid/send/bob', subscriptionKeys());
+  await signUp(bob.page, server.base, 'bob');
+  const dialog = await switchPushOn(bob.page);
+  await dialog.getByRole('button', { name: 'Done' }).click();
+  // Carol in another tab of the same browser (one service worker for both), in front.
+  const carol = await bob.context.newPage();
+  const errors = [];
+  carol.on('pageerror', (e) => errors.push(String(e)));
+  await signUp(carol, server.base, 'carol');
+  await carol.bringToFront();
+  const sw = await serviceWorkers(bob.context, carol);
+  const worker = await appWorker(bob.context, server.base);
+  const push = (user, room) => deliverPush(sw, server.base, {
+    room, author: 'alice', id: `m-${user}`, cursor: '000000000000000000000042', reason: 'mention',
+    created_at: new Date().toISOString(), body: `@${user} look`, url: `/chat?room=${room}`, user,
+  });
+  const clickWhenShown = async (user) => {
+    let shown;
+    await until('the notification', async () => (shown = await notificationsOf(carol)).length === 1);
+    assert.equal(shown[0].data.user, user, 'the notification keeps the payload\'s user');
+    await clickNotification(worker);
+    await until('the notification to close', async () => (await notificationsOf(carol)).length === 0);
+  };
+
+  // Bob's push: his window opens # team; carol's (in front) stays where it is, not joining it.
+  await push('bob', 'team');
+  await clickWhenShown('bob');
+  await isCurrent(bob.page, 'team');
+  await isCurrent(carol, 'general');
+  assert.equal(await nav(carol, 'team').count(), 0, 'carol did not join team');
+  // Carol's push goes to her window, though bob's is the one that was used last.
+  await push('carol', 'random');
+  await clickWhenShown('carol');
+  await isCurrent(carol, 'random');
+  await isCurrent(bob.page, 'team');
+  // Someone with no window here: neither window is used; the worker opens the room's page.
+  await worker.evaluate(() => {
+    self.__opened = [];
+    self.clients.openWindow = async (url) => { self.__opened.push(url); return null; };
+  });
+  await push('dave', 'lobby');
+  await clickWhenShown('dave');
+  assert.deepEqual(await until('the worker to open a window', () => worker.evaluate(() => self.__opened.length && self.__opened)),
+    [`${server.base}/chat?room=lobby`]);
+  await isCurrent(carol, 'random');
+  await isCurrent(bob.page, 'team');
+  assert.deepEqual([...bob.errors, ...errors], []);
+});
+
 test('a DM to bob while he is away reaches the push service signed and encrypted, and shows as his notification', async (t) => {
   const service = await startPushService();
   t.after(() => service.close());
