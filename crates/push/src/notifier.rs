@@ -18,7 +18,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use banter_bus::Event;
-use banter_core::{LoggedEvent, Message, Username};
+use banter_core::{LoggedEvent, Message, RoomEvent, Username};
 use banter_store::{DynStore, PushSubscription, StoreError};
 use tokio::sync::{mpsc, Semaphore};
 use tokio::time::Instant;
@@ -67,6 +67,13 @@ impl Notice {
     /// The notice of a logged event: `None` for all but a message that is a DM or mentions
     /// someone other than its author.
     pub fn of(event: &LoggedEvent) -> Option<Self> {
+        // Most messages tell no one: decided before anything is copied.
+        let RoomEvent::Message(new) = &event.event else {
+            return None;
+        };
+        if new.mentions.is_empty() && new.room.direct_members().is_none() {
+            return None;
+        }
         let message = event.message()?;
         let author = message.author.as_str();
         let mut recipients: Vec<(Username, Reason)> = Vec::new();
@@ -304,7 +311,7 @@ pub async fn run_local(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use banter_core::{Cursor, NewMessage, RoomEvent, RoomName, UserId};
+    use banter_core::{Cursor, NewMessage, RoomName, UserId};
 
     fn logged(room: &str, author: &str, mentions: &[&str]) -> LoggedEvent {
         RoomEvent::Message(NewMessage {
