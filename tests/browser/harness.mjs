@@ -286,3 +286,28 @@ export function blast(page, user, room, bodies) {
     ws.onopen = () => ws.send(JSON.stringify({ type: 'join', room }));
   }), { user, room, bodies });
 }
+
+/**
+ * Records the desktop notifications (`window.__notify.shown`: title, body, tag and the
+ * Notification itself as `n`) and chimes (`window.__notify.chimes`, oscillators started) of
+ * every page of `context`.
+ */
+export function spyOnNotifications(context) {
+  return context.addInitScript(() => {
+    const Real = window.Notification;
+    const spy = { shown: [], chimes: 0 };
+    window.__notify = spy;
+    if (Real) {
+      window.Notification = class extends Real {
+        constructor(title, options = {}) {
+          super(title, options);
+          spy.shown.push({ title, body: options.body, tag: options.tag, n: this });
+        }
+      };
+    }
+    if (window.OscillatorNode) {
+      const start = OscillatorNode.prototype.start;
+      OscillatorNode.prototype.start = function (...args) { spy.chimes++; return start.apply(this, args); };
+    }
+  });
+}

@@ -10,7 +10,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { test } from 'node:test';
 
-import { blast, connected, openRoom, person, repoRoot, setUp, signUp, until } from './harness.mjs';
+import { blast, connected, openRoom, person, repoRoot, setUp, signUp, spyOnNotifications, until } from './harness.mjs';
 
 const shots = process.env.BANTER_SCREENSHOTS
   ? path.join(repoRoot, 'docs/screenshots')
@@ -187,24 +187,7 @@ test('while the tab is hidden a muted room is silent, except for a mention', asy
   const alice = await person(browser);
   const bob = await person(browser);
   await bob.context.grantPermissions(['notifications'], { origin: server.base });
-  // The page's notifications and chimes, seen by the test.
-  await bob.context.addInitScript(() => {
-    const Real = window.Notification;
-    const spy = { shown: [], chimes: 0 };
-    window.__notify = spy;
-    if (Real) {
-      window.Notification = class extends Real {
-        constructor(title, options = {}) {
-          super(title, options);
-          spy.shown.push({ title, body: options.body, tag: options.tag });
-        }
-      };
-    }
-    if (window.OscillatorNode) {
-      const start = OscillatorNode.prototype.start;
-      OscillatorNode.prototype.start = function (...args) { spy.chimes++; return start.apply(this, args); };
-    }
-  });
+  await spyOnNotifications(bob.context);
   await signUp(alice.page, server.base, 'alice');
   await signUp(bob.page, server.base, 'bob');
   await openRoom(bob.page, 'team');
@@ -237,7 +220,7 @@ test('while the tab is hidden a muted room is silent, except for a mention', asy
   await until('two notifications', () => bob.page.evaluate(() => window.__notify.shown.length === 2));
   assert.ok(bob.frames.received.some((f) => f && f.type === 'message' && f.body === 'plain words in team'));
   assert.ok(bob.frames.received.some((f) => f && f.type === 'message' && f.body === 'plain words in the DM'));
-  assert.deepEqual(await bob.page.evaluate(() => window.__notify.shown), [
+  assert.deepEqual(await bob.page.evaluate(() => window.__notify.shown.map(({ title, body, tag }) => ({ title, body, tag }))), [
     { title: 'alice in #team', body: '@bob a question in team', tag: 'room:team' },
     { title: 'alice', body: '@bob a question in the DM', tag: 'room:dm:alice:bob' },
   ]);

@@ -17,7 +17,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { test } from 'node:test';
 
-import { blast, connected, person, repoRoot, setUp, shows, signUp, until } from './harness.mjs';
+import { blast, connected, person, repoRoot, setUp, shows, signUp, spyOnNotifications, until } from './harness.mjs';
 
 const shots = process.env.BANTER_SCREENSHOTS
   ? path.join(repoRoot, 'docs/screenshots')
@@ -516,24 +516,7 @@ test('while the tab is hidden the title counts new messages, and DMs and mention
   const alice = await person(browser);
   const bob = await person(browser);
   await bob.context.grantPermissions(['notifications'], { origin: server.base });
-  // The page's notifications and chimes, seen by the test.
-  await bob.context.addInitScript(() => {
-    const Real = window.Notification;
-    const spy = { shown: [], chimes: 0 };
-    window.__notify = spy;
-    if (Real) {
-      window.Notification = class extends Real {
-        constructor(title, options = {}) {
-          super(title, options);
-          spy.shown.push({ title, body: options.body, tag: options.tag, n: this });
-        }
-      };
-    }
-    if (window.OscillatorNode) {
-      const start = OscillatorNode.prototype.start;
-      OscillatorNode.prototype.start = function (...args) { spy.chimes++; return start.apply(this, args); };
-    }
-  });
+  await spyOnNotifications(bob.context);
   await signUp(alice.page, server.base, 'alice');
   await signUp(bob.page, server.base, 'bob');
   await bob.page.getByLabel('Room', { exact: true }).fill('team');

@@ -478,16 +478,40 @@ pub async fn launch_persist(
     let mut checks = database_check(&store);
     checks.push(kafka_check(&settings.kafka)?);
     let stop = CancellationToken::new();
+    // At the stop it finishes the batch in hand, commits its offsets and leaves the group.
     let worker = tokio::spawn(banter_persist::run(settings, store.clone(), stop.clone()));
+    serve_worker(
+        store,
+        checks,
+        listener,
+        shutdown,
+        stop,
+        worker,
+        "persist worker",
+    )
+    .await
+}
+
+/// A worker of a consumer group (persist, notify) with health, readiness and metrics on
+/// `listener`: once `shutdown` comes, the worker is told to `stop` and waited for, then the
+/// pool closes.
+async fn serve_worker(
+    store: DynStore,
+    checks: Vec<Check>,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+    stop: CancellationToken,
+    worker: tokio::task::JoinHandle<Result<(), String>>,
+    what: &str,
+) -> anyhow::Result<()> {
     let app = ops::finish(ops::router(checks, pool_gauges(&store)));
     serve_http(listener, app, shutdown, async {}).await?;
-    // Finish the batch in hand, commit its offsets, leave the group.
     stop.cancel();
     let outcome = worker.await;
     store.close().await;
     match outcome {
         Ok(result) => result.map_err(anyhow::Error::msg),
-        Err(e) => Err(anyhow::anyhow!("persist worker failed: {e}")),
+        Err(e) => Err(anyhow::anyhow!("{what} failed: {e}")),
     }
 }
 
@@ -527,17 +551,18 @@ pub async fn launch_notify(
     let stop = CancellationToken::new();
     tokio::spawn(hear_presence(bus, hub.clone(), presence_ttl, stop.clone()));
     let notifier = push.notifier(&store, hub)?;
+    // At the stop, sends in flight end or are left uncommitted; the group is left.
     let worker = tokio::spawn(banter_push::group::run(group, notifier, stop.clone()));
-    let app = ops::finish(ops::router(checks, pool_gauges(&store)));
-    serve_http(listener, app, shutdown, async {}).await?;
-    // Sends in flight end or are left uncommitted; the group is left.
-    stop.cancel();
-    let outcome = worker.await;
-    store.close().await;
-    match outcome {
-        Ok(result) => result.map_err(anyhow::Error::msg),
-        Err(e) => Err(anyhow::anyhow!("the notifier failed: {e}")),
-    }
+    serve_worker(
+        store,
+        checks,
+        listener,
+        shutdown,
+        stop,
+        worker,
+        "the notifier",
+    )
+    .await
 }
 
 /// Keeps `hub` up with what the gateways tell of who is connected, asking them at once.
