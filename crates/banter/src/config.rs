@@ -310,6 +310,31 @@ impl FilesArgs {
     }
 }
 
+/// TLS on this command's listener.
+#[derive(Debug, Clone, Args)]
+pub struct TlsArgs {
+    /// Serve HTTPS and WSS (only) with this PEM certificate chain; with --tls-key. Read
+    /// again on SIGHUP (connections already open keep theirs).
+    #[arg(long, env = "BANTER_TLS_CERT", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+    /// The PEM private key of --tls-cert.
+    #[arg(long, env = "BANTER_TLS_KEY", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
+}
+
+impl TlsArgs {
+    pub fn files(&self) -> anyhow::Result<Option<crate::TlsFiles>> {
+        match (&self.tls_cert, &self.tls_key) {
+            (Some(cert), Some(key)) => Ok(Some(crate::TlsFiles {
+                cert: cert.clone(),
+                key: key.clone(),
+            })),
+            (None, None) => Ok(None),
+            _ => anyhow::bail!("BANTER_TLS_CERT and BANTER_TLS_KEY go together"),
+        }
+    }
+}
+
 /// Where clients' addresses come from.
 #[derive(Debug, Clone, Args)]
 pub struct ProxyArgs {
@@ -421,6 +446,8 @@ pub struct GatewayArgs {
     pub proxy: ProxyArgs,
     #[command(flatten)]
     pub push: GatewayPushArgs,
+    #[command(flatten)]
+    pub tls: TlsArgs,
 }
 
 /// The web app.
@@ -605,6 +632,8 @@ pub struct NotifyArgs {
     pub presence: PresenceArgs,
     #[command(flatten)]
     pub push: PushArgs,
+    #[command(flatten)]
+    pub tls: TlsArgs,
 }
 
 /// Presence across gateways.
@@ -645,6 +674,8 @@ pub struct PersistArgs {
     pub kafka: KafkaArgs,
     #[command(flatten)]
     pub group: PersistGroupArgs,
+    #[command(flatten)]
+    pub tls: TlsArgs,
 }
 
 #[derive(Debug, Clone, Args)]
@@ -682,6 +713,8 @@ pub struct ServeArgs {
     pub push: PushArgs,
     #[command(flatten)]
     pub notify_group: NotifyGroupArgs,
+    #[command(flatten)]
+    pub tls: TlsArgs,
 }
 
 #[derive(Debug, Clone, Args)]
@@ -704,6 +737,8 @@ pub struct AuthArgs {
     pub limits: AuthLimitArgs,
     #[command(flatten)]
     pub proxy: ProxyArgs,
+    #[command(flatten)]
+    pub tls: TlsArgs,
 }
 
 /// `--listen` when given, else the seed's way: the port on all interfaces.

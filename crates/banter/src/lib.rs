@@ -5,7 +5,10 @@
 pub mod config;
 mod data_dir;
 pub mod telemetry;
+pub mod tls;
 pub mod wiring;
+
+pub use tls::{Listener, Tls, TlsFiles};
 
 use std::future::Future;
 use std::sync::Arc;
@@ -148,9 +151,10 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let store = open_store(url.expose(), args.database.db_max_connections).await?;
     store.migrate().await.context("applying migrations")?;
     let files = args.files.open(Some(&dir.path().join("files")))?;
-    let listener = bind(args.listen).await?;
+    let listener = bind(args.listen, &args.tls).await?;
     tracing::info!(
-        "banter serve is listening on http://{} (data in {}, database: {}, files: {})",
+        "banter serve is listening on {}://{} (data in {}, database: {}, files: {})",
+        listener.scheme(),
         listener.local_addr()?,
         dir.path().display(),
         store.backend().as_str(),
@@ -205,9 +209,10 @@ async fn auth(args: AuthArgs) -> anyhow::Result<()> {
                 .map_err(|e| anyhow::anyhow!("BANTER_CORS_ORIGINS {e}"))
         })
         .collect::<anyhow::Result<Vec<String>>>()?;
-    let listener = bind(args.listen_addr()).await?;
+    let listener = bind(args.listen_addr(), &args.tls).await?;
     tracing::info!(
-        "banter auth is listening on http://{}",
+        "banter auth is listening on {}://{}",
+        listener.scheme(),
         listener.local_addr()?
     );
     launch_auth(store, options, cors, listener, shutdown_signal()).await
@@ -228,7 +233,7 @@ async fn gateway(args: GatewayArgs) -> anyhow::Result<()> {
     let kafka = args.kafka.required("gateway")?;
     let url = args.database.required_url("gateway")?;
     let store = open_store(url.expose(), args.database.db_max_connections).await?;
-    let listener = bind(args.listen_addr()).await?;
+    let listener = bind(args.listen_addr(), &args.tls).await?;
     let mut config = args.presence.gateway_config(args.web.config()?);
     config.limits = args.limits.settings(&args.proxy);
     config.ws_origins = args.web.ws_origins()?;
@@ -261,9 +266,10 @@ async fn persist(args: PersistArgs) -> anyhow::Result<()> {
     let kafka = args.kafka.required("persist")?;
     let url = args.database.required_url("persist")?;
     let store = open_store(url.expose(), args.database.db_max_connections).await?;
-    let listener = bind(args.listen).await?;
+    let listener = bind(args.listen, &args.tls).await?;
     tracing::info!(
-        "banter persist is listening on http://{}",
+        "banter persist is listening on {}://{}",
+        listener.scheme(),
         listener.local_addr()?
     );
     launch_persist(
@@ -284,9 +290,10 @@ async fn notify(args: NotifyArgs) -> anyhow::Result<()> {
     )?;
     let push = args.push.options(key)?;
     let store = open_store(url.expose(), args.database.db_max_connections).await?;
-    let listener = bind(args.listen).await?;
+    let listener = bind(args.listen, &args.tls).await?;
     tracing::info!(
-        "banter notify is listening on http://{}",
+        "banter notify is listening on {}://{}",
+        listener.scheme(),
         listener.local_addr()?
     );
     launch_notify(
@@ -345,10 +352,12 @@ async fn open_store(url: &str, max_connections: u32) -> anyhow::Result<DynStore>
         .context("opening the database")
 }
 
-async fn bind(addr: std::net::SocketAddr) -> anyhow::Result<TcpListener> {
-    TcpListener::bind(addr)
+async fn bind(addr: std::net::SocketAddr, tls: &config::TlsArgs) -> anyhow::Result<Listener> {
+    let tls = tls.files()?.map(tls::Tls::load).transpose()?;
+    let tcp = TcpListener::bind(addr)
         .await
-        .with_context(|| format!("listening on {addr}"))
+        .with_context(|| format!("listening on {addr}"))?;
+    Ok(Listener { tcp, tls })
 }
 
 /// Everything in one process: the auth API, the gateway (WebSocket, history, web page) and the
@@ -356,9 +365,10 @@ async fn bind(addr: std::net::SocketAddr) -> anyhow::Result<TcpListener> {
 pub async fn launch_serve(
     store: DynStore,
     options: ServeOptions,
-    listener: TcpListener,
+    listener: impl Into<Listener>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
+    let listener: Listener = listener.into();
     let tokens = token_keys(&options.auth)?;
     let stop_worker = CancellationToken::new();
     let bus: DynBus = match &options.kafka {
@@ -436,9 +446,10 @@ pub async fn launch_gateway(
     kafka: banter_bus::KafkaSettings,
     config: GatewayConfig,
     files: Option<banter_files::Files>,
-    listener: TcpListener,
+    listener: impl Into<Listener>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
+    let listener: Listener = listener.into();
     let tokens = token_keys(&options)?;
     let mut checks = database_check(&store);
     checks.push(kafka_check(&kafka)?);
@@ -447,7 +458,8 @@ pub async fn launch_gateway(
         .map_err(anyhow::Error::msg)?;
     // Said once the bus is up, so "listening" means ready to chat.
     tracing::info!(
-        "banter gateway is listening on http://{}",
+        "banter gateway is listening on {}://{}",
+        listener.scheme(),
         listener.local_addr()?
     );
     let gateway = GatewayState::start(
@@ -472,9 +484,10 @@ pub async fn launch_gateway(
 pub async fn launch_persist(
     store: DynStore,
     settings: PersistSettings,
-    listener: TcpListener,
+    listener: impl Into<Listener>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
+    let listener: Listener = listener.into();
     let mut checks = database_check(&store);
     checks.push(kafka_check(&settings.kafka)?);
     let stop = CancellationToken::new();
@@ -498,7 +511,7 @@ pub async fn launch_persist(
 async fn serve_worker(
     store: DynStore,
     checks: Vec<Check>,
-    listener: TcpListener,
+    listener: Listener,
     shutdown: impl Future<Output = ()> + Send + 'static,
     stop: CancellationToken,
     worker: tokio::task::JoinHandle<Result<(), String>>,
@@ -534,9 +547,10 @@ pub async fn launch_notify(
     group: banter_push::GroupSettings,
     push: PushOptions,
     presence_ttl: Duration,
-    listener: TcpListener,
+    listener: impl Into<Listener>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
+    let listener: Listener = listener.into();
     let mut checks = database_check(&store);
     checks.push(kafka_check(&group.kafka)?);
     // Presence only: the log is read by the group.
@@ -610,9 +624,10 @@ pub async fn launch_auth(
     store: DynStore,
     options: AuthOptions,
     cors_origins: Vec<String>,
-    listener: TcpListener,
+    listener: impl Into<Listener>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
+    let listener: Listener = listener.into();
     let tokens = token_keys(&options)?;
     let app = auth_routes(&store, &options, tokens)?
         .merge(ops::router(database_check(&store), pool_gauges(&store)));
@@ -726,7 +741,7 @@ const HTTP_DRAIN: Duration = Duration::from_secs(20);
 /// written while an earlier one is unacknowledged waits for the peer's delayed ACK) and its
 /// peer address for the per-address limits.
 async fn serve_http(
-    listener: TcpListener,
+    listener: Listener,
     app: Router,
     shutdown: impl Future<Output = ()> + Send + 'static,
     drain: impl Future<Output = ()> + Send + 'static,
@@ -742,6 +757,10 @@ async fn serve_http(
         .max_header_size(MAX_HEADER_BYTES);
     let closing = CancellationToken::new();
     let connections = tokio_util::task::TaskTracker::new();
+    let Listener { tcp: listener, tls } = listener;
+    if let Some(tls) = &tls {
+        tokio::spawn(tls.clone().reload_on_hangup(closing.clone()));
+    }
     tokio::pin!(shutdown);
     loop {
         let (tcp, peer) = tokio::select! {
@@ -768,11 +787,33 @@ async fn serve_http(
                 request
             },
         ));
-        let connection = builder
-            .serve_connection(TokioIo::new(tcp), service)
-            .with_upgrades();
         let closing = closing.clone();
+        let builder = builder.clone();
+        let tls = tls.clone();
         connections.spawn(async move {
+            let stream: Box<dyn Stream> = match tls {
+                None => Box::new(tcp),
+                // The handshake in the connection's own task, bounded like a request's
+                // headers: a client that never finishes it holds nothing for long.
+                Some(tls) => {
+                    match tokio::time::timeout(HEADER_READ_TIMEOUT, tls.acceptor().accept(tcp))
+                        .await
+                    {
+                        Ok(Ok(stream)) => Box::new(stream),
+                        Ok(Err(e)) => {
+                            tracing::debug!(error = %e, "TLS handshake refused");
+                            return;
+                        }
+                        Err(_) => {
+                            tracing::debug!("TLS handshake timed out");
+                            return;
+                        }
+                    }
+                }
+            };
+            let connection = builder
+                .serve_connection(TokioIo::new(stream), service)
+                .with_upgrades();
             tokio::pin!(connection);
             let done = tokio::select! {
                 done = connection.as_mut() => done,
@@ -799,6 +840,10 @@ async fn serve_http(
     }
     Ok(())
 }
+
+/// A connection's byte stream, plain or TLS.
+trait Stream: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send {}
+impl<T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send> Stream for T {}
 
 /// Resolves on SIGINT (Ctrl-C) or SIGTERM (what Kubernetes sends).
 pub async fn shutdown_signal() {

@@ -17,7 +17,7 @@ pub struct Running {
 }
 
 impl Running {
-    /// Starts the command and waits for its "listening on http://..." line.
+    /// Starts the command and waits for its "listening on http://..." (or https) line.
     pub fn start(mut cmd: Command) -> Self {
         let mut child = cmd
             .stdout(Stdio::null())
@@ -39,13 +39,13 @@ impl Running {
             log,
             seen: Vec::new(),
         };
-        let line = running.wait_for("listening on http://");
-        let addr = line
-            .split("listening on http://")
+        let line = running.wait_for("listening on http");
+        let url = line
+            .split("listening on ")
             .nth(1)
             .and_then(|rest| rest.split_whitespace().next())
             .expect("an address");
-        running.base = format!("http://{addr}");
+        running.base = url.to_owned();
         running
     }
 
