@@ -100,6 +100,20 @@ async function deliverPush(sw, base, payload) {
   });
 }
 
+/**
+ * Delivers `payload` until `shown()` holds: Chromium may stop the service worker and start
+ * another at any moment, and a push that lands on the one being stopped is lost (a real push
+ * service delivers again too). A notification's tag is its room's, so a second delivery
+ * replaces the first.
+ */
+async function deliverUntil(what, sw, base, payload, shown) {
+  let lastTry = 0;
+  return until(what, async () => {
+    if (Date.now() - lastTry > 3000) { lastTry = Date.now(); await deliverPush(sw, base, payload); }
+    return shown();
+  });
+}
+
 /** The notifications the service worker shows, seen from a page of the origin. */
 function notificationsOf(page) {
   return page.evaluate(async () => {
@@ -299,9 +313,8 @@ test('the service worker shows a push and its click opens the room, in the open 
     room: 'team', author: 'alice', id: 'm1', cursor: '000000000000000000000042', reason: 'mention',
     created_at: new Date().toISOString(), body: '@bob can you review this?', url: '/chat?room=team',
   };
-  await deliverPush(sw, server.base, payload);
   let shown;
-  await until('the notification', async () => (shown = await notificationsOf(bob.page)).length === 1);
+  await deliverUntil('the notification', sw, server.base, payload, async () => (shown = await notificationsOf(bob.page)).length === 1);
   assert.equal(shown[0].title, 'alice in #team');
   assert.equal(shown[0].body, '@bob can you review this?');
   assert.equal(shown[0].tag, 'room:team');
@@ -314,8 +327,9 @@ test('the service worker shows a push and its click opens the room, in the open 
   await until('the notification to close', async () => (await notificationsOf(bob.page)).length === 0);
 
   // Without a preview (BANTER_PUSH_PREVIEW=off) a DM still says what it is.
-  await deliverPush(sw, server.base, { room: 'dm:alice:bob', author: 'alice', id: 'm2', cursor: '000000000000000000000043', reason: 'dm', url: '/chat?room=dm%3Aalice%3Abob' });
-  await until('the DM notification', async () => (shown = await notificationsOf(bob.page)).length === 1);
+  await deliverUntil('the DM notification', sw, server.base,
+    { room: 'dm:alice:bob', author: 'alice', id: 'm2', cursor: '000000000000000000000043', reason: 'dm', url: '/chat?room=dm%3Aalice%3Abob' },
+    async () => (shown = await notificationsOf(bob.page)).length === 1);
   assert.deepEqual([shown[0].title, shown[0].body, shown[0].tag], ['alice', 'Sent you a direct message', 'room:dm:alice:bob']);
   await worker.evaluate(async () => { for (const n of await self.registration.getNotifications()) n.close(); });
 
@@ -328,9 +342,7 @@ test('the service worker shows a push and its click opens the room, in the open 
   await bob.page.close();
   // With its last page gone Chromium may stop the worker and start another for the push; a
   // push that lands on the one being stopped is lost, so it is delivered again until shown.
-  let lastTry = 0;
-  await until('the worker to show it again', async () => {
-    if (Date.now() - lastTry > 3000) { lastTry = Date.now(); await deliverPush(sw2, server.base, payload); }
+  await deliverUntil('the worker to show it again', sw2, server.base, payload, async () => {
     const w = await appWorker(bob.context, server.base);
     return w.evaluate(async () => (await self.registration.getNotifications()).length === 1);
   });
@@ -376,37 +388,37 @@ test('with windows of two people open, a push\'s click goes to the window of its
   await signUp(carol, server.base, 'carol');
   await carol.bringToFront();
   const sw = await serviceWorkers(bob.context, carol);
-  const worker = await appWorker(bob.context, server.base);
-  const push = (user, room) => deliverPush(sw, server.base, {
+  const payloadFor = (user, room) => ({
     room, author: 'alice', id: `m-${user}`, cursor: '000000000000000000000042', reason: 'mention',
     created_at: new Date().toISOString(), body: `@${user} look`, url: `/chat?room=${room}`, user,
   });
-  const clickWhenShown = async (user) => {
+  // The worker that shows it is the one clicked (`prepare` runs in it first).
+  const showAndClick = async (user, room, prepare) => {
     let shown;
-    await until('the notification', async () => (shown = await notificationsOf(carol)).length === 1);
+    await deliverUntil('the notification', sw, server.base, payloadFor(user, room),
+      async () => (shown = await notificationsOf(carol)).length === 1);
     assert.equal(shown[0].data.user, user, 'the notification keeps the payload\'s user');
+    const worker = await appWorker(bob.context, server.base);
+    if (prepare) await worker.evaluate(prepare);
     await clickNotification(worker);
     await until('the notification to close', async () => (await notificationsOf(carol)).length === 0);
+    return worker;
   };
 
   // Bob's push: his window opens # team; carol's (in front) stays where it is, not joining it.
-  await push('bob', 'team');
-  await clickWhenShown('bob');
+  await showAndClick('bob', 'team');
   await isCurrent(bob.page, 'team');
   await isCurrent(carol, 'general');
   assert.equal(await nav(carol, 'team').count(), 0, 'carol did not join team');
   // Carol's push goes to her window, though bob's is the one that was used last.
-  await push('carol', 'random');
-  await clickWhenShown('carol');
+  await showAndClick('carol', 'random');
   await isCurrent(carol, 'random');
   await isCurrent(bob.page, 'team');
   // Someone with no window here: neither window is used; the worker opens the room's page.
-  await worker.evaluate(() => {
+  const worker = await showAndClick('dave', 'lobby', () => {
     self.__opened = [];
     self.clients.openWindow = async (url) => { self.__opened.push(url); return null; };
   });
-  await push('dave', 'lobby');
-  await clickWhenShown('dave');
   assert.deepEqual(await until('the worker to open a window', () => worker.evaluate(() => self.__opened.length && self.__opened)),
     [`${server.base}/chat?room=lobby`]);
   await isCurrent(carol, 'random');
@@ -479,9 +491,8 @@ test('a DM to bob while he is away reaches the push service signed and encrypted
   await page.goto(server.base);
   await page.getByRole('button', { name: 'Continue as bob' }).waitFor();
   const sw = await serviceWorkers(bob.context, page);
-  await deliverPush(sw, server.base, got);
   let shown;
-  await until('bob\'s notification', async () => (shown = await notificationsOf(page)).length === 1);
+  await deliverUntil('bob\'s notification', sw, server.base, got, async () => (shown = await notificationsOf(page)).length === 1);
   assert.equal(shown[0].title, 'alice');
   assert.equal(shown[0].body, 'lunch at noon?');
   assert.equal(shown[0].tag, 'room:dm:alice:bob');
