@@ -218,16 +218,7 @@ impl Inner {
     fn remote_online(&mut self, node: NodeId, room: &RoomName, user: &Username, at: Instant) {
         let key = user.as_str().to_ascii_lowercase();
         let was = self.online_here(room, &key) || self.online_elsewhere(room, &key);
-        self.remote
-            .entry(room.clone())
-            .or_default()
-            .entry(key)
-            .or_insert_with(|| Remote {
-                user: user.clone(),
-                nodes: HashMap::new(),
-            })
-            .nodes
-            .insert(node, at);
+        confirm(self.remote.entry(room.clone()).or_default(), node, user, at);
         if !was {
             self.tell(room, user, true, None);
         }
@@ -416,15 +407,7 @@ impl Hub {
         let key = user.as_str().to_ascii_lowercase();
         let mut inner = self.inner();
         if online {
-            inner
-                .remote_users
-                .entry(key)
-                .or_insert_with(|| Remote {
-                    user: user.clone(),
-                    nodes: HashMap::new(),
-                })
-                .nodes
-                .insert(node, Instant::now());
+            confirm(&mut inner.remote_users, node, user, Instant::now());
         } else if let Some(remote) = inner.remote_users.get_mut(&key) {
             remote.nodes.remove(&node);
             if remote.nodes.is_empty() {
@@ -448,15 +431,7 @@ impl Hub {
             !remote.nodes.is_empty()
         });
         for user in users {
-            inner
-                .remote_users
-                .entry(user.as_str().to_ascii_lowercase())
-                .or_insert_with(|| Remote {
-                    user: user.clone(),
-                    nodes: HashMap::new(),
-                })
-                .nodes
-                .insert(node, now);
+            confirm(&mut inner.remote_users, node, user, now);
         }
     }
 
@@ -653,6 +628,18 @@ impl Hub {
         }
         inner.remote_users_forget(|_, at| now.duration_since(at) > ttl);
     }
+}
+
+/// Records that `node` has `user` as of `at`, in a map of users by lowercased name.
+fn confirm(users: &mut HashMap<String, Remote>, node: NodeId, user: &Username, at: Instant) {
+    users
+        .entry(user.as_str().to_ascii_lowercase())
+        .or_insert_with(|| Remote {
+            user: user.clone(),
+            nodes: HashMap::new(),
+        })
+        .nodes
+        .insert(node, at);
 }
 
 fn send_all(room: &Room, frame: &Outbound, except_conn: Option<ConnId>, except_user: Option<&str>) {
