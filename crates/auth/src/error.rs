@@ -25,6 +25,12 @@ pub enum Error {
     /// 401 `invalid_refresh_token`: unknown, expired, revoked or replayed refresh token.
     #[error("invalid refresh token")]
     InvalidRefreshToken,
+    /// 403 `account_disabled`: an admin deactivated the account (login, refresh, any token).
+    #[error("account disabled")]
+    AccountDisabled,
+    /// 403 `registration_closed`: registration is closed, or needs a usable invite.
+    #[error("registration closed: {0}")]
+    RegistrationClosed(&'static str),
     /// 429 `rate_limited` with `Retry-After`; the text names what there was too much of.
     #[error("rate limited: {1}")]
     RateLimited(banter_http::limit::RetryAfter, &'static str),
@@ -72,6 +78,15 @@ impl IntoResponse for Error {
                 "invalid_refresh_token",
                 "the refresh token is not valid; log in again",
             ),
+            Self::AccountDisabled => ApiError::new(
+                StatusCode::FORBIDDEN,
+                "account_disabled",
+                "this account has been deactivated; ask an admin to reactivate it",
+            )
+            .into_response(),
+            Self::RegistrationClosed(why) => {
+                ApiError::new(StatusCode::FORBIDDEN, "registration_closed", why).into_response()
+            }
             Self::RateLimited(wait, what) => wait.into_api_error(what).into_response(),
             Self::Unavailable(cause) => {
                 tracing::warn!(error = %cause, "database unavailable");

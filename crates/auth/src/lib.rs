@@ -3,13 +3,17 @@
 //! - [`password`]: argon2id hashing on a bounded pool of blocking threads;
 //! - [`token`]: HS256 access tokens (pinned algorithm) and opaque rotating refresh tokens;
 //! - [`routes`]: the auth API (`/api/v1/register`, `login`, `refresh`, `logout`, `me`);
+//! - [`registration`]: who may register (open, invite, closed) and invite codes;
+//! - [`standing`]: whose tokens are refused before they expire (deactivated accounts);
 //! - [`AuthUser`]: the extractor other services use to require a Bearer token.
 //!
 //! Every failure is an [`Error`], whose variants name their HTTP status.
 
 mod error;
 pub mod password;
+pub mod registration;
 mod routes;
+pub mod standing;
 pub mod token;
 
 use std::sync::Arc;
@@ -18,6 +22,7 @@ use banter_http::limit::{Limiter, Rate};
 use banter_store::DynStore;
 
 pub use error::Error;
+pub use registration::{InviteCode, Registration, RegistrationPolicy};
 pub use routes::{router, AuthUser};
 pub use token::{Claims, TokenKeys};
 
@@ -28,6 +33,7 @@ pub struct AuthState {
     pub hasher: Arc<password::Hasher>,
     pub tokens: Arc<TokenKeys>,
     pub limits: Arc<AuthLimits>,
+    pub registration: RegistrationPolicy,
 }
 
 /// How often logins and registrations may come (`None`: unlimited).

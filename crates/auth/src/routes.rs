@@ -12,16 +12,16 @@ use axum::Router;
 use banter_core::{Password, User, UserId, Username};
 use banter_http::limit::{Limiter, PeerAddr};
 use banter_http::{ApiJson, Envelope};
-use banter_store::{NewRefreshToken, Rotation};
+use banter_store::{NewAccount, NewRefreshToken, Registered, Rotation};
 use serde::{Deserialize, Serialize};
 
 use crate::token::{digest, RefreshSecret};
-use crate::{AuthState, Claims, Error, TokenKeys};
+use crate::{AuthState, Claims, Error, Registration, TokenKeys};
 
 /// The auth API's routes, with their state.
 pub fn router(state: AuthState) -> Router {
     Router::new()
-        .route("/api/v1/register", post(register))
+        .route("/api/v1/register", post(register).get(registration))
         .route("/api/v1/login", post(login))
         .route("/api/v1/refresh", post(refresh))
         .route("/api/v1/logout", post(logout))
@@ -86,6 +86,15 @@ struct CredentialsInput {
 }
 
 #[derive(Deserialize)]
+struct RegisterInput {
+    username: String,
+    password: String,
+    /// The invite code, when registration needs one.
+    #[serde(default)]
+    invite: Option<String>,
+}
+
+#[derive(Deserialize)]
 struct RefreshInput {
     refresh_token: String,
 }
@@ -107,6 +116,15 @@ impl From<User> for UserView {
                 .to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
         }
     }
+}
+
+/// `GET /api/v1/me`: the user, and whether they are an admin (the web app shows the admin
+/// page's link then).
+#[derive(Serialize)]
+struct MeView {
+    #[serde(flatten)]
+    user: UserView,
+    admin: bool,
 }
 
 #[derive(Serialize)]
@@ -139,7 +157,7 @@ async fn register(
     State(state): State<AuthState>,
     PeerAddr(peer): PeerAddr,
     headers: HeaderMap,
-    ApiJson(input): ApiJson<CredentialsInput>,
+    ApiJson(input): ApiJson<RegisterInput>,
 ) -> Result<Envelope<UserView>, Error> {
     let ip = client_ip(&state, peer, &headers);
     within(
@@ -156,26 +174,55 @@ async fn register(
         &username.as_str().to_lowercase(),
         "registrations of this username",
     )?;
+    let refused = |why| {
+        metrics::counter!("banter_registrations_total", "outcome" => "refused").increment(1);
+        Err(Error::RegistrationClosed(why))
+    };
+    let invite = match state.registration.mode(&state.store).await? {
+        Registration::Open => None,
+        Registration::Closed => return refused("registration is closed"),
+        Registration::Invite => match input.invite.as_deref().map(str::trim) {
+            Some(code) if !code.is_empty() => Some(digest(code)),
+            _ => return refused("registration needs an invite; ask an admin for one"),
+        },
+    };
     // Checked first so that a taken name costs no hashing.
     if state.store.credentials(username.as_str()).await?.is_some() {
         metrics::counter!("banter_registrations_total", "outcome" => "taken").increment(1);
         return Err(Error::UsernameTaken);
     }
     let hash = state.hasher.hash(password).await?;
-    let user = state
-        .store
-        .create_user(&username, &hash, banter_store::now())
-        .await
-        .map_err(|e| match e {
-            // Lost a race with another registration of the same name.
-            banter_store::StoreError::Conflict(_) => Error::UsernameTaken,
-            other => other.into(),
-        })?;
+    let new = NewAccount {
+        username: &username,
+        password_hash: &hash,
+        created_at: banter_store::now(),
+        invite: invite.as_deref(),
+    };
+    let account = match state.store.register(&new).await {
+        Ok(Registered::Created(account)) => account,
+        Ok(Registered::InviteRefused) => {
+            return refused("this invite is used up, expired or revoked; ask for a new one")
+        }
+        // Lost a race with another registration of the same name.
+        Err(banter_store::StoreError::Conflict(_)) => return Err(Error::UsernameTaken),
+        Err(other) => return Err(other.into()),
+    };
     metrics::counter!("banter_registrations_total", "outcome" => "created").increment(1);
-    tracing::info!(user_id = %user.id, "user registered");
+    tracing::info!(user_id = %account.user.id, admin = account.admin, "user registered");
     Ok(Envelope::created(
         "User registered successfully",
-        user.into(),
+        account.user.into(),
+    ))
+}
+
+/// `GET /api/v1/register`: the registration mode, so the sign-in page offers what works.
+async fn registration(
+    State(state): State<AuthState>,
+) -> Result<Envelope<serde_json::Value>, Error> {
+    let mode = state.registration.mode(&state.store).await?;
+    Ok(Envelope::ok(
+        "Registration mode",
+        serde_json::json!({ "registration": mode.as_str() }),
     ))
 }
 
@@ -205,9 +252,9 @@ async fn login(
         "login attempts for this user",
     )?;
     let found = state.store.credentials(&input.username).await?;
-    let (user, hash) = match found {
-        Some(c) => (Some(c.user), Some(c.password_hash)),
-        None => (None, None),
+    let (user, hash, deactivated) = match found {
+        Some(c) => (Some(c.user), Some(c.password_hash), c.deactivated),
+        None => (None, None, false),
     };
     // Unknown users are verified against a dummy hash: same work, same answer, same time.
     let ok = state.hasher.verify(input.password, hash).await?;
@@ -218,6 +265,12 @@ async fn login(
             return Err(Error::InvalidCredentials);
         }
     };
+    // Only once the password is right: whether an account is deactivated is nobody else's
+    // business.
+    if deactivated {
+        metrics::counter!("banter_logins_total", "outcome" => "disabled").increment(1);
+        return Err(Error::AccountDisabled);
+    }
     let (refresh_token, record) = new_refresh(&state, user.id, uuid::Uuid::new_v4());
     state.store.insert_refresh_token(&record).await?;
     metrics::counter!("banter_logins_total", "outcome" => "ok").increment(1);
@@ -281,11 +334,16 @@ async fn refresh(
         }
         Rotation::Invalid => return Err(Error::InvalidRefreshToken),
     };
-    let user = state
+    let account = state
         .store
-        .user(user_id)
+        .account_by_id(user_id)
         .await?
         .ok_or(Error::InvalidRefreshToken)?;
+    // Deactivation revokes refresh tokens; this covers one rotated in the same instant.
+    if account.deactivated_at.is_some() {
+        return Err(Error::AccountDisabled);
+    }
+    let user = account.user;
     Ok(Envelope::ok(
         "Token refreshed",
         pair(&state, user, refresh_token)?,
@@ -309,11 +367,21 @@ async fn logout(
     ))
 }
 
-async fn me(State(state): State<AuthState>, user: AuthUser) -> Result<Envelope<UserView>, Error> {
+async fn me(State(state): State<AuthState>, user: AuthUser) -> Result<Envelope<MeView>, Error> {
     let found = state
         .store
-        .user(user.id)
+        .account_by_id(user.id)
         .await?
         .ok_or(Error::Unauthorized("the token's user no longer exists"))?;
-    Ok(Envelope::ok("Current user", found.into()))
+    // The auth service may hear of deactivations from no bus: the store has the last word.
+    if found.deactivated_at.is_some() {
+        return Err(Error::AccountDisabled);
+    }
+    Ok(Envelope::ok(
+        "Current user",
+        MeView {
+            admin: found.admin,
+            user: found.user.into(),
+        },
+    ))
 }

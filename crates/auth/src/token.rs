@@ -3,7 +3,8 @@
 //! Access tokens are HS256 JWTs carrying `sub` (user id), `name` (username), `iat`, `nbf`,
 //! `exp` and `jti`. Verification pins HS256: a token signed with anything else, or with
 //! `alg: none`, is refused, as is one missing a required claim. They live 15 minutes by
-//! default and cannot be revoked; that short life is what bounds a stolen one.
+//! default; that short life is what bounds a stolen one. Only a deactivation revokes them
+//! early: [`TokenKeys::standings`] lists whose tokens are refused.
 //!
 //! Refresh tokens are 256 random bits, shown to the client once and stored only as a SHA-256
 //! digest: a leaked database does not hand out sessions. Each use rotates them (see
@@ -21,6 +22,7 @@ use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
+use crate::standing::Standings;
 use crate::Error;
 
 /// The shortest JWT secret accepted: HS256 is only as strong as its key, and a short
@@ -64,6 +66,8 @@ pub struct TokenKeys {
     validation: Validation,
     pub access_ttl: Duration,
     pub refresh_ttl: Duration,
+    /// Accounts whose tokens are refused although their signature is good.
+    pub standings: Standings,
 }
 
 impl std::fmt::Debug for TokenKeys {
@@ -102,6 +106,7 @@ impl TokenKeys {
             validation,
             access_ttl,
             refresh_ttl,
+            standings: Standings::default(),
         })
     }
 
@@ -125,15 +130,23 @@ impl TokenKeys {
         })
     }
 
-    /// Checks signature, algorithm and times; `TokenExpired` tells a client to refresh.
+    /// Checks signature, algorithm and times, then the account's standing;
+    /// `TokenExpired` tells a client to refresh, `AccountDisabled` that it is no use.
     pub fn verify(&self, token: &str) -> Result<Claims, Error> {
-        jsonwebtoken::decode::<Claims>(token, &self.decoding, &self.validation)
+        let claims = jsonwebtoken::decode::<Claims>(token, &self.decoding, &self.validation)
             .map(|data| data.claims)
             .map_err(|e| match e.kind() {
                 ErrorKind::ExpiredSignature => Error::TokenExpired,
                 ErrorKind::ImmatureSignature => Error::Unauthorized("the token is not valid yet"),
                 _ => Error::Unauthorized("the token is not valid"),
-            })
+            })?;
+        match self.standings.refuses(claims.user_id()?, claims.iat) {
+            None => Ok(claims),
+            Some(true) => Err(Error::AccountDisabled),
+            Some(false) => Err(Error::Unauthorized(
+                "this session was ended by an admin; log in again",
+            )),
+        }
     }
 }
 
@@ -201,6 +214,43 @@ mod tests {
         assert_eq!(c.name, "alice");
         assert_eq!(c.exp - c.iat, 900);
         assert!(!c.jti.is_empty());
+    }
+
+    #[test]
+    fn refuses_the_tokens_of_a_deactivated_account_and_those_it_had_then() {
+        let k = keys();
+        let old = k.issue(UserId(7), &alice()).expect("issue").token;
+        let at = chrono::Utc::now();
+        k.standings.heard(banter_core::Standing {
+            user: UserId(7),
+            username: alice(),
+            deactivated: true,
+            revoked_before: Some(at),
+        });
+        assert!(matches!(k.verify(&old), Err(Error::AccountDisabled)));
+        k.standings.heard(banter_core::Standing {
+            user: UserId(7),
+            username: alice(),
+            deactivated: false,
+            revoked_before: Some(at - chrono::Duration::seconds(5)),
+        });
+        let old = k.issue(UserId(7), &alice()).expect("issue").token;
+        assert!(k.verify(&old).is_ok(), "issued after the revocation");
+        let before = encode(
+            &Header::new(Algorithm::HS256),
+            &Claims {
+                iat: (at - chrono::Duration::seconds(60)).timestamp(),
+                nbf: (at - chrono::Duration::seconds(60)).timestamp(),
+                sub: "7".into(),
+                ..claims(600, 0)
+            },
+            &EncodingKey::from_secret(SECRET.as_bytes()),
+        )
+        .expect("encode");
+        assert!(matches!(k.verify(&before), Err(Error::Unauthorized(_))));
+        assert!(k
+            .issue(UserId(8), &alice())
+            .is_ok_and(|t| k.verify(&t.token).is_ok()));
     }
 
     #[test]

@@ -310,6 +310,24 @@ impl FilesArgs {
     }
 }
 
+/// Who may register.
+#[derive(Debug, Clone, Args)]
+pub struct RegistrationArgs {
+    /// open: anyone; invite: with an invite code from an admin; closed: nobody. Unset: open
+    /// until an admin chooses otherwise on /admin. Set: admins cannot change it (give every
+    /// auth process and gateway the same value).
+    #[arg(long, env = "BANTER_REGISTRATION")]
+    pub registration: Option<banter_auth::Registration>,
+}
+
+impl RegistrationArgs {
+    pub fn policy(&self) -> banter_auth::RegistrationPolicy {
+        banter_auth::RegistrationPolicy {
+            locked: self.registration,
+        }
+    }
+}
+
 /// TLS on this command's listener.
 #[derive(Debug, Clone, Args)]
 pub struct TlsArgs {
@@ -446,6 +464,8 @@ pub struct GatewayArgs {
     pub proxy: ProxyArgs,
     #[command(flatten)]
     pub push: GatewayPushArgs,
+    #[command(flatten)]
+    pub registration: RegistrationArgs,
     #[command(flatten)]
     pub tls: TlsArgs,
 }
@@ -714,6 +734,8 @@ pub struct ServeArgs {
     #[command(flatten)]
     pub notify_group: NotifyGroupArgs,
     #[command(flatten)]
+    pub registration: RegistrationArgs,
+    #[command(flatten)]
     pub tls: TlsArgs,
 }
 
@@ -737,6 +759,8 @@ pub struct AuthArgs {
     pub limits: AuthLimitArgs,
     #[command(flatten)]
     pub proxy: ProxyArgs,
+    #[command(flatten)]
+    pub registration: RegistrationArgs,
     #[command(flatten)]
     pub tls: TlsArgs,
 }

@@ -43,6 +43,8 @@ pub struct AuthOptions {
     pub refresh_ttl: Duration,
     pub hash_concurrency: usize,
     pub limits: banter_auth::AuthLimitSettings,
+    /// Who may register.
+    pub registration: banter_auth::RegistrationPolicy,
 }
 
 impl AuthOptions {
@@ -50,6 +52,7 @@ impl AuthOptions {
         args: &TokenArgs,
         secret: SecretString,
         limits: banter_auth::AuthLimitSettings,
+        registration: banter_auth::RegistrationPolicy,
     ) -> Self {
         Self {
             jwt_secret: secret,
@@ -57,6 +60,7 @@ impl AuthOptions {
             refresh_ttl: args.refresh_token_ttl,
             hash_concurrency: args.hash_concurrency.unwrap_or_else(default_concurrency),
             limits,
+            registration,
         }
     }
 }
@@ -161,8 +165,16 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         files.as_ref().map_or("none", |f| f.place()),
     );
     let options = ServeOptions {
-        auth: AuthOptions::from_args(&args.tokens, secret, args.auth_limits.settings(&args.proxy)),
+        auth: AuthOptions::from_args(
+            &args.tokens,
+            secret,
+            args.auth_limits.settings(&args.proxy),
+            args.registration.policy(),
+        ),
         gateway: GatewayConfig {
+            admin: banter_gateway::admin::AdminConfig {
+                registration: args.registration.policy(),
+            },
             web: args.web.config()?,
             limits: args.gateway_limits.settings(&args.proxy),
             ws_origins: args.web.ws_origins()?,
@@ -197,6 +209,7 @@ async fn auth(args: AuthArgs) -> anyhow::Result<()> {
         &args.tokens,
         SecretString::from(secret.expose().to_owned()),
         args.limits.settings(&args.proxy),
+        args.registration.policy(),
     );
     let url = args.database.required_url("auth")?;
     let store = open_store(url.expose(), args.database.db_max_connections).await?;
@@ -229,6 +242,7 @@ async fn gateway(args: GatewayArgs) -> anyhow::Result<()> {
         &args.tokens,
         SecretString::from(secret.expose().to_owned()),
         banter_auth::AuthLimitSettings::off(),
+        args.registration.policy(),
     );
     let kafka = args.kafka.required("gateway")?;
     let url = args.database.required_url("gateway")?;
@@ -239,6 +253,7 @@ async fn gateway(args: GatewayArgs) -> anyhow::Result<()> {
     config.ws_origins = args.web.ws_origins()?;
     config.files = args.files.settings();
     config.push = args.push.api()?;
+    config.admin.registration = args.registration.policy();
     if config.push.is_none() {
         tracing::info!("no BANTER_VAPID_PUBLIC_KEY: this gateway offers no push notifications");
     }
@@ -670,6 +685,7 @@ fn auth_routes(
         hasher: Arc::new(Hasher::new(options.hash_concurrency)?),
         tokens,
         limits: Arc::new(banter_auth::AuthLimits::new(&options.limits)),
+        registration: options.registration,
     };
     Ok(banter_auth::router(state))
 }

@@ -22,7 +22,9 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use banter_core::{Appended, ClientId, LoggedEvent, RoomEvent, RoomName, UserId, Username};
+use banter_core::{
+    Appended, ClientId, LoggedEvent, RoomEvent, RoomName, Standing, UserId, Username,
+};
 use tokio::sync::mpsc;
 
 pub use kafka::{
@@ -60,6 +62,9 @@ pub enum Event {
     Typing { room: RoomName, user: Username },
     /// Who is online on which gateway (not stored).
     Presence(Presence),
+    /// An admin deactivated or reactivated an account (stored by the admin API before it is
+    /// announced): every gateway refuses or accepts its tokens from now on.
+    Account(Standing),
 }
 
 /// Identifies one gateway process for presence: random at each start.
@@ -145,7 +150,8 @@ pub trait Bus: Send + Sync + std::fmt::Debug + 'static {
         client_id: &ClientId,
     ) -> Result<Option<LoggedEvent>, BusError>;
 
-    /// Fans out an event that is not part of the log (typing, presence).
+    /// Fans out an event that is not part of the rooms' log (typing, presence, accounts).
+    /// On Kafka it returns once the record is on `chat-events`.
     async fn announce(&self, event: Event) -> Result<(), BusError>;
 
     /// Every message and event from now on. A subscriber that does not keep up slows the bus

@@ -24,7 +24,7 @@ pub use room::{
     effect, mention_candidates, Effect, Membership, NewRoomChange, Role, RoomChange, RoomEntry,
     RoomInfo, RoomKind, Topic, UserRef, MAX_MENTIONS, UNREAD_CAP,
 };
-pub use user::{User, UserId};
+pub use user::{Standing, User, UserId};
 
 /// Why a piece of client input was refused: which field, and a sentence a person can act on.
 ///

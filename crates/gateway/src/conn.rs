@@ -40,6 +40,8 @@ use crate::GatewayState;
 pub const MAX_IN_FLIGHT: usize = 64;
 /// Close code for an access token that expired without an `auth` frame.
 pub const CLOSE_TOKEN_EXPIRED: u16 = 4001;
+/// Close code for an account an admin deactivated: the client should not reconnect.
+pub const CLOSE_ACCOUNT_DISABLED: u16 = 4003;
 /// Close code when the server shuts down: the client should reconnect (to another process).
 pub const CLOSE_RESTART: u16 = 1012;
 /// Largest text frame read; bigger ones get a `too_large` error (the socket layer itself
@@ -54,6 +56,14 @@ const REPLAY_PAGE: u32 = 500;
 const WRITE_BATCH: usize = 64;
 /// Typing events relayed per room per connection: at most one per this period.
 const TYPING_PERIOD: Duration = Duration::from_secs(2);
+
+/// The reason a kicked connection is closed with.
+fn kick_reason(code: u16) -> &'static str {
+    match code {
+        CLOSE_ACCOUNT_DISABLED => "account deactivated",
+        _ => "too slow: reconnect and resume",
+    }
+}
 
 /// Who is on the other end, as the token said at upgrade.
 #[derive(Debug, Clone)]
@@ -239,7 +249,7 @@ where
             let outcome = tokio::select! {
                 biased;
                 () = &mut restart => return End::Close(CLOSE_RESTART, "server restarting"),
-                code = &mut kicked => return End::Close(code, "too slow: reconnect and resume"),
+                code = &mut kicked => return End::Close(code, kick_reason(code)),
                 () = &mut expiry => {
                     let _ = Box::pin(self.send_frame(&ServerFrame::Error {
                         code: "token_expired",
@@ -741,6 +751,12 @@ where
     async fn on_auth(&mut self, token: &str) -> Result<Option<Instant>, End> {
         let claims = match self.state.tokens.verify(token) {
             Ok(claims) => claims,
+            Err(banter_auth::Error::AccountDisabled) => {
+                return Err(End::Close(
+                    CLOSE_ACCOUNT_DISABLED,
+                    kick_reason(CLOSE_ACCOUNT_DISABLED),
+                ))
+            }
             Err(e) => {
                 let code = if matches!(e, banter_auth::Error::TokenExpired) {
                     "token_expired"

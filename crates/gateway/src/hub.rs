@@ -445,6 +445,16 @@ impl Hub {
         }
     }
 
+    /// Tells every connection of `user` on this gateway to close with `code`.
+    pub fn kick_user(&self, user: &str, code: u16) {
+        let inner = self.inner();
+        if let Some(conns) = inner.users.get(&user.to_ascii_lowercase()) {
+            for member in conns.values() {
+                member.kick.kick(code);
+            }
+        }
+    }
+
     /// Whether `user` has a connection on this gateway.
     pub fn has_user(&self, user: &str) -> bool {
         self.inner().users.contains_key(&user.to_ascii_lowercase())

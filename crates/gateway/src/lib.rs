@@ -3,13 +3,14 @@
 //! hands what people do to the chat service ([`chat`]: rights, then a room event for the
 //! log) and fans the bus's events out to the rooms' connections and to the users they
 //! concern (the user stream), serves rooms, members, history, threads and presence over
-//! HTTP ([`api`]), attachments ([`files`]: uploads, downloads, their cleanup), and the web
-//! page ([`web`]).
+//! HTTP ([`api`]), attachments ([`files`]: uploads, downloads, their cleanup), the admin API
+//! ([`admin`]), and the web pages ([`web`]).
 //!
 //! The gateway does not know which bus it runs on: the in-process one of `banter serve` or
 //! Kafka. Every room event reaches sockets through the same path, [`dispatch`]: from the bus,
 //! in log order, serialized once, queued to each member.
 
+pub mod admin;
 pub mod api;
 pub mod chat;
 pub mod conn;
@@ -87,6 +88,8 @@ pub struct GatewayConfig {
     pub files: files::FilesSettings,
     /// Web Push: the key browsers subscribe with (`None`: push is off here).
     pub push: Option<push::PushApi>,
+    /// The admin API's settings.
+    pub admin: admin::AdminConfig,
 }
 
 impl Default for GatewayConfig {
@@ -105,6 +108,7 @@ impl Default for GatewayConfig {
             ws_origins: origins::WsOrigins::default(),
             files: files::FilesSettings::default(),
             push: None,
+            admin: admin::AdminConfig::default(),
         }
     }
 }
@@ -160,15 +164,23 @@ impl GatewayState {
         let directory = Arc::new(Directory::new(store.clone(), recent.clone()));
         let hello = Arc::new(Notify::new());
         let tasks = TaskTracker::new();
+        // Subscribed before the store is read, so no deactivation falls between.
+        let events = bus.subscribe();
+        tokio::spawn(load_standings(
+            store.clone(),
+            tokens.clone(),
+            shutdown.clone(),
+        ));
         tokio::spawn(dispatch(
             node,
             Heard {
                 hub: hub.clone(),
                 recent: recent.clone(),
                 directory: directory.clone(),
+                tokens: tokens.clone(),
             },
             hello.clone(),
-            bus.subscribe(),
+            events,
         ));
         // Tracked: shutdown waits for its goodbye.
         tasks.spawn(presence::announce(
@@ -275,6 +287,32 @@ pub fn router(state: GatewayState) -> Router {
         )
         .route("/api/v1/files/{id}", get(files::download))
         .route("/api/v1/files/{id}/thumbnail", get(files::thumbnail))
+        .route("/api/v1/admin/users", get(admin::users))
+        .route(
+            "/api/v1/admin/users/{username}/deactivate",
+            axum::routing::post(admin::deactivate),
+        )
+        .route(
+            "/api/v1/admin/users/{username}/reactivate",
+            axum::routing::post(admin::reactivate),
+        )
+        .route(
+            "/api/v1/admin/users/{username}/admin",
+            axum::routing::put(admin::set_admin),
+        )
+        .route(
+            "/api/v1/admin/invites",
+            get(admin::invites).post(admin::create_invite),
+        )
+        .route(
+            "/api/v1/admin/invites/{id}",
+            axum::routing::delete(admin::revoke_invite),
+        )
+        .route(
+            "/api/v1/admin/settings",
+            get(admin::settings).put(admin::put_settings),
+        )
+        .route("/api/v1/admin/audit", get(admin::audit))
         .merge(web::router(state.config.web.clone()))
         .with_state(state)
 }
@@ -285,6 +323,30 @@ pub struct Heard {
     pub hub: Arc<Hub>,
     pub recent: Arc<Recent>,
     pub directory: Arc<Directory>,
+    /// Whose tokens are refused (deactivated accounts).
+    pub tokens: Arc<TokenKeys>,
+}
+
+/// Reads which accounts are deactivated (or had their tokens revoked lately) into `tokens`,
+/// retrying until the store answers: until then only what the bus announces is known.
+async fn load_standings(store: DynStore, tokens: Arc<TokenKeys>, shutdown: CancellationToken) {
+    let mut wait = Duration::from_millis(200);
+    loop {
+        let since = chrono::Utc::now()
+            - chrono::Duration::from_std(tokens.access_ttl).unwrap_or(chrono::Duration::days(1));
+        match store.standings(since).await {
+            Ok(standings) => {
+                tokens.standings.loaded(standings);
+                return;
+            }
+            Err(e) => tracing::warn!(error = %e, "reading deactivated accounts; retrying"),
+        }
+        tokio::select! {
+            () = tokio::time::sleep(wait) => {}
+            () = shutdown.cancelled() => return,
+        }
+        wait = (wait * 2).min(Duration::from_secs(10));
+    }
 }
 
 /// Moves everything the bus delivers to the connections of its room, and the user stream to
@@ -302,6 +364,7 @@ pub async fn dispatch(
         hub,
         recent,
         directory,
+        tokens,
     } = heard;
     let mut prune = tokio::time::interval(Duration::from_secs(10));
     loop {
@@ -337,6 +400,12 @@ pub async fn dispatch(
                 hub.fan_out(room, &out, Some(user.as_str()));
             }
             Event::Presence(p) => presence::heard(node, &hub, &hello, p),
+            Event::Account(standing) => {
+                tokens.standings.heard(standing.clone());
+                if standing.deactivated {
+                    hub.kick_user(standing.username.as_str(), conn::CLOSE_ACCOUNT_DISABLED);
+                }
+            }
         }
     }
     tracing::debug!("bus closed; dispatch stopped");

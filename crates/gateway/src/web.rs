@@ -1,7 +1,8 @@
-//! The web app at `/` and `/chat`: static files embedded in the binary (or, for working on
-//! the app, read from a directory at each request), sent with a strict Content-Security-Policy
-//! (no inline script can run, even if some text slipped through), and `/config.json`, which
-//! tells the app where the auth API is when it is not on this origin (split deployments).
+//! The web app at `/` and `/chat` (and `/join/<code>`, an invite link), and the admin page at
+//! `/admin`: static files embedded in the binary (or, for working on the app, read from a
+//! directory at each request), sent with a strict Content-Security-Policy (no inline script
+//! can run, even if some text slipped through), and `/config.json`, which tells the app where
+//! the auth API is when it is not on this origin (split deployments).
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -16,6 +17,8 @@ const APP_JS: &str = include_str!("../../../web/app.js");
 const CLIENT_JS: &str = include_str!("../../../web/client.js");
 const STYLE: &str = include_str!("../../../web/style.css");
 const SERVICE_WORKER: &str = include_str!("../../../web/sw.js");
+const ADMIN: &str = include_str!("../../../web/admin.html");
+const ADMIN_JS: &str = include_str!("../../../web/admin.js");
 
 /// Where the app comes from and what it is told.
 #[derive(Debug, Clone, Default)]
@@ -116,7 +119,8 @@ fn handler(
     }
 }
 
-/// `/`, `/chat`, `/app.js`, `/client.js`, `/style.css`, `/sw.js`, `/config.json`.
+/// `/`, `/chat`, `/join/<code>`, `/admin`, their scripts, `/style.css`, `/sw.js`,
+/// `/config.json`.
 pub fn router<S: Clone + Send + Sync + 'static>(config: WebConfig) -> Router<S> {
     let csp = HeaderValue::from_str(&config.csp()).unwrap_or_else(|_| {
         // Only an origin with odd characters could get here; the strict default stands.
@@ -148,13 +152,19 @@ pub fn router<S: Clone + Send + Sync + 'static>(config: WebConfig) -> Router<S> 
         SERVICE_WORKER,
         "text/javascript; charset=utf-8",
     );
+    let admin = handler(&web, "admin.html", ADMIN, "text/html; charset=utf-8");
+    let admin_js = handler(&web, "admin.js", ADMIN_JS, "text/javascript; charset=utf-8");
     let settings = move || {
         let web = web.clone();
         async move { web.respond("application/json", web.config_json.clone()) }
     };
     Router::new()
         .route("/", get(page.clone()))
-        .route("/chat", get(page))
+        .route("/chat", get(page.clone()))
+        // An invite link: the app reads the code from the path.
+        .route("/join/{code}", get(page))
+        .route("/admin", get(admin))
+        .route("/admin.js", get(admin_js))
         .route("/app.js", get(script))
         .route("/client.js", get(client))
         .route("/style.css", get(style))

@@ -15,6 +15,7 @@
 //! Errors are deliberately narrow ([`StoreError`]): callers decide on `Conflict` and
 //! `Unavailable`; anything else is an internal fault they log and hide.
 
+mod admin;
 mod postgres;
 mod queries;
 mod sqlite;
@@ -29,6 +30,7 @@ use banter_core::{
 use chrono::{DateTime, SubsecRound, Utc};
 use uuid::Uuid;
 
+pub use admin::{Account, Admin, AuditEntry, Invite, NewAccount, NewAudit, NewInvite, Registered};
 pub use postgres::PostgresStore;
 pub use sqlite::SqliteStore;
 
@@ -97,6 +99,8 @@ pub struct Credentials {
     pub user: User,
     /// PHC string (`$argon2id$...`).
     pub password_hash: String,
+    /// Deactivated by an admin: the password may be right, the login is refused.
+    pub deactivated: bool,
 }
 
 /// A refresh token about to be stored: only its digest is kept.
@@ -160,7 +164,7 @@ impl Backend {
 
 /// The storage operations banter needs. Every method is one transaction.
 #[async_trait]
-pub trait Store: Send + Sync + std::fmt::Debug + 'static {
+pub trait Store: Admin + Send + Sync + std::fmt::Debug + 'static {
     fn backend(&self) -> Backend;
 
     /// Applies the embedded migrations; safe to run from several processes at once.
@@ -174,7 +178,8 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
     /// Closes the pool, waiting for connections in use to come back.
     async fn close(&self);
 
-    /// Creates a user; `Conflict` when the name (compared without case) is taken.
+    /// Creates a user (registration without an invite: [`Admin::register`]); `Conflict` when
+    /// the name (compared without case) is taken.
     async fn create_user(
         &self,
         username: &Username,

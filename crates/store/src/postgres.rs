@@ -56,6 +56,13 @@ crate::queries::impl_store!(
     sqlx::PgConnection
 );
 
+crate::admin::impl_admin!(
+    PostgresStore,
+    Backend::Postgres,
+    sqlx::postgres::PgRow,
+    sqlx::PgConnection
+);
+
 impl PostgresStore {
     /// The rows of a search (see [`Store::search`]): the GIN index finds the messages, and
     /// the scope, the author and the page are conditions of the same statement.

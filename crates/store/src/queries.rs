@@ -879,22 +879,24 @@ macro_rules! impl_store {
             password_hash: &str,
             created_at: DateTime<Utc>,
         ) -> Result<User, StoreError> {
-            let row = sqlx::query(
-                "INSERT INTO users (username, password, created_at) VALUES ($1, $2, $3) \
-                 RETURNING id, username, created_at",
-            )
-            .bind(username.as_str())
-            .bind(password_hash)
-            .bind(created_at)
-            .fetch_one(&self.pool)
-            .await
-            .map_err(|e| StoreError::from_sqlx(e, "username taken"))?;
-            Ok(user_from_row(&row)?)
+            let new = $crate::admin::NewAccount {
+                username,
+                password_hash,
+                created_at,
+                invite: None,
+            };
+            match $crate::admin::Admin::register(self, &new).await? {
+                $crate::admin::Registered::Created(account) => Ok(account.user),
+                // Only an invite can be refused.
+                $crate::admin::Registered::InviteRefused => {
+                    Err(StoreError::Other(sqlx::Error::RowNotFound))
+                }
+            }
         }
 
         async fn credentials(&self, username: &str) -> Result<Option<Credentials>, StoreError> {
             let row = sqlx::query(
-                "SELECT id, username, created_at, password FROM users \
+                "SELECT id, username, created_at, password, deactivated_at FROM users \
                  WHERE lower(username) = lower($1)",
             )
             .bind(username)
@@ -904,6 +906,9 @@ macro_rules! impl_store {
                 Ok(Credentials {
                     user: user_from_row(&row)?,
                     password_hash: row.try_get("password")?,
+                    deactivated: row
+                        .try_get::<Option<DateTime<Utc>>, _>("deactivated_at")?
+                        .is_some(),
                 })
             })
             .transpose()

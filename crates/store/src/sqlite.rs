@@ -68,6 +68,13 @@ crate::queries::impl_store!(
     sqlx::SqliteConnection
 );
 
+crate::admin::impl_admin!(
+    SqliteStore,
+    Backend::Sqlite,
+    sqlx::sqlite::SqliteRow,
+    sqlx::SqliteConnection
+);
+
 impl SqliteStore {
     /// The rows of a search (see [`Store::search`]): FTS5 finds the rowids, and the scope,
     /// the author and the page are conditions of the same statement.

@@ -10,6 +10,8 @@ use banter_core::{
 use banter_store::{now, DynStore, NewRefreshToken, Rotation, StoreError};
 use banter_testkit::{Db, TestDb};
 
+#[path = "conformance/admin.rs"]
+mod admin;
 #[path = "conformance/push.rs"]
 mod push;
 #[path = "conformance/rooms.rs"]
@@ -18,6 +20,7 @@ mod rooms;
 mod search;
 #[path = "conformance/uploads.rs"]
 mod uploads;
+use admin::*;
 use chrono::Duration;
 use push::*;
 use rooms::*;
@@ -49,6 +52,11 @@ macro_rules! conformance {
 
 conformance!(
     migrations_can_run_again,
+    the_first_account_is_an_admin_and_only_the_first,
+    an_invite_admits_its_uses_until_it_expires_or_is_revoked,
+    deactivation_ends_sessions_and_is_what_a_gateway_reads_at_start,
+    accounts_are_found_by_any_part_of_their_name_in_pages,
+    every_admin_action_is_in_the_audit_log_newest_first,
     ping_answers,
     users_are_created_and_found,
     usernames_are_unique_without_regard_to_case,
@@ -570,6 +578,11 @@ async fn deleted_messages_leave_history(store: DynStore) {
 }
 
 async fn admin_rights_are_granted_and_revoked(store: DynStore) {
+    // The first account is an admin (see admin.rs); Quinn comes second.
+    store
+        .create_user(&name("first"), "h", now())
+        .await
+        .expect("create");
     let quinn = store
         .create_user(&name("Quinn"), "h", now())
         .await

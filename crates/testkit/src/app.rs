@@ -95,6 +95,8 @@ impl TestApp {
                 refresh_ttl: Duration::from_secs(30 * 24 * 3600),
                 hash_concurrency: 2,
                 limits: options.auth_limits,
+                // As in `banter serve`: the gateway's admin API and auth share the policy.
+                registration: options.gateway.admin.registration,
             },
             gateway: options.gateway,
             files: Some(files.files.clone()),

@@ -1,5 +1,6 @@
 //! The HTTP API, spoken to over real sockets: a real `banter serve` on port 0 per test.
 
+mod admin;
 mod auth;
 mod errors;
 mod files;

@@ -117,6 +117,7 @@ async fn auth_answers_pages_of_the_allowed_origins_only() {
         refresh_ttl: Duration::from_secs(3600),
         hash_concurrency: 1,
         limits: banter_auth::AuthLimitSettings::default(),
+        registration: banter_auth::RegistrationPolicy::default(),
     };
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let server = tokio::spawn(launch_auth(

@@ -15,11 +15,12 @@
 //!
 //! A record of a version this build does not know, or that does not decode, is an error the
 //! reader reports (persist sends it to the dead-letter topic with the reason; the fan-out
-//! skips it). `chat-events` holds typing and presence ([`EventRecord`]), which no log keeps.
+//! skips it). `chat-events` holds typing, presence and accounts' standing ([`EventRecord`]),
+//! which no room's log keeps.
 
 use banter_core::{
     Attachment, Change, ClientId, Cursor, Emoji, MessageBody, NewChange, NewMessage, NewRoomChange,
-    RoomChange, RoomEvent, RoomKind, RoomName, Topic, UserId, UserRef, Username,
+    RoomChange, RoomEvent, RoomKind, RoomName, Standing, Topic, UserId, UserRef, Username,
 };
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
@@ -375,6 +376,13 @@ pub(crate) enum EventRecord {
     PresenceGone {
         node: NodeId,
     },
+    Account {
+        user_id: i64,
+        user: String,
+        deactivated: bool,
+        #[serde(default)]
+        revoked_before: Option<DateTime<Utc>>,
+    },
 }
 
 impl EventRecord {
@@ -428,6 +436,15 @@ impl EventRecord {
                 };
                 (record, p.node().to_string())
             }
+            Event::Account(standing) => (
+                Self::Account {
+                    user_id: standing.user.0,
+                    user: name(&standing.username),
+                    deactivated: standing.deactivated,
+                    revoked_before: standing.revoked_before,
+                },
+                standing.user.to_string(),
+            ),
         })
     }
 
@@ -481,6 +498,17 @@ impl EventRecord {
             }),
             Self::PresenceHello { node } => Event::Presence(Presence::Hello { node }),
             Self::PresenceGone { node } => Event::Presence(Presence::Gone { node }),
+            Self::Account {
+                user_id,
+                user: u,
+                deactivated,
+                revoked_before,
+            } => Event::Account(Standing {
+                user: UserId(user_id),
+                username: user(&u)?,
+                deactivated,
+                revoked_before,
+            }),
         })
     }
 }
@@ -537,6 +565,22 @@ mod tests {
             panic!("a snapshot");
         };
         assert!(connected.is_empty());
+    }
+
+    #[test]
+    fn an_accounts_standing_travels_keyed_by_its_user() {
+        let event = Event::Account(Standing {
+            user: UserId(42),
+            username: Username::parse("ann").expect("name"),
+            deactivated: true,
+            revoked_before: DateTime::from_timestamp(1_700_000_000, 0),
+        });
+        let (record, key) = EventRecord::of(&event).expect("a record");
+        assert_eq!(key, "42");
+        let text = serde_json::to_string(&record).expect("json");
+        assert!(text.contains(r#""type":"account""#), "{text}");
+        let back: EventRecord = serde_json::from_str(&text).expect("reads");
+        assert_eq!(back.into_event().expect("event"), event);
     }
 
     #[test]
