@@ -96,6 +96,8 @@ pub enum Presence {
         node: NodeId,
         online: Vec<(RoomName, Vec<Username>)>,
         connected: Vec<Username>,
+        /// Its open connections (for the admin page's figures).
+        connections: usize,
     },
     /// `node` has just started and asks the others for their snapshots.
     Hello { node: NodeId },

@@ -370,6 +370,23 @@ pub enum ServerFrame<'a> {
         #[serde(serialize_with = "rfc3339_millis")]
         at: DateTime<Utc>,
     },
+    /// An admin archived the room (read-only) or brought it back.
+    Archived {
+        room: &'a RoomName,
+        archived: bool,
+        by: &'a str,
+        cursor: Cursor,
+        #[serde(serialize_with = "rfc3339_millis")]
+        at: DateTime<Utc>,
+    },
+    /// An admin deleted the room: its readers leave it.
+    RoomDeleted {
+        room: &'a RoomName,
+        by: &'a str,
+        cursor: Cursor,
+        #[serde(serialize_with = "rfc3339_millis")]
+        at: DateTime<Utc>,
+    },
     Created {
         room: &'a RoomName,
         kind: RoomKind,
@@ -422,7 +439,8 @@ impl ServerFrame<'_> {
 }
 
 /// The frame readers of the room get for a logged event: `message`, `edited`, `deleted`,
-/// `reaction`, `member`, `topic` or `created`, each with the event's cursor. (A read
+/// `reaction`, `member`, `topic`, `created`, `archived` or `room_deleted`, each with the
+/// event's cursor. (A read
 /// position is the user's own: its `read` frame goes to the user's connections only.)
 pub fn event_json(logged: &LoggedEvent) -> String {
     let cursor = logged.cursor;
@@ -471,6 +489,21 @@ pub fn event_json(logged: &LoggedEvent) -> String {
                 RoomChange::Muted { muted } => ServerFrame::Muted {
                     room,
                     muted: *muted,
+                }
+                .to_json(),
+                RoomChange::Archived { archived } => ServerFrame::Archived {
+                    room,
+                    archived: *archived,
+                    by,
+                    cursor,
+                    at,
+                }
+                .to_json(),
+                RoomChange::Deleted => ServerFrame::RoomDeleted {
+                    room,
+                    by,
+                    cursor,
+                    at,
                 }
                 .to_json(),
             }

@@ -175,6 +175,12 @@ pub enum RoomChange {
     /// The actor mutes the room (no push for its messages, except mentions) or unmutes it.
     /// Like a read position, it is the actor's own: no one else hears of it.
     Muted { muted: bool },
+    /// An admin archives the room (read-only from now on: history stays, nothing new is
+    /// said in it) or brings it back.
+    Archived { archived: bool },
+    /// An admin deletes the room: it leaves every list and refuses everything from now on;
+    /// its messages and files are removed in the background.
+    Deleted,
 }
 
 impl RoomChange {
@@ -189,6 +195,8 @@ impl RoomChange {
             Self::Topic { .. } => "topic",
             Self::Read { .. } => "read",
             Self::Muted { .. } => "muted",
+            Self::Archived { .. } => "archived",
+            Self::Deleted => "deleted",
         }
     }
 }
@@ -229,6 +237,10 @@ pub struct RoomInfo {
     /// Who created it (none for a DM).
     pub owner: Option<UserRef>,
     pub created_at: DateTime<Utc>,
+    /// Archived by an admin: read-only.
+    pub archived_at: Option<DateTime<Utc>>,
+    /// Deleted by an admin: gone from every list; nothing changes it any more.
+    pub deleted_at: Option<DateTime<Utc>>,
 }
 
 /// A user's membership of a room, as its log made it. A former member keeps a row that is
@@ -298,6 +310,10 @@ pub fn effect(
         ))
     };
     let mut out = Effect::default();
+    // A deleted room stays so: whatever was logged after its delete changes nothing.
+    if room.is_some_and(|info| info.deleted_at.is_some()) {
+        return out;
+    }
     match (&change.change, room) {
         (
             RoomChange::Created {
@@ -313,6 +329,8 @@ pub fn effect(
                 topic: topic.clone(),
                 owner: owner.clone(),
                 created_at: change.at,
+                archived_at: None,
+                deleted_at: None,
             });
             for m in members {
                 let role = if owner.as_ref().is_some_and(|o| o.id == m.id) {
@@ -349,6 +367,20 @@ pub fn effect(
         (RoomChange::Topic { topic }, Some(info)) if info.topic != *topic => {
             out.room = Some(RoomInfo {
                 topic: topic.clone(),
+                ..info.clone()
+            });
+        }
+        (RoomChange::Archived { archived }, Some(info))
+            if info.archived_at.is_some() != *archived =>
+        {
+            out.room = Some(RoomInfo {
+                archived_at: archived.then_some(change.at),
+                ..info.clone()
+            });
+        }
+        (RoomChange::Deleted, Some(info)) => {
+            out.room = Some(RoomInfo {
+                deleted_at: Some(change.at),
                 ..info.clone()
             });
         }
@@ -396,6 +428,8 @@ pub struct RoomEntry {
     pub read_cursor: Option<Cursor>,
     /// The user muted it: its messages are not pushed, except mentions.
     pub muted: bool,
+    /// An admin archived it: read-only.
+    pub archived: bool,
 }
 
 /// Unread messages and mentions are counted up to this many (a client shows "99+").
@@ -506,6 +540,8 @@ mod tests {
             topic: Topic::default(),
             owner: None,
             created_at: Utc::now(),
+            archived_at: None,
+            deleted_at: None,
         };
         assert!(effect(&change(&alice, RoomChange::Joined), Some(&info), |_| None).is_noop());
         assert!(effect(&change(&alice, RoomChange::Joined), None, |_| None).is_noop());
@@ -525,6 +561,52 @@ mod tests {
     }
 
     #[test]
+    fn an_archived_room_comes_back_and_a_deleted_one_stays_deleted() {
+        let admin = user(1, "root");
+        let info = RoomInfo {
+            kind: RoomKind::Public,
+            topic: Topic::default(),
+            owner: None,
+            created_at: Utc::now(),
+            archived_at: None,
+            deleted_at: None,
+        };
+        let archive = |a| change(&admin, RoomChange::Archived { archived: a });
+        let archived = effect(&archive(true), Some(&info), |_| None)
+            .room
+            .expect("archived");
+        assert!(archived.archived_at.is_some());
+        assert!(effect(&archive(true), Some(&archived), |_| None).is_noop());
+        assert!(effect(&archive(false), Some(&info), |_| None).is_noop());
+        let back = effect(&archive(false), Some(&archived), |_| None)
+            .room
+            .expect("back");
+        assert_eq!(back.archived_at, None);
+        let deleted = effect(
+            &change(&admin, RoomChange::Deleted),
+            Some(&archived),
+            |_| None,
+        )
+        .room
+        .expect("deleted");
+        assert!(deleted.deleted_at.is_some());
+        // Whatever was logged after the delete changes nothing.
+        let inside = |_| Some(member("root", true, None));
+        for later in [
+            RoomChange::Deleted,
+            RoomChange::Archived { archived: false },
+            RoomChange::Joined,
+            RoomChange::Left,
+            RoomChange::Topic {
+                topic: Topic::parse("back").expect("topic"),
+            },
+            RoomChange::Muted { muted: true },
+        ] {
+            assert!(effect(&change(&admin, later), Some(&deleted), inside).is_noop());
+        }
+    }
+
+    #[test]
     fn read_positions_only_move_forward_and_only_for_members() {
         let alice = user(1, "alice");
         let info = RoomInfo {
@@ -532,6 +614,8 @@ mod tests {
             topic: Topic::default(),
             owner: None,
             created_at: Utc::now(),
+            archived_at: None,
+            deleted_at: None,
         };
         let read = |c| change(&alice, RoomChange::Read { cursor: c });
         let at5 = |_| Some(member("alice", true, Some(Cursor::new(0, 5))));
@@ -550,6 +634,8 @@ mod tests {
             topic: Topic::default(),
             owner: None,
             created_at: Utc::now(),
+            archived_at: None,
+            deleted_at: None,
         };
         let mute = |muted| change(&alice, RoomChange::Muted { muted });
         let inside = |_| Some(member("alice", true, None));

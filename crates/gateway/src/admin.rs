@@ -1,5 +1,6 @@
-//! The admin API (`/api/v1/admin/...`): people (deactivate, reactivate, admin rights), invites,
-//! the registration mode, and the audit log.
+//! The admin API (`/api/v1/admin/...`): people (deactivate, reactivate, admin rights, purge
+//! their messages), rooms (archive, delete), invites, the registration mode, the audit log,
+//! and live figures; and the background removal of deleted rooms' messages ([`sweep`]).
 //!
 //! Every route takes an [`AdminUser`], which is where the right is checked, once: anyone
 //! else is answered 403 `forbidden` before a handler runs. Every action is stored with its
@@ -7,6 +8,8 @@
 //!
 //! A deactivation is stored, then announced on the bus: every gateway refuses the person's
 //! tokens from then on and closes their sockets with 4003 (see [`crate::dispatch`]).
+//! Archiving and deleting a room, and purging messages, are changes of rooms: they go
+//! through the chat service to the rooms' logs like anyone's, and are audited once logged.
 
 use std::collections::HashMap;
 
@@ -19,7 +22,7 @@ use banter_bus::Event;
 use banter_core::ValidationError;
 use banter_http::limit::PeerAddr;
 use banter_http::{ApiError, ApiJson, Envelope};
-use banter_store::{Account, AuditEntry, Invite, NewAudit, NewInvite};
+use banter_store::{Account, AdminRoom, AuditEntry, Invite, NewAudit, NewInvite, PurgeRange};
 use serde::{Deserialize, Serialize};
 
 use crate::api::Error;
@@ -486,4 +489,413 @@ pub async fn audit(
             has_more,
         },
     ))
+}
+
+/// A room as the admin API lists it.
+#[derive(Debug, Serialize)]
+pub struct RoomView {
+    name: banter_core::RoomName,
+    kind: banter_core::RoomKind,
+    topic: banter_core::Topic,
+    owner: Option<banter_core::Username>,
+    created_at: String,
+    archived: bool,
+    /// Deleted: its messages are being removed (`messages` counts what is left).
+    deleting: bool,
+    members: u64,
+    messages: u64,
+}
+
+impl From<AdminRoom> for RoomView {
+    fn from(r: AdminRoom) -> Self {
+        Self {
+            name: r.name,
+            kind: r.kind,
+            topic: r.topic,
+            owner: r.owner,
+            created_at: time(r.created_at),
+            archived: r.archived_at.is_some(),
+            deleting: r.deleted_at.is_some(),
+            members: r.members,
+            messages: r.messages,
+        }
+    }
+}
+
+#[derive(Debug, Serialize)]
+pub struct RoomsPage {
+    rooms: Vec<RoomView>,
+    has_more: bool,
+}
+
+/// `GET /api/v1/admin/rooms?q=&after=&limit=`: rooms (never DMs) with their members and
+/// messages, by name; a deleted room shows `deleting` until its messages are gone.
+pub async fn rooms(
+    State(state): State<GatewayState>,
+    _admin: AdminUser,
+    Query(query): Query<HashMap<String, String>>,
+) -> Result<Envelope<RoomsPage>, Error> {
+    let limit = limit(&query)?;
+    let q = query.get("q").map_or("", |q| q.trim());
+    if q.chars().count() > 64 {
+        return Err(ValidationError::new("q", "must be at most 64 characters").into());
+    }
+    let mut found = state
+        .store
+        .admin_rooms(q, query.get("after").map(String::as_str), limit + 1)
+        .await?;
+    let has_more = found.len() > limit as usize;
+    found.truncate(limit as usize);
+    Ok(Envelope::ok(
+        "Rooms",
+        RoomsPage {
+            rooms: found.into_iter().map(RoomView::from).collect(),
+            has_more,
+        },
+    ))
+}
+
+/// The room as the list shows it now.
+async fn room_view(state: &GatewayState, room: &banter_core::RoomName) -> Result<RoomView, Error> {
+    let found = state.store.admin_rooms(room.as_str(), None, 100).await?;
+    found
+        .into_iter()
+        .find(|r| r.name == *room)
+        .map(RoomView::from)
+        .ok_or(Error::NotFound("no such room"))
+}
+
+#[derive(Debug, Deserialize)]
+pub struct ArchiveInput {
+    archived: bool,
+}
+
+/// `PUT /api/v1/admin/rooms/{room}/archived` `{"archived":bool}`: read-only, or not any more;
+/// an `archived` change in the room's log, which its readers hear.
+pub async fn archive(
+    State(state): State<GatewayState>,
+    admin: AdminUser,
+    Path(room): Path<String>,
+    ApiJson(input): ApiJson<ArchiveInput>,
+) -> Result<Envelope<RoomView>, Error> {
+    let room = banter_core::RoomName::parse(&room)?;
+    let actor = crate::api::actor(&admin.user);
+    state
+        .chat
+        .archive(&actor, room.clone(), input.archived)
+        .await?;
+    let action = if input.archived {
+        "room.archive"
+    } else {
+        "room.unarchive"
+    };
+    state
+        .store
+        .record_audit(&admin.audit(action, room.as_str(), serde_json::json!({})))
+        .await?;
+    Ok(Envelope::ok(
+        if input.archived {
+            "Room archived"
+        } else {
+            "Room unarchived"
+        },
+        room_view(&state, &room).await?,
+    ))
+}
+
+/// `DELETE /api/v1/admin/rooms/{room}` → 202: the room leaves every list and refuses
+/// everything at once (a `deleted` change in its log); its messages and files go in the
+/// background ([`sweep`]), and the list shows how many are left.
+pub async fn delete_room(
+    State(state): State<GatewayState>,
+    admin: AdminUser,
+    Path(room): Path<String>,
+) -> Result<Response, Error> {
+    let room = banter_core::RoomName::parse(&room)?;
+    let actor = crate::api::actor(&admin.user);
+    state.chat.delete_room(&actor, room.clone()).await?;
+    let view = room_view(&state, &room).await?;
+    state
+        .store
+        .record_audit(&admin.audit(
+            "room.delete",
+            room.as_str(),
+            serde_json::json!({ "messages": view.messages, "members": view.members }),
+        ))
+        .await?;
+    state.admin.swept.notify_one();
+    Ok(Envelope::accepted("Room deleted; its messages are being removed", view).into_response())
+}
+
+#[derive(Debug, Deserialize)]
+pub struct PurgeInput {
+    #[serde(default)]
+    from: Option<String>,
+    #[serde(default)]
+    to: Option<String>,
+    #[serde(default)]
+    dry_run: bool,
+}
+
+#[derive(Debug, Serialize)]
+pub struct PurgeView {
+    /// How many messages the purge takes (a dry run deletes none).
+    messages: u64,
+    dry_run: bool,
+}
+
+/// Messages of one purge deleted per batch: each batch is that many deletes in the log, so
+/// sends keep flowing between batches and no lock is held for long.
+pub const PURGE_BATCH: u32 = 100;
+
+fn instant(
+    field: &'static str,
+    raw: Option<&str>,
+) -> Result<Option<chrono::DateTime<chrono::Utc>>, Error> {
+    raw.map(|r| {
+        chrono::DateTime::parse_from_rfc3339(r)
+            .map(|t| t.with_timezone(&chrono::Utc))
+            .map_err(|_| ValidationError::new(field, "must be an RFC 3339 time").into())
+    })
+    .transpose()
+}
+
+/// `POST /api/v1/admin/users/{username}/purge` `{"from"?, "to"?, "dry_run"}`: the person's
+/// messages written in `[from, to)`. A dry run says how many; otherwise they are deleted in
+/// the background, in batches of [`PURGE_BATCH`] deletes through the log (open chats see
+/// them go), and the answer (202) says how many it takes.
+pub async fn purge(
+    State(state): State<GatewayState>,
+    admin: AdminUser,
+    Path(username): Path<String>,
+    ApiJson(input): ApiJson<PurgeInput>,
+) -> Result<Response, Error> {
+    let from = instant("from", input.from.as_deref())?;
+    let to = instant("to", input.to.as_deref())?;
+    if let (Some(from), Some(to)) = (from, to) {
+        if from >= to {
+            return Err(ValidationError::new("to", "must be after from").into());
+        }
+    }
+    let account = state
+        .store
+        .account(&username)
+        .await?
+        .ok_or(Error::NotFound("no such user"))?;
+    let range = PurgeRange {
+        author: account.user.id,
+        from,
+        to,
+    };
+    let messages = state.store.purge_count(&range).await?;
+    let view = PurgeView {
+        messages,
+        dry_run: input.dry_run,
+    };
+    if input.dry_run {
+        return Ok(Envelope::ok("Messages a purge would delete", view).into_response());
+    }
+    state
+        .store
+        .record_audit(&admin.audit(
+            "user.purge",
+            account.user.username.as_str(),
+            serde_json::json!({
+                "from": from.map(time),
+                "to": to.map(time),
+                "messages": messages,
+            }),
+        ))
+        .await?;
+    let actor = crate::api::actor(&admin.user);
+    tokio::spawn(run_purge(state.clone(), actor, range));
+    Ok(Envelope::accepted("Purge started", view).into_response())
+}
+
+/// Deletes a purge's messages batch after batch, until none is left or the gateway stops
+/// (what is left then is found again by a new purge).
+async fn run_purge(state: GatewayState, actor: crate::chat::Actor, range: PurgeRange) {
+    let mut after = None;
+    let mut deleted = 0u64;
+    loop {
+        if state.shutdown.is_cancelled() {
+            tracing::warn!(deleted, "purge stopped by shutdown; run it again to finish");
+            return;
+        }
+        let batch = match state
+            .store
+            .purge_batch(&range, after.as_ref(), PURGE_BATCH)
+            .await
+        {
+            Ok(batch) => batch,
+            Err(e) => {
+                tracing::warn!(error = %e, deleted, "purge stopped: the store failed");
+                return;
+            }
+        };
+        let Some(last) = batch.last().cloned() else {
+            tracing::info!(deleted, author = %range.author, "purge done");
+            return;
+        };
+        if let Err(e) = state.chat.purge(&actor, &batch).await {
+            tracing::warn!(error = %e, deleted, "purge stopped: the log refused");
+            return;
+        }
+        deleted += batch.len() as u64;
+        after = Some(last);
+    }
+}
+
+/// Messages of a deleted room removed per transaction.
+pub const SWEEP_BATCH: u32 = 500;
+/// How often a gateway looks for deleted rooms with messages left (at once after a delete
+/// made here).
+const SWEEP_EVERY: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// Removes deleted rooms' messages, batch after batch, while any are left; then waits.
+/// Every gateway runs one: batches are small transactions, so several at once only share
+/// the work. The files of those messages are marked for the file cleanup.
+pub async fn sweep(
+    store: banter_store::DynStore,
+    swept: std::sync::Arc<tokio::sync::Notify>,
+    shutdown: tokio_util::sync::CancellationToken,
+) {
+    loop {
+        match store.sweep_deleted_room(SWEEP_BATCH).await {
+            Ok(Some((room, removed))) => {
+                metrics::counter!("banter_deleted_room_messages_removed_total").increment(removed);
+                tracing::debug!(%room, removed, "removed messages of a deleted room");
+                if !shutdown.is_cancelled() {
+                    // Others' sends come first between batches.
+                    tokio::task::yield_now().await;
+                    continue;
+                }
+            }
+            Ok(None) => {}
+            Err(e) => tracing::warn!(error = %e, "removing a deleted room's messages"),
+        }
+        tokio::select! {
+            () = shutdown.cancelled() => return,
+            () = swept.notified() => {}
+            () = tokio::time::sleep(SWEEP_EVERY) => {}
+        }
+    }
+}
+
+/// One gateway's figure for the admin page.
+#[derive(Debug, Serialize)]
+pub struct GatewayFigure {
+    node: uuid::Uuid,
+    connections: usize,
+    /// This gateway: the one answering.
+    here: bool,
+}
+
+#[derive(Debug, Serialize)]
+pub struct Stats {
+    gateways: Vec<GatewayFigure>,
+    /// Messages this gateway heard from the log per second, over the last 10 s (every
+    /// gateway hears every room, so it is the whole service's rate).
+    messages_per_second: f64,
+    /// Log places heard but not stored yet, summed over partitions: how far persist is behind.
+    persist_lag: u64,
+    /// Requests and frames refused by rate limits on this gateway per minute, since the
+    /// previous reading (or its start).
+    rate_limited_per_minute: f64,
+    at: String,
+}
+
+/// What the admin API keeps while the gateway runs.
+#[derive(Debug, Default)]
+pub struct AdminState {
+    /// The last reading of the rate-limit counter, for a rate between readings.
+    rate_limited: std::sync::Mutex<Option<(std::time::Instant, f64)>>,
+    /// Wakes this gateway's [`sweep`] (a room was just deleted here).
+    pub swept: std::sync::Arc<tokio::sync::Notify>,
+}
+
+/// The sum of a counter's series in the process's Prometheus rendering.
+fn counter_total(rendered: &str, name: &str) -> f64 {
+    rendered
+        .lines()
+        .filter(|l| {
+            l.strip_prefix(name)
+                .is_some_and(|rest| rest.starts_with(' ') || rest.starts_with('{'))
+        })
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
+
+/// `GET /api/v1/admin/stats`: live figures from what banter keeps anyway: connections per
+/// gateway (presence snapshots), messages per second and persist lag (what this gateway
+/// heard of the log, against the store), rate-limit refusals (its metrics).
+pub async fn stats(
+    State(state): State<GatewayState>,
+    _admin: AdminUser,
+) -> Result<Envelope<Stats>, Error> {
+    const WINDOW: std::time::Duration = std::time::Duration::from_secs(10);
+    let mut gateways = vec![GatewayFigure {
+        node: state.node,
+        connections: state.hub.connections(),
+        here: true,
+    }];
+    let mut others = state.hub.remote_gateways();
+    others.sort_by_key(|(node, _)| *node);
+    gateways.extend(others.into_iter().map(|(node, connections)| GatewayFigure {
+        node,
+        connections,
+        here: false,
+    }));
+    let (heard, newest) = state.recent.heard(WINDOW);
+    let mut persist_lag = 0;
+    for (part, offset) in newest {
+        let stored = state.store.newest_stored(part).await?.unwrap_or(0);
+        persist_lag += offset.saturating_sub(stored);
+    }
+    let total = counter_total(
+        &banter_http::ops::prometheus().render(),
+        "banter_rate_limited_total",
+    );
+    let now = std::time::Instant::now();
+    let rate_limited_per_minute = {
+        let mut last = state
+            .admin
+            .rate_limited
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let rate = match *last {
+            Some((at, before)) if now > at => {
+                (total - before).max(0.0) * 60.0 / now.duration_since(at).as_secs_f64()
+            }
+            _ => 0.0,
+        };
+        *last = Some((now, total));
+        rate
+    };
+    Ok(Envelope::ok(
+        "Figures",
+        Stats {
+            gateways,
+            messages_per_second: heard as f64 / WINDOW.as_secs_f64(),
+            persist_lag,
+            rate_limited_per_minute,
+            at: time(chrono::Utc::now()),
+        },
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_counter_is_summed_over_its_series_and_no_other() {
+        let rendered = "# TYPE banter_rate_limited_total counter\n\
+            banter_rate_limited_total{what=\"sends\"} 3\n\
+            banter_rate_limited_total{what=\"joins\"} 4\n\
+            banter_rate_limited_total_other 100\n\
+            banter_ws_connections 9\n";
+        assert_eq!(counter_total(rendered, "banter_rate_limited_total"), 7.0);
+        assert_eq!(counter_total(rendered, "banter_missing_total"), 0.0);
+    }
 }

@@ -34,6 +34,9 @@ pub enum Error {
     /// 409 `room_exists`.
     #[error("a room of that name exists")]
     RoomExists,
+    /// 403 `room_archived`: the room is read-only.
+    #[error("the room is archived")]
+    Archived,
     /// 503 `unavailable`: the store or the bus cannot serve right now.
     #[error("unavailable: {0}")]
     Unavailable(String),
@@ -48,6 +51,7 @@ impl From<ChatError> for Error {
             ChatError::Forbidden(why) => Self::Forbidden(why),
             ChatError::NotFound(what) => Self::NotFound(what),
             ChatError::Exists => Self::RoomExists,
+            ChatError::Archived => Self::Archived,
             ChatError::Unavailable(cause) => Self::Unavailable(cause),
         }
     }
@@ -74,6 +78,12 @@ impl IntoResponse for Error {
                 StatusCode::CONFLICT,
                 "room_exists",
                 "a room of that name exists",
+            )
+            .into_response(),
+            Self::Archived => ApiError::new(
+                StatusCode::FORBIDDEN,
+                "room_archived",
+                "this room is archived: it is read-only",
             )
             .into_response(),
             Self::Unavailable(cause) => {
@@ -223,6 +233,7 @@ async fn entry_of(
             mentions: 0,
             read_cursor: None,
             muted: false,
+            archived: false,
         }
     });
     Ok(with_online(state, entry))

@@ -20,7 +20,10 @@
 //! - a direct-message room `dm:a:b` is read and written by `a` and `b` only, both members
 //!   from its first message on; nobody leaves it;
 //! - any reader sends, replies and reacts; only the author edits; the author or an admin
-//!   deletes; the owner (or an admin) sets the topic; members move their read position.
+//!   deletes; the owner (or an admin) sets the topic; members move their read position;
+//! - an admin archives a room (read-only: history, read positions, muting, leaving and
+//!   deletes still work; nothing new is said), deletes one (gone for everyone at once), and
+//!   purges a person's messages wherever they are.
 
 use std::sync::Arc;
 
@@ -30,7 +33,7 @@ use banter_core::{
     MessageBody, NewChange, NewMessage, NewRoomChange, Role, RoomChange, RoomEntry, RoomEvent,
     RoomKind, RoomName, Topic, UserId, UserRef, Username,
 };
-use banter_store::{DynStore, SearchScope, StoreError};
+use banter_store::{DynStore, PurgeItem, SearchScope, StoreError};
 use chrono::{DateTime, Utc};
 use futures::future::BoxFuture;
 use uuid::Uuid;
@@ -50,6 +53,9 @@ pub enum ChatError {
     /// `room_exists`: a room of that name exists.
     #[error("a room of that name exists")]
     Exists,
+    /// `room_archived`: an admin archived the room; it is read-only.
+    #[error("this room is archived: it is read-only")]
+    Archived,
     /// `unavailable`: the log or the store cannot answer now; the same request may be sent
     /// again (same `client_id`).
     #[error("unavailable: {0}")]
@@ -62,6 +68,7 @@ impl ChatError {
             Self::Forbidden(_) => "forbidden",
             Self::NotFound(_) => "not_found",
             Self::Exists => "room_exists",
+            Self::Archived => "room_archived",
             Self::Unavailable(_) => "unavailable",
         }
     }
@@ -94,6 +101,8 @@ pub struct Reader {
     kind: Option<RoomKind>,
     /// The user's part in it, when a member.
     role: Option<Role>,
+    /// An admin archived it: read-only.
+    archived: bool,
 }
 
 impl Reader {
@@ -103,6 +112,14 @@ impl Reader {
 
     pub fn is_member(&self) -> bool {
         self.role.is_some()
+    }
+
+    /// Refuses what would say something new in an archived room.
+    fn writable(&self) -> Result<(), ChatError> {
+        if self.archived {
+            return Err(ChatError::Archived);
+        }
+        Ok(())
     }
 }
 
@@ -203,8 +220,13 @@ impl Chat {
                 room,
                 kind: None,
                 role: None,
+                archived: false,
             });
         };
+        // Gone for everyone at once, whoever was in it.
+        if known.info.deleted_at.is_some() {
+            return Err(ChatError::NotFound("no such room"));
+        }
         let role = known.member.map(|m| m.role);
         if known.info.kind == RoomKind::Private && role.is_none() {
             return Err(ChatError::Forbidden(
@@ -215,6 +237,7 @@ impl Chat {
             room,
             kind: Some(known.info.kind),
             role,
+            archived: known.info.archived_at.is_some(),
         })
     }
 
@@ -224,6 +247,7 @@ impl Chat {
         if reader.is_member() {
             return Ok(());
         }
+        reader.writable()?;
         let change = match (reader.kind, reader.room.direct_members()) {
             (None, Some((a, b))) => {
                 let other = if a.eq_ignore_ascii_case(actor.name.as_str()) {
@@ -303,6 +327,7 @@ impl Chat {
         username: &str,
     ) -> Result<(), ChatError> {
         let reader = self.reader(actor, room).await?;
+        reader.writable()?;
         match existing(&reader)? {
             RoomKind::Dm => {
                 return Err(ChatError::Forbidden(
@@ -378,6 +403,7 @@ impl Chat {
     ) -> Result<(), ChatError> {
         let reader = self.reader(actor, room).await?;
         existing(&reader)?;
+        reader.writable()?;
         if !self.manages(actor, &reader).await? {
             return Err(ChatError::Forbidden("only its owner sets the topic"));
         }
@@ -414,6 +440,72 @@ impl Chat {
             .await
     }
 
+    /// Archives the room (read-only) or brings it back: an admin's decision, in its log.
+    pub async fn archive(
+        &self,
+        actor: &Actor,
+        room: RoomName,
+        archived: bool,
+    ) -> Result<(), ChatError> {
+        let reader = self.administered(actor, room).await?;
+        self.durably(actor, &reader.room, RoomChange::Archived { archived })
+            .await
+    }
+
+    /// Deletes the room for everyone: an admin's decision, in its log. Its messages and
+    /// files are removed in the background (see [`crate::admin::sweep`]).
+    pub async fn delete_room(&self, actor: &Actor, room: RoomName) -> Result<(), ChatError> {
+        let reader = self.administered(actor, room).await?;
+        self.durably(actor, &reader.room, RoomChange::Deleted).await
+    }
+
+    /// Deletes messages for an admin's purge, wherever they are (any room, DM or archived
+    /// room): each is a delete in its room's log, like one its author makes. Resolves once
+    /// every one is durable; one deleted meanwhile is no error.
+    pub async fn purge(&self, actor: &Actor, items: &[PurgeItem]) -> Result<(), ChatError> {
+        if !self.store.is_admin(actor.id).await? {
+            return Err(ChatError::Forbidden("only an admin may do this"));
+        }
+        let mut pending = Vec::with_capacity(items.len());
+        for item in items {
+            let event = RoomEvent::Change(NewChange {
+                id: Uuid::now_v7(),
+                room: item.room.clone(),
+                message: item.id,
+                user_id: actor.id,
+                user: actor.name.clone(),
+                at: banter_store::now(),
+                client_id: None,
+                change: Change::Delete,
+            });
+            pending.push(self.submit(event, item.room.clone()).await?);
+        }
+        for done in futures::future::join_all(pending).await {
+            match done {
+                Ok(_) | Err(ChatError::NotFound(_)) => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(())
+    }
+
+    /// An existing room (not a DM) that `actor`, an admin, may archive or delete.
+    async fn administered(&self, actor: &Actor, room: RoomName) -> Result<Reader, ChatError> {
+        if !self.store.is_admin(actor.id).await? {
+            return Err(ChatError::Forbidden("only an admin may do this"));
+        }
+        let known = self.directory.lookup(&room, actor.id).await?;
+        match known {
+            Some(k) if k.info.deleted_at.is_none() && k.info.kind != RoomKind::Dm => Ok(Reader {
+                room,
+                kind: Some(k.info.kind),
+                role: k.member.map(|m| m.role),
+                archived: k.info.archived_at.is_some(),
+            }),
+            _ => Err(ChatError::NotFound("no such room")),
+        }
+    }
+
     /// The room as the user's list shows it, if they are a member: counts from the store,
     /// membership and info from the directory (which may be ahead of the store).
     pub async fn entry(
@@ -440,7 +532,12 @@ impl Chat {
             mentions: 0,
             read_cursor: None,
             muted: false,
+            archived: false,
         });
+        if known.info.deleted_at.is_some() {
+            return Ok(None);
+        }
+        entry.archived = known.info.archived_at.is_some();
         entry.kind = known.info.kind;
         entry.topic = known.info.topic;
         entry.owner = known.info.owner.map(|o| o.name);
@@ -468,6 +565,7 @@ impl Chat {
             mentions: 0,
             read_cursor: None,
             muted: false,
+            archived: false,
         }
     }
 
@@ -583,6 +681,9 @@ impl Chat {
         reply_to: Option<Uuid>,
         attachments: &[Uuid],
     ) -> Result<Pending, ChatError> {
+        if let Err(e) = reader.writable() {
+            return self.unless_resent(actor, client_id.as_ref(), e).await;
+        }
         let attachments = match self.attachable(actor, attachments).await {
             Ok(found) => found,
             Err(e) => return self.unless_resent(actor, client_id.as_ref(), e).await,
@@ -703,6 +804,10 @@ impl Chat {
             .author
             .as_str()
             .eq_ignore_ascii_case(actor.name.as_str());
+        // Deleting stays possible in an archived room (moderation, purges); nothing else.
+        if !matches!(request, Request::Delete) {
+            target.reader.writable()?;
+        }
         let change = match request {
             Request::Edit(body) => {
                 if !own {

@@ -287,6 +287,8 @@ pub struct Hub {
     next_id: AtomicU64,
     /// Where this gateway's presence changes go, to be told to the other gateways.
     changes: Option<mpsc::Sender<LocalChange>>,
+    /// The other gateways' open connections, as their last snapshot said, and when.
+    remote_nodes: Mutex<HashMap<NodeId, (usize, Instant)>>,
 }
 
 impl Hub {
@@ -393,6 +395,27 @@ impl Hub {
         inner.users.contains_key(&key) || inner.remote_users.contains_key(&key)
     }
 
+    /// Open connections on this gateway.
+    pub fn connections(&self) -> usize {
+        self.inner().users.values().map(HashMap::len).sum()
+    }
+
+    /// Another gateway's open connections, from its snapshot.
+    pub fn remote_connections(&self, node: NodeId, connections: usize) {
+        self.nodes().insert(node, (connections, Instant::now()));
+    }
+
+    /// The other gateways heard from, with their open connections.
+    pub fn remote_gateways(&self) -> Vec<(NodeId, usize)> {
+        self.nodes().iter().map(|(n, (c, _))| (*n, *c)).collect()
+    }
+
+    fn nodes(&self) -> MutexGuard<'_, HashMap<NodeId, (usize, Instant)>> {
+        self.remote_nodes
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
     /// Everyone with a connection on this gateway: what a presence snapshot carries.
     pub fn local_users(&self) -> Vec<Username> {
         self.inner()
@@ -442,6 +465,17 @@ impl Hub {
             for member in conns.values() {
                 offer(member, frame);
             }
+        }
+    }
+
+    /// Takes every connection out of `room` at once (it was deleted).
+    pub fn evict_room(&self, room: &RoomName) {
+        let conns: Vec<ConnId> = match self.inner().rooms.get(room) {
+            Some(entry) => entry.members.keys().copied().collect(),
+            None => return,
+        };
+        for id in conns {
+            self.leave(room, id);
         }
     }
 
@@ -618,6 +652,7 @@ impl Hub {
 
     /// Forgets everything a gateway said (it said goodbye).
     pub fn remote_gone(&self, node: NodeId) {
+        self.nodes().remove(&node);
         let mut inner = self.inner();
         for room in inner.remote_rooms() {
             inner.remote_forget(&room, |n, _| n == node);
@@ -632,6 +667,8 @@ impl Hub {
     }
 
     fn expire_remote_at(&self, now: Instant, ttl: Duration) {
+        self.nodes()
+            .retain(|_, (_, at)| now.duration_since(*at) <= ttl);
         let mut inner = self.inner();
         for room in inner.remote_rooms() {
             inner.remote_forget(&room, |_, at| now.duration_since(at) > ttl);

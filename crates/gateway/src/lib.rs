@@ -36,7 +36,7 @@ use axum::routing::get;
 use axum::Router;
 use banter_auth::TokenKeys;
 use banter_bus::{DynBus, Event, NodeId};
-use banter_core::{LoggedEvent, RoomChange, RoomEvent};
+use banter_core::{LoggedEvent, RoomChange, RoomEvent, UserId};
 use banter_store::DynStore;
 use tokio::sync::{mpsc, Notify};
 use tokio_util::sync::CancellationToken;
@@ -139,6 +139,8 @@ pub struct GatewayState {
     pub limits: Arc<limits::GatewayLimits>,
     /// Where attachments' bytes are kept (`None`: this gateway takes no uploads).
     pub files: Option<banter_files::Files>,
+    /// What the admin API keeps between requests.
+    pub admin: Arc<admin::AdminState>,
 }
 
 impl FromRef<GatewayState> for Arc<TokenKeys> {
@@ -195,6 +197,12 @@ impl GatewayState {
             },
             shutdown.clone(),
         ));
+        let admin = Arc::new(admin::AdminState::default());
+        tokio::spawn(admin::sweep(
+            store.clone(),
+            admin.swept.clone(),
+            shutdown.clone(),
+        ));
         if let Some(files) = &files {
             tasks.spawn(files::sweep(
                 store.clone(),
@@ -223,6 +231,7 @@ impl GatewayState {
             shutdown,
             tasks,
             files,
+            admin,
         }
     }
 
@@ -313,6 +322,20 @@ pub fn router(state: GatewayState) -> Router {
             get(admin::settings).put(admin::put_settings),
         )
         .route("/api/v1/admin/audit", get(admin::audit))
+        .route("/api/v1/admin/stats", get(admin::stats))
+        .route(
+            "/api/v1/admin/users/{username}/purge",
+            axum::routing::post(admin::purge),
+        )
+        .route("/api/v1/admin/rooms", get(admin::rooms))
+        .route(
+            "/api/v1/admin/rooms/{room}",
+            axum::routing::delete(admin::delete_room),
+        )
+        .route(
+            "/api/v1/admin/rooms/{room}/archived",
+            axum::routing::put(admin::archive),
+        )
         .merge(web::router(state.config.web.clone()))
         .with_state(state)
 }
@@ -417,7 +440,7 @@ pub async fn dispatch(
 /// a room whose topic changed. Returns whether the room's connections hear the event too:
 /// not a read position (its user's own), nor a change the directory knows changed nothing
 /// (on Kafka, one logged before anyone could know).
-fn user_stream(hub: &Hub, directory: &Directory, logged: &LoggedEvent) -> bool {
+fn user_stream(hub: &Arc<Hub>, directory: &Arc<Directory>, logged: &LoggedEvent) -> bool {
     let room = logged.room();
     let r = match &logged.event {
         RoomEvent::Message(m) => {
@@ -459,12 +482,7 @@ fn user_stream(hub: &Hub, directory: &Directory, logged: &LoggedEvent) -> bool {
     if effect.as_ref().is_some_and(|e| e.is_noop()) {
         return false;
     }
-    let news = |op| {
-        Outbound::news(News {
-            op,
-            room: room.clone(),
-        })
-    };
+    let news = |op| news_of(op, room);
     match &r.change {
         RoomChange::Created { members, .. } => {
             for m in members {
@@ -482,14 +500,38 @@ fn user_stream(hub: &Hub, directory: &Directory, logged: &LoggedEvent) -> bool {
             hub.evict(room, gone);
             hub.to_user(gone, &news(RoomOp::Removed));
         }
-        RoomChange::Topic { .. } => {
+        RoomChange::Topic { .. } | RoomChange::Archived { .. } => {
             for user in directory.loaded_members(room) {
                 if hub.has_user(user.as_str()) {
                     hub.to_user(user.as_str(), &news(RoomOp::Updated));
                 }
             }
         }
+        RoomChange::Deleted => {
+            // Its readers hear it, then leave it at once; every member's list loses it.
+            let out = Outbound::logged(frames::event_json(logged), room.clone(), logged.cursor);
+            hub.fan_out(room, &out, None);
+            hub.evict_room(room);
+            let (hub, directory, room) = (hub.clone(), directory.clone(), room.clone());
+            // Its members as the directory has them, loading them if no one asked here yet.
+            tokio::spawn(async move {
+                if let Err(e) = directory.lookup(&room, UserId(0)).await {
+                    tracing::warn!(error = %e, %room, "a deleted room's members not read");
+                }
+                for user in directory.loaded_members(&room) {
+                    hub.to_user(user.as_str(), &news_of(RoomOp::Removed, &room));
+                }
+            });
+            return false;
+        }
         RoomChange::Read { .. } | RoomChange::Muted { .. } => {}
     }
     true
+}
+
+fn news_of(op: RoomOp, room: &banter_core::RoomName) -> Outbound {
+    Outbound::news(News {
+        op,
+        room: room.clone(),
+    })
 }

@@ -58,6 +58,7 @@ pub async fn announce(
         node,
         online: hub.local_presence(),
         connected: hub.local_users(),
+        connections: hub.connections(),
     };
     tell(Presence::Hello { node }).await;
     let mut beat = tokio::time::interval(timing.heartbeat);
@@ -101,9 +102,11 @@ pub fn heard(node: NodeId, hub: &Hub, hello: &Notify, presence: &Presence) {
             node,
             online,
             connected,
+            connections,
         } => {
             hub.remote_snapshot(*node, online);
             hub.remote_connected_snapshot(*node, connected);
+            hub.remote_connections(*node, *connections);
         }
         Presence::Hello { .. } => hello.notify_one(),
         Presence::Gone { node } => hub.remote_gone(*node),

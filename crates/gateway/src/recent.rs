@@ -42,6 +42,8 @@ struct Inner {
     carriers: HashMap<uuid::Uuid, uuid::Uuid>,
     /// Changes of rooms themselves heard lately, in the order they came.
     room_changes: Kept,
+    /// The newest place heard in each partition of the log.
+    newest: HashMap<u32, u64>,
 }
 
 impl Inner {
@@ -83,12 +85,31 @@ impl Recent {
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
+    /// Messages heard within `window`, and the newest place heard in each partition of the
+    /// log: the admin page's figures.
+    pub fn heard(&self, window: Duration) -> (usize, Vec<(u32, u64)>) {
+        let now = Instant::now();
+        let inner = self.inner();
+        let messages = inner
+            .message_order
+            .iter()
+            .rev()
+            .take_while(|(at, _)| now.duration_since(*at) <= window)
+            .count();
+        (
+            messages,
+            inner.newest.iter().map(|(p, o)| (*p, *o)).collect(),
+        )
+    }
+
     /// Remembers an event just heard from the log. A delete forgets its message and the
     /// message's other events, so that a resume does not bring them back.
     pub fn push(&self, logged: Arc<LoggedEvent>) {
         let now = Instant::now();
         let mut inner = self.inner();
         let inner = &mut *inner;
+        let newest = inner.newest.entry(logged.cursor.partition).or_default();
+        *newest = (*newest).max(logged.cursor.offset);
         match &logged.event {
             RoomEvent::Message(m) => {
                 inner.messages.insert(m.id, logged.clone());

@@ -22,6 +22,15 @@ impl<T: Serialize> Envelope<T> {
         }
     }
 
+    /// 202: taken on; the work goes on after the answer.
+    pub fn accepted(message: &'static str, data: T) -> Self {
+        Self {
+            status: StatusCode::ACCEPTED,
+            message,
+            data,
+        }
+    }
+
     pub fn created(message: &'static str, data: T) -> Self {
         Self {
             status: StatusCode::CREATED,

@@ -9,7 +9,7 @@
 //! action without its entry, nor an entry for an action that did not happen.
 
 use async_trait::async_trait;
-use banter_core::{Standing, User, UserId, Username};
+use banter_core::{RoomKind, RoomName, Standing, Topic, User, UserId, Username};
 use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
@@ -106,6 +106,38 @@ pub struct AuditEntry {
     pub address: Option<String>,
 }
 
+/// A room as the admin API lists it (never a DM: those are their two people's business).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AdminRoom {
+    pub name: RoomName,
+    pub kind: RoomKind,
+    pub topic: Topic,
+    pub owner: Option<Username>,
+    pub created_at: DateTime<Utc>,
+    pub archived_at: Option<DateTime<Utc>>,
+    pub deleted_at: Option<DateTime<Utc>>,
+    /// Its members now.
+    pub members: u64,
+    /// Its messages kept (not deleted; a deleted room's count falls to 0 as they go).
+    pub messages: u64,
+}
+
+/// A message a purge deletes: where it is, and its place in the purge's order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PurgeItem {
+    pub id: Uuid,
+    pub room: RoomName,
+    pub created_at: DateTime<Utc>,
+}
+
+/// Which messages a purge takes: by `author`, written in `[from, to)` (open ends: `None`).
+#[derive(Debug, Clone)]
+pub struct PurgeRange {
+    pub author: UserId,
+    pub from: Option<DateTime<Utc>>,
+    pub to: Option<DateTime<Utc>>,
+}
+
 /// The storage of administration. Every method is one transaction.
 #[async_trait]
 pub trait Admin: Send + Sync {
@@ -172,6 +204,34 @@ pub trait Admin: Send + Sync {
 
     /// Appends an entry on its own: for actions whose change went through a room's log.
     async fn record_audit(&self, audit: &NewAudit) -> Result<(), StoreError>;
+
+    /// Rooms (not DMs) whose name contains `q`, by name, after `after`.
+    async fn admin_rooms(
+        &self,
+        q: &str,
+        after: Option<&str>,
+        limit: u32,
+    ) -> Result<Vec<AdminRoom>, StoreError>;
+
+    /// How many messages `range` takes (not deleted already): a purge's dry run.
+    async fn purge_count(&self, range: &PurgeRange) -> Result<u64, StoreError>;
+
+    /// The next messages of `range` after `after` (by time, then id), oldest first.
+    async fn purge_batch(
+        &self,
+        range: &PurgeRange,
+        after: Option<&PurgeItem>,
+        limit: u32,
+    ) -> Result<Vec<PurgeItem>, StoreError>;
+
+    /// Removes up to `limit` messages (the oldest) of one deleted room, with what hangs on
+    /// them (edits, reactions, mentions; their files are marked for the cleanup): which
+    /// room and how many, or `None` when no deleted room has any left.
+    async fn sweep_deleted_room(&self, limit: u32) -> Result<Option<(RoomName, u64)>, StoreError>;
+
+    /// The newest place of partition `part` of the log that is stored (for the lag of
+    /// persist behind the log).
+    async fn newest_stored(&self, part: u32) -> Result<Option<u64>, StoreError>;
 
     /// Entries before `before` (all: `None`), newest first.
     async fn audit_log(
@@ -541,6 +601,198 @@ macro_rules! impl_admin {
                 let mut conn = self.pool.acquire().await?;
                 insert_audit(&mut *conn, audit).await?;
                 Ok(())
+            }
+
+            async fn admin_rooms(
+                &self,
+                q: &str,
+                after: Option<&str>,
+                limit: u32,
+            ) -> Result<Vec<$crate::admin::AdminRoom>, StoreError> {
+                let contains = match $backend {
+                    Backend::Sqlite => "instr(r.name, lower($1)) > 0",
+                    Backend::Postgres => "strpos(r.name, lower($1)) > 0",
+                };
+                let key = match $backend {
+                    Backend::Sqlite => "r.name",
+                    Backend::Postgres => "r.name COLLATE \"C\"",
+                };
+                let rows = sqlx::query(&format!(
+                    "SELECT r.name, r.kind, r.topic, r.owner, r.created_at, r.archived_at, \
+                       r.deleted_at, \
+                       (SELECT COUNT(*) FROM memberships mb WHERE mb.room = r.name AND mb.present) \
+                         AS members, \
+                       (SELECT COUNT(*) FROM messages m WHERE m.room = r.name \
+                         AND m.deleted_at IS NULL) AS messages \
+                     FROM rooms r WHERE r.kind <> 'dm' AND ($1 = '' OR {contains}) \
+                       AND ($2 IS NULL OR {key} > $2) \
+                     ORDER BY {key} LIMIT $3"
+                ))
+                .bind(q)
+                .bind(after)
+                .bind(i64::from(limit))
+                .fetch_all(&self.pool)
+                .await?;
+                rows.iter()
+                    .map(|row| {
+                        let kind: String = row.try_get("kind")?;
+                        let count = |c: &str| -> Result<u64, sqlx::Error> {
+                            Ok(u64::try_from(row.try_get::<i64, _>(c)?).unwrap_or(0))
+                        };
+                        Ok($crate::admin::AdminRoom {
+                            name: RoomName::from_stored(row.try_get("name")?),
+                            kind: RoomKind::from_stored(&kind).ok_or_else(|| {
+                                sqlx::Error::Decode(format!("unknown room kind {kind}").into())
+                            })?,
+                            topic: Topic::from_stored(row.try_get("topic")?),
+                            owner: row
+                                .try_get::<Option<String>, _>("owner")?
+                                .map(Username::from_stored),
+                            created_at: row.try_get("created_at")?,
+                            archived_at: row.try_get("archived_at")?,
+                            deleted_at: row.try_get("deleted_at")?,
+                            members: count("members")?,
+                            messages: count("messages")?,
+                        })
+                    })
+                    .collect::<Result<_, sqlx::Error>>()
+                    .map_err(StoreError::from)
+            }
+
+            async fn purge_count(
+                &self,
+                range: &$crate::admin::PurgeRange,
+            ) -> Result<u64, StoreError> {
+                let row = sqlx::query(
+                    "SELECT COUNT(*) AS n FROM messages WHERE author_id = $1 \
+                     AND deleted_at IS NULL AND ($2 IS NULL OR created_at >= $2) \
+                     AND ($3 IS NULL OR created_at < $3)",
+                )
+                .bind(range.author.0)
+                .bind(range.from)
+                .bind(range.to)
+                .fetch_one(&self.pool)
+                .await?;
+                Ok(u64::try_from(row.try_get::<i64, _>("n")?).unwrap_or(0))
+            }
+
+            async fn purge_batch(
+                &self,
+                range: &$crate::admin::PurgeRange,
+                after: Option<&$crate::admin::PurgeItem>,
+                limit: u32,
+            ) -> Result<Vec<$crate::admin::PurgeItem>, StoreError> {
+                let rows = sqlx::query(
+                    "SELECT id, room, created_at FROM messages WHERE author_id = $1 \
+                     AND deleted_at IS NULL AND ($2 IS NULL OR created_at >= $2) \
+                     AND ($3 IS NULL OR created_at < $3) \
+                     AND ($4 IS NULL OR (created_at, id) > ($4, $5)) \
+                     ORDER BY created_at, id LIMIT $6",
+                )
+                .bind(range.author.0)
+                .bind(range.from)
+                .bind(range.to)
+                .bind(after.map(|a| a.created_at))
+                .bind(after.map(|a| a.id))
+                .bind(i64::from(limit))
+                .fetch_all(&self.pool)
+                .await?;
+                rows.iter()
+                    .map(|row| {
+                        Ok($crate::admin::PurgeItem {
+                            id: row.try_get("id")?,
+                            room: RoomName::from_stored(row.try_get("room")?),
+                            created_at: row.try_get("created_at")?,
+                        })
+                    })
+                    .collect::<Result<_, sqlx::Error>>()
+                    .map_err(StoreError::from)
+            }
+
+            async fn sweep_deleted_room(
+                &self,
+                limit: u32,
+            ) -> Result<Option<(RoomName, u64)>, StoreError> {
+                let mut tx = self.pool.begin_with(begin_write()).await?;
+                let room: Option<String> = sqlx::query(
+                    "SELECT r.name FROM rooms r WHERE r.deleted_at IS NOT NULL \
+                     AND EXISTS (SELECT 1 FROM messages m WHERE m.room = r.name) \
+                     ORDER BY r.deleted_at, r.name LIMIT 1",
+                )
+                .fetch_optional(&mut *tx)
+                .await?
+                .map(|row| row.try_get("name"))
+                .transpose()?;
+                let Some(room) = room else {
+                    tx.rollback().await?;
+                    return Ok(None);
+                };
+                // The batch ends at a fixed place, so every statement below takes the same
+                // messages even if another one reaches the room meanwhile.
+                let offset = i64::from(limit.max(1) - 1);
+                let mut end = sqlx::query(
+                    "SELECT part, seq FROM messages WHERE room = $1 \
+                     ORDER BY part, seq LIMIT 1 OFFSET $2",
+                )
+                .bind(&room)
+                .bind(offset)
+                .fetch_optional(&mut *tx)
+                .await?;
+                if end.is_none() {
+                    end = sqlx::query(
+                        "SELECT part, seq FROM messages WHERE room = $1 \
+                         ORDER BY part DESC, seq DESC LIMIT 1",
+                    )
+                    .bind(&room)
+                    .fetch_optional(&mut *tx)
+                    .await?;
+                }
+                let Some(end) = end else {
+                    tx.rollback().await?;
+                    return Ok(None);
+                };
+                let (part, seq): (i64, i64) = (end.try_get("part")?, end.try_get("seq")?);
+                let batch = "SELECT id FROM messages WHERE room = $1 AND (part, seq) <= ($2, $3)";
+                for statement in [
+                    format!("UPDATE uploads SET removing = TRUE WHERE message_id IN ({batch})"),
+                    format!("DELETE FROM reactions WHERE message_id IN ({batch})"),
+                    format!("DELETE FROM mentions WHERE message_id IN ({batch})"),
+                    format!("DELETE FROM room_events WHERE message_id IN ({batch})"),
+                ] {
+                    sqlx::query(&statement)
+                        .bind(&room)
+                        .bind(part)
+                        .bind(seq)
+                        .execute(&mut *tx)
+                        .await?;
+                }
+                let removed = sqlx::query(
+                    "DELETE FROM messages WHERE room = $1 AND (part, seq) <= ($2, $3)",
+                )
+                .bind(&room)
+                .bind(part)
+                .bind(seq)
+                .execute(&mut *tx)
+                .await?
+                .rows_affected();
+                tx.commit().await?;
+                Ok(Some((RoomName::from_stored(room), removed)))
+            }
+
+            async fn newest_stored(&self, part: u32) -> Result<Option<u64>, StoreError> {
+                // Each MAX is one step down a (part, seq) unique index.
+                let row = sqlx::query(
+                    "SELECT MAX(s) AS newest FROM ( \
+                       SELECT MAX(seq) AS s FROM messages WHERE part = $1 \
+                       UNION ALL SELECT MAX(seq) FROM room_events WHERE part = $1 \
+                       UNION ALL SELECT MAX(seq) FROM room_changes WHERE part = $1) AS t",
+                )
+                .bind(i64::from(part))
+                .fetch_one(&self.pool)
+                .await?;
+                Ok(row
+                    .try_get::<Option<i64>, _>("newest")?
+                    .and_then(|s| u64::try_from(s).ok()))
             }
 
             async fn audit_log(

@@ -30,7 +30,10 @@ use banter_core::{
 use chrono::{DateTime, SubsecRound, Utc};
 use uuid::Uuid;
 
-pub use admin::{Account, Admin, AuditEntry, Invite, NewAccount, NewAudit, NewInvite, Registered};
+pub use admin::{
+    Account, Admin, AdminRoom, AuditEntry, Invite, NewAccount, NewAudit, NewInvite, PurgeItem,
+    PurgeRange, Registered,
+};
 pub use postgres::PostgresStore;
 pub use sqlite::SqliteStore;
 

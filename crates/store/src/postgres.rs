@@ -97,6 +97,10 @@ impl PostgresStore {
                               UNION ALL SELECT unnest($5::text[]))) \
              AND room <> ALL($6::text[])"
         };
+        // A deleted room's messages are not found while they wait to be removed.
+        let rooms = format!(
+            "{rooms} AND room NOT IN (SELECT name FROM rooms WHERE deleted_at IS NOT NULL)"
+        );
         let (part, seq) = optional_cursor_values(search.before);
         let sql = format!(
             "SELECT {} FROM messages \

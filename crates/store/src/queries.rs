@@ -381,7 +381,7 @@ macro_rules! impl_store {
     }
 
     const ROOM_CHANGE_COLUMNS: &str = "id, part, seq, room, kind, user_id, username, member_id, \
-         member, room_kind, topic, read_part, read_seq, muted, created_at, client_id";
+         member, room_kind, topic, read_part, read_seq, muted, archived, created_at, client_id";
 
     fn room_change_from_row(row: &$row) -> Result<LoggedEvent, sqlx::Error> {
         let kind: String = row.try_get("kind")?;
@@ -426,6 +426,12 @@ macro_rules! impl_store {
             "muted" => RoomChange::Muted {
                 muted: row.try_get::<Option<bool>, _>("muted")?.ok_or_else(|| needed("muted"))?,
             },
+            "archived" => RoomChange::Archived {
+                archived: row
+                    .try_get::<Option<bool>, _>("archived")?
+                    .ok_or_else(|| needed("archived"))?,
+            },
+            "deleted" => RoomChange::Deleted,
             other => return Err(sqlx::Error::Decode(format!("unknown room change {other}").into())),
         };
         let event = NewRoomChange {
@@ -445,7 +451,8 @@ macro_rules! impl_store {
     /// A room's row: what its log made it, and the place of the change that last wrote it.
     async fn room_row(conn: &mut $conn, room: &str) -> Result<Option<(RoomInfo, Cursor)>, StoreError> {
         let row = sqlx::query(
-            "SELECT kind, topic, owner_id, owner, created_at, part, seq FROM rooms WHERE name = $1",
+            "SELECT kind, topic, owner_id, owner, created_at, archived_at, deleted_at, part, seq \
+             FROM rooms WHERE name = $1",
         )
         .bind(room)
         .fetch_optional(&mut *conn)
@@ -463,6 +470,8 @@ macro_rules! impl_store {
                 name: Username::from_stored(name),
             }),
             created_at: row.try_get("created_at")?,
+            archived_at: row.try_get("archived_at")?,
+            deleted_at: row.try_get("deleted_at")?,
         };
         Ok(Some((info, cursor_of(row.try_get("part")?, row.try_get("seq")?)?)))
     }
@@ -535,10 +544,12 @@ macro_rules! impl_store {
         let (part, seq) = cursor_values(cursor);
         if let Some(info) = &effect.room {
             sqlx::query(
-                "INSERT INTO rooms (name, kind, topic, owner_id, owner, created_at, part, seq) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8) \
+                "INSERT INTO rooms (name, kind, topic, owner_id, owner, created_at, archived_at, \
+                   deleted_at, part, seq) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $9, $10, $7, $8) \
                  ON CONFLICT (name) DO UPDATE SET kind = excluded.kind, topic = excluded.topic, \
                    owner_id = excluded.owner_id, owner = excluded.owner, \
+                   archived_at = excluded.archived_at, deleted_at = excluded.deleted_at, \
                    part = excluded.part, seq = excluded.seq",
             )
             .bind(r.room.as_str())
@@ -549,6 +560,8 @@ macro_rules! impl_store {
             .bind(info.created_at)
             .bind(part)
             .bind(seq)
+            .bind(info.archived_at)
+            .bind(info.deleted_at)
             .execute(&mut *conn)
             .await?;
         }
@@ -584,7 +597,7 @@ macro_rules! impl_store {
             .await?;
         }
         let (mut member, mut room_kind, mut topic, mut read) = (None, None, None, None);
-        let mut muted = None;
+        let (mut muted, mut archived) = (None, None);
         match &r.change {
             RoomChange::Created { kind, topic: t, members } => {
                 room_kind = Some(kind.as_str());
@@ -595,12 +608,14 @@ macro_rules! impl_store {
             RoomChange::Topic { topic: t } => topic = Some(t.as_str()),
             RoomChange::Read { cursor } => read = Some(cursor_values(*cursor)),
             RoomChange::Muted { muted: m } => muted = Some(*m),
-            RoomChange::Joined | RoomChange::Left => {}
+            RoomChange::Archived { archived: a } => archived = Some(*a),
+            RoomChange::Joined | RoomChange::Left | RoomChange::Deleted => {}
         }
         sqlx::query(
             "INSERT INTO room_changes (id, part, seq, room, kind, user_id, username, member_id, \
-             member, room_kind, topic, read_part, read_seq, created_at, client_id, changed, muted) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17)",
+             member, room_kind, topic, read_part, read_seq, created_at, client_id, changed, muted, \
+             archived) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18)",
         )
         .bind(r.id)
         .bind(part)
@@ -619,6 +634,7 @@ macro_rules! impl_store {
         .bind(r.client_id.as_ref().map(ClientId::as_str))
         .bind(changed)
         .bind(muted)
+        .bind(archived)
         .execute(&mut *conn)
         .await
         .map_err(|e| StoreError::from_sqlx(e, "an event is stored at that place"))?;
@@ -697,7 +713,8 @@ macro_rules! impl_store {
     /// cap, so a room with a million unread messages costs what one with a hundred does.
     fn entry_sql(filter: &str) -> String {
         format!(
-            "SELECT r.name, r.kind, r.topic, r.owner, mb.role, mb.read_part, mb.read_seq, mb.muted, \
+            "SELECT r.name, r.kind, r.topic, r.owner, r.archived_at, mb.role, mb.read_part, mb.read_seq, \
+               mb.muted, \
                (SELECT m.created_at FROM messages m WHERE m.room = mb.room AND m.deleted_at IS NULL \
                 ORDER BY m.part DESC, m.seq DESC LIMIT 1) AS last_message_at, \
                (SELECT COUNT(*) FROM (SELECT 1 FROM messages m WHERE m.room = mb.room \
@@ -708,7 +725,7 @@ macro_rules! impl_store {
                   AND (x.part, x.seq) > (COALESCE(mb.read_part, -1), COALESCE(mb.read_seq, -1)) \
                   LIMIT {cap}) AS y) AS mentioned \
              FROM memberships mb JOIN rooms r ON r.name = mb.room \
-             WHERE mb.user_id = $1 AND mb.present {filter} \
+             WHERE mb.user_id = $1 AND mb.present AND r.deleted_at IS NULL {filter} \
              ORDER BY last_message_at DESC NULLS LAST, r.name",
             cap = banter_core::UNREAD_CAP,
         )
@@ -737,6 +754,9 @@ macro_rules! impl_store {
                 None => None,
             },
             muted: row.try_get("muted")?,
+            archived: row
+                .try_get::<Option<DateTime<Utc>>, _>("archived_at")?
+                .is_some(),
         })
     }
 
@@ -1384,6 +1404,7 @@ macro_rules! impl_store {
                    EXISTS (SELECT 1 FROM memberships mb \
                      WHERE mb.room = r.name AND mb.user_id = $1 AND mb.present) AS joined \
                  FROM rooms r WHERE r.kind = 'public' AND r.archived_at IS NULL \
+                   AND r.deleted_at IS NULL \
                  ORDER BY last_message_at DESC NULLS LAST, r.name LIMIT $2",
             )
             .bind(user.0)

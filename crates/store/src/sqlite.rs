@@ -106,6 +106,7 @@ impl SqliteStore {
                    room IN (SELECT room FROM memberships WHERE user_id = $3 AND present \
                             UNION SELECT value FROM json_each($4)) \
                    AND room NOT IN (SELECT value FROM json_each($5)) END \
+               AND room NOT IN (SELECT name FROM rooms WHERE deleted_at IS NOT NULL) \
                AND ($6 IS NULL OR lower(author) = lower($6)) \
                AND ($7 IS NULL OR (created_at, id) < \
                     (SELECT b.created_at, b.id FROM messages b WHERE b.part = $7 AND b.seq = $8)) \

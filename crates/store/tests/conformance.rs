@@ -57,6 +57,8 @@ conformance!(
     deactivation_ends_sessions_and_is_what_a_gateway_reads_at_start,
     accounts_are_found_by_any_part_of_their_name_in_pages,
     every_admin_action_is_in_the_audit_log_newest_first,
+    a_deleted_rooms_messages_are_swept_in_batches_and_it_leaves_every_list,
+    a_purge_counts_and_pages_a_persons_messages_in_a_time_range,
     ping_answers,
     users_are_created_and_found,
     usernames_are_unique_without_regard_to_case,

@@ -543,3 +543,314 @@ async fn registration_the_operator_closed_stays_closed() {
     .await;
     assert_eq!((status, code(&answer)), (StatusCode::CONFLICT, "conflict"));
 }
+
+async fn send(app: &TestApp, token: &str, room: &str, body: &str, client_id: &str) -> Value {
+    let mut ws = app.ws(token, Some(room)).await;
+    let ack = ws.say(room, body, client_id).await;
+    ws.close().await;
+    ack
+}
+
+async fn an_archived_room_is_read_only_and_a_deleted_room_is_gone(db: Db) {
+    let app = TestApp::spawn(db).await;
+    let root = token(&app.signup("root").await);
+    let ann = token(&app.signup("ann").await);
+    for i in 0..3 {
+        send(&app, &ann, "plans", &format!("plan {i}"), &format!("p{i}")).await;
+    }
+    let (_, page) = app.get("/api/v1/admin/rooms?q=plan", Some(&root)).await;
+    let rooms = page["data"]["rooms"].as_array().expect("rooms");
+    assert_eq!(rooms.len(), 1, "{page}");
+    assert_eq!(rooms[0]["name"], "plans");
+    assert_eq!(rooms[0]["members"], 1);
+    assert_eq!(rooms[0]["messages"], 3);
+    assert_eq!(rooms[0]["archived"], false);
+
+    // Archived: ann's open socket hears it; sends are refused, history stays.
+    let mut watching = app.ws(&ann, Some("plans")).await;
+    let (status, answer) = call(
+        &app,
+        Method::PUT,
+        "/api/v1/admin/rooms/plans/archived",
+        Some(json!({ "archived": true })),
+        Some(&root),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{answer}");
+    assert_eq!(answer["data"]["archived"], true);
+    let heard = watching.recv_type("archived").await;
+    assert_eq!(
+        (heard["room"].as_str(), heard["archived"].as_bool()),
+        (Some("plans"), Some(true))
+    );
+    watching
+        .send(
+            &json!({ "type": "send", "room": "plans", "body": "still here?", "client_id": "late" }),
+        )
+        .await;
+    let refused = watching.recv_type("error").await;
+    assert_eq!(refused["code"], "room_archived", "{refused}");
+    assert_eq!(
+        app.history_bodies("plans", &ann).await,
+        ["plan 0", "plan 1", "plan 2"]
+    );
+    let (_, rooms) = app.get("/api/v1/rooms", Some(&ann)).await;
+    let entry = rooms["data"]["rooms"]
+        .as_array()
+        .expect("rooms")
+        .iter()
+        .find(|r| r["room"] == "plans")
+        .cloned()
+        .expect("still listed");
+    assert_eq!(entry["archived"], true);
+    let (status, _) = call(
+        &app,
+        Method::PUT,
+        "/api/v1/admin/rooms/plans/archived",
+        Some(json!({ "archived": false })),
+        Some(&root),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    send(&app, &ann, "plans", "back again", "p3").await;
+
+    // Deleted: it leaves ann's socket and list at once, refuses everything, and its messages
+    // go in the background.
+    let (status, answer) = call(
+        &app,
+        Method::DELETE,
+        "/api/v1/admin/rooms/plans",
+        None,
+        Some(&root),
+    )
+    .await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{answer}");
+    assert_eq!(answer["data"]["deleting"], true);
+    let gone = watching.recv_type("room_deleted").await;
+    assert_eq!(gone["room"], "plans");
+    let removed = watching.recv_type("room").await;
+    assert_eq!(
+        (removed["op"].as_str(), removed["room"]["room"].as_str()),
+        (Some("removed"), Some("plans"))
+    );
+    let (_, rooms) = app.get("/api/v1/rooms", Some(&ann)).await;
+    assert!(rooms["data"]["rooms"]
+        .as_array()
+        .expect("rooms")
+        .iter()
+        .all(|r| r["room"] != "plans"));
+    let (status, answer) = app.get("/api/v1/rooms/plans/messages", Some(&ann)).await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "{answer}");
+    let (status, _) = app
+        .post(
+            "/api/v1/rooms",
+            &json!({ "name": "plans", "kind": "public" }),
+            Some(&ann),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CONFLICT, "the name stays taken");
+    let (_, found) = app.get("/api/v1/search?q=plan", Some(&ann)).await;
+    assert_eq!(found["data"]["results"], json!([]), "{found}");
+    // The list shows the deletion's progress until every message is gone.
+    let mut left = u64::MAX;
+    for _ in 0..100 {
+        let (_, page) = app.get("/api/v1/admin/rooms?q=plans", Some(&root)).await;
+        left = page["data"]["rooms"][0]["messages"]
+            .as_u64()
+            .expect("count");
+        assert_eq!(page["data"]["rooms"][0]["deleting"], true);
+        if left == 0 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert_eq!(left, 0, "the sweep removed every message");
+    let (status, _) = call(
+        &app,
+        Method::DELETE,
+        "/api/v1/admin/rooms/plans",
+        None,
+        Some(&root),
+    )
+    .await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "deleted once");
+
+    let (_, log) = app.get("/api/v1/admin/audit", Some(&root)).await;
+    let actions: Vec<_> = log["data"]["entries"]
+        .as_array()
+        .expect("entries")
+        .iter()
+        .map(|e| {
+            (
+                e["action"].as_str().unwrap_or(""),
+                e["target"].as_str().unwrap_or(""),
+            )
+        })
+        .collect();
+    assert_eq!(
+        actions,
+        [
+            ("room.delete", "plans"),
+            ("room.unarchive", "plans"),
+            ("room.archive", "plans")
+        ]
+    );
+    // Non-admins may do none of it.
+    for (method, path, body) in [
+        (Method::GET, "/api/v1/admin/rooms", None),
+        (
+            Method::PUT,
+            "/api/v1/admin/rooms/general/archived",
+            Some(json!({ "archived": true })),
+        ),
+        (Method::DELETE, "/api/v1/admin/rooms/general", None),
+        (
+            Method::POST,
+            "/api/v1/admin/users/root/purge",
+            Some(json!({ "dry_run": true })),
+        ),
+        (Method::GET, "/api/v1/admin/stats", None),
+    ] {
+        let (status, answer) = call(&app, method.clone(), path, body, Some(&ann)).await;
+        assert_eq!(
+            (status, code(&answer)),
+            (StatusCode::FORBIDDEN, "forbidden"),
+            "{method} {path}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn an_archived_room_is_read_only_and_a_deleted_room_is_gone_sqlite() {
+    an_archived_room_is_read_only_and_a_deleted_room_is_gone(Db::Sqlite).await;
+}
+
+#[tokio::test]
+async fn an_archived_room_is_read_only_and_a_deleted_room_is_gone_postgres() {
+    an_archived_room_is_read_only_and_a_deleted_room_is_gone(Db::Postgres).await;
+}
+
+async fn a_purge_deletes_what_its_dry_run_counted_through_the_log(db: Db) {
+    // The spammer sends faster than a person may.
+    let app = TestApp::spawn_with(db, Options::unlimited()).await;
+    let root = token(&app.signup("root").await);
+    let spam = token(&app.signup("spammer").await);
+    let ann = token(&app.signup("ann").await);
+    let mut spam_ws = app.ws(&spam, Some("general")).await;
+    for i in 0..250 {
+        spam_ws
+            .say("general", &format!("buy now {i}"), &format!("s{i}"))
+            .await;
+    }
+    spam_ws.close().await;
+    send(&app, &ann, "general", "hello all", "a1").await;
+    send(&app, &spam, "dm:ann:spammer", "psst", "s-dm").await;
+
+    let (status, dry) = app
+        .post(
+            "/api/v1/admin/users/spammer/purge",
+            &json!({ "dry_run": true }),
+            Some(&root),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{dry}");
+    assert_eq!(dry["data"], json!({ "messages": 251, "dry_run": true }));
+    // A range in the future takes nothing.
+    let (_, none) = app
+        .post(
+            "/api/v1/admin/users/spammer/purge",
+            &json!({ "dry_run": true, "from": "2999-01-01T00:00:00Z" }),
+            Some(&root),
+        )
+        .await;
+    assert_eq!(none["data"]["messages"], 0);
+    let (status, answer) = app
+        .post(
+            "/api/v1/admin/users/spammer/purge",
+            &json!({ "from": "2026-02-01T00:00:00Z", "to": "2026-01-01T00:00:00Z" }),
+            Some(&root),
+        )
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{answer}");
+
+    // Ann, in the room, sees each message go: the deletes are in the log.
+    let mut ann_ws = app.ws(&ann, Some("general")).await;
+    let (status, started) = app
+        .post(
+            "/api/v1/admin/users/spammer/purge",
+            &json!({ "dry_run": false }),
+            Some(&root),
+        )
+        .await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{started}");
+    assert_eq!(started["data"]["messages"], 251);
+    let mut deleted = 0;
+    while deleted < 250 {
+        let frame = ann_ws.recv_type("deleted").await;
+        assert_eq!(frame["room"], "general");
+        deleted += 1;
+    }
+    let mut left = 1;
+    for _ in 0..100 {
+        let (_, dry) = app
+            .post(
+                "/api/v1/admin/users/spammer/purge",
+                &json!({ "dry_run": true }),
+                Some(&root),
+            )
+            .await;
+        left = dry["data"]["messages"].as_u64().expect("count");
+        if left == 0 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert_eq!(left, 0);
+    assert_eq!(app.history_bodies("general", &ann).await, ["hello all"]);
+    assert!(app.history_bodies("dm:ann:spammer", &ann).await.is_empty());
+    // Sends go on meanwhile and after: the spammer's account is not touched.
+    let ack = send(&app, &spam, "general", "sorry", "s-after").await;
+    assert_eq!(ack["type"], "ack", "{ack}");
+
+    let (_, log) = app.get("/api/v1/admin/audit", Some(&root)).await;
+    let entry = &log["data"]["entries"][0];
+    assert_eq!(entry["action"], "user.purge");
+    assert_eq!(entry["target"], "spammer");
+    assert_eq!(entry["detail"]["messages"], 251);
+}
+
+#[tokio::test]
+async fn a_purge_deletes_what_its_dry_run_counted_through_the_log_sqlite() {
+    a_purge_deletes_what_its_dry_run_counted_through_the_log(Db::Sqlite).await;
+}
+
+#[tokio::test]
+async fn a_purge_deletes_what_its_dry_run_counted_through_the_log_postgres() {
+    a_purge_deletes_what_its_dry_run_counted_through_the_log(Db::Postgres).await;
+}
+
+#[tokio::test]
+async fn the_live_figures_count_connections_messages_and_refusals() {
+    let app = TestApp::spawn(Db::Sqlite).await;
+    let root = token(&app.signup("root").await);
+    let ann = token(&app.signup("ann").await);
+    let mut a = app.ws(&ann, None).await;
+    let _b = app.ws(&ann, None).await;
+    for i in 0..5 {
+        a.say("general", &format!("hi {i}"), &format!("h{i}")).await;
+    }
+    let (status, figures) = app.get("/api/v1/admin/stats", Some(&root)).await;
+    assert_eq!(status, StatusCode::OK, "{figures}");
+    let data = &figures["data"];
+    let gateways = data["gateways"].as_array().expect("gateways");
+    assert_eq!(gateways.len(), 1, "serve is one gateway: {data}");
+    assert_eq!(gateways[0]["here"], true);
+    assert_eq!(gateways[0]["connections"], 2);
+    assert_eq!(
+        data["messages_per_second"], 0.5,
+        "5 messages in the last 10 s"
+    );
+    assert_eq!(data["persist_lag"], 0, "on serve the log is the store");
+    assert!(data["rate_limited_per_minute"].is_number());
+    assert!(data["at"].is_string());
+}

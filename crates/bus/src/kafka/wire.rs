@@ -11,7 +11,8 @@
 //!   changes, and `author` the user who made the change. A message lists its `mentions`.
 //! - `"v":2` room changes: `created` (`room_kind`, `topic`, and for a DM the other user in
 //!   `member`/`member_id`), `joined`, `left`, `added` and `removed` (`member`/`member_id`),
-//!   `topic` (`topic`), `read` (`cursor`); `author` is who made the change.
+//!   `topic` (`topic`), `read` (`cursor`), `muted` (`muted`), `archived` (`archived`) and
+//!   `deleted`; `author` is who made the change.
 //!
 //! A record of a version this build does not know, or that does not decode, is an error the
 //! reader reports (persist sends it to the dead-letter topic with the reason; the fan-out
@@ -80,6 +81,9 @@ pub struct Record {
     /// Muted or unmuted.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub muted: Option<bool>,
+    /// Archived or brought back.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub archived: Option<bool>,
 }
 
 /// Why a record is not a room event banter can use.
@@ -169,7 +173,8 @@ impl Record {
                     RoomChange::Topic { topic } => record.topic = Some(topic.as_str().to_owned()),
                     RoomChange::Read { cursor } => record.cursor = Some(cursor.to_string()),
                     RoomChange::Muted { muted } => record.muted = Some(*muted),
-                    RoomChange::Joined | RoomChange::Left => {}
+                    RoomChange::Archived { archived } => record.archived = Some(*archived),
+                    RoomChange::Joined | RoomChange::Left | RoomChange::Deleted => {}
                 }
                 record
             }
@@ -198,6 +203,7 @@ impl Record {
             member_id: None,
             room_kind: None,
             topic: None,
+            archived: None,
             cursor: None,
             muted: None,
         }
@@ -256,6 +262,12 @@ impl Record {
                     .muted
                     .ok_or_else(|| bad("a muted change needs muted"))?,
             },
+            Some("archived") => RoomChange::Archived {
+                archived: self
+                    .archived
+                    .ok_or_else(|| bad("an archived change needs archived"))?,
+            },
+            Some("deleted") => RoomChange::Deleted,
             _ => return Ok(None),
         }))
     }
@@ -369,6 +381,9 @@ pub(crate) enum EventRecord {
         /// Absent from gateways older than user presence: nobody known connected.
         #[serde(default)]
         connected: Vec<String>,
+        /// Absent from gateways older than the admin page: none counted.
+        #[serde(default)]
+        connections: usize,
     },
     PresenceHello {
         node: NodeId,
@@ -421,8 +436,10 @@ impl EventRecord {
                         node,
                         online,
                         connected,
+                        connections,
                     } => Self::PresenceSnapshot {
                         node: *node,
+                        connections: *connections,
                         online: online
                             .iter()
                             .map(|(room, users)| {
@@ -480,8 +497,10 @@ impl EventRecord {
                 node,
                 online,
                 connected,
+                connections,
             } => Event::Presence(Presence::Snapshot {
                 node,
+                connections,
                 connected: connected
                     .iter()
                     .map(|u| user(u))
@@ -544,6 +563,7 @@ mod tests {
                 node,
                 online: vec![(RoomName::parse("general").expect("room"), vec![user("bob")])],
                 connected: vec![user("bob"), user("carol")],
+                connections: 3,
             },
         ];
         for presence in events {
@@ -658,6 +678,9 @@ mod tests {
             }),
             room(RoomChange::Muted { muted: true }),
             room(RoomChange::Muted { muted: false }),
+            room(RoomChange::Archived { archived: true }),
+            room(RoomChange::Archived { archived: false }),
+            room(RoomChange::Deleted),
         ] {
             let bytes = serde_json::to_vec(&Record::of(&event)).expect("json");
             assert_eq!(Record::decode(&bytes), Ok(event));

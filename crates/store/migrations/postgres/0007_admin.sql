@@ -47,3 +47,10 @@ END
 $$;
 CREATE TRIGGER audit_log_append_only BEFORE UPDATE OR DELETE OR TRUNCATE ON audit_log
     FOR EACH STATEMENT EXECUTE FUNCTION audit_log_append_only();
+
+-- Archiving and deleting a room are room changes of its log (`archived`, `deleted`): the
+-- projection sets `rooms.archived_at` (there since 0003) and `deleted_at`. A deleted room's
+-- row stays (its name is not given out again); its messages and files are removed in the
+-- background, in batches.
+ALTER TABLE rooms ADD COLUMN deleted_at TIMESTAMPTZ;
+ALTER TABLE room_changes ADD COLUMN archived BOOLEAN;

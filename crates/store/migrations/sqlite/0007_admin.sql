@@ -48,3 +48,10 @@ CREATE TRIGGER audit_log_no_delete BEFORE DELETE ON audit_log
 BEGIN
     SELECT RAISE(ABORT, 'the audit log is append-only');
 END;
+
+-- Archiving and deleting a room are room changes of its log (`archived`, `deleted`): the
+-- projection sets `rooms.archived_at` (there since 0003) and `deleted_at`. A deleted room's
+-- row stays (its name is not given out again); its messages and files are removed in the
+-- background, in batches.
+ALTER TABLE rooms ADD COLUMN deleted_at TEXT;
+ALTER TABLE room_changes ADD COLUMN archived BOOLEAN;

@@ -321,3 +321,171 @@ pub async fn every_admin_action_is_in_the_audit_log_newest_first(store: DynStore
         .expect("page");
     assert_eq!(page, entries[2..].to_vec());
 }
+
+pub async fn a_deleted_rooms_messages_are_swept_in_batches_and_it_leaves_every_list(
+    store: DynStore,
+) {
+    use banter_core::{Change, RoomChange, RoomEvent, RoomKind, Topic};
+
+    use super::rooms::{me, room_change};
+    use super::{change, new_message, room};
+
+    let root = account(&store, "root").await.user;
+    let ann = account(&store, "ann").await.user;
+    let created = |name: &str, kind| {
+        room_change(
+            &ann,
+            name,
+            RoomChange::Created {
+                kind,
+                topic: Topic::default(),
+                members: vec![me(&ann)],
+            },
+        )
+    };
+    let mut events = vec![
+        created("doomed", RoomKind::Public),
+        created("kept", RoomKind::Private),
+    ];
+    for i in 0..7 {
+        events.push(RoomEvent::Message(new_message(
+            &ann,
+            "doomed",
+            &format!("d{i}"),
+            None,
+        )));
+    }
+    events.push(RoomEvent::Message(new_message(&ann, "kept", "k0", None)));
+    let appended = store.append_events(&events).await.expect("append");
+    let first = match &appended[2] {
+        banter_core::Appended::New(l) => l.event.message_id(),
+        other => panic!("{other:?}"),
+    };
+    store
+        .append_events(&[change(
+            &ann,
+            &room("doomed"),
+            first,
+            None,
+            Change::React {
+                emoji: banter_core::Emoji::parse("👍").expect("emoji"),
+            },
+        )])
+        .await
+        .expect("react");
+
+    let listed = store.admin_rooms("", None, 10).await.expect("rooms");
+    let names: Vec<_> = listed.iter().map(|r| r.name.as_str()).collect();
+    assert_eq!(names, ["doomed", "kept"]);
+    assert_eq!((listed[0].members, listed[0].messages), (1, 7));
+    assert_eq!(listed[1].kind, RoomKind::Private);
+
+    // Archived: still listed everywhere, marked so.
+    store
+        .append_events(&[room_change(
+            &root,
+            "doomed",
+            RoomChange::Archived { archived: true },
+        )])
+        .await
+        .expect("archive");
+    let entry = store
+        .membership(ann.id, &room("doomed"))
+        .await
+        .expect("entry")
+        .expect("member");
+    assert!(entry.archived);
+    assert!(store.admin_rooms("doo", None, 10).await.expect("rooms")[0]
+        .archived_at
+        .is_some());
+
+    // Deleted: gone from the member's list at once; messages swept 3 at a time.
+    store
+        .append_events(&[room_change(&root, "doomed", RoomChange::Deleted)])
+        .await
+        .expect("delete");
+    assert!(store
+        .membership(ann.id, &room("doomed"))
+        .await
+        .expect("entry")
+        .is_none());
+    assert!(store
+        .memberships(ann.id)
+        .await
+        .expect("list")
+        .iter()
+        .all(|e| e.room.as_str() != "doomed"));
+    let (info, _) = store
+        .room(&room("doomed"))
+        .await
+        .expect("room")
+        .expect("kept row");
+    assert!(info.deleted_at.is_some());
+    let mut swept = Vec::new();
+    while let Some((r, n)) = store.sweep_deleted_room(3).await.expect("sweep") {
+        assert_eq!(r.as_str(), "doomed");
+        swept.push(n);
+    }
+    assert_eq!(swept, [3, 3, 1]);
+    let after = store.admin_rooms("", None, 10).await.expect("rooms");
+    assert_eq!(
+        (after[0].messages, after[0].deleted_at.is_some()),
+        (0, true)
+    );
+    assert_eq!(after[1].messages, 1, "another room keeps its messages");
+    assert!(store.message(first).await.expect("lookup").is_none());
+    assert!(store.sweep_deleted_room(3).await.expect("sweep").is_none());
+}
+
+pub async fn a_purge_counts_and_pages_a_persons_messages_in_a_time_range(store: DynStore) {
+    use banter_core::RoomEvent;
+    use banter_store::PurgeRange;
+
+    use super::new_message;
+
+    let bob = account(&store, "bob").await.user;
+    let cy = account(&store, "cyd").await.user;
+    let start = now();
+    let mut events = Vec::new();
+    for i in 0..5 {
+        let mut m = new_message(
+            &bob,
+            if i % 2 == 0 { "one" } else { "two" },
+            &format!("b{i}"),
+            None,
+        );
+        m.created_at = start + Duration::seconds(i);
+        events.push(RoomEvent::Message(m));
+    }
+    events.push(RoomEvent::Message(new_message(&cy, "one", "c", None)));
+    store.append_events(&events).await.expect("append");
+
+    let all = PurgeRange {
+        author: bob.id,
+        from: None,
+        to: None,
+    };
+    assert_eq!(store.purge_count(&all).await.expect("count"), 5);
+    let middle = PurgeRange {
+        author: bob.id,
+        from: Some(start + Duration::seconds(1)),
+        to: Some(start + Duration::seconds(4)),
+    };
+    assert_eq!(store.purge_count(&middle).await.expect("count"), 3);
+    let page = store.purge_batch(&all, None, 2).await.expect("page");
+    let bodies = |items: &[banter_store::PurgeItem]| -> Vec<String> {
+        items.iter().map(|i| i.room.as_str().to_owned()).collect()
+    };
+    assert_eq!(bodies(&page), ["one", "two"]);
+    let next = store.purge_batch(&all, page.last(), 2).await.expect("page");
+    assert_eq!(bodies(&next), ["one", "two"]);
+    let last = store.purge_batch(&all, next.last(), 2).await.expect("page");
+    assert_eq!(bodies(&last), ["one"]);
+    assert!(store
+        .purge_batch(&all, last.last(), 2)
+        .await
+        .expect("page")
+        .is_empty());
+    assert_eq!(store.newest_stored(0).await.expect("newest"), Some(6));
+    assert_eq!(store.newest_stored(7).await.expect("newest"), None);
+}
