@@ -36,6 +36,8 @@ const PROCESSES: [&str; 7] = [
     "notify-2",
 ];
 
+#[path = "cluster/admin.rs"]
+mod admin;
 #[path = "cluster/push.rs"]
 mod push;
 /// How long anything may take before a test gives up (faults included).
