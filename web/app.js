@@ -9,7 +9,10 @@
  *   storage   — per-user session tokens and state (current room, closed DMs, outbox) in
  *               localStorage, shared by that user's tabs; which user a tab is, in sessionStorage.
  *   http      — fetch wrapper for the JSON envelope; auth calls go to config.auth_url.
- *   session   — log in/out, refresh before expiry (one tab per user at a time), 401 → refresh once.
+ *   session   — log in/out, refresh before expiry (one tab per user at a time), 401 → refresh once;
+ *               a deactivated account (socket closed 4003, or 403 `account_disabled`) is signed out.
+ *   sign-in   — who may register (GET /register: open, invite, closed), an invite link
+ *               (/join/<code>), and the admin link for admins (GET /me).
  *   rooms     — Room objects: messages sorted by cursor, members, typing, unread.
  *   render    — sidebar, message list, presence, typing, status.
  *   unread    — the server's unread/mention counts and read positions, kept exact live.
@@ -48,12 +51,21 @@ const USER_RE = /^[A-Za-z0-9_.-]{3,32}$/;
 const SESSION_PREFIX = 'banter.session.';      // + lowercased username, in localStorage
 const LEGACY_SESSION_KEY = 'banter.session';   // the one session of older versions
 const TAB_USER_KEY = 'banter.tab.user';        // in sessionStorage
+// + lowercased username: when that account was found deactivated, so that its other tabs,
+// which see only the session go, say why too (admin.js writes it as well).
+const DEACTIVATED_PREFIX = 'banter.deactivated.';
+const DEACTIVATED_NOTE_MS = 2 * 60 * 1000;
+const DEACTIVATED = 'Your account has been deactivated. Ask an admin to reactivate it.';
+const WS_DEACTIVATED = 4003;                   // the server's close code for a deactivated account
 
 const $ = (id) => document.getElementById(id);
 const ui = {
   authView: $('auth-view'), authForm: $('auth-form'), authAlert: $('auth-alert'),
   authInfo: $('auth-info'), username: $('username'), password: $('password'),
   loginBtn: $('login-btn'), registerBtn: $('register-btn'),
+  authTitle: $('auth-title'), authInvite: $('auth-invite'), authActions: $('auth-actions'),
+  authNote: $('auth-note'), passwordHint: $('password-hint'), adminLink: $('admin-link'),
+  archivedNote: $('archived-note'),
   accounts: $('accounts'), accountList: $('account-list'),
   chatView: $('chat-view'), sidebar: $('sidebar'), sidebarToggle: $('sidebar-toggle'),
   sidebarClose: $('sidebar-close'), menuDot: $('menu-dot'), meName: $('me-name'),
@@ -107,6 +119,10 @@ let refreshTimer = null;
 let wakeTimer = null;
 let lastTick = 0;
 let alertTimer = null;
+// Who may register (GET /api/v1/register; an older server does not say: open).
+let registration = 'open';
+// The code of an invite link (/join/<code>) until it is used or left.
+let invite = inviteFromPath();
 
 const rooms = new Map();          // name → Room, in sidebar order
 let current = null;               // the Room on screen
@@ -182,6 +198,8 @@ class Room extends RoomLog {
     this.muted = false;
     this.mutedSeq = 0;        // roomList.streamSeq when a `muted` frame or my PUT set it
     this.muteBusy = false;    // my PUT in flight
+    // Archived by an admin: read-only (its entry, `archived` frames); no composer then.
+    this.archived = false;
     // Unread: the read position, and the counts shown. While the loaded messages reach back
     // to the read position they are counted here (exact); before, the server's numbers are
     // kept and moved by live events (see `recount`).
@@ -443,11 +461,22 @@ async function request(base, method, path, { body, auth = true } = {}, retried =
     }
     endSession('Your session has ended. Please log in again.');
   }
-  throw new ApiError(
+  const err = failureOf(res, env);
+  // Deactivated meanwhile (any call of the session, a refresh too): signed out, and told why.
+  if (res.status === 403 && err.code === 'account_disabled' && session && myEpoch === epoch) accountDisabled();
+  throw err;
+}
+
+// banter's envelope says `error: "code"` beside `message`; an `error: {code, message}`
+// object is read too.
+function failureOf(res, env) {
+  const e = env && env.error;
+  const nested = !!e && typeof e === 'object';
+  return new ApiError(
     res.status,
-    (env && env.error) || `http_${res.status}`,
-    (env && env.message) || `The server answered ${res.status}.`,
-    env && env.data && env.data.field,
+    (nested ? e.code : e) || `http_${res.status}`,
+    (nested && e.message) || (env && env.message) || `The server answered ${res.status}.`,
+    (nested && e.field) || (env && env.data && env.data.field),
   );
 }
 
@@ -528,7 +557,21 @@ async function logIn(username, password) {
   const data = await authApi('POST', '/login', { body: { username, password }, auth: false });
   epoch++;
   saveSession(data, username);
+  store(DEACTIVATED_PREFIX + session.username.toLowerCase(), null);
   startChat();
+}
+
+// The account was deactivated (its socket closed with 4003, or a call answered 403
+// `account_disabled`): this session ends like a logout (its tokens and unsent messages go,
+// and the browser's pushes if they were its), and the sign-in page says why.
+function accountDisabled() {
+  if (!session) return;
+  const push = pushIsMine();
+  store(DEACTIVATED_PREFIX + session.username.toLowerCase(), Date.now());
+  store(userKey('outbox'), null);
+  endSession(DEACTIVATED);
+  // Signed out now, so this only drops the browser's subscription (the server has no token).
+  if (push) disablePush().catch(() => {});
 }
 
 async function logOut() {
@@ -590,8 +633,10 @@ function endSession(error = '', info = '', { keepStored = false } = {}) {
   socket.attempts = 0;
   ui.list.replaceChildren();
   ui.memberList.replaceChildren();
+  ui.adminLink.hidden = true;
   setDrawer(null);
   showAuth(error, info);
+  fetchRegistration(); // it may have changed since
 }
 
 /* ------------------------------------------------------------------ views */
@@ -601,6 +646,7 @@ function endSession(error = '', info = '', { keepStored = false } = {}) {
 function showAuth(error = '', info = '') {
   setTabUser(null);
   renderAccounts();
+  renderRegistration();
   ui.chatView.hidden = true;
   ui.authView.hidden = false;
   document.title = 'banter';
@@ -622,14 +668,19 @@ async function submitAuth(kind) {
   setAuthBusy(true);
   try {
     if (kind === 'register') {
-      await authApi('POST', '/register', { body: { username, password }, auth: false });
+      const body = { username, password };
+      if (invite) body.invite = invite;
+      await authApi('POST', '/register', { body, auth: false });
       ui.authInfo.textContent = 'Account created. Signing you in…';
+      // The invite is spent: a reload is the plain app.
+      if (invite) leaveInvite();
     }
     await logIn(username, password);
     ui.password.value = '';
     ui.authInfo.textContent = '';
   } catch (err) {
-    ui.authAlert.textContent = err.message;
+    ui.authAlert.textContent = err.code === 'account_disabled' ? DEACTIVATED : err.message;
+    if (err.code === 'registration_closed') fetchRegistration();
     if (err.field === 'username') ui.username.focus();
     else if (err.field === 'password' || err.code === 'invalid_credentials') ui.password.focus();
   } finally {
@@ -661,7 +712,62 @@ function continueAs(user) {
   session = readSession(user);
   if (!session) { renderAccounts(); return; } // logged out in another tab meanwhile
   epoch++;
+  if (invite) leaveInvite();
   startChat();
+}
+
+/* ---------------------------------------------------------------- sign-in */
+
+// `/join/<code>` is an invite link: the same page, which registers with the code.
+function inviteFromPath() {
+  const m = /^\/join\/([^/]+)\/?$/.exec(location.pathname);
+  if (!m) return null;
+  try { return decodeURIComponent(m[1]); } catch { return null; }
+}
+
+function leaveInvite() {
+  invite = null;
+  try { history.replaceState(history.state, '', '/'); } catch { /* the address stays */ }
+  renderRegistration();
+}
+
+async function fetchRegistration() {
+  try {
+    const d = await authApi('GET', '/register', { auth: false });
+    if (['open', 'invite', 'closed'].includes(d.registration)) registration = d.registration;
+  } catch { /* an older server, or unreachable: as it was */ }
+  renderRegistration();
+}
+
+// The sign-in form as registration allows: open, everyone; invite-only, only with an invite
+// link (which then makes Register the main button, and Enter registers); closed, nobody.
+function renderRegistration() {
+  const can = registration === 'open' || (registration === 'invite' && !!invite);
+  const invited = can && !!invite;
+  ui.registerBtn.hidden = !can;
+  ui.passwordHint.hidden = !can;
+  ui.authInvite.hidden = !invite;
+  ui.authTitle.textContent = invited ? 'Create your account' : can ? 'Sign in or create an account' : 'Sign in';
+  let note = '';
+  if (registration === 'closed') note = `Registration is closed; ask an admin for an invite.${invite ? ' This invite cannot be used until then.' : ''}`;
+  else if (!can) note = 'New accounts need an invite link; ask an admin for one.';
+  ui.authNote.textContent = note;
+  ui.authNote.hidden = !note;
+  ui.registerBtn.type = invited ? 'submit' : 'button';
+  ui.loginBtn.type = invited ? 'button' : 'submit';
+  ui.registerBtn.className = `btn ${invited ? 'btn-primary' : 'btn-secondary'}`;
+  ui.loginBtn.className = `btn ${invited ? 'btn-secondary' : 'btn-primary'}`;
+  ui.authActions.prepend(invited ? ui.registerBtn : ui.loginBtn);
+  ui.password.autocomplete = invited ? 'new-password' : 'current-password';
+}
+
+// The admin link, for admins: asked at each start and reconnect (rights change).
+async function checkAdmin() {
+  const myEpoch = epoch;
+  try {
+    const me = await authApi('GET', '/me');
+    if (myEpoch === epoch) ui.adminLink.hidden = !(me && me.admin === true);
+  } catch { /* as it was */ }
 }
 
 // The sidebar comes from GET /rooms (the user's memberships); then the socket keeps it.
@@ -695,6 +801,7 @@ async function startChat() {
   wakeTimer = setInterval(tick, WAKE_CHECK_MS);
   ui.input.focus();
   resyncPush().catch(() => {});
+  checkAdmin();
 }
 
 function setStatus(state) {
@@ -1370,11 +1477,20 @@ function renderHeader() {
   ui.roomLock.title = 'Private room';
   ui.roomTopic.textContent = room.topic;
   ui.roomTopic.title = room.topic;
-  const editable = !isDm(room.name) && isOwner(room);
+  const editable = !isDm(room.name) && isOwner(room) && !room.archived;
   ui.topicEdit.hidden = !editable;
   ui.topicEdit.textContent = room.topic ? 'Edit topic' : 'Add a topic';
   ui.roomTopic.parentElement.hidden = !room.topic && !editable;
   renderMuteToggle();
+  renderArchived();
+}
+
+// An archived room is read-only: a line instead of the composers (the server refuses sends).
+function renderArchived() {
+  const readOnly = !!current && current.archived;
+  ui.composer.hidden = readOnly;
+  ui.archivedNote.hidden = !readOnly;
+  ui.threadComposer.hidden = !!thread && thread.room.archived;
 }
 
 // The header's bell: mutes the room on screen for me (a membership only). Its name stays
@@ -2192,6 +2308,7 @@ function openThread(msg, { replyTo: answer = null } = {}) {
   ui.thread.hidden = false;
   ui.chatView.classList.add('show-thread');
   renderThread();
+  renderArchived();
   ui.threadScroll.scrollTop = ui.threadScroll.scrollHeight;
   ui.threadInput.focus();
 }
@@ -2601,6 +2718,7 @@ function connect() {
     }
     // What the user stream said while we were away: the list again (once, not a poll).
     if (!roomList.fresh) syncRooms();
+    if (socket.gen > 1) checkAdmin();
   });
   ws.addEventListener('message', (e) => {
     if (socket.ws === ws && socket.gen === gen) handleFrame(e.data);
@@ -2609,6 +2727,7 @@ function connect() {
     if (socket.ws !== ws) return; // replaced or closed on purpose
     socket.ws = null;
     socketDown();
+    if (e.code === WS_DEACTIVATED) { accountDisabled(); return; }
     // 4001: the token expired first. A handshake that never opened may be a
     // refused token: let an authenticated request find out (and refresh).
     if (session) scheduleReconnect({ refreshFirst: e.code === 4001, probe: !opened });
@@ -2711,6 +2830,19 @@ function handleFrame(raw) {
       addSystem(room, f);
       break;
     case 'created': if (room) addSystem(room, f); break;
+    // An admin archived or unarchived the room, or deleted it (its `room` removed frame may
+    // come first or after: whichever does drops it).
+    case 'archived':
+      if (!room || typeof f.archived !== 'boolean') break;
+      room.archived = f.archived;
+      addSystem(room, f);
+      if (room === current) renderHeader();
+      break;
+    case 'room_deleted':
+      if (!room) break;
+      if (room === current) showAlert(`${roomLabel(room.name)} was deleted by an admin.`);
+      dropRoom(room);
+      break;
     // The user stream: about me, on every connection of mine.
     case 'room': onRoomFrame(f); break;
     case 'read': if (room) onRead(room, f); break;
@@ -2763,6 +2895,8 @@ function systemText(room, f) {
       return { joined: `${user} joined`, left: `${user} left`, added: `${by} added ${user}`, removed: `${by} removed ${user}` }[f.op] || '';
     case 'topic':
       return f.topic ? `${by} set the topic: ${f.topic}` : `${by} cleared the topic`;
+    case 'archived':
+      return f.archived ? `${by} archived ${roomLabel(room.name)}: it is read-only now` : `${by} unarchived ${roomLabel(room.name)}`;
     case 'created':
       return `${by} created ${roomLabel(room.name)}${f.kind === 'private' ? ' (private)' : ''}`;
     default:
@@ -2832,6 +2966,9 @@ function onError(f) {
     case 'token_expired':
     case 'unauthorized':
       refreshSession().catch(() => {});
+      break;
+    case 'account_disabled':
+      accountDisabled();
       break;
     case 'forbidden': {
       // A join of a room that is not ours (a private room, or one we were removed from).
@@ -3072,6 +3209,7 @@ function applyEntry(e, seq = Infinity) {
   if (typeof e.muted === 'boolean' && room.mutedSeq <= seq) room.muted = e.muted;
   if (['public', 'private', 'dm'].includes(e.kind)) room.kind = e.kind;
   if (typeof e.topic === 'string') room.topic = e.topic;
+  if (typeof e.archived === 'boolean') room.archived = e.archived;
   room.owner = typeof e.owner === 'string' ? e.owner : null;
   room.role = e.role === 'owner' ? 'owner' : 'member';
   room.polledOnline = Number(e.online) || 0;
@@ -3799,11 +3937,13 @@ function closeDrawer() {
 
 /* ------------------------------------------------------------------ wiring */
 
+// Enter logs in, or on an invite link's page registers (renderRegistration swaps the buttons).
 ui.authForm.addEventListener('submit', (e) => {
   e.preventDefault();
-  submitAuth('login');
+  submitAuth(ui.registerBtn.type === 'submit' && !ui.registerBtn.hidden ? 'register' : 'login');
 });
-ui.registerBtn.addEventListener('click', () => submitAuth('register'));
+ui.registerBtn.addEventListener('click', () => { if (ui.registerBtn.type === 'button') submitAuth('register'); });
+ui.loginBtn.addEventListener('click', () => { if (ui.loginBtn.type === 'button') submitAuth('login'); });
 ui.logoutBtn.addEventListener('click', logOut);
 
 ui.roomForm.addEventListener('submit', (e) => {
@@ -4033,7 +4173,9 @@ window.addEventListener('storage', (e) => {
   if (e.key !== null && e.key !== sessionKey(session.username)) return;
   const s = readSession(session.username);
   if (!s) {
-    endSession('', 'You were logged out in another tab.', { keepStored: true });
+    const off = load(DEACTIVATED_PREFIX + session.username.toLowerCase());
+    if (Number.isFinite(off) && Date.now() - off < DEACTIVATED_NOTE_MS) endSession(DEACTIVATED, '', { keepStored: true });
+    else endSession('', 'You were logged out in another tab.', { keepStored: true });
   } else if (s.refresh_token !== session.refresh_token) {
     session = s;
     useToken();
@@ -4073,10 +4215,14 @@ window.addEventListener('online', () => {
   // person this browser's pushes go to, if they are signed in here.
   if (!user && new URLSearchParams(location.search).has('room') && pushOwner() && readSession(pushOwner())) user = pushOwner();
   session = user ? readSession(user) : null;
-  if (session) {
+  // An invite link is for making an account: the form, even in a tab that has a session
+  // (which it offers with "Continue as").
+  if (session && !invite) {
     epoch++;
     startChat();
   } else {
+    session = null;
+    await fetchRegistration();
     showAuth();
   }
 }());

@@ -311,3 +311,36 @@ export function spyOnNotifications(context) {
     }
   });
 }
+
+/** Logs in through the sign-in form (the page shows it), and waits for the chat to connect. */
+export async function logIn(page, name, password = 'password123') {
+  await page.getByLabel('Username').fill(name);
+  await page.getByLabel('Password').fill(password);
+  await page.getByRole('button', { name: 'Log in' }).click();
+  await connected(page);
+}
+
+/** Whether `locator`'s element has the keyboard focus. */
+export function hasFocus(locator) {
+  return locator.evaluate((el) => el === document.activeElement);
+}
+
+/**
+ * Presses Tab (Shift+Tab with `back`) until `locator`'s element has the focus, as someone
+ * with only a keyboard would; fails after `max` presses.
+ */
+export async function tabTo(page, locator, { back = false, max = 60 } = {}) {
+  for (let i = 0; i <= max; i++) {
+    if (await hasFocus(locator).catch(() => false)) return;
+    await page.keyboard.press(back ? 'Shift+Tab' : 'Tab');
+  }
+  throw new Error(`${max} presses of Tab did not reach ${locator}`);
+}
+
+/** The focused element's outline, to check that keyboard focus is visible. */
+export function focusOutline(page) {
+  return page.evaluate(() => {
+    const s = getComputedStyle(document.activeElement);
+    return { style: s.outlineStyle, width: parseFloat(s.outlineWidth) || 0 };
+  });
+}
