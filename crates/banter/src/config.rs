@@ -385,6 +385,29 @@ pub struct KafkaArgs {
     /// How long a send waits for Kafka before the sender is told `unavailable`.
     #[arg(long, env = "BANTER_KAFKA_SEND_TIMEOUT", value_parser = duration, default_value = "10s")]
     pub kafka_send_timeout: Duration,
+    /// How to reach the brokers: plaintext (the default), ssl, sasl_plaintext or sasl_ssl
+    /// (librdkafka's security.protocol). TLS settings come from KAFKA_SSL_* variables:
+    /// KAFKA_SSL_CA_LOCATION=/etc/banter/kafka-ca.pem is librdkafka's ssl.ca.location.
+    #[arg(long, env = "KAFKA_SECURITY_PROTOCOL")]
+    pub kafka_security_protocol: Option<String>,
+}
+
+/// librdkafka's `ssl.*` settings from `KAFKA_SSL_*` variables: the rest of the name,
+/// lowercased, with `_` for `.` (`KAFKA_SSL_KEY_LOCATION` is `ssl.key.location`).
+pub fn kafka_ssl_options(vars: impl Iterator<Item = (String, String)>) -> Vec<(String, String)> {
+    let mut options: Vec<(String, String)> = vars
+        .filter_map(|(name, value)| {
+            let rest = name.strip_prefix("KAFKA_SSL_")?;
+            (!rest.is_empty()).then(|| {
+                (
+                    format!("ssl.{}", rest.to_ascii_lowercase().replace('_', ".")),
+                    value,
+                )
+            })
+        })
+        .collect();
+    options.sort();
+    options
 }
 
 impl KafkaArgs {
@@ -400,6 +423,13 @@ impl KafkaArgs {
         s.partitions = self.kafka_partitions;
         s.replication = self.kafka_replication;
         s.send_timeout = self.kafka_send_timeout;
+        if let Some(protocol) = &self.kafka_security_protocol {
+            s.security.push((
+                "security.protocol".into(),
+                protocol.trim().to_ascii_lowercase(),
+            ));
+        }
+        s.security.extend(kafka_ssl_options(std::env::vars()));
         Some(s)
     }
 
@@ -817,6 +847,28 @@ pub enum AdminAction {
 mod tests {
     use super::*;
     use clap::CommandFactory;
+
+    #[test]
+    fn kafka_ssl_variables_become_librdkafka_ssl_settings_and_nothing_else_does() {
+        let vars = [
+            ("KAFKA_SSL_CA_LOCATION", "/etc/banter/ca.pem"),
+            ("KAFKA_SSL_KEY_PASSWORD", "pw"),
+            ("KAFKA_SSL_", "ignored"),
+            ("KAFKA_BROKERS", "b:9092"),
+            ("BANTER_SSL_CA_LOCATION", "no"),
+        ]
+        .map(|(k, v)| (k.to_owned(), v.to_owned()));
+        assert_eq!(
+            kafka_ssl_options(vars.into_iter()),
+            [
+                (
+                    "ssl.ca.location".to_owned(),
+                    "/etc/banter/ca.pem".to_owned()
+                ),
+                ("ssl.key.password".to_owned(), "pw".to_owned()),
+            ]
+        );
+    }
 
     #[test]
     fn cli_is_well_formed() {

@@ -25,7 +25,6 @@ use std::time::Duration;
 use banter_bus::{KafkaSettings, Record};
 use banter_core::{Cursor, LoggedEvent};
 use banter_store::{DynStore, StoreError};
-use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
 use rdkafka::message::{BorrowedMessage, Header, Message as _, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord};
@@ -92,8 +91,9 @@ pub async fn run(
 ) -> Result<(), String> {
     banter_bus::ensure_topics(&settings.kafka).await?;
     banter_bus::ensure_topic_names(&settings.kafka, &[&settings.dlq_topic]).await?;
-    let consumer: Arc<StreamConsumer> = ClientConfig::new()
-        .set("bootstrap.servers", &settings.kafka.brokers)
+    let consumer: Arc<StreamConsumer> = settings
+        .kafka
+        .client()
         .set("group.id", &settings.group)
         .set("enable.auto.commit", "false")
         .set("auto.offset.reset", "earliest")
@@ -108,8 +108,9 @@ pub async fn run(
     consumer
         .subscribe(&[&settings.kafka.topic])
         .map_err(|e| format!("subscribing to {}: {e}", settings.kafka.topic))?;
-    let dlq: FutureProducer = ClientConfig::new()
-        .set("bootstrap.servers", &settings.kafka.brokers)
+    let dlq: FutureProducer = settings
+        .kafka
+        .client()
         .set("enable.idempotence", "true")
         .set("acks", "all")
         .create()

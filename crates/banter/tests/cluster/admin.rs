@@ -50,7 +50,14 @@ async fn a_deactivation_closes_sockets_on_every_gateway_within_a_second_and_refu
     let mut on_a = connect(a, &dee_token).await.expect("a socket on gateway A");
     let mut on_b = connect(b, &dee_token).await.expect("a socket on gateway B");
     for gateway in [a, b] {
-        let (status, _) = api(gateway, reqwest::Method::GET, "/api/v1/rooms", None, &dee_token).await;
+        let (status, _) = api(
+            gateway,
+            reqwest::Method::GET,
+            "/api/v1/rooms",
+            None,
+            &dee_token,
+        )
+        .await;
         assert_eq!(status, 200);
     }
 
@@ -69,12 +76,36 @@ async fn a_deactivation_closes_sockets_on_every_gateway_within_a_second_and_refu
 
     // The token has not expired; every process refuses it.
     for gateway in [a, b] {
-        let (status, body) = api(gateway, reqwest::Method::GET, "/api/v1/rooms", None, &dee_token).await;
-        assert_eq!((status, body["error"].as_str()), (403, Some("account_disabled")), "{gateway}");
-        assert!(connect(gateway, &dee_token).await.is_none(), "no new socket on {gateway}");
+        let (status, body) = api(
+            gateway,
+            reqwest::Method::GET,
+            "/api/v1/rooms",
+            None,
+            &dee_token,
+        )
+        .await;
+        assert_eq!(
+            (status, body["error"].as_str()),
+            (403, Some("account_disabled")),
+            "{gateway}"
+        );
+        assert!(
+            connect(gateway, &dee_token).await.is_none(),
+            "no new socket on {gateway}"
+        );
     }
-    let (status, body) = api(&cluster.auth, reqwest::Method::GET, "/api/v1/me", None, &dee_token).await;
-    assert_eq!((status, body["error"].as_str()), (403, Some("account_disabled")));
+    let (status, body) = api(
+        &cluster.auth,
+        reqwest::Method::GET,
+        "/api/v1/me",
+        None,
+        &dee_token,
+    )
+    .await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (403, Some("account_disabled"))
+    );
     let login = serde_json::json!({ "username": dee, "password": "password123" });
     let http = reqwest::Client::new();
     let r = http
@@ -106,6 +137,9 @@ async fn a_deactivation_closes_sockets_on_every_gateway_within_a_second_and_refu
         .expect("json");
     let fresh = r["data"]["token"].as_str().expect("a token").to_owned();
     for gateway in [a, b] {
-        assert!(connect(gateway, &fresh).await.is_some(), "a socket on {gateway}");
+        assert!(
+            connect(gateway, &fresh).await.is_some(),
+            "a socket on {gateway}"
+        );
     }
 }

@@ -1,12 +1,12 @@
 //! Where the Kafka bus lives and how it behaves: brokers, topic names, partitions, the send
-//! timeout, and the client settings every banter Kafka client starts from.
+//! timeout, and the client settings every banter Kafka client starts from (TLS included).
 
 use std::time::Duration;
 
 use rdkafka::config::ClientConfig;
 
 /// Where the Kafka bus lives and how it behaves.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct KafkaSettings {
     /// `host:port,host:port`.
     pub brokers: String,
@@ -23,6 +23,26 @@ pub struct KafkaSettings {
     /// Whether the bus's subscribers hear the rooms' log (gateways do); without it they hear
     /// typing and presence only (the notifier, which reads the log as a group of its own).
     pub hear_log: bool,
+    /// How clients reach the brokers: librdkafka's `security.protocol` and `ssl.*` settings
+    /// (TLS), given to every client banter makes.
+    pub security: Vec<(String, String)>,
+}
+
+impl std::fmt::Debug for KafkaSettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // `ssl.*` values may be secrets (a key's password): only their names are shown.
+        let security: Vec<&str> = self.security.iter().map(|(k, _)| k.as_str()).collect();
+        f.debug_struct("KafkaSettings")
+            .field("brokers", &self.brokers)
+            .field("topic", &self.topic)
+            .field("events_topic", &self.events_topic)
+            .field("partitions", &self.partitions)
+            .field("replication", &self.replication)
+            .field("send_timeout", &self.send_timeout)
+            .field("hear_log", &self.hear_log)
+            .field("security", &security)
+            .finish()
+    }
 }
 
 impl KafkaSettings {
@@ -35,6 +55,7 @@ impl KafkaSettings {
             replication: 1,
             send_timeout: Duration::from_secs(10),
             hear_log: true,
+            security: Vec::new(),
         }
     }
 
@@ -45,6 +66,9 @@ impl KafkaSettings {
         // Small produce and fetch requests are the chat's normal case: with Nagle on, each
         // waited for the previous one's TCP ack (tens of ms at low load, docs/benchmarks).
         config.set("socket.nagle.disable", "true");
+        for (key, value) in &self.security {
+            config.set(key, value);
+        }
         config
     }
 }
