@@ -351,9 +351,19 @@ async fn admin(args: AdminArgs) -> anyhow::Result<()> {
         AdminAction::Grant { username } => (username, true),
         AdminAction::Revoke { username } => (username, false),
     };
-    let found = store.set_admin(username, admin).await?;
+    // Audited like the admin API's change, with the operator as the actor.
+    let audit = banter_store::NewAudit {
+        at: banter_store::now(),
+        actor_id: None,
+        actor: "banter admin (command line)".into(),
+        action: "user.admin",
+        target: username.clone(),
+        detail: serde_json::json!({ "admin": admin }),
+        address: None,
+    };
+    let found = store.set_admin_audited(username, admin, &audit).await?;
     store.close().await;
-    anyhow::ensure!(found, "there is no user named {username:?}");
+    anyhow::ensure!(found.is_some(), "there is no user named {username:?}");
     println!(
         "{username} is {} an admin",
         if admin { "now" } else { "no longer" }

@@ -374,4 +374,38 @@ async fn admin_grants_and_revokes_on_serves_data_dir() {
     let out = admin(&["grant", "nobody"]);
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("no user named"));
+
+    // Root was the first account (an admin); the operator's changes are in its audit log.
+    assert!(admin(&["grant", "root"]).status.success());
+    let (status, login) = post(
+        &running.base,
+        "/api/v1/login",
+        json!({"username": "root", "password": "password123"}),
+        None,
+    )
+    .await;
+    assert_eq!(status, 200, "{login}");
+    let token = login["data"]["token"].as_str().expect("token");
+    let (status, log) = get(&running.base, "/api/v1/admin/audit", Some(token)).await;
+    assert_eq!(status, 200, "{log}");
+    let entries: Vec<(String, String, bool)> = log["data"]["entries"]
+        .as_array()
+        .expect("entries")
+        .iter()
+        .map(|e| {
+            (
+                e["actor"].as_str().unwrap_or("").to_owned(),
+                e["target"].as_str().unwrap_or("").to_owned(),
+                e["detail"]["admin"].as_bool().unwrap_or(false),
+            )
+        })
+        .collect();
+    let by_cli = |admin| {
+        (
+            "banter admin (command line)".to_owned(),
+            "root".to_owned(),
+            admin,
+        )
+    };
+    assert_eq!(entries, [by_cli(true), by_cli(false), by_cli(true)]);
 }

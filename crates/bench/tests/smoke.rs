@@ -108,7 +108,11 @@ async fn a_purge_beside_the_fanout_loses_and_stalls_nothing() {
         // Once the fan-out's messages flow (the admin page's figure says so), not before.
         loop {
             let (_, figures) = app.get("/api/v1/admin/stats", Some(&root)).await;
-            if figures["data"]["messages_per_second"].as_f64().unwrap_or(0.0) > 0.0 {
+            if figures["data"]["messages_per_second"]
+                .as_f64()
+                .unwrap_or(0.0)
+                > 0.0
+            {
                 break;
             }
             tokio::time::sleep(Duration::from_millis(20)).await;
@@ -124,7 +128,10 @@ async fn a_purge_beside_the_fanout_loses_and_stalls_nothing() {
         assert_eq!(started["data"]["messages"], 5000);
     };
     let (common, fanout) = (common(&app), fanout());
-    let (summary, ()) = tokio::join!(banter_bench::scenarios::fanout::run(&common, &fanout), purge);
+    let (summary, ()) = tokio::join!(
+        banter_bench::scenarios::fanout::run(&common, &fanout),
+        purge
+    );
     assert_clean(&summary.expect("fanout"));
     // And the purge finished: nothing of the spammer's is left.
     let mut left = u64::MAX;
