@@ -178,15 +178,25 @@ async fn register(
         metrics::counter!("banter_registrations_total", "outcome" => "refused").increment(1);
         Err(Error::RegistrationClosed(why))
     };
-    let invite = match state.registration.mode(&state.store).await? {
-        Registration::Open => None,
-        Registration::Closed => return refused("registration is closed"),
+    // Closed, or invite-only without an invite: only the first account of an empty database
+    // (its admin, who can then invite the others) is made; the store decides, atomically.
+    let (invite, closed_because) = match state.registration.mode(&state.store).await? {
+        Registration::Open => (None, None),
+        Registration::Closed => (None, Some("registration is closed")),
         Registration::Invite => match input.invite.as_deref().map(str::trim) {
-            Some(code) if !code.is_empty() => Some(digest(code)),
-            _ => return refused("registration needs an invite; ask an admin for one"),
+            Some(code) if !code.is_empty() => (Some(digest(code)), None),
+            _ => (
+                None,
+                Some("registration needs an invite; ask an admin for one"),
+            ),
         },
     };
-    // Checked first so that a taken name costs no hashing.
+    // Checked first so that a refusal costs no hashing (the store decides again, atomically).
+    if let Some(why) = closed_because {
+        if !state.store.accounts("", None, 1).await?.is_empty() {
+            return refused(why);
+        }
+    }
     if state.store.credentials(username.as_str()).await?.is_some() {
         metrics::counter!("banter_registrations_total", "outcome" => "taken").increment(1);
         return Err(Error::UsernameTaken);
@@ -197,11 +207,15 @@ async fn register(
         password_hash: &hash,
         created_at: banter_store::now(),
         invite: invite.as_deref(),
+        only_first: closed_because.is_some(),
     };
     let account = match state.store.register(&new).await {
         Ok(Registered::Created(account)) => account,
         Ok(Registered::InviteRefused) => {
             return refused("this invite is used up, expired or revoked; ask for a new one")
+        }
+        Ok(Registered::Closed) => {
+            return refused(closed_because.unwrap_or("registration is closed"))
         }
         // Lost a race with another registration of the same name.
         Err(banter_store::StoreError::Conflict(_)) => return Err(Error::UsernameTaken),

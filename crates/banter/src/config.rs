@@ -386,21 +386,27 @@ pub struct KafkaArgs {
     #[arg(long, env = "BANTER_KAFKA_SEND_TIMEOUT", value_parser = duration, default_value = "10s")]
     pub kafka_send_timeout: Duration,
     /// How to reach the brokers: plaintext (the default), ssl, sasl_plaintext or sasl_ssl
-    /// (librdkafka's security.protocol). TLS settings come from KAFKA_SSL_* variables:
-    /// KAFKA_SSL_CA_LOCATION=/etc/banter/kafka-ca.pem is librdkafka's ssl.ca.location.
+    /// (librdkafka's security.protocol). TLS and SASL settings come from KAFKA_SSL_* and
+    /// KAFKA_SASL_* variables: KAFKA_SSL_CA_LOCATION=/etc/banter/kafka-ca.pem is librdkafka's
+    /// ssl.ca.location, KAFKA_SASL_MECHANISMS is sasl.mechanisms.
     #[arg(long, env = "KAFKA_SECURITY_PROTOCOL")]
     pub kafka_security_protocol: Option<String>,
 }
 
-/// librdkafka's `ssl.*` settings from `KAFKA_SSL_*` variables: the rest of the name,
-/// lowercased, with `_` for `.` (`KAFKA_SSL_KEY_LOCATION` is `ssl.key.location`).
-pub fn kafka_ssl_options(vars: impl Iterator<Item = (String, String)>) -> Vec<(String, String)> {
+/// librdkafka's `ssl.*` and `sasl.*` settings from `KAFKA_SSL_*` and `KAFKA_SASL_*`
+/// variables: the rest of the name, lowercased, with `_` for `.` (`KAFKA_SSL_KEY_LOCATION` is
+/// `ssl.key.location`, `KAFKA_SASL_USERNAME` is `sasl.username`).
+pub fn kafka_security_options(
+    vars: impl Iterator<Item = (String, String)>,
+) -> Vec<(String, String)> {
     let mut options: Vec<(String, String)> = vars
         .filter_map(|(name, value)| {
-            let rest = name.strip_prefix("KAFKA_SSL_")?;
+            let (family, rest) = [("ssl", "KAFKA_SSL_"), ("sasl", "KAFKA_SASL_")]
+                .into_iter()
+                .find_map(|(family, prefix)| Some((family, name.strip_prefix(prefix)?)))?;
             (!rest.is_empty()).then(|| {
                 (
-                    format!("ssl.{}", rest.to_ascii_lowercase().replace('_', ".")),
+                    format!("{family}.{}", rest.to_ascii_lowercase().replace('_', ".")),
                     value,
                 )
             })
@@ -429,7 +435,7 @@ impl KafkaArgs {
                 protocol.trim().to_ascii_lowercase(),
             ));
         }
-        s.security.extend(kafka_ssl_options(std::env::vars()));
+        s.security.extend(kafka_security_options(std::env::vars()));
         Some(s)
     }
 
@@ -849,23 +855,23 @@ mod tests {
     use clap::CommandFactory;
 
     #[test]
-    fn kafka_ssl_variables_become_librdkafka_ssl_settings_and_nothing_else_does() {
+    fn kafka_ssl_and_sasl_variables_become_librdkafka_settings_and_nothing_else_does() {
         let vars = [
             ("KAFKA_SSL_CA_LOCATION", "/etc/banter/ca.pem"),
             ("KAFKA_SSL_KEY_PASSWORD", "pw"),
+            ("KAFKA_SASL_MECHANISMS", "SCRAM-SHA-512"),
             ("KAFKA_SSL_", "ignored"),
             ("KAFKA_BROKERS", "b:9092"),
             ("BANTER_SSL_CA_LOCATION", "no"),
         ]
         .map(|(k, v)| (k.to_owned(), v.to_owned()));
+        let pair = |k: &str, v: &str| (k.to_owned(), v.to_owned());
         assert_eq!(
-            kafka_ssl_options(vars.into_iter()),
+            kafka_security_options(vars.into_iter()),
             [
-                (
-                    "ssl.ca.location".to_owned(),
-                    "/etc/banter/ca.pem".to_owned()
-                ),
-                ("ssl.key.password".to_owned(), "pw".to_owned()),
+                pair("sasl.mechanisms", "SCRAM-SHA-512"),
+                pair("ssl.ca.location", "/etc/banter/ca.pem"),
+                pair("ssl.key.password", "pw"),
             ]
         );
     }

@@ -555,14 +555,41 @@ pub async fn rooms(
     ))
 }
 
-/// The room as the list shows it now.
-async fn room_view(state: &GatewayState, room: &banter_core::RoomName) -> Result<RoomView, Error> {
-    let found = state.store.admin_rooms(room.as_str(), None, 100).await?;
-    found
-        .into_iter()
-        .find(|r| r.name == *room)
-        .map(RoomView::from)
-        .ok_or(Error::NotFound("no such room"))
+/// The room as the list shows it after a change just logged: its counts from the store, and
+/// what the change made of it (on Kafka the store may not have the change yet).
+async fn room_view(
+    state: &GatewayState,
+    room: &banter_core::RoomName,
+    archived: Option<bool>,
+    deleting: bool,
+) -> Result<RoomView, Error> {
+    let mut view = match state.store.admin_room(room).await? {
+        Some(found) => RoomView::from(found),
+        // Created so lately that persist has not stored it yet: what this gateway knows.
+        None => {
+            let known = state
+                .directory
+                .lookup(room, banter_core::UserId(0))
+                .await?
+                .ok_or(Error::NotFound("no such room"))?;
+            RoomView {
+                name: room.clone(),
+                kind: known.info.kind,
+                topic: known.info.topic,
+                owner: known.info.owner.map(|o| o.name),
+                created_at: time(known.info.created_at),
+                archived: known.info.archived_at.is_some(),
+                deleting: known.info.deleted_at.is_some(),
+                members: 0,
+                messages: 0,
+            }
+        }
+    };
+    if let Some(archived) = archived {
+        view.archived = archived;
+    }
+    view.deleting |= deleting;
+    Ok(view)
 }
 
 #[derive(Debug, Deserialize)]
@@ -599,7 +626,7 @@ pub async fn archive(
         } else {
             "Room unarchived"
         },
-        room_view(&state, &room).await?,
+        room_view(&state, &room, Some(input.archived), false).await?,
     ))
 }
 
@@ -614,7 +641,9 @@ pub async fn delete_room(
     let room = banter_core::RoomName::parse(&room)?;
     let actor = crate::api::actor(&admin.user);
     state.chat.delete_room(&actor, room.clone()).await?;
-    let view = room_view(&state, &room).await?;
+    // The sweep first: whatever the answer meets, the room is deleted in its log.
+    state.admin.swept.notify_one();
+    let view = room_view(&state, &room, None, true).await?;
     state
         .store
         .record_audit(&admin.audit(
@@ -623,7 +652,6 @@ pub async fn delete_room(
             serde_json::json!({ "messages": view.messages, "members": view.members }),
         ))
         .await?;
-    state.admin.swept.notify_one();
     Ok(Envelope::accepted("Room deleted; its messages are being removed", view).into_response())
 }
 
@@ -749,8 +777,8 @@ async fn run_purge(state: GatewayState, actor: crate::chat::Actor, range: PurgeR
 /// Messages of a deleted room removed per transaction.
 pub const SWEEP_BATCH: u32 = 500;
 /// How often a gateway looks for deleted rooms with messages left (at once after a delete
-/// made here).
-const SWEEP_EVERY: std::time::Duration = std::time::Duration::from_secs(30);
+/// made here; on Kafka the store has it once persist has, so soon after).
+const SWEEP_EVERY: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// Removes deleted rooms' messages, batch after batch, while any are left; then waits.
 /// Every gateway runs one: batches are small transactions, so several at once only share

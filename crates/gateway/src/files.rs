@@ -394,13 +394,22 @@ async fn readable(state: &GatewayState, user: &AuthUser, raw: &str) -> Result<Up
             .filter(|m| m.event.actor_id() == upload.uploader)
             .map(|m| m.room().clone()),
     };
-    if upload.uploader == user.id {
-        return Ok(upload);
-    }
     let actor = Actor {
         id: user.id,
         name: user.username.clone(),
     };
+    if upload.uploader == user.id {
+        // Even its uploader's: a deleted room's files go with it at once (the sweep removes
+        // them later), as everything else of it does.
+        if let Some(room) = &room {
+            if let Err(crate::chat::ChatError::NotFound(_)) =
+                state.chat.reader(&actor, room.clone()).await
+            {
+                return Err(ApiError::not_found(NO_FILE).into_response());
+            }
+        }
+        return Ok(upload);
+    }
     // Its room's members (the contract's rule): a public room's history is open to anyone,
     // but its files are for those in it, and go with leaving it.
     match room {

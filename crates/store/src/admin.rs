@@ -46,6 +46,9 @@ pub struct NewAccount<'a> {
     pub created_at: DateTime<Utc>,
     /// The SHA-256 digest of the invite code it registers with, if any.
     pub invite: Option<&'a [u8]>,
+    /// Registration is closed (or needs an invite, and none was given): only the first
+    /// account of an empty database may be made, the admin who opens it.
+    pub only_first: bool,
 }
 
 /// What a registration came to.
@@ -54,6 +57,8 @@ pub enum Registered {
     Created(Account),
     /// The invite is unknown, revoked, used up or expired: nothing was stored.
     InviteRefused,
+    /// `only_first`, and the database has accounts: nothing was stored.
+    Closed,
 }
 
 /// An invite about to be stored.
@@ -143,7 +148,8 @@ pub struct PurgeRange {
 pub trait Admin: Send + Sync {
     /// Registers an account. The first one on an empty database is an admin (concurrent
     /// first registrations queue, so only one is). With an invite, one of its uses is taken
-    /// in the same transaction. `Conflict` when the name is taken (the use is not spent).
+    /// in the same transaction; with `only_first`, nothing is stored unless the database is
+    /// empty. `Conflict` when the name is taken (the use is not spent).
     async fn register(&self, new: &NewAccount<'_>) -> Result<Registered, StoreError>;
 
     /// The account of `username` (compared without case).
@@ -213,6 +219,9 @@ pub trait Admin: Send + Sync {
         limit: u32,
     ) -> Result<Vec<AdminRoom>, StoreError>;
 
+    /// One room as [`Admin::admin_rooms`] lists it (a DM: `None`).
+    async fn admin_room(&self, name: &RoomName) -> Result<Option<AdminRoom>, StoreError>;
+
     /// How many messages `range` takes (not deleted already): a purge's dry run.
     async fn purge_count(&self, range: &PurgeRange) -> Result<u64, StoreError>;
 
@@ -268,6 +277,34 @@ macro_rules! impl_admin {
                 uses: count("uses")?,
                 used: count("used")?,
                 revoked_at: row.try_get("revoked_at")?,
+            })
+        }
+
+        const ADMIN_ROOM_SELECT: &str = "SELECT r.name, r.kind, r.topic, r.owner, r.created_at, \
+             r.archived_at, r.deleted_at, \
+             (SELECT COUNT(*) FROM memberships mb WHERE mb.room = r.name AND mb.present) AS members, \
+             (SELECT COUNT(*) FROM messages m WHERE m.room = r.name AND m.deleted_at IS NULL) \
+               AS messages \
+             FROM rooms r";
+
+        fn admin_room_from_row(row: &$row) -> Result<$crate::admin::AdminRoom, sqlx::Error> {
+            let kind: String = row.try_get("kind")?;
+            let count = |c: &str| -> Result<u64, sqlx::Error> {
+                Ok(u64::try_from(row.try_get::<i64, _>(c)?).unwrap_or(0))
+            };
+            Ok($crate::admin::AdminRoom {
+                name: RoomName::from_stored(row.try_get("name")?),
+                kind: RoomKind::from_stored(&kind)
+                    .ok_or_else(|| sqlx::Error::Decode(format!("unknown room kind {kind}").into()))?,
+                topic: Topic::from_stored(row.try_get("topic")?),
+                owner: row
+                    .try_get::<Option<String>, _>("owner")?
+                    .map(Username::from_stored),
+                created_at: row.try_get("created_at")?,
+                archived_at: row.try_get("archived_at")?,
+                deleted_at: row.try_get("deleted_at")?,
+                members: count("members")?,
+                messages: count("messages")?,
             })
         }
 
@@ -334,6 +371,15 @@ macro_rules! impl_admin {
                         .bind($crate::admin::REGISTRATION_LOCK)
                         .execute(&mut *tx)
                         .await?;
+                }
+                if new.only_first {
+                    let any = sqlx::query("SELECT 1 AS one FROM users LIMIT 1")
+                        .fetch_optional(&mut *tx)
+                        .await?;
+                    if any.is_some() {
+                        tx.rollback().await?;
+                        return Ok($crate::admin::Registered::Closed);
+                    }
                 }
                 let mut invite_id: Option<Uuid> = None;
                 if let Some(code_hash) = new.invite {
@@ -610,21 +656,15 @@ macro_rules! impl_admin {
                 limit: u32,
             ) -> Result<Vec<$crate::admin::AdminRoom>, StoreError> {
                 let contains = match $backend {
-                    Backend::Sqlite => "instr(r.name, lower($1)) > 0",
-                    Backend::Postgres => "strpos(r.name, lower($1)) > 0",
+                    Backend::Sqlite => "instr(lower(r.name), lower($1)) > 0",
+                    Backend::Postgres => "strpos(lower(r.name), lower($1)) > 0",
                 };
                 let key = match $backend {
                     Backend::Sqlite => "r.name",
                     Backend::Postgres => "r.name COLLATE \"C\"",
                 };
                 let rows = sqlx::query(&format!(
-                    "SELECT r.name, r.kind, r.topic, r.owner, r.created_at, r.archived_at, \
-                       r.deleted_at, \
-                       (SELECT COUNT(*) FROM memberships mb WHERE mb.room = r.name AND mb.present) \
-                         AS members, \
-                       (SELECT COUNT(*) FROM messages m WHERE m.room = r.name \
-                         AND m.deleted_at IS NULL) AS messages \
-                     FROM rooms r WHERE r.kind <> 'dm' AND ($1 = '' OR {contains}) \
+                    "{ADMIN_ROOM_SELECT} WHERE r.kind <> 'dm' AND ($1 = '' OR {contains}) \
                        AND ($2 IS NULL OR {key} > $2) \
                      ORDER BY {key} LIMIT $3"
                 ))
@@ -634,29 +674,22 @@ macro_rules! impl_admin {
                 .fetch_all(&self.pool)
                 .await?;
                 rows.iter()
-                    .map(|row| {
-                        let kind: String = row.try_get("kind")?;
-                        let count = |c: &str| -> Result<u64, sqlx::Error> {
-                            Ok(u64::try_from(row.try_get::<i64, _>(c)?).unwrap_or(0))
-                        };
-                        Ok($crate::admin::AdminRoom {
-                            name: RoomName::from_stored(row.try_get("name")?),
-                            kind: RoomKind::from_stored(&kind).ok_or_else(|| {
-                                sqlx::Error::Decode(format!("unknown room kind {kind}").into())
-                            })?,
-                            topic: Topic::from_stored(row.try_get("topic")?),
-                            owner: row
-                                .try_get::<Option<String>, _>("owner")?
-                                .map(Username::from_stored),
-                            created_at: row.try_get("created_at")?,
-                            archived_at: row.try_get("archived_at")?,
-                            deleted_at: row.try_get("deleted_at")?,
-                            members: count("members")?,
-                            messages: count("messages")?,
-                        })
-                    })
+                    .map(admin_room_from_row)
                     .collect::<Result<_, sqlx::Error>>()
                     .map_err(StoreError::from)
+            }
+
+            async fn admin_room(
+                &self,
+                name: &RoomName,
+            ) -> Result<Option<$crate::admin::AdminRoom>, StoreError> {
+                let row = sqlx::query(&format!(
+                    "{ADMIN_ROOM_SELECT} WHERE r.kind <> 'dm' AND r.name = $1"
+                ))
+                .bind(name.as_str())
+                .fetch_optional(&self.pool)
+                .await?;
+                Ok(row.as_ref().map(admin_room_from_row).transpose()?)
             }
 
             async fn purge_count(

@@ -904,11 +904,12 @@ macro_rules! impl_store {
                 password_hash,
                 created_at,
                 invite: None,
+                only_first: false,
             };
             match $crate::admin::Admin::register(self, &new).await? {
                 $crate::admin::Registered::Created(account) => Ok(account.user),
-                // Only an invite can be refused.
-                $crate::admin::Registered::InviteRefused => {
+                // Only an invite or `only_first` can refuse, and neither is asked for.
+                $crate::admin::Registered::InviteRefused | $crate::admin::Registered::Closed => {
                     Err(StoreError::Other(sqlx::Error::RowNotFound))
                 }
             }

@@ -494,37 +494,21 @@ async fn invites_admit_once_n_times_and_never_expired_postgres() {
 }
 
 #[tokio::test]
-async fn registration_the_operator_closed_stays_closed() {
+async fn registration_the_operator_closed_stays_closed_after_its_first_admin() {
     let mut options = Options::default();
     options.gateway.admin.registration = RegistrationPolicy {
         locked: Some(Registration::Closed),
     };
     let app = TestApp::spawn_with(Db::Sqlite, options).await;
-    let (status, answer) = app.register("root", "password123").await;
+    let (_, public) = app.get("/api/v1/register", None).await;
+    assert_eq!(public["data"]["registration"], "closed");
+    // An empty server takes its first account, the admin who opens it; then nobody.
+    let ops = token(&app.signup("ops").await);
+    let (status, answer) = app.register("second", "password123").await;
     assert_eq!(
         (status, code(&answer)),
         (StatusCode::FORBIDDEN, "registration_closed")
     );
-    let (_, public) = app.get("/api/v1/register", None).await;
-    assert_eq!(public["data"]["registration"], "closed");
-
-    // The operator's admin (made with `banter admin grant`) sees it locked.
-    let store = app.db.store().await;
-    let hash = banter_auth::password::Hasher::new(1)
-        .expect("hasher")
-        .hash(banter_core::Password::parse("password123").expect("password"))
-        .await
-        .expect("hash");
-    store
-        .create_user(
-            &banter_core::Username::parse("ops").expect("name"),
-            &hash,
-            banter_store::now(),
-        )
-        .await
-        .expect("user");
-    store.close().await;
-    let ops = token(&app.login("ops", "password123").await.1["data"]);
     let (status, settings) = app.get("/api/v1/admin/settings", Some(&ops)).await;
     assert_eq!(
         status,
@@ -542,6 +526,46 @@ async fn registration_the_operator_closed_stays_closed() {
     )
     .await;
     assert_eq!((status, code(&answer)), (StatusCode::CONFLICT, "conflict"));
+    // Closed means closed: an invite does not open it.
+    let (_, made) = call(
+        &app,
+        Method::POST,
+        "/api/v1/admin/invites",
+        Some(json!({})),
+        Some(&ops),
+    )
+    .await;
+    let invite = made["data"]["code"].as_str().expect("code");
+    let (status, _) = register_with(&app, "third", Some(invite)).await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+}
+
+#[tokio::test]
+async fn an_invite_only_server_takes_its_first_admin_without_an_invite() {
+    let mut options = Options::default();
+    options.gateway.admin.registration = RegistrationPolicy {
+        locked: Some(Registration::Invite),
+    };
+    let app = TestApp::spawn_with(Db::Sqlite, options).await;
+    let first = token(&app.signup("first").await);
+    let (status, answer) = app.register("second", "password123").await;
+    assert_eq!(
+        (status, code(&answer)),
+        (StatusCode::FORBIDDEN, "registration_closed")
+    );
+    let (_, made) = call(
+        &app,
+        Method::POST,
+        "/api/v1/admin/invites",
+        Some(json!({})),
+        Some(&first),
+    )
+    .await;
+    let invite = made["data"]["code"].as_str().expect("code");
+    assert_eq!(
+        register_with(&app, "second", Some(invite)).await.0,
+        StatusCode::CREATED
+    );
 }
 
 async fn send(app: &TestApp, token: &str, room: &str, body: &str, client_id: &str) -> Value {
@@ -613,6 +637,25 @@ async fn an_archived_room_is_read_only_and_a_deleted_room_is_gone(db: Db) {
     .await;
     assert_eq!(status, StatusCode::OK);
     send(&app, &ann, "plans", "back again", "p3").await;
+    // A file in it, which its uploader can fetch, until the room is deleted.
+    let resp = app
+        .client
+        .post(app.url("/api/v1/uploads?name=plan.txt"))
+        .bearer_auth(&ann)
+        .header(reqwest::header::CONTENT_TYPE, "text/plain")
+        .body("the plan")
+        .send()
+        .await
+        .expect("upload");
+    let (status, uploaded) = TestApp::read(resp).await;
+    assert_eq!(status, StatusCode::CREATED, "{uploaded}");
+    let file = uploaded["data"]["id"].as_str().expect("id").to_owned();
+    let ack = watching
+        .act(json!({"type": "send", "room": "plans", "body": "see file", "attachments": [file], "client_id": "p4"}))
+        .await;
+    assert_eq!(ack["type"], "ack", "{ack}");
+    let files = format!("/api/v1/files/{file}");
+    assert_eq!(app.get(&files, Some(&ann)).await.0, StatusCode::OK);
 
     // Deleted: it leaves ann's socket and list at once, refuses everything, and its messages
     // go in the background.
@@ -651,6 +694,11 @@ async fn an_archived_room_is_read_only_and_a_deleted_room_is_gone(db: Db) {
     assert_eq!(status, StatusCode::CONFLICT, "the name stays taken");
     let (_, found) = app.get("/api/v1/search?q=plan", Some(&ann)).await;
     assert_eq!(found["data"]["results"], json!([]), "{found}");
+    assert_eq!(
+        app.get(&files, Some(&ann)).await.0,
+        StatusCode::NOT_FOUND,
+        "even its uploader's file goes with the room"
+    );
     // The list shows the deletion's progress until every message is gone.
     let mut left = u64::MAX;
     for _ in 0..100 {

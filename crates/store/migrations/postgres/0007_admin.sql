@@ -54,3 +54,5 @@ CREATE TRIGGER audit_log_append_only BEFORE UPDATE OR DELETE OR TRUNCATE ON audi
 -- background, in batches.
 ALTER TABLE rooms ADD COLUMN deleted_at TIMESTAMPTZ;
 ALTER TABLE room_changes ADD COLUMN archived BOOLEAN;
+-- Only deleted rooms, for the sweep that looks for them every few seconds.
+CREATE INDEX rooms_deleted_idx ON rooms (deleted_at) WHERE deleted_at IS NOT NULL;

@@ -55,3 +55,5 @@ END;
 -- background, in batches.
 ALTER TABLE rooms ADD COLUMN deleted_at TEXT;
 ALTER TABLE room_changes ADD COLUMN archived BOOLEAN;
+-- Only deleted rooms, for the sweep that looks for them every few seconds.
+CREATE INDEX rooms_deleted_idx ON rooms (deleted_at) WHERE deleted_at IS NOT NULL;

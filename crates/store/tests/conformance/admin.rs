@@ -21,6 +21,7 @@ async fn register(store: &DynStore, username: &str, invite: Option<&[u8]>) -> Re
             password_hash: "h",
             created_at: now(),
             invite,
+            only_first: false,
         })
         .await
         .expect("register")
@@ -29,7 +30,7 @@ async fn register(store: &DynStore, username: &str, invite: Option<&[u8]>) -> Re
 async fn account(store: &DynStore, username: &str) -> Account {
     match register(store, username, None).await {
         Registered::Created(account) => account,
-        Registered::InviteRefused => panic!("no invite was given"),
+        other => panic!("nothing could refuse it: {other:?}"),
     }
 }
 
@@ -57,6 +58,20 @@ pub async fn the_first_account_is_an_admin_and_only_the_first(store: DynStore) {
     assert_eq!(admins.len(), 1, "{accounts:?}");
     let later = account(&store, "later").await;
     assert!(!later.admin);
+    // Closed: only an empty database takes an account.
+    let closed = name("closed");
+    let refused = store
+        .register(&NewAccount {
+            username: &closed,
+            password_hash: "h",
+            created_at: now(),
+            invite: None,
+            only_first: true,
+        })
+        .await
+        .expect("register");
+    assert_eq!(refused, Registered::Closed);
+    assert!(store.account("closed").await.expect("lookup").is_none());
     assert!(store.is_admin(admins[0].user.id).await.expect("is_admin"));
     assert!(!store.is_admin(later.user.id).await.expect("is_admin"));
 }
@@ -91,6 +106,7 @@ pub async fn an_invite_admits_its_uses_until_it_expires_or_is_revoked(store: Dyn
             password_hash: "h",
             created_at: now(),
             invite: Some(b"two-uses"),
+            only_first: false,
         })
         .await;
     assert!(matches!(again, Err(banter_store::StoreError::Conflict(_))));
@@ -222,7 +238,23 @@ pub async fn deactivation_ends_sessions_and_is_what_a_gateway_reads_at_start(sto
 }
 
 pub async fn accounts_are_found_by_any_part_of_their_name_in_pages(store: DynStore) {
-    for n in ["Alma", "malik", "Omar", "zed", "al_x", "al.y"] {
+    // A closed server's first account is made all the same: its admin.
+    let first = name("Alma");
+    let made = store
+        .register(&NewAccount {
+            username: &first,
+            password_hash: "h",
+            created_at: now(),
+            invite: None,
+            only_first: true,
+        })
+        .await
+        .expect("register");
+    assert!(
+        matches!(made, Registered::Created(ref a) if a.admin),
+        "{made:?}"
+    );
+    for n in ["malik", "Omar", "zed", "al_x", "al.y"] {
         account(&store, n).await;
     }
     let names = |found: Vec<Account>| -> Vec<String> {
