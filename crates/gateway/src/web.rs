@@ -15,6 +15,7 @@ use axum::Router;
 const INDEX: &str = include_str!("../../../web/index.html");
 const APP_JS: &str = include_str!("../../../web/app.js");
 const CLIENT_JS: &str = include_str!("../../../web/client.js");
+const SESSION_JS: &str = include_str!("../../../web/session.js");
 const STYLE: &str = include_str!("../../../web/style.css");
 const SERVICE_WORKER: &str = include_str!("../../../web/sw.js");
 const ADMIN: &str = include_str!("../../../web/admin.html");
@@ -119,8 +120,8 @@ fn handler(
     }
 }
 
-/// `/`, `/chat`, `/join/<code>`, `/admin`, their scripts, `/style.css`, `/sw.js`,
-/// `/config.json`.
+/// `/`, `/chat`, `/join/<code>`, `/admin`, their scripts (and `/session.js`), `/style.css`,
+/// `/sw.js`, `/config.json`.
 pub fn router<S: Clone + Send + Sync + 'static>(config: WebConfig) -> Router<S> {
     let csp = HeaderValue::from_str(&config.csp()).unwrap_or_else(|_| {
         // Only an origin with odd characters could get here; the strict default stands.
@@ -142,6 +143,13 @@ pub fn router<S: Clone + Send + Sync + 'static>(config: WebConfig) -> Router<S> 
         &web,
         "client.js",
         CLIENT_JS,
+        "text/javascript; charset=utf-8",
+    );
+    // This browser's sessions (tokens, refresh), an ES module both pages import.
+    let session = handler(
+        &web,
+        "session.js",
+        SESSION_JS,
         "text/javascript; charset=utf-8",
     );
     let style = handler(&web, "style.css", STYLE, "text/css; charset=utf-8");
@@ -167,6 +175,7 @@ pub fn router<S: Clone + Send + Sync + 'static>(config: WebConfig) -> Router<S> 
         .route("/admin.js", get(admin_js))
         .route("/app.js", get(script))
         .route("/client.js", get(client))
+        .route("/session.js", get(session))
         .route("/style.css", get(style))
         .route("/sw.js", get(worker))
         .route("/config.json", get(settings))
