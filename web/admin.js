@@ -6,27 +6,21 @@
  * inline style (state shows through classes and the `hidden` attribute).
  *
  * Outline:
- *   session  — the chat's own stored session (app.js writes it): which user this tab is, its
- *              tokens, refreshed under the same Web Lock as the chat's tabs, so that a rotating
- *              refresh token is never used twice. Nothing here logs in: no session, or not an
- *              admin, and the page says so with a link back to the chat.
- *   http     — the JSON envelope; a 401 refreshes once; 403 `forbidden` on an admin route is
- *              the refusal, 403 `account_disabled` signs the session out.
+ *   session  — the chat's own stored session, through session.js (the module both pages use):
+ *              which user this tab is, its tokens, refreshed under the same Web Lock as the
+ *              chat's tabs, so that a rotating refresh token is never used twice. Nothing here
+ *              logs in: no session, or not an admin, and the page says so with a link back to
+ *              the chat.
+ *   http     — session.js's JSON API (a 401 refreshes once, 403 `account_disabled` signs the
+ *              session out); 403 `forbidden` on an admin route is the refusal.
  *   gate     — what shows instead of the page: checking, choose an account, the refusals.
  *   sections — tabs (arrow keys, Home/End): live figures (polled every 5 s while the page is
  *              visible), users, rooms, invites, registration, the audit log.
  *   dialogs  — every destructive action asks first in a <dialog> (Escape cancels); purging a
  *              user's messages counts them (a dry run) before it asks.
- *
- * The session code is a small copy of app.js's (storage keys, the refresh under a lock):
- * client.js is the DOM-free reliable client and by its own rule touches no storage and no
- * network, so the two pages share the format rather than a module. Keep them in step.
  */
+import { TabSession, readSession, storedSessions, tabUser } from './session.js';
 
-// As app.js: sessions per user in localStorage, which user a tab is in sessionStorage.
-const SESSION_PREFIX = 'banter.session.';      // + lowercased username
-const TAB_USER_KEY = 'banter.tab.user';
-const DEACTIVATED_PREFIX = 'banter.deactivated.'; // + lowercased username: app.js's sign-in page says why
 const STATS_EVERY_MS = 5000;
 const SEARCH_DEBOUNCE_MS = 250;
 const PAGE_SIZE = 50;
@@ -65,11 +59,13 @@ const tabs = [...ui.tablist.querySelectorAll('[role="tab"]')];
 
 /* ------------------------------------------------------------------ state */
 
-const config = { authBase: '' };  // '' = the auth API is on this origin (else /config.json says)
-let session = null;               // {token, refresh_token, username, expires_at}, as app.js keeps it
-let epoch = 0;                    // bumped when the page starts or stops using a session
-let refreshing = null;            // the refresh in flight
-let refreshTimer = null;
+// The session this page uses (auth.session, as the chat keeps it, or null) and its
+// generation (auth.epoch: bumped when the page starts or stops using a session).
+const auth = new TabSession({
+  onSignedOut: (reason) => sessionOver(reason),
+  // No session here yet: the chat's tabs signed in or out, so whom to offer changed.
+  onStored: () => { if (!ui.gateAccounts.hidden) offerAccounts(); },
+});
 let statusTimer = null;
 let section = null;               // the tab on screen
 const stats = { timer: null, inFlight: 0 };   // inFlight: the epoch whose poll is out
@@ -117,7 +113,7 @@ function rowButton(text, label, kind, onClick, className = 'btn-secondary') {
 
 const plural = (n, one, many = `${one}s`) => `${n.toLocaleString()} ${n === 1 ? one : many}`;
 const enc = encodeURIComponent;
-const isMe = (name) => !!session && String(name).toLowerCase() === session.username.toLowerCase();
+const isMe = (name) => !!auth.session && String(name).toLowerCase() === auth.session.username.toLowerCase();
 
 function when(iso) {
   const d = new Date(iso);
@@ -154,181 +150,39 @@ function number(n, digits = 0) {
   return Number.isFinite(n) ? n.toLocaleString(undefined, { maximumFractionDigits: digits }) : '—';
 }
 
-/* ---------------------------------------------------------------- storage */
-
-function store(key, value) {
-  try {
-    if (value == null) localStorage.removeItem(key);
-    else localStorage.setItem(key, JSON.stringify(value));
-  } catch { /* storage full or disabled */ }
-}
-
-function load(key) {
-  try { return JSON.parse(localStorage.getItem(key)); } catch { return null; }
-}
-
-const sessionKey = (user) => SESSION_PREFIX + user.toLowerCase();
-const isSession = (s) => !!s && typeof s.token === 'string' && typeof s.refresh_token === 'string' &&
-  typeof s.username === 'string';
-
-function readSession(user) {
-  const s = load(sessionKey(user));
-  return isSession(s) && s.username.toLowerCase() === user.toLowerCase() ? s : null;
-}
-
-function storedSessions() {
-  const found = [];
-  try {
-    for (let i = 0; i < localStorage.length; i++) {
-      const key = localStorage.key(i);
-      const s = key.startsWith(SESSION_PREFIX) && readSession(key.slice(SESSION_PREFIX.length));
-      if (s) found.push(s);
-    }
-  } catch { /* storage disabled */ }
-  return found.sort((a, b) => a.username.localeCompare(b.username));
-}
-
-function tabUser() {
-  try { return sessionStorage.getItem(TAB_USER_KEY); } catch { return null; }
-}
-
-function setTabUser(user) {
-  try { sessionStorage.setItem(TAB_USER_KEY, user); } catch { /* a reload asks again */ }
-}
-
 /* -------------------------------------------------------------------- http */
 
-class ApiError extends Error {
-  constructor(status, code, message) {
-    super(message);
-    this.status = status;
-    this.code = code;
-  }
-}
-
-// banter's envelope says `error: "code"` beside `message`; an `error: {code, message}` object
-// is read too.
-function failureOf(res, env) {
-  const e = env && env.error;
-  const nested = !!e && typeof e === 'object';
-  return new ApiError(
-    res.status,
-    (nested ? e.code : e) || `http_${res.status}`,
-    (nested && e.message) || (env && env.message) || `The server answered ${res.status}.`,
-  );
-}
-
-// Calls the JSON API and returns the envelope's `data`, or throws ApiError. A 401 refreshes
-// the token and tries once more; the refusals end the page (see the top of the file).
-async function request(base, method, path, { body, auth = true } = {}, retried = false) {
-  const myEpoch = epoch;
-  const headers = { Accept: 'application/json' };
-  if (body !== undefined) headers['Content-Type'] = 'application/json';
-  if (auth) {
-    await ensureFreshToken();
-    if (!session) throw new ApiError(401, 'unauthorized', 'You are signed out.');
-    headers.Authorization = `Bearer ${session.token}`;
-  }
-  let res;
+// session.js's JSON API; a 403 `forbidden` from an admin route is the refusal: not an admin.
+async function api(method, path, opts) {
+  const myEpoch = auth.epoch;
   try {
-    res = await fetch(`${base}/api/v1${path}`, {
-      method, headers, body: body === undefined ? undefined : JSON.stringify(body),
-    });
-  } catch {
-    throw new ApiError(0, 'network', 'Cannot reach the server. Check your connection.');
+    return await auth.api(method, path, opts);
+  } catch (err) {
+    if (err.status === 403 && err.code === 'forbidden' && path.startsWith('/admin/') && auth.session &&
+      myEpoch === auth.epoch) notAdmin();
+    throw err;
   }
-  let env = null;
-  try { env = await res.json(); } catch { /* not JSON: a proxy's error page */ }
-  if (res.ok && env && env.success !== false) return env.data || {};
-  const err = failureOf(res, env);
-  if (!session || myEpoch !== epoch) throw err;
-  if (res.status === 401 && auth) {
-    if (!retried) {
-      await refreshSession();
-      return request(base, method, path, { body, auth }, true);
-    }
-    signedOut('Your session has ended. Sign in again, then come back to this page.');
-  } else if (res.status === 403 && err.code === 'account_disabled') {
-    deactivated();
-  } else if (res.status === 403 && err.code === 'forbidden' && path.startsWith('/admin/')) {
-    notAdmin();
-  }
-  throw err;
 }
 
-const api = (method, path, opts) => request('', method, path, opts);
-const authApi = (method, path, opts) => request(config.authBase, method, path, opts);
+const authApi = (method, path, opts) => auth.authApi(method, path, opts);
 
 /* ---------------------------------------------------------------- session */
 
-function saveSession(data) {
-  session = {
-    token: data.token,
-    refresh_token: data.refresh_token,
-    username: (data.user && data.user.username) || session.username,
-    expires_at: Date.now() + (Number(data.expires_in) || 900) * 1000,
-  };
-  store(sessionKey(session.username), session);
-  scheduleRefresh();
-}
-
-function scheduleRefresh() {
-  clearTimeout(refreshTimer);
-  if (!session) return;
-  const left = session.expires_at - Date.now();
-  // As app.js: a fifth of the lifetime early (at most a minute), jittered.
-  const delay = Math.max(1000, left - Math.min(60000, left / 5) - Math.random() * 5000);
-  refreshTimer = setTimeout(() => {
-    refreshSession().catch(() => { if (session) { clearTimeout(refreshTimer); refreshTimer = setTimeout(scheduleRefresh, 10000); } });
-  }, delay);
-}
-
-async function ensureFreshToken() {
-  if (session && session.expires_at - Date.now() < 20000) await refreshSession();
-}
-
-// Refresh tokens rotate and a reused one revokes the whole login: one tab of a user refreshes
-// at a time, under app.js's Web Lock, and a tab that waited takes what the other one stored.
-function refreshSession() {
-  if (!session) return Promise.reject(new ApiError(401, 'unauthorized', 'You are signed out.'));
-  if (!refreshing) {
-    const myEpoch = epoch;
-    const lock = `banter-refresh-${session.username.toLowerCase()}`;
-    const run = navigator.locks ? navigator.locks.request(lock, () => doRefresh(myEpoch)) : doRefresh(myEpoch);
-    const done = run.finally(() => { if (refreshing === done) refreshing = null; });
-    refreshing = done;
-  }
-  return refreshing;
-}
-
-async function doRefresh(myEpoch) {
-  if (myEpoch !== epoch || !session) throw new ApiError(401, 'unauthorized', 'You are signed out.');
-  const stored = readSession(session.username);
-  if (stored && stored.refresh_token !== session.refresh_token) {
-    session = stored;
-    scheduleRefresh();
-    if (stored.expires_at - Date.now() > 30000) return;
-  }
-  try {
-    const data = await authApi('POST', '/refresh', { body: { refresh_token: session.refresh_token }, auth: false });
-    if (myEpoch === epoch) saveSession(data);
-  } catch (err) {
-    if (err.status === 401 && myEpoch === epoch) signedOut('Your session has ended. Sign in again, then come back to this page.');
-    throw err;
-  }
+// The session is over (see TabSession): the gate says so. Deactivated, its tokens go, as
+// in the chat; otherwise the chat's tabs keep them.
+function sessionOver(reason) {
+  if (reason === 'deactivated') deactivated();
+  else if (reason === 'logged-out' || reason === 'deactivated-elsewhere') signedOut('You were logged out in another tab.');
+  else signedOut('Your session has ended. Sign in again, then come back to this page.');
 }
 
 // Stops using the session here (the chat's tabs keep it unless `drop`): no timers, no data
 // left on the page, dialogs closed.
 function leave({ drop = false } = {}) {
-  epoch++;
-  clearTimeout(refreshTimer);
+  auth.end({ keepStored: !drop });
   clearTimeout(stats.timer);
   clearTimeout(users.timer);
   clearTimeout(roomsList.timer);
-  if (drop && session) store(sessionKey(session.username), null);
-  session = null;
-  refreshing = null;
   settings = null;
   for (const d of [ui.confirm, ui.purge]) if (d.open) d.close();
   for (const list of [ui.gatewayList, ui.userList, ui.roomList, ui.inviteList, ui.auditList]) list.replaceChildren();
@@ -344,7 +198,7 @@ function signedOut(text) {
 }
 
 function notAdmin() {
-  const user = session ? session.username : '';
+  const user = auth.session ? auth.session.username : '';
   leave();
   showGate({
     title: 'Admins only',
@@ -353,9 +207,9 @@ function notAdmin() {
   });
 }
 
-// As in the chat: the tokens go (like a logout); the sign-in page says why.
+// As in the chat: the tokens go (like a logout); the sign-in page says why (auth.deactivated()
+// has told the other tabs).
 function deactivated() {
-  if (session) store(DEACTIVATED_PREFIX + session.username.toLowerCase(), Date.now());
   leave({ drop: true });
   showGate({ title: 'Account deactivated', text: DEACTIVATED, link: { text: 'Back to banter', href: '/' } });
 }
@@ -412,16 +266,14 @@ function offerAccounts() {
 
 async function begin(s) {
   leave();
-  session = s;
-  const myEpoch = epoch;
-  setTabUser(s.username);
+  auth.use(s);
+  const myEpoch = auth.epoch;
   showGate({ title: 'Admin', text: 'Checking your account…' });
-  scheduleRefresh();
   let who;
   try {
     who = await authApi('GET', '/me');
   } catch (err) {
-    if (myEpoch !== epoch) return; // a refusal already shows
+    if (myEpoch !== auth.epoch) return; // a refusal already shows
     leave();
     showGate({
       title: 'Cannot open the admin page',
@@ -430,7 +282,7 @@ async function begin(s) {
     });
     return;
   }
-  if (myEpoch !== epoch) return;
+  if (myEpoch !== auth.epoch) return;
   if (!who || who.admin !== true) { notAdmin(); return; }
   showAdmin();
 }
@@ -438,7 +290,7 @@ async function begin(s) {
 function showAdmin() {
   ui.gate.hidden = true;
   ui.view.hidden = false;
-  ui.meName.textContent = session.username;
+  ui.meName.textContent = auth.session.username;
   const wanted = location.hash.slice(1);
   select(tabs.some((t) => t.dataset.section === wanted) ? wanted : 'live');
   pollStats();
@@ -454,7 +306,7 @@ function say(text) {
 }
 
 function complain(err) {
-  if (!session) return; // the page is gone: the gate says why
+  if (!auth.session) return; // the page is gone: the gate says why
   ui.status.textContent = '';
   ui.alert.textContent = err instanceof Error ? err.message : String(err);
 }
@@ -463,12 +315,12 @@ function complain(err) {
 // not disabled, which would drop the focus to the page) while it runs.
 async function act(button, call, done) {
   if (button) button.setAttribute('aria-disabled', 'true');
-  const myEpoch = epoch;
+  const myEpoch = auth.epoch;
   try {
     const data = await call();
-    if (myEpoch === epoch) done(data);
+    if (myEpoch === auth.epoch) done(data);
   } catch (err) {
-    if (myEpoch === epoch) complain(err);
+    if (myEpoch === auth.epoch) complain(err);
   } finally {
     if (button) button.removeAttribute('aria-disabled');
   }
@@ -537,18 +389,18 @@ ui.tablist.addEventListener('keydown', (e) => {
 function pollStats() {
   clearTimeout(stats.timer);
   stats.timer = null;
-  if (!session || ui.view.hidden || document.visibilityState !== 'visible' || stats.inFlight === epoch) return;
-  const myEpoch = epoch;
+  if (!auth.session || ui.view.hidden || document.visibilityState !== 'visible' || stats.inFlight === auth.epoch) return;
+  const myEpoch = auth.epoch;
   stats.inFlight = myEpoch;
   api('GET', '/admin/stats').then((d) => {
-    if (myEpoch === epoch) renderStats(d);
+    if (myEpoch === auth.epoch) renderStats(d);
   }, (err) => {
-    if (myEpoch !== epoch) return;
+    if (myEpoch !== auth.epoch) return;
     ui.statsNote.textContent = `The figures could not be read: ${err.message} Trying again shortly.`;
     ui.statsNote.hidden = false;
   }).finally(() => {
     if (stats.inFlight === myEpoch) stats.inFlight = 0;
-    if (myEpoch === epoch && document.visibilityState === 'visible') stats.timer = setTimeout(pollStats, STATS_EVERY_MS);
+    if (myEpoch === auth.epoch && document.visibilityState === 'visible') stats.timer = setTimeout(pollStats, STATS_EVERY_MS);
   });
 }
 
@@ -586,7 +438,7 @@ function renderStats(d) {
 
 document.addEventListener('visibilitychange', () => {
   if (document.visibilityState === 'visible') {
-    if (session) ensureFreshToken().catch(() => {});
+    if (auth.session) auth.ensureFreshToken().catch(() => {});
     pollStats();
   } else {
     clearTimeout(stats.timer);
@@ -772,15 +624,15 @@ async function runPurge() {
   try { range = purgeRange(); } catch (err) { ui.purgeAlert.textContent = err.message; return; }
   const user = purge.user;
   ui.purgeOk.setAttribute('aria-disabled', 'true');
-  const myEpoch = epoch;
+  const myEpoch = auth.epoch;
   try {
     const d = await api('POST', `/admin/users/${enc(user)}/purge`, { body: { ...range, dry_run: false } });
-    if (myEpoch !== epoch) return;
+    if (myEpoch !== auth.epoch) return;
     ui.purge.close();
     const n = Number(d.messages) || 0;
     say(`Deleting ${plural(n, 'message')} of ${user}; they disappear from open chats in a moment.`);
   } catch (err) {
-    if (myEpoch === epoch && ui.purge.open) ui.purgeAlert.textContent = err.message;
+    if (myEpoch === auth.epoch && ui.purge.open) ui.purgeAlert.textContent = err.message;
   } finally {
     ui.purgeOk.removeAttribute('aria-disabled');
   }
@@ -1022,15 +874,15 @@ async function revokeInvite(i, li, button) {
 
 // Reads the settings; with `form`, shows them in the Registration section.
 async function loadSettings({ form = true } = {}) {
-  const myEpoch = epoch;
+  const myEpoch = auth.epoch;
   try {
     const d = await api('GET', '/admin/settings');
-    if (myEpoch !== epoch) return;
+    if (myEpoch !== auth.epoch) return;
     settings = d;
     renderInvitesMode();
     if (form) renderSettings();
   } catch (err) {
-    if (myEpoch === epoch && form) complain(err);
+    if (myEpoch === auth.epoch && form) complain(err);
     throw err;
   }
 }
@@ -1218,27 +1070,10 @@ ui.registrationForm.addEventListener('submit', (e) => {
   if (ui.registrationSave.getAttribute('aria-disabled') !== 'true') saveSettings();
 });
 
-// The chat's tabs of this user refresh, log out or sign in: follow them.
-window.addEventListener('storage', (e) => {
-  if (e.key !== null && !e.key.startsWith(SESSION_PREFIX)) return;
-  if (!session) {
-    if (!ui.gateAccounts.hidden) offerAccounts();
-    return;
-  }
-  if (e.key !== null && e.key !== sessionKey(session.username)) return;
-  const s = readSession(session.username);
-  if (!s) signedOut('You were logged out in another tab.');
-  else if (s.refresh_token !== session.refresh_token) { session = s; scheduleRefresh(); }
-});
-
 /* -------------------------------------------------------------------- boot */
 
 (async function boot() {
-  try {
-    const res = await fetch('/config.json', { cache: 'no-store' });
-    const cfg = await res.json();
-    if (cfg && typeof cfg.auth_url === 'string') config.authBase = cfg.auth_url.replace(/\/+$/, '');
-  } catch { /* no config: the auth API is on this origin */ }
+  await auth.configure();
   const user = tabUser();
   const s = user ? readSession(user) : null;
   if (s) begin(s);

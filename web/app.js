@@ -6,11 +6,12 @@
  * through textContent only (never innerHTML).
  *
  * Outline:
- *   storage   — per-user session tokens and state (current room, closed DMs, outbox) in
- *               localStorage, shared by that user's tabs; which user a tab is, in sessionStorage.
- *   http      — fetch wrapper for the JSON envelope; auth calls go to config.auth_url.
- *   session   — log in/out, refresh before expiry (one tab per user at a time), 401 → refresh once;
- *               a deactivated account (socket closed 4003, or 403 `account_disabled`) is signed out.
+ *   storage   — per-user state (current room, closed DMs, outbox) in localStorage, shared by
+ *               that user's tabs, beside the sessions session.js stores.
+ *   http      — the JSON envelope, through session.js; auth calls go to config.auth_url.
+ *   session   — log in/out, and what the page does when the session ends; session.js refreshes
+ *               it before expiry (one tab per user at a time) and a 401 once. A deactivated
+ *               account (socket closed 4003, or 403 `account_disabled`) is signed out.
  *   sign-in   — who may register (GET /register: open, invite, closed), an invite link
  *               (/join/<code>), and the admin link for admins (GET /me).
  *   rooms     — Room objects: messages sorted by cursor, members, typing, unread.
@@ -27,9 +28,14 @@
  *   dialogs   — create a room, browse public rooms, edit a topic.
  *
  * What keeps the conversation whole over a bad network (resume cursors, the outbox of
- * frames waiting for an answer, re-sends, backoff) is client.js, which has no DOM.
+ * frames waiting for an answer, re-sends, backoff) is client.js, which has no DOM. The
+ * session itself (where it is stored, its refresh under a lock, following the user's other
+ * tabs) is session.js, which the admin page shares.
  */
 import { Outbox, RoomLog, backoff, maxCursor } from './client.js';
+import {
+  ApiError, TabSession, load, migrateLegacySession, readSession, setTabUser, store, storedSessions, tabUser,
+} from './session.js';
 
 const PAGE_SIZE = 50;
 const WAKE_CHECK_MS = 10000;           // how often to look whether the machine slept
@@ -46,15 +52,6 @@ const EMOJI = ['👍', '❤️', '😂', '🎉', '😮', '😢', '👀', '✅'];
 const QUOTE_CHARS = 90;               // of a replied-to message's first line
 const ROOM_RE = /^[A-Za-z0-9_.-]{1,64}$/;
 const USER_RE = /^[A-Za-z0-9_.-]{3,32}$/;
-// Sessions are per user, not per browser, so that two people can use two
-// tabs of one browser: each tab remembers (per tab) whose it is.
-const SESSION_PREFIX = 'banter.session.';      // + lowercased username, in localStorage
-const LEGACY_SESSION_KEY = 'banter.session';   // the one session of older versions
-const TAB_USER_KEY = 'banter.tab.user';        // in sessionStorage
-// + lowercased username: when that account was found deactivated, so that its other tabs,
-// which see only the session go, say why too (admin.js writes it as well).
-const DEACTIVATED_PREFIX = 'banter.deactivated.';
-const DEACTIVATED_NOTE_MS = 2 * 60 * 1000;
 const DEACTIVATED = 'Your account has been deactivated. Ask an admin to reactivate it.';
 const WS_DEACTIVATED = 4003;                   // the server's close code for a deactivated account
 
@@ -111,11 +108,16 @@ const ui = {
 
 /* ------------------------------------------------------------------ state */
 
-const config = { authBase: '' };  // '' = the auth API is on this origin
-let session = null;               // {token, refresh_token, username, expires_at}
-let epoch = 0;                    // bumped when a session starts or ends; late results of an old one are dropped
-let refreshing = null;            // the refresh in flight (one per tab and session)
-let refreshTimer = null;
+// This tab's session (auth.session: {token, refresh_token, username, expires_at}, or null)
+// and its generation (auth.epoch: bumped when a session starts or ends; late results of an
+// old one are dropped), kept by session.js, which tells the page here.
+const auth = new TabSession({
+  // A new access token: renew the open socket's authentication so the server does not
+  // close it at the old token's expiry.
+  onToken: (s) => sendFrame({ type: 'auth', token: s.token }),
+  onSignedOut: (reason) => sessionOver(reason),
+  onStored: () => renderAccounts(),
+});
 let wakeTimer = null;
 let lastTick = 0;
 let alertTimer = null;
@@ -269,7 +271,7 @@ function newClientId() {
   return 'c-' + Array.from(b, (x) => x.toString(16).padStart(2, '0')).join('');
 }
 
-const isMe = (user) => !!session && String(user).toLowerCase() === session.username.toLowerCase();
+const isMe = (user) => !!auth.session && String(user).toLowerCase() === auth.session.username.toLowerCase();
 // Whether the conversation on screen is being seen: the tab is showing (not hidden behind
 // another tab, nor minimised). A window in the background on another screen still counts.
 const pageVisible = () => document.visibilityState === 'visible';
@@ -299,7 +301,7 @@ function dmName(a, b) {
 
 function dmPeer(name) {
   const [, a, b] = name.split(':');
-  return a === session.username.toLowerCase() ? b : a;
+  return a === auth.session.username.toLowerCase() ? b : a;
 }
 
 const roomLabel = (name) => (isDm(name) ? `@ ${dmPeer(name)}` : `# ${name}`);
@@ -322,7 +324,7 @@ function parseRoomInput(text) {
   if (peer !== null) {
     if (!USER_RE.test(peer)) throw new Error('Usernames are 3 to 32 letters, digits, dots, dashes or underscores.');
     if (isMe(peer)) throw new Error('That is you — pick someone else to message.');
-    return dmName(session.username, peer);
+    return dmName(auth.session.username, peer);
   }
   if (!ROOM_RE.test(input)) throw new Error('Room names are 1 to 64 letters, digits, dots, dashes or underscores.');
   return input;
@@ -334,62 +336,8 @@ function validStoredRoom(name) {
 
 /* ---------------------------------------------------------------- storage */
 
-function store(key, value) {
-  try {
-    if (value == null) localStorage.removeItem(key);
-    else localStorage.setItem(key, JSON.stringify(value));
-  } catch { /* storage full or disabled: this page keeps working, a reload forgets */ }
-}
-
-function load(key) {
-  try { return JSON.parse(localStorage.getItem(key)); } catch { return null; }
-}
-
-const userKey = (what) => `banter.${what}.${session.username}`;
-const sessionKey = (user) => SESSION_PREFIX + user.toLowerCase();
-const isSession = (s) => !!s && typeof s.token === 'string' && typeof s.refresh_token === 'string' &&
-  typeof s.username === 'string';
-
-function readSession(user) {
-  const s = load(sessionKey(user));
-  return isSession(s) && s.username.toLowerCase() === user.toLowerCase() ? s : null;
-}
-
-// Everyone signed in on this browser, by name.
-function storedSessions() {
-  const found = [];
-  try {
-    for (let i = 0; i < localStorage.length; i++) {
-      const key = localStorage.key(i);
-      const s = key.startsWith(SESSION_PREFIX) && readSession(key.slice(SESSION_PREFIX.length));
-      if (s) found.push(s);
-    }
-  } catch { /* storage disabled: nobody to offer */ }
-  return found.sort((a, b) => a.username.localeCompare(b.username));
-}
-
-function tabUser() {
-  try { return sessionStorage.getItem(TAB_USER_KEY); } catch { return null; }
-}
-
-function setTabUser(user) {
-  try {
-    if (user) sessionStorage.setItem(TAB_USER_KEY, user);
-    else sessionStorage.removeItem(TAB_USER_KEY);
-  } catch { /* storage disabled: a reload of this tab shows the login form */ }
-}
-
-// Older versions kept one session for the whole browser. Its owner stays
-// signed in: the session moves to their key, and the tab that finds it is theirs.
-function migrateLegacySession() {
-  const s = load(LEGACY_SESSION_KEY);
-  if (s === null) return;
-  if (isSession(s) && !readSession(s.username)) {
-    store(sessionKey(s.username), s);
-    if (!tabUser()) setTabUser(s.username);
-  }
-  store(LEGACY_SESSION_KEY, null);
-}
+// The stored sessions themselves are session.js's; these are this user's own state.
+const userKey = (what) => `banter.${what}.${auth.session.username}`;
 
 // Older versions kept the sidebar's rooms and read marks here; the server has both now.
 function loadPrefs() {
@@ -421,153 +369,36 @@ function forgetOutboxEntry(clientId) {
 
 /* -------------------------------------------------------------------- http */
 
-class ApiError extends Error {
-  constructor(status, code, message, field) {
-    super(message);
-    this.status = status;
-    this.code = code;
-    this.field = field;
-  }
-}
-
-// Calls the JSON API and returns the envelope's `data`, or throws ApiError
-// with the server's human-readable message. An authenticated call that gets
-// a 401 refreshes the token and tries once more; a second 401 ends the session.
-async function request(base, method, path, { body, auth = true } = {}, retried = false) {
-  const myEpoch = epoch;
-  const headers = { Accept: 'application/json' };
-  if (body !== undefined) headers['Content-Type'] = 'application/json';
-  if (auth) {
-    await ensureFreshToken();
-    if (!session) throw new ApiError(401, 'unauthorized', 'You are signed out.');
-    headers.Authorization = `Bearer ${session.token}`;
-  }
-  let res;
-  try {
-    res = await fetch(`${base}/api/v1${path}`, {
-      method, headers, body: body === undefined ? undefined : JSON.stringify(body),
-    });
-  } catch {
-    throw new ApiError(0, 'network', 'Cannot reach the server. Check your connection.');
-  }
-  let env = null;
-  try { env = await res.json(); } catch { /* not JSON: a proxy's error page */ }
-  if (res.ok && env && env.success !== false) return env.data || {};
-
-  if (auth && res.status === 401 && session && myEpoch === epoch) {
-    if (!retried) {
-      await refreshSession();
-      return request(base, method, path, { body, auth }, true);
-    }
-    endSession('Your session has ended. Please log in again.');
-  }
-  const err = failureOf(res, env);
-  // Deactivated meanwhile (any call of the session, a refresh too): signed out, and told why.
-  if (res.status === 403 && err.code === 'account_disabled' && session && myEpoch === epoch) accountDisabled();
-  throw err;
-}
-
-// banter's envelope says `error: "code"` beside `message`; an `error: {code, message}`
-// object is read too.
-function failureOf(res, env) {
-  const e = env && env.error;
-  const nested = !!e && typeof e === 'object';
-  return new ApiError(
-    res.status,
-    (nested ? e.code : e) || `http_${res.status}`,
-    (nested && e.message) || (env && env.message) || `The server answered ${res.status}.`,
-    (nested && e.field) || (env && env.data && env.data.field),
-  );
-}
-
-const api = (method, path, opts) => request('', method, path, opts);
-const authApi = (method, path, opts) => request(config.authBase, method, path, opts);
+// The JSON API (ApiError, the envelope, 401 → refresh once) is session.js's.
+const api = (method, path, opts) => auth.api(method, path, opts);
+const authApi = (method, path, opts) => auth.authApi(method, path, opts);
 
 /* ---------------------------------------------------------------- session */
 
-function saveSession(data, username) {
-  session = {
-    token: data.token,
-    refresh_token: data.refresh_token,
-    username: (data.user && data.user.username) || username || session.username,
-    expires_at: Date.now() + (Number(data.expires_in) || 900) * 1000,
-  };
-  store(sessionKey(session.username), session);
-  useToken();
-}
-
-// A new access token: plan the next refresh, and renew the open socket's
-// authentication so the server does not close it at the old token's expiry.
-function useToken() {
-  scheduleRefresh();
-  sendFrame({ type: 'auth', token: session.token });
-}
-
-function scheduleRefresh(delay) {
-  clearTimeout(refreshTimer);
-  if (!session) return;
-  if (delay === undefined) {
-    const left = session.expires_at - Date.now();
-    // A fifth of the lifetime early (at most a minute), jittered so tabs do not collide.
-    delay = Math.max(1000, left - Math.min(60000, left / 5) - Math.random() * 5000);
-  }
-  refreshTimer = setTimeout(() => {
-    refreshSession().catch(() => { if (session) scheduleRefresh(10000); });
-  }, delay);
-}
-
-async function ensureFreshToken() {
-  if (session && session.expires_at - Date.now() < 20000) await refreshSession();
-}
-
-function refreshSession() {
-  if (!session) return Promise.reject(new ApiError(401, 'unauthorized', 'You are signed out.'));
-  if (!refreshing) {
-    // Refresh tokens rotate and a reused one revokes the whole login, so only
-    // one tab of a user may refresh at a time (Web Locks, where available).
-    const myEpoch = epoch;
-    const lock = `banter-refresh-${session.username.toLowerCase()}`;
-    const run = navigator.locks ? navigator.locks.request(lock, () => doRefresh(myEpoch)) : doRefresh(myEpoch);
-    const done = run.finally(() => { if (refreshing === done) refreshing = null; });
-    refreshing = done;
-  }
-  return refreshing;
-}
-
-async function doRefresh(myEpoch) {
-  // Signed out (maybe in as someone else) while waiting for the lock.
-  if (myEpoch !== epoch) throw new ApiError(401, 'unauthorized', 'You are signed out.');
-  const stored = readSession(session.username);
-  if (stored && stored.refresh_token !== session.refresh_token) {
-    // Another tab of this user refreshed while we waited for the lock.
-    session = stored;
-    useToken();
-    if (stored.expires_at - Date.now() > 30000) return;
-  }
-  try {
-    const data = await authApi('POST', '/refresh', { body: { refresh_token: session.refresh_token }, auth: false });
-    if (myEpoch === epoch) saveSession(data);
-  } catch (err) {
-    if (err.status === 401 && myEpoch === epoch) endSession('Your session has expired. Please log in again.');
-    throw err;
+// The session is over (see TabSession): what the sign-in page says.
+function sessionOver(reason) {
+  switch (reason) {
+    case 'refused': endSession('Your session has ended. Please log in again.'); break;
+    case 'expired': endSession('Your session has expired. Please log in again.'); break;
+    case 'deactivated': accountDisabled(); break;
+    case 'deactivated-elsewhere': endSession(DEACTIVATED, '', { keepStored: true }); break;
+    default: endSession('', 'You were logged out in another tab.', { keepStored: true });
   }
 }
 
 async function logIn(username, password) {
   const data = await authApi('POST', '/login', { body: { username, password }, auth: false });
-  epoch++;
-  saveSession(data, username);
-  store(DEACTIVATED_PREFIX + session.username.toLowerCase(), null);
+  auth.useLogin(data, username);
   startChat();
 }
 
 // The account was deactivated (its socket closed with 4003, or a call answered 403
-// `account_disabled`): this session ends like a logout (its tokens and unsent messages go,
-// and the browser's pushes if they were its), and the sign-in page says why.
+// `account_disabled`; auth.deactivated() has told its other tabs): this session ends like a
+// logout (its tokens and unsent messages go, and the browser's pushes if they were its), and
+// the sign-in page says why.
 function accountDisabled() {
-  if (!session) return;
+  if (!auth.session) return;
   const push = pushIsMine();
-  store(DEACTIVATED_PREFIX + session.username.toLowerCase(), Date.now());
   store(userKey('outbox'), null);
   endSession(DEACTIVATED);
   // Signed out now, so this only drops the browser's subscription (the server has no token).
@@ -579,13 +410,13 @@ async function logOut() {
   ui.logoutBtn.disabled = true;
   // This browser's pushes are this person's: the next one to use it must not get them.
   if (pushIsMine()) await disablePush().catch(() => {});
-  if (!session) { // the session ended meanwhile (it could not be refreshed)
+  if (!auth.session) { // the session ended meanwhile (it could not be refreshed)
     store(outboxKey, null);
     ui.logoutBtn.disabled = false;
     return;
   }
   try {
-    await authApi('POST', '/logout', { body: { refresh_token: session.refresh_token } });
+    await authApi('POST', '/logout', { body: { refresh_token: auth.session.refresh_token } });
   } catch { /* sign out here anyway; the refresh token expires on its own */ }
   // Unsent messages should not wait for the next person at this browser.
   store(outboxKey, null);
@@ -597,13 +428,9 @@ async function logOut() {
 // outbox unless the person logged out) stays stored, so signing in again
 // picks up where this left off.
 function endSession(error = '', info = '', { keepStored = false } = {}) {
-  epoch++;
-  clearTimeout(refreshTimer);
   clearInterval(wakeTimer);
   dropSocket();
-  if (session && !keepStored) store(sessionKey(session.username), null);
-  session = null;
-  refreshing = null;
+  auth.end({ keepStored });
   for (const room of rooms.values()) for (const t of room.typing.values()) clearTimeout(t);
   for (const room of rooms.values()) { clearTimeout(room.release); clearTimeout(room.readTimer); }
   rooms.clear();
@@ -709,9 +536,9 @@ function renderAccounts() {
 }
 
 function continueAs(user) {
-  session = readSession(user);
-  if (!session) { renderAccounts(); return; } // logged out in another tab meanwhile
-  epoch++;
+  const s = readSession(user);
+  if (!s) { renderAccounts(); return; } // logged out in another tab meanwhile
+  auth.use(s);
   if (invite) leaveInvite();
   startChat();
 }
@@ -763,28 +590,28 @@ function renderRegistration() {
 
 // The admin link, for admins: asked at each start and reconnect (rights change).
 async function checkAdmin() {
-  const myEpoch = epoch;
+  const myEpoch = auth.epoch;
   try {
     const me = await authApi('GET', '/me');
-    if (myEpoch === epoch) ui.adminLink.hidden = !(me && me.admin === true);
+    if (myEpoch === auth.epoch) ui.adminLink.hidden = !(me && me.admin === true);
   } catch { /* as it was */ }
 }
 
 // The sidebar comes from GET /rooms (the user's memberships); then the socket keeps it.
+// The session is in use already (auth.use or auth.useLogin: the tab is its user's, its
+// refresh planned).
 async function startChat() {
-  const myEpoch = epoch;
-  setTabUser(session.username);
+  const myEpoch = auth.epoch;
   ui.authView.hidden = true;
   ui.chatView.hidden = false;
-  ui.meName.textContent = session.username;
+  ui.meName.textContent = auth.session.username;
   prefs = loadPrefs();
-  scheduleRefresh();
   renderNav();
   ui.roomName.textContent = '';
   ui.roomsNote.textContent = 'Loading your rooms…';
   ui.roomsNote.hidden = false;
   await syncRooms();
-  if (myEpoch !== epoch) return;
+  if (myEpoch !== auth.epoch) return;
   ui.roomsNote.hidden = true;
   // Everyone is in `general` (the socket joins it); until the list says so, it is here anyway.
   if (!rooms.has('general')) addRoom('general');
@@ -941,12 +768,12 @@ function addFiles(files) {
 
 // XMLHttpRequest, not fetch: only it reports an upload's progress.
 async function uploadFile(item) {
-  try { await ensureFreshToken(); } catch { /* the upload says what is wrong */ }
-  if (!session) { item.error = 'You are signed out.'; paintItem(item); return; }
+  try { await auth.ensureFreshToken(); } catch { /* the upload says what is wrong */ }
+  if (!auth.session) { item.error = 'You are signed out.'; paintItem(item); return; }
   const xhr = new XMLHttpRequest();
   item.xhr = xhr;
   xhr.open('POST', `/api/v1/uploads?name=${encodeURIComponent(item.name)}`);
-  xhr.setRequestHeader('Authorization', `Bearer ${session.token}`);
+  xhr.setRequestHeader('Authorization', `Bearer ${auth.session.token}`);
   xhr.upload.onprogress = (e) => {
     if (e.lengthComputable) { item.progress = e.loaded / e.total; paintItem(item); }
   };
@@ -1009,16 +836,16 @@ function paintItem(item) {
 
 // A file the user may read, fetched with the token, as a new object URL.
 async function fetchFile(path, retried = false) {
-  await ensureFreshToken();
-  if (!session) throw new ApiError(401, 'unauthorized', 'You are signed out.');
+  await auth.ensureFreshToken();
+  if (!auth.session) throw new ApiError(401, 'unauthorized', 'You are signed out.');
   let res;
   try {
-    res = await fetch(path, { headers: { Authorization: `Bearer ${session.token}` } });
+    res = await fetch(path, { headers: { Authorization: `Bearer ${auth.session.token}` } });
   } catch {
     throw new ApiError(0, 'network', 'Cannot reach the server.');
   }
   if (res.status === 401 && !retried) {
-    await refreshSession();
+    await auth.refresh();
     return fetchFile(path, true);
   }
   if (!res.ok) {
@@ -1521,18 +1348,18 @@ async function toggleMute() {
   const room = current;
   if (!room || !room.member || room.muteBusy) return;
   const want = !room.muted;
-  const myEpoch = epoch;
+  const myEpoch = auth.epoch;
   room.muteBusy = true;
   room.mutedSeq = ++roomList.streamSeq;
   setMuted(room, want);
   announce(`${roomLabel(room.name)} ${want ? 'muted: only mentions notify you' : 'unmuted'}`);
   try {
     const entry = await api('PUT', `/rooms/${encodeURIComponent(room.name)}/muted`, { body: { muted: want } });
-    if (myEpoch !== epoch || rooms.get(room.name) !== room) return;
+    if (myEpoch !== auth.epoch || rooms.get(room.name) !== room) return;
     room.mutedSeq = ++roomList.streamSeq;
     if (isEntry(entry)) applyEntry(entry); else setMuted(room, want);
   } catch (err) {
-    if (myEpoch !== epoch || rooms.get(room.name) !== room) return;
+    if (myEpoch !== auth.epoch || rooms.get(room.name) !== room) return;
     setMuted(room, !want);
     showAlert(`Could not ${want ? 'mute' : 'unmute'} ${roomLabel(room.name)}: ${err.message || err}`);
   } finally {
@@ -1864,11 +1691,11 @@ function toggleReaction(msg, emoji) {
   const room = rooms.get(msg.room);
   if (!room || msg.state !== 'sent') return;
   const had = reactedByMe(msg, emoji);
-  applyReaction(msg, emoji, session.username, had ? 'remove' : 'add');
+  applyReaction(msg, emoji, auth.session.username, had ? 'remove' : 'add');
   paintMessage(msg);
   act(room, { type: had ? 'unreact' : 'react', id: msg.id, emoji }, {
     fail(f) {
-      applyReaction(msg, emoji, session.username, had ? 'add' : 'remove');
+      applyReaction(msg, emoji, auth.session.username, had ? 'add' : 'remove');
       paintMessage(msg);
       showAlert(`Could not ${had ? 'remove' : 'add'} the reaction: ${refusal(f)}`);
     },
@@ -2183,7 +2010,7 @@ function queueMessage(room, text, { replyTo = null, threadRoot = null, attachmen
 
 function pendingOf(roomName, e) {
   return {
-    id: null, cursor: null, room: roomName, author: session.username, body: String(e.body),
+    id: null, cursor: null, room: roomName, author: auth.session.username, body: String(e.body),
     createdAt: e.created_at, clientId: e.client_id,
     state: e.state === 'failed' ? 'failed' : 'pending', error: e.error || '', el: null, tel: null, sentOn: 0,
     editedAt: null, reactions: new Map(), replyCount: 0, busy: '', editing: null, mentions: [],
@@ -2276,7 +2103,7 @@ function onAck(f) {
   const room = rooms.get(p.room);
   const added = room && addMessage(room, {
     id: f.id, cursor: f.cursor, created_at: f.created_at,
-    author: session.username, body: p.body, client_id: p.clientId,
+    author: auth.session.username, body: p.body, client_id: p.clientId,
     reply_to: p.replyTo, thread_root: p.threadRoot,
   }, { live: true });
   if (!added) dropPending(p); // already on screen, deleted meanwhile, or the room was left
@@ -2566,14 +2393,14 @@ async function loadRoster(room, again = false) {
   if (room.rosterLoading) { room.rosterAgain = room.rosterAgain || again || !room.roster; return; }
   if (room.roster && !again) return;
   if (isDm(room.name)) {
-    room.roster = new Map([[session.username, 'member'], [dmPeer(room.name), 'member']]);
+    room.roster = new Map([[auth.session.username, 'member'], [dmPeer(room.name), 'member']]);
     if (room === current) renderMembers();
     return;
   }
-  const myEpoch = epoch;
+  const myEpoch = auth.epoch;
   room.rosterHeard = [];
   room.rosterLoading = api('GET', `/rooms/${encodeURIComponent(room.name)}/members`).then((data) => {
-    if (myEpoch !== epoch || rooms.get(room.name) !== room) return;
+    if (myEpoch !== auth.epoch || rooms.get(room.name) !== room) return;
     room.roster = new Map();
     for (const m of Array.isArray(data.members) ? data.members : []) {
       if (m && typeof m.username === 'string') room.roster.set(m.username, m.role === 'owner' ? 'owner' : 'member');
@@ -2643,7 +2470,7 @@ async function leaveRoom(room) {
       : `Leave ${roomLabel(room.name)}? You can join it again from Browse rooms.`;
   if (!(await ask({ title: 'Leave room', text, ok: 'Leave' }))) return;
   try {
-    await api('DELETE', `/rooms/${encodeURIComponent(room.name)}/members/${encodeURIComponent(session.username)}`);
+    await api('DELETE', `/rooms/${encodeURIComponent(room.name)}/members/${encodeURIComponent(auth.session.username)}`);
     dropRoom(room);
     announce(`You left ${roomLabel(room.name)}.`);
   } catch (err) {
@@ -2684,12 +2511,12 @@ function sendFrame(frame) {
 function connect() {
   clearTimeout(socket.timer);
   socket.timer = null;
-  if (!session || socket.ws) return;
+  if (!auth.session || socket.ws) return;
   if (!navigator.onLine) { setStatus('offline'); return; }
   setStatus(socket.hasOpened ? 'reconnecting' : 'connecting');
-  if (session.expires_at - Date.now() < 20000) {
+  if (auth.session.expires_at - Date.now() < 20000) {
     // The handshake would refuse a stale token (e.g. the morning after): refresh first.
-    refreshSession().then(connect, () => { if (session) scheduleReconnect(); });
+    auth.refresh().then(connect, () => { if (auth.session) scheduleReconnect(); });
     return;
   }
   const gen = ++socket.gen;
@@ -2698,7 +2525,7 @@ function connect() {
   // `general`, which everyone is in: the room on screen may have been taken from us meanwhile.
   const entry = 'general';
   const url = `${location.protocol === 'https:' ? 'wss' : 'ws'}://${location.host}/ws` +
-    `?token=${encodeURIComponent(session.token)}&room=${encodeURIComponent(entry)}`;
+    `?token=${encodeURIComponent(auth.session.token)}&room=${encodeURIComponent(entry)}`;
   let ws;
   try { ws = new WebSocket(url); } catch { scheduleReconnect(); return; }
   socket.ws = ws;
@@ -2727,10 +2554,10 @@ function connect() {
     if (socket.ws !== ws) return; // replaced or closed on purpose
     socket.ws = null;
     socketDown();
-    if (e.code === WS_DEACTIVATED) { accountDisabled(); return; }
+    if (e.code === WS_DEACTIVATED) { auth.deactivated(); return; }
     // 4001: the token expired first. A handshake that never opened may be a
     // refused token: let an authenticated request find out (and refresh).
-    if (session) scheduleReconnect({ refreshFirst: e.code === 4001, probe: !opened });
+    if (auth.session) scheduleReconnect({ refreshFirst: e.code === 4001, probe: !opened });
   });
 }
 
@@ -2774,13 +2601,13 @@ function scheduleReconnect({ refreshFirst = false, probe = false } = {}) {
   socket.attempts++;
   socket.timer = setTimeout(async () => {
     socket.timer = null;
-    const myEpoch = epoch;
+    const myEpoch = auth.epoch;
     try {
-      if (refreshFirst) await refreshSession();
+      if (refreshFirst) await auth.refresh();
       else if (probe) await api('GET', '/rooms');
-      else await ensureFreshToken();
+      else await auth.ensureFreshToken();
     } catch { /* server down or offline: the attempt below fails and backs off */ }
-    if (myEpoch === epoch) connect();
+    if (myEpoch === auth.epoch) connect();
   }, delay);
 }
 
@@ -2965,10 +2792,10 @@ function onError(f) {
       break;
     case 'token_expired':
     case 'unauthorized':
-      refreshSession().catch(() => {});
+      auth.refresh().catch(() => {});
       break;
     case 'account_disabled':
-      accountDisabled();
+      auth.deactivated();
       break;
     case 'forbidden': {
       // A join of a room that is not ours (a private room, or one we were removed from).
@@ -3025,7 +2852,7 @@ function openRoom(room) {
 }
 
 function openDm(user) {
-  openRoom(addRoom(dmName(session.username, user)));
+  openRoom(addRoom(dmName(auth.session.username, user)));
   loadRoom(current);
   setDrawer(null);
   ui.input.focus();
@@ -3093,7 +2920,7 @@ function fetchPage(name, before) {
 // newest cursor: no gap between the two, and duplicates are dropped by id.
 function loadRoom(room) {
   if (room.loaded || room.loading) return;
-  const myEpoch = epoch;
+  const myEpoch = auth.epoch;
   // A room that does not exist yet (a new public room, a new DM) has no history: its join or
   // first message creates it. Anything else refused means the room is not for us.
   const fresh = (err) => {
@@ -3101,7 +2928,7 @@ function loadRoom(room) {
     throw err;
   };
   room.loading = fetchPage(room.name).catch(fresh).then((page) => {
-    if (myEpoch !== epoch || rooms.get(room.name) !== room) return;
+    if (myEpoch !== auth.epoch || rooms.get(room.name) !== room) return;
     const stick = room === current && nearBottom();
     for (const m of page.messages) {
       const msg = addMessage(room, m);
@@ -3120,7 +2947,7 @@ function loadRoom(room) {
     }
     joinRoom(room);
   }, (err) => {
-    if (myEpoch !== epoch || rooms.get(room.name) !== room) return;
+    if (myEpoch !== auth.epoch || rooms.get(room.name) !== room) return;
     if ([400, 403, 404].includes(err.status)) {
       // The room cannot exist for us (private, or not ours any more): out of the sidebar.
       showAlert(`Could not open ${roomLabel(room.name)}: ${err.message}`);
@@ -3164,10 +2991,10 @@ async function loadOlder() {
 // more afterwards. Resolves to whether the list came.
 function syncRooms() {
   if (roomList.syncing) { roomList.again = true; return roomList.syncing; }
-  const myEpoch = epoch;
+  const myEpoch = auth.epoch;
   const seq = roomList.streamSeq;
   const done = api('GET', '/rooms').then((data) => {
-    if (myEpoch !== epoch) return false;
+    if (myEpoch !== auth.epoch) return false;
     applyRoomList(Array.isArray(data.rooms) ? data.rooms : [], seq);
     // Fresh for the socket that is open, or for the first one (it opens right after).
     if (socketReady() || !socket.hasOpened) roomList.fresh = true;
@@ -3175,7 +3002,7 @@ function syncRooms() {
   }, () => false).finally(() => {
     if (roomList.syncing !== done) return;
     roomList.syncing = null;
-    if (roomList.again && myEpoch === epoch) { roomList.again = false; syncRooms(); }
+    if (roomList.again && myEpoch === auth.epoch) { roomList.again = false; syncRooms(); }
   });
   roomList.syncing = done;
   return done;
@@ -3265,7 +3092,7 @@ function tick() {
   const now = Date.now();
   const slept = now - lastTick > SLEEP_GAP_MS;
   lastTick = now;
-  if (slept) ensureFreshToken().then(restartSocket, () => {});
+  if (slept) auth.ensureFreshToken().then(restartSocket, () => {});
 }
 
 /* ----------------------------------------------------------------- dialogs */
@@ -3278,7 +3105,7 @@ const FROM_RE = /(?:^|\s)from:@?([A-Za-z0-9_.-]{3,32})(?=\s|$)/i;
 const search = { timer: null, seq: 0, params: null, before: null };
 
 function openSearch() {
-  if (!session || ui.chatView.hidden) return;
+  if (!auth.session || ui.chatView.hidden) return;
   if (document.querySelector('dialog[open]') && !ui.searchDialog.open) return;
   setDrawer(null);
   closePopup({ focus: false });
@@ -3321,7 +3148,7 @@ async function runSearch({ more = false } = {}) {
     return;
   }
   const seq = ++search.seq;
-  const myEpoch = epoch;
+  const myEpoch = auth.epoch;
   const q = new URLSearchParams({ ...params, limit: String(SEARCH_PAGE) });
   if (more && search.before) q.set('before', search.before);
   if (!more) ui.searchNote.textContent = 'Searching…';
@@ -3330,12 +3157,12 @@ async function runSearch({ more = false } = {}) {
   try {
     data = await api('GET', `/search?${q}`);
   } catch (err) {
-    if (seq === search.seq && myEpoch === epoch) ui.searchNote.textContent = `Could not search: ${err.message}`;
+    if (seq === search.seq && myEpoch === auth.epoch) ui.searchNote.textContent = `Could not search: ${err.message}`;
     return;
   } finally {
     ui.searchMore.setAttribute('aria-disabled', 'false');
   }
-  if (seq !== search.seq || myEpoch !== epoch) return; // a newer search, or another session
+  if (seq !== search.seq || myEpoch !== auth.epoch) return; // a newer search, or another session
   const found = Array.isArray(data.results) ? data.results.filter((r) => r && typeof r.id === 'string' && typeof r.room === 'string') : [];
   search.params = params;
   search.before = found.length ? found[found.length - 1].cursor : null;
@@ -3386,12 +3213,12 @@ function resultItem(r) {
 // its context comes (around=) above what the room shows, with a button for what is between.
 async function openResult(r) {
   ui.searchDialog.close();
-  const myEpoch = epoch;
+  const myEpoch = auth.epoch;
   const room = addRoom(r.room);
   openRoom(room);
   loadRoom(room);
   if (room.loading) await room.loading.catch(() => {});
-  if (myEpoch !== epoch || rooms.get(room.name) !== room || current !== room || !room.loaded) return;
+  if (myEpoch !== auth.epoch || rooms.get(room.name) !== room || current !== room || !room.loaded) return;
   let msg = room.byId.get(r.id);
   if (!msg) {
     try {
@@ -3491,19 +3318,19 @@ async function submitCreate() {
     return;
   }
   ui.createSubmit.disabled = true;
-  const myEpoch = epoch;
+  const myEpoch = auth.epoch;
   try {
     const body = { name, kind };
     if (topic) body.topic = topic;
     const entry = await api('POST', '/rooms', { body });
-    if (myEpoch !== epoch) return;
-    const room = applyEntry(isEntry(entry) ? entry : { ...entry, room: name, kind, topic, role: 'owner', owner: session.username });
+    if (myEpoch !== auth.epoch) return;
+    const room = applyEntry(isEntry(entry) ? entry : { ...entry, room: name, kind, topic, role: 'owner', owner: auth.session.username });
     ui.createDialog.close();
     openRoom(room);
     loadRoom(room);
     ui.input.focus();
   } catch (err) {
-    if (myEpoch !== epoch) return;
+    if (myEpoch !== auth.epoch) return;
     ui.createAlert.textContent = err.code === 'room_exists'
       ? `A room called “${name}” already exists. Pick another name, or find it in Browse rooms.`
       : err.message;
@@ -3520,16 +3347,16 @@ async function openBrowse() {
   ui.browseNote.textContent = 'Loading public rooms…';
   ui.browseDialog.showModal();
   ui.browseClose.focus();
-  const myEpoch = epoch;
+  const myEpoch = auth.epoch;
   let list;
   try {
     const data = await api('GET', '/rooms/public?limit=200');
     list = Array.isArray(data.rooms) ? data.rooms.filter(isEntry) : [];
   } catch (err) {
-    if (myEpoch === epoch) ui.browseNote.textContent = `Could not load the rooms: ${err.message}`;
+    if (myEpoch === auth.epoch) ui.browseNote.textContent = `Could not load the rooms: ${err.message}`;
     return;
   }
-  if (myEpoch !== epoch || !ui.browseDialog.open) return;
+  if (myEpoch !== auth.epoch || !ui.browseDialog.open) return;
   ui.browseNote.textContent = list.length ? `${list.length} public ${list.length === 1 ? 'room' : 'rooms'}` : 'No public rooms yet.';
   ui.browseList.replaceChildren(...list.map((r) => {
     const li = el('li', 'browse-item');
@@ -3611,7 +3438,7 @@ const notify = {
 };
 
 function notifyPrefs() {
-  const p = (session && load(userKey('notify'))) || {};
+  const p = (auth.session && load(userKey('notify'))) || {};
   return {
     desktop: typeof p.desktop === 'boolean' ? p.desktop : true,
     sound: typeof p.sound === 'boolean' ? p.sound : false,
@@ -3623,7 +3450,7 @@ const notificationsSupported = () => 'Notification' in window;
 const pushSupported = () => notificationsSupported() && 'serviceWorker' in navigator && 'PushManager' in window;
 const permission = () => (notificationsSupported() ? Notification.permission : 'unsupported');
 const pushOwner = () => { const o = load(PUSH_OWNER_KEY); return typeof o === 'string' ? o : null; };
-const pushIsMine = () => !!session && !!pushOwner() && isMe(pushOwner());
+const pushIsMine = () => !!auth.session && !!pushOwner() && isMe(pushOwner());
 
 // The server's key (base64url, an uncompressed P-256 point) as the bytes subscribe() takes.
 function base64UrlBytes(text) {
@@ -3684,7 +3511,7 @@ async function enablePush() {
     }
   }
   await api('POST', '/push/subscriptions', { body: sub.toJSON() });
-  if (session) store(PUSH_OWNER_KEY, session.username);
+  if (auth.session) store(PUSH_OWNER_KEY, auth.session.username);
 }
 
 // Switched off, or logging out: the browser's subscription goes, and the server forgets it
@@ -3703,10 +3530,10 @@ async function disablePush() {
 // subscription again (it may have dropped it), or, if the browser lost it, nobody owns it.
 async function resyncPush() {
   if (!pushIsMine() || !pushSupported() || permission() !== 'granted') return;
-  const myEpoch = epoch;
+  const myEpoch = auth.epoch;
   const reg = await pushRegistration();
   const sub = reg ? await reg.pushManager.getSubscription().catch(() => null) : null;
-  if (myEpoch !== epoch) return;
+  if (myEpoch !== auth.epoch) return;
   if (!sub) { store(PUSH_OWNER_KEY, null); return; }
   await api('POST', '/push/subscriptions', { body: sub.toJSON() }).catch(() => {});
 }
@@ -3723,7 +3550,7 @@ function openNotify() {
 // Whether the server has push at all, and whether this browser's subscription is still there.
 async function checkPush() {
   if (!pushSupported()) return;
-  const myEpoch = epoch;
+  const myEpoch = auth.epoch;
   if (notify.server === null) {
     try { await api('GET', '/push/key'); notify.server = true; } catch (err) { if (err.status === 404) notify.server = false; }
   }
@@ -3732,7 +3559,7 @@ async function checkPush() {
     const sub = reg ? await reg.pushManager.getSubscription().catch(() => null) : null;
     if (!sub && !notify.busy) store(PUSH_OWNER_KEY, null);
   }
-  if (myEpoch === epoch) renderNotify();
+  if (myEpoch === auth.epoch) renderNotify();
 }
 
 function setNote(node, text, tone) {
@@ -3741,7 +3568,7 @@ function setNote(node, text, tone) {
 }
 
 function renderNotify() {
-  if (!session) return;
+  if (!auth.session) return;
   const p = notifyPrefs();
   const perm = permission();
   const denied = perm === 'denied';
@@ -3778,21 +3605,21 @@ async function togglePush() {
   notify.busy = on ? 'on' : 'off';
   notify.pushError = '';
   renderNotify();
-  const myEpoch = epoch;
+  const myEpoch = auth.epoch;
   try {
     if (on) await enablePush(); else await disablePush();
   } catch (err) {
-    if (myEpoch === epoch) notify.pushError = err.message || String(err);
+    if (myEpoch === auth.epoch) notify.pushError = err.message || String(err);
   } finally {
     notify.busy = null;
-    if (myEpoch === epoch) renderNotify();
+    if (myEpoch === auth.epoch) renderNotify();
   }
 }
 
 async function toggleDesktop() {
   const on = ui.notifyDesktop.checked;
   if (on && permission() === 'default') await Notification.requestPermission();
-  if (!session) return;
+  if (!auth.session) return;
   const p = notifyPrefs();
   p.desktop = on;
   saveNotifyPrefs(p);
@@ -3870,7 +3697,7 @@ function noticeVisible() {
   notify.hidden = 0;
   for (const n of notify.open) n.close();
   notify.open.clear();
-  if (session) updateUnreadSummary();
+  if (auth.session) updateUnreadSummary();
 }
 
 function resetNotify() {
@@ -3885,7 +3712,7 @@ function resetNotify() {
 // A room asked for by a link (`/chat?room=…`, what a push's click opens) or by the service
 // worker (`open-room`): opened, joining it if it is public and new to me.
 function goToRoom(text) {
-  if (!session || typeof text !== 'string') return;
+  if (!auth.session || typeof text !== 'string') return;
   let name;
   try { name = parseRoomInput(text); } catch { return; } // not a room of mine (another person's DM)
   if (ui.notifyDialog.open) ui.notifyDialog.close();
@@ -4007,11 +3834,11 @@ if ('serviceWorker' in navigator) {
   navigator.serviceWorker.addEventListener('message', (e) => {
     const d = e.data;
     // The worker asks who is signed in here, to click through to a window of the push's user.
-    if (d && d.type === 'who' && e.ports && e.ports[0]) { e.ports[0].postMessage({ user: session ? session.username : null }); return; }
+    if (d && d.type === 'who' && e.ports && e.ports[0]) { e.ports[0].postMessage({ user: auth.session ? auth.session.username : null }); return; }
     if (!d || d.type !== 'open-room' || typeof d.room !== 'string') return;
     // Another person's push (their window was not found): not for this tab.
-    if (session && typeof d.user === 'string' && d.user && !isMe(d.user)) return;
-    if (session) goToRoom(d.room);
+    if (auth.session && typeof d.user === 'string' && d.user && !isMe(d.user)) return;
+    if (auth.session) goToRoom(d.room);
     else {
       // Signed out here: the room opens once someone signs in (if it is theirs).
       try { history.replaceState(history.state, '', `/chat?room=${encodeURIComponent(d.room)}`); } catch { /* no link */ }
@@ -4164,39 +3991,27 @@ document.addEventListener('keydown', (e) => {
   }
 });
 
-// Tabs of one user share its session: follow their refreshes and logout.
-// Other users' sessions only change whom the login form offers.
+// Tabs of one user share its session: auth follows their refreshes and logout (and tells
+// sessionOver). Here, the browser's push owner.
 window.addEventListener('storage', (e) => {
-  if (e.key === PUSH_OWNER_KEY) { if (ui.notifyDialog.open) renderNotify(); return; }
-  if (e.key !== null && !e.key.startsWith(SESSION_PREFIX)) return; // null: storage cleared
-  if (!session) { renderAccounts(); return; }
-  if (e.key !== null && e.key !== sessionKey(session.username)) return;
-  const s = readSession(session.username);
-  if (!s) {
-    const off = load(DEACTIVATED_PREFIX + session.username.toLowerCase());
-    if (Number.isFinite(off) && Date.now() - off < DEACTIVATED_NOTE_MS) endSession(DEACTIVATED, '', { keepStored: true });
-    else endSession('', 'You were logged out in another tab.', { keepStored: true });
-  } else if (s.refresh_token !== session.refresh_token) {
-    session = s;
-    useToken();
-  }
+  if (e.key === PUSH_OWNER_KEY && ui.notifyDialog.open) renderNotify();
 });
 
 document.addEventListener('visibilitychange', () => {
   if (pageVisible()) noticeVisible();
-  if (!session || !pageVisible()) return;
-  ensureFreshToken().catch(() => {});
+  if (!auth.session || !pageVisible()) return;
+  auth.ensureFreshToken().catch(() => {});
   if (current) markRead(current);
 });
-window.addEventListener('focus', () => { if (session && current) markRead(current); });
+window.addEventListener('focus', () => { if (auth.session && current) markRead(current); });
 // The browser knows about the network before the socket does.
 window.addEventListener('offline', () => {
-  if (!session) return;
+  if (!auth.session) return;
   dropSocket();
   setStatus('offline');
 });
 window.addEventListener('online', () => {
-  if (!session || socket.ws) return;
+  if (!auth.session || socket.ws) return;
   socket.attempts = 0;
   connect();
 });
@@ -4204,24 +4019,19 @@ window.addEventListener('online', () => {
 /* -------------------------------------------------------------------- boot */
 
 (async function boot() {
-  try {
-    const res = await fetch('/config.json', { cache: 'no-store' });
-    const cfg = await res.json();
-    if (cfg && typeof cfg.auth_url === 'string') config.authBase = cfg.auth_url.replace(/\/+$/, '');
-  } catch { /* no config: the auth API is on this origin */ }
+  await auth.configure();
   migrateLegacySession();
   let user = tabUser();
   // A new window opened by a push's click (/chat?room=…) belongs to nobody yet: it is the
   // person this browser's pushes go to, if they are signed in here.
   if (!user && new URLSearchParams(location.search).has('room') && pushOwner() && readSession(pushOwner())) user = pushOwner();
-  session = user ? readSession(user) : null;
+  const s = user ? readSession(user) : null;
   // An invite link is for making an account: the form, even in a tab that has a session
   // (which it offers with "Continue as").
-  if (session && !invite) {
-    epoch++;
+  if (s && !invite) {
+    auth.use(s);
     startChat();
   } else {
-    session = null;
     await fetchRegistration();
     showAuth();
   }
