@@ -323,12 +323,14 @@ test('it fits a phone and a desktop (screenshots)', async (t) => {
 test('the server serves every file of the app, as JavaScript and CSS', async (t) => {
   const server = await startServer();
   t.after(() => server.stop());
-  for (const [file, type] of [['app.js', /javascript/], ['client.js', /javascript/], ['style.css', /css/]]) {
+  const files = [['app.js', /javascript/], ['client.js', /javascript/], ['session.js', /javascript/],
+    ['admin.js', /javascript/], ['admin', /html/], ['style.css', /css/]];
+  for (const [file, type] of files) {
     const res = await fetch(`${server.base}/${file}`);
     assert.equal(res.status, 200, `/${file}`);
     assert.match(res.headers.get('content-type') || '', type, `/${file}`);
   }
-  // app.js is a module that imports client.js by this name.
+  // app.js is a module that imports client.js and session.js by these names.
   const html = await (await fetch(server.base)).text();
   assert.match(html, /<script type="module" src="\/app.js"><\/script>/);
 });

@@ -229,11 +229,16 @@ async fn register(
     ))
 }
 
-/// `GET /api/v1/register`: the registration mode, so the sign-in page offers what works.
+/// `GET /api/v1/register`: the mode the next registration meets, so the sign-in page offers
+/// what works: `open` on an empty database whatever the setting (its first account is made,
+/// the admin who opens it).
 async fn registration(
     State(state): State<AuthState>,
 ) -> Result<Envelope<serde_json::Value>, Error> {
-    let mode = state.registration.mode(&state.store).await?;
+    let mut mode = state.registration.mode(&state.store).await?;
+    if mode != Registration::Open && state.store.accounts("", None, 1).await?.is_empty() {
+        mode = Registration::Open;
+    }
     Ok(Envelope::ok(
         "Registration mode",
         serde_json::json!({ "registration": mode.as_str() }),

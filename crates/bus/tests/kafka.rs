@@ -192,12 +192,8 @@ async fn a_resent_client_id_is_answered_with_the_first_copy_and_never_heard_twic
 
 /// The broker's TLS-only listener, and the CA of its certificate (`scripts/services`).
 fn tls_settings(ca: Option<&str>) -> KafkaSettings {
-    let brokers = std::env::var("BANTER_TEST_KAFKA_TLS_BROKERS").expect(
-        "BANTER_TEST_KAFKA_TLS_BROKERS is not set: start the services with scripts/services up \
-         and load .services/env",
-    );
     let mut s = settings();
-    s.brokers = brokers;
+    s.brokers = banter_testkit::kafka_tls_brokers();
     s.security.push(("security.protocol".into(), "ssl".into()));
     if let Some(ca) = ca {
         s.security.push(("ssl.ca.location".into(), ca.into()));
@@ -208,7 +204,7 @@ fn tls_settings(ca: Option<&str>) -> KafkaSettings {
 
 #[tokio::test]
 async fn over_tls_the_bus_works_and_a_broker_it_cannot_verify_is_refused() {
-    let ca = std::env::var("BANTER_TEST_TLS_CA").expect("BANTER_TEST_TLS_CA is not set");
+    let ca = banter_testkit::tls_ca();
     let settings = tls_settings(Some(&ca));
     let bus = start(&settings).await;
     let mut heard = bus.subscribe();

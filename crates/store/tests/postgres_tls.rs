@@ -21,10 +21,7 @@ async fn encrypted(url: &str) -> Result<bool, String> {
 
 #[tokio::test]
 async fn sslmode_in_the_url_says_how_the_store_connects() {
-    let ca = std::env::var("BANTER_TEST_TLS_CA").expect(
-        "BANTER_TEST_TLS_CA is not set: start the services with scripts/services up and load \
-         .services/env",
-    );
+    let ca = banter_testkit::tls_ca();
     let db = TestDb::new(Db::Postgres).await;
     let with = |params: &str| format!("{}?{params}", db.url);
     assert_eq!(

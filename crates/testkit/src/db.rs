@@ -43,6 +43,19 @@ pub fn kafka_brokers() -> String {
     required("BANTER_TEST_KAFKA_BROKERS", "Apache Kafka")
 }
 
+/// The CA of the test services' TLS certificate (`scripts/services` makes it).
+pub fn tls_ca() -> String {
+    required("BANTER_TEST_TLS_CA", "the test services' TLS CA")
+}
+
+/// `host:port` of the test Kafka broker's TLS-only listener.
+pub fn kafka_tls_brokers() -> String {
+    required(
+        "BANTER_TEST_KAFKA_TLS_BROKERS",
+        "Apache Kafka's TLS listener",
+    )
+}
+
 /// A database that exists for one test.
 #[derive(Debug)]
 pub struct TestDb {

@@ -15,7 +15,7 @@ pub mod tokens;
 mod ws;
 
 pub use app::{Options, TestApp, TEST_JWT_SECRET};
-pub use db::{kafka_brokers, postgres_admin_url, TestDb};
+pub use db::{kafka_brokers, kafka_tls_brokers, postgres_admin_url, tls_ca, TestDb};
 pub use files::{Storage, TestFiles};
 pub use push::{Device, PushService};
 pub use tokens::token_of;
