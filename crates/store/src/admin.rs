@@ -1,12 +1,16 @@
 //! What running banter for a team needs kept: accounts as admins see them (admin, deactivated),
 //! registration (the first account is an admin; invite codes), settings admins change at run
-//! time, and the append-only audit log of what admins did.
+//! time, the append-only audit log of what admins did, and the reads admins need of rooms
+//! (their list, a purge's messages) and the sweep of deleted rooms' messages.
 //!
-//! None of this is a change of a room, so none of it goes through a room's log: these are
-//! accounts and the server's own records, written directly, like refresh tokens. What must
+//! The accounts, invites and settings are not changes of a room, so they go through no room's
+//! log: they are the server's own records, written directly, like refresh tokens. What must
 //! reach every gateway at once (a deactivation) is announced on the bus after it is stored.
-//! Each admin action is stored in the same transaction as its audit entry, so there is no
-//! action without its entry, nor an entry for an action that did not happen.
+//! Each of these actions is stored in the same transaction as its audit entry, so there is no
+//! action without its entry, nor an entry for an action that did not happen. (Archiving or
+//! deleting a room and purging messages are room changes: they go through the rooms' logs,
+//! and are audited with [`Admin::record_audit`] once logged. The sweep removes what a deleted
+//! room's log has already taken from everyone.)
 
 use async_trait::async_trait;
 use banter_core::{RoomKind, RoomName, Standing, Topic, User, UserId, Username};
