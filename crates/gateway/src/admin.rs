@@ -25,7 +25,7 @@ use banter_http::{ApiError, ApiJson, Envelope};
 use banter_store::{Account, AdminRoom, AuditEntry, Invite, NewAudit, NewInvite, PurgeRange};
 use serde::{Deserialize, Serialize};
 
-use crate::api::Error;
+use crate::api::{page_limit, Error};
 use crate::GatewayState;
 
 /// Invites admit at most this many registrations each.
@@ -134,16 +134,20 @@ pub struct AccountsPage {
     has_more: bool,
 }
 
-/// `limit` of a page: 1 to 100, default 50.
-fn limit(query: &HashMap<String, String>) -> Result<u32, Error> {
-    match query.get("limit") {
-        None => Ok(50),
-        Some(raw) => Ok(raw
-            .parse::<u32>()
-            .ok()
-            .filter(|l| (1..=100).contains(l))
-            .ok_or_else(|| ValidationError::new("limit", "must be a number from 1 to 100"))?),
+/// `q` of a search by name: trimmed, at most 64 characters.
+fn name_query(query: &HashMap<String, String>) -> Result<&str, Error> {
+    let q = query.get("q").map_or("", |q| q.trim());
+    if q.chars().count() > 64 {
+        return Err(ValidationError::new("q", "must be at most 64 characters").into());
     }
+    Ok(q)
+}
+
+/// A page of `limit` from `found`, asked for one more: whether there is more after it.
+fn page<T>(mut found: Vec<T>, limit: u32) -> (Vec<T>, bool) {
+    let has_more = found.len() > limit as usize;
+    found.truncate(limit as usize);
+    (found, has_more)
 }
 
 /// `GET /api/v1/admin/users?q=&after=&limit=`: accounts whose name contains `q`, by name.
@@ -152,17 +156,16 @@ pub async fn users(
     _admin: AdminUser,
     Query(query): Query<HashMap<String, String>>,
 ) -> Result<Envelope<AccountsPage>, Error> {
-    let limit = limit(&query)?;
-    let q = query.get("q").map_or("", |q| q.trim());
-    if q.chars().count() > 64 {
-        return Err(ValidationError::new("q", "must be at most 64 characters").into());
-    }
-    let mut found = state
+    let limit = page_limit(&query)?;
+    let found = state
         .store
-        .accounts(q, query.get("after").map(String::as_str), limit + 1)
+        .accounts(
+            name_query(&query)?,
+            query.get("after").map(String::as_str),
+            limit + 1,
+        )
         .await?;
-    let has_more = found.len() > limit as usize;
-    found.truncate(limit as usize);
+    let (found, has_more) = page(found, limit);
     Ok(Envelope::ok(
         "Users",
         AccountsPage {
@@ -471,7 +474,7 @@ pub async fn audit(
     _admin: AdminUser,
     Query(query): Query<HashMap<String, String>>,
 ) -> Result<Envelope<AuditPage>, Error> {
-    let limit = limit(&query)?;
+    let limit = page_limit(&query)?;
     let before = query
         .get("before")
         .map(|b| {
@@ -479,9 +482,8 @@ pub async fn audit(
                 .map_err(|_| ValidationError::new("before", "must be an entry's id"))
         })
         .transpose()?;
-    let mut entries = state.store.audit_log(before, limit + 1).await?;
-    let has_more = entries.len() > limit as usize;
-    entries.truncate(limit as usize);
+    let entries = state.store.audit_log(before, limit + 1).await?;
+    let (entries, has_more) = page(entries, limit);
     Ok(Envelope::ok(
         "Audit log",
         AuditPage {
@@ -535,17 +537,16 @@ pub async fn rooms(
     _admin: AdminUser,
     Query(query): Query<HashMap<String, String>>,
 ) -> Result<Envelope<RoomsPage>, Error> {
-    let limit = limit(&query)?;
-    let q = query.get("q").map_or("", |q| q.trim());
-    if q.chars().count() > 64 {
-        return Err(ValidationError::new("q", "must be at most 64 characters").into());
-    }
-    let mut found = state
+    let limit = page_limit(&query)?;
+    let found = state
         .store
-        .admin_rooms(q, query.get("after").map(String::as_str), limit + 1)
+        .admin_rooms(
+            name_query(&query)?,
+            query.get("after").map(String::as_str),
+            limit + 1,
+        )
         .await?;
-    let has_more = found.len() > limit as usize;
-    found.truncate(limit as usize);
+    let (found, has_more) = page(found, limit);
     Ok(Envelope::ok(
         "Rooms",
         RoomsPage {

@@ -117,7 +117,7 @@ fn message_id(raw: &str) -> Result<uuid::Uuid, Error> {
 }
 
 /// `limit` of a page: 1 to 100, default 50.
-fn page_limit(query: &HashMap<String, String>) -> Result<u32, Error> {
+pub(crate) fn page_limit(query: &HashMap<String, String>) -> Result<u32, Error> {
     match query.get("limit") {
         None => Ok(50),
         Some(raw) => Ok(raw

@@ -284,6 +284,24 @@ macro_rules! impl_admin {
             })
         }
 
+        /// SQL for "`column` contains `$1`, without case": `instr`/`strpos` rather than LIKE,
+        /// so that `%` and `_` in it are plain text.
+        fn contains_q(column: &str) -> String {
+            match $backend {
+                Backend::Sqlite => format!("instr(lower({column}), lower($1)) > 0"),
+                Backend::Postgres => format!("strpos(lower({column}), lower($1)) > 0"),
+            }
+        }
+
+        /// `column` ordered by its bytes on both engines (PostgreSQL's collation would skip
+        /// punctuation), so that pages follow each other the same way everywhere.
+        fn by_bytes(column: &str) -> String {
+            match $backend {
+                Backend::Sqlite => column.to_owned(),
+                Backend::Postgres => format!("{column} COLLATE \"C\""),
+            }
+        }
+
         const ADMIN_ROOM_SELECT: &str = "SELECT r.name, r.kind, r.topic, r.owner, r.created_at, \
              r.archived_at, r.deleted_at, \
              (SELECT COUNT(*) FROM memberships mb WHERE mb.room = r.name AND mb.present) AS members, \
@@ -447,17 +465,8 @@ macro_rules! impl_admin {
                 after: Option<&str>,
                 limit: u32,
             ) -> Result<Vec<$crate::admin::Account>, StoreError> {
-                // `instr`/`strpos` rather than LIKE: `%` and `_` in `q` are plain text.
-                let contains = match $backend {
-                    Backend::Sqlite => "instr(lower(username), lower($1)) > 0",
-                    Backend::Postgres => "strpos(lower(username), lower($1)) > 0",
-                };
-                // Byte order on both engines (PostgreSQL's collation would skip punctuation),
-                // so pages follow each other the same way everywhere.
-                let key = match $backend {
-                    Backend::Sqlite => "lower(username)",
-                    Backend::Postgres => "lower(username) COLLATE \"C\"",
-                };
+                let contains = contains_q("username");
+                let key = by_bytes("lower(username)");
                 let rows = sqlx::query(&format!(
                     "SELECT {ACCOUNT_COLUMNS} FROM users \
                      WHERE ($1 = '' OR {contains}) AND ($2 IS NULL OR {key} > lower($2)) \
@@ -659,14 +668,7 @@ macro_rules! impl_admin {
                 after: Option<&str>,
                 limit: u32,
             ) -> Result<Vec<$crate::admin::AdminRoom>, StoreError> {
-                let contains = match $backend {
-                    Backend::Sqlite => "instr(lower(r.name), lower($1)) > 0",
-                    Backend::Postgres => "strpos(lower(r.name), lower($1)) > 0",
-                };
-                let key = match $backend {
-                    Backend::Sqlite => "r.name",
-                    Backend::Postgres => "r.name COLLATE \"C\"",
-                };
+                let (contains, key) = (contains_q("r.name"), by_bytes("r.name"));
                 let rows = sqlx::query(&format!(
                     "{ADMIN_ROOM_SELECT} WHERE r.kind <> 'dm' AND ($1 = '' OR {contains}) \
                        AND ($2 IS NULL OR {key} > $2) \
