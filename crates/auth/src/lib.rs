@@ -2,6 +2,7 @@
 //!
 //! - [`password`]: argon2id hashing on a bounded pool of blocking threads;
 //! - [`token`]: HS256 access tokens (pinned algorithm) and opaque rotating refresh tokens;
+//! - [`bot`]: bots' long-lived tokens, and [`TokenKeys::authenticate`], which takes either;
 //! - [`routes`]: the auth API (`/api/v1/register`, `login`, `refresh`, `logout`, `me`);
 //! - [`registration`]: who may register (open, invite, closed) and invite codes;
 //! - [`standing`]: whose tokens are refused before they expire (deactivated accounts);
@@ -9,6 +10,7 @@
 //!
 //! Every failure is an [`Error`], whose variants name their HTTP status.
 
+pub mod bot;
 mod error;
 pub mod password;
 pub mod registration;
@@ -21,6 +23,7 @@ use std::sync::Arc;
 use banter_http::limit::{Limiter, Rate};
 use banter_store::DynStore;
 
+pub use bot::{BotScope, Identity};
 pub use error::Error;
 pub use registration::{InviteCode, Registration, RegistrationPolicy};
 pub use routes::{router, AuthUser};

@@ -16,7 +16,7 @@ use banter_store::{NewAccount, NewRefreshToken, Registered, Rotation};
 use serde::{Deserialize, Serialize};
 
 use crate::token::{digest, RefreshSecret};
-use crate::{AuthState, Claims, Error, Registration, TokenKeys};
+use crate::{AuthState, Error, Registration, TokenKeys};
 
 /// The auth API's routes, with their state.
 pub fn router(state: AuthState) -> Router {
@@ -35,13 +35,15 @@ impl FromRef<AuthState> for Arc<TokenKeys> {
     }
 }
 
-/// The user a valid `Authorization: Bearer <JWT>` names. Any handler that takes it requires
-/// one; without it the request is answered 401 before the handler runs.
+/// The user (or bot) a valid `Authorization: Bearer <token>` names: a user's JWT or a bot's
+/// token. Any handler that takes it requires one; without it the request is answered 401
+/// before the handler runs.
 #[derive(Debug, Clone)]
 pub struct AuthUser {
     pub id: UserId,
     pub username: Username,
-    pub claims: Claims,
+    /// Set for a bot, with the rooms it may use.
+    pub bot: Option<crate::BotScope>,
 }
 
 impl<S> FromRequestParts<S> for AuthUser
@@ -70,11 +72,13 @@ where
             .ok_or(Error::Unauthorized(
                 "the Authorization header must be: Bearer <token>",
             ))?;
-        let claims = Arc::<TokenKeys>::from_ref(state).verify(token)?;
+        let who = Arc::<TokenKeys>::from_ref(state)
+            .authenticate(token)
+            .await?;
         Ok(Self {
-            id: claims.user_id()?,
-            username: Username::from_stored(claims.name.clone()),
-            claims,
+            id: who.id,
+            username: who.username,
+            bot: who.bot,
         })
     }
 }
@@ -125,6 +129,8 @@ struct MeView {
     #[serde(flatten)]
     user: UserView,
     admin: bool,
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    bot: bool,
 }
 
 #[derive(Serialize)]
@@ -400,6 +406,7 @@ async fn me(State(state): State<AuthState>, user: AuthUser) -> Result<Envelope<M
         "Current user",
         MeView {
             admin: found.admin,
+            bot: found.bot,
             user: found.user.into(),
         },
     ))

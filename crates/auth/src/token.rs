@@ -68,6 +68,8 @@ pub struct TokenKeys {
     pub refresh_ttl: Duration,
     /// Accounts whose tokens are refused although their signature is good.
     pub standings: Standings,
+    /// Where bot tokens are looked up (see [`crate::bot`]); `None`: they are refused.
+    pub(crate) bots: Option<banter_store::DynStore>,
 }
 
 impl std::fmt::Debug for TokenKeys {
@@ -107,6 +109,7 @@ impl TokenKeys {
             access_ttl,
             refresh_ttl,
             standings: Standings::default(),
+            bots: None,
         })
     }
 

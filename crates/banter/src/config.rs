@@ -205,6 +205,9 @@ pub struct GatewayLimitArgs {
     /// Messages a user may send: N/s, N/min, N/h, or off.
     #[arg(long, env = "BANTER_LIMIT_SENDS", value_parser = rate, default_value = "30/s")]
     pub limit_sends: RateArg,
+    /// Messages a bot may send (over HTTP, its sockets, or its webhook's URL).
+    #[arg(long, env = "BANTER_LIMIT_BOT_SENDS", value_parser = rate, default_value = "60/min")]
+    pub limit_bot_sends: RateArg,
     /// Typing notices a user may send.
     #[arg(long, env = "BANTER_LIMIT_TYPING", value_parser = rate, default_value = "10/s")]
     pub limit_typing: RateArg,
@@ -226,6 +229,7 @@ impl GatewayLimitArgs {
     pub fn settings(&self, proxy: &ProxyArgs) -> banter_gateway::limits::GatewayLimitSettings {
         banter_gateway::limits::GatewayLimitSettings {
             sends: self.limit_sends.0,
+            bot_sends: self.limit_bot_sends.0,
             typing: self.limit_typing.0,
             uploads: self.limit_uploads.0,
             searches: self.limit_searches.0,

@@ -394,7 +394,7 @@ pub async fn launch_serve(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
     let listener: Listener = listener.into();
-    let tokens = token_keys(&options.auth)?;
+    let tokens = token_keys(&options.auth, &store)?;
     let stop_worker = CancellationToken::new();
     let bus: DynBus = match &options.kafka {
         None => Arc::new(MemoryBus::start(StorePorts::local_log(&store))),
@@ -412,6 +412,7 @@ pub async fn launch_serve(
     };
     let mut config = options.gateway;
     config.push = options.push.as_ref().map(PushOptions::api);
+    config.scheme = listener.scheme();
     let gateway = GatewayState::start(
         bus.clone(),
         store.clone(),
@@ -475,7 +476,7 @@ pub async fn launch_gateway(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
     let listener: Listener = listener.into();
-    let tokens = token_keys(&options)?;
+    let tokens = token_keys(&options, &store)?;
     let mut checks = database_check(&store);
     checks.push(kafka_check(&kafka)?);
     let bus = KafkaBus::start(kafka, StorePorts::first_copies(&store))
@@ -487,6 +488,10 @@ pub async fn launch_gateway(
         listener.scheme(),
         listener.local_addr()?
     );
+    let config = GatewayConfig {
+        scheme: listener.scheme(),
+        ..config
+    };
     let gateway = GatewayState::start(
         Arc::new(bus),
         store.clone(),
@@ -653,7 +658,7 @@ pub async fn launch_auth(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
     let listener: Listener = listener.into();
-    let tokens = token_keys(&options)?;
+    let tokens = token_keys(&options, &store)?;
     let app = auth_routes(&store, &options, tokens)?
         .merge(ops::router(database_check(&store), pool_gauges(&store)));
     let mut app = ops::finish(app);
@@ -679,9 +684,10 @@ fn cors(origins: &[String]) -> anyhow::Result<tower_http::cors::CorsLayer> {
         .max_age(std::time::Duration::from_secs(600)))
 }
 
-fn token_keys(options: &AuthOptions) -> anyhow::Result<Arc<TokenKeys>> {
+/// The keys that check Bearer tokens: users' JWTs, and bots' tokens looked up in `store`.
+fn token_keys(options: &AuthOptions, store: &DynStore) -> anyhow::Result<Arc<TokenKeys>> {
     TokenKeys::new(&options.jwt_secret, options.access_ttl, options.refresh_ttl)
-        .map(Arc::new)
+        .map(|keys| Arc::new(keys.with_bots(store.clone())))
         .map_err(anyhow::Error::msg)
 }
 

@@ -97,6 +97,7 @@ async fn a_purge_beside_the_fanout_loses_and_stalls_nothing() {
                     thread_root: None,
                     mentions: Vec::new(),
                     attachments: Vec::new(),
+                    bot: None,
                 })
             })
             .collect();

@@ -56,6 +56,7 @@ fn message(room: &str, body: &str, client_id: Option<&str>) -> NewMessage {
         thread_root: None,
         mentions: Vec::new(),
         attachments: Vec::new(),
+        bot: None,
     }
 }
 

@@ -17,7 +17,8 @@ mod user;
 pub use event::{Appended, Change, Emoji, LoggedEvent, NewChange, RoomEvent};
 pub use message::{
     attachments_from_json, attachments_json, optional_rfc3339_millis, rfc3339_millis, Attachment,
-    ClientId, Cursor, EarlierBody, Message, NewMessage, ReactionSummary, StoredMessage,
+    BotLabel, BotPost, ClientId, Cursor, EarlierBody, Message, NewMessage, ReactionSummary,
+    StoredMessage,
 };
 pub use names::{MessageBody, Password, RoomName, Username};
 pub use room::{

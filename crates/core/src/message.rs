@@ -137,6 +137,71 @@ pub struct Message {
     /// The files it carries.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub attachments: Vec<Attachment>,
+    /// Set when a bot sent it: `"bot": true` and the label it posted under, if any.
+    #[serde(flatten, skip_serializing_if = "Option::is_none")]
+    pub bot: Option<BotPost>,
+}
+
+/// The mark of a message a bot sent: readers show it as a bot's, under `label` when an
+/// incoming webhook gave one (Slack's `username`), else under the bot's name.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct BotPost {
+    #[serde(serialize_with = "always_true")]
+    pub bot: (),
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub label: Option<BotLabel>,
+}
+
+impl BotPost {
+    pub fn new(label: Option<BotLabel>) -> Self {
+        Self { bot: (), label }
+    }
+}
+
+fn always_true<S: Serializer>(_: &(), s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_bool(true)
+}
+
+/// The name a bot's message is shown under instead of the bot's own: 1 to 64 characters,
+/// trimmed, without control characters. It is a label, never an account's name.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct BotLabel(String);
+
+impl BotLabel {
+    pub const MAX_CHARS: usize = 64;
+
+    pub fn parse(input: &str) -> Result<Self, ValidationError> {
+        let trimmed = input.trim();
+        let chars = trimmed.chars().count();
+        if chars == 0 || chars > Self::MAX_CHARS {
+            return Err(ValidationError::new(
+                "username",
+                format!("must be 1 to {} characters long", Self::MAX_CHARS),
+            ));
+        }
+        if trimmed.chars().any(char::is_control) {
+            return Err(ValidationError::new(
+                "username",
+                "may not contain control characters",
+            ));
+        }
+        Ok(Self(trimmed.to_owned()))
+    }
+
+    /// Wraps a label the store or the log already holds.
+    pub fn from_stored(label: String) -> Self {
+        Self(label)
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl Serialize for BotLabel {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&self.0)
+    }
 }
 
 /// A file a message carries, as its upload described it: what the client shows (name, size,
@@ -271,6 +336,8 @@ pub struct NewMessage {
     pub mentions: Vec<Username>,
     /// See [`Message::attachments`]; uploads of the author's, checked when it was sent.
     pub attachments: Vec<Attachment>,
+    /// See [`Message::bot`]; set from the sender's account, never from its input.
+    pub bot: Option<BotPost>,
 }
 
 impl NewMessage {
@@ -288,6 +355,7 @@ impl NewMessage {
             thread_root: self.thread_root,
             mentions: self.mentions.clone(),
             attachments: self.attachments.clone(),
+            bot: self.bot.clone(),
         }
     }
 }
@@ -325,6 +393,8 @@ pub struct StoredMessage {
     pub edited_at: Option<DateTime<Utc>>,
     pub reactions: Vec<ReactionSummary>,
     pub reply_count: u32,
+    #[serde(flatten, skip_serializing_if = "Option::is_none")]
+    pub bot: Option<BotPost>,
 }
 
 /// One emoji's reactions to a message: how many, and the first of those who reacted.
@@ -417,6 +487,7 @@ mod tests {
             thread_root: None,
             mentions: Vec::new(),
             attachments: Vec::new(),
+            bot: None,
         };
         let v = serde_json::to_value(&m).expect("json");
         assert_eq!(
@@ -429,6 +500,35 @@ mod tests {
                 "created_at": "2023-11-14T22:13:20.123Z",
                 "cursor": "000000000000000000000007",
             })
+        );
+        let from_bot = Message {
+            bot: Some(BotPost::new(Some(BotLabel::parse(" CI ").expect("label")))),
+            ..m.clone()
+        };
+        let v = serde_json::to_value(&from_bot).expect("json");
+        assert_eq!(v["bot"], true);
+        assert_eq!(v["label"], "CI");
+        let unlabelled = Message {
+            bot: Some(BotPost::new(None)),
+            ..m
+        };
+        let v = serde_json::to_value(&unlabelled).expect("json");
+        assert_eq!(v["bot"], true);
+        assert!(v.get("label").is_none());
+    }
+
+    #[test]
+    fn bot_labels_are_short_and_printable() {
+        assert_eq!(
+            BotLabel::parse("  Jenkins ").expect("ok").as_str(),
+            "Jenkins"
+        );
+        assert!(BotLabel::parse(&"é".repeat(64)).is_ok());
+        assert!(BotLabel::parse(&"é".repeat(65)).is_err());
+        assert!(BotLabel::parse("   ").is_err());
+        assert_eq!(
+            BotLabel::parse("a\nb").expect_err("control").field,
+            "username"
         );
     }
 

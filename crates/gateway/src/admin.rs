@@ -50,7 +50,12 @@ pub struct AdminUser {
 
 impl AdminUser {
     /// An audit entry of this admin doing `action` on `target`.
-    fn audit(&self, action: &'static str, target: &str, detail: serde_json::Value) -> NewAudit {
+    pub(crate) fn audit(
+        &self,
+        action: &'static str,
+        target: &str,
+        detail: serde_json::Value,
+    ) -> NewAudit {
         NewAudit {
             at: banter_store::now(),
             actor_id: Some(self.user.id),
@@ -109,6 +114,8 @@ pub struct AccountView {
     created_at: String,
     admin: bool,
     deactivated_at: Option<String>,
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    bot: bool,
 }
 
 /// Times as the rest of the API writes them (RFC 3339, milliseconds, UTC).
@@ -124,6 +131,7 @@ impl From<Account> for AccountView {
             created_at: time(a.user.created_at),
             admin: a.admin,
             deactivated_at: a.deactivated_at.map(time),
+            bot: a.bot,
         }
     }
 }

@@ -37,6 +37,12 @@ pub enum Error {
     /// 403 `room_archived`: the room is read-only.
     #[error("the room is archived")]
     Archived,
+    /// 409 `conflict`: the request contradicts what is stored (the message says what).
+    #[error("conflict: {0}")]
+    Conflict(&'static str),
+    /// 429 `rate_limited`, with `Retry-After`.
+    #[error("rate limited")]
+    RateLimited(banter_http::limit::RetryAfter),
     /// 503 `unavailable`: the store or the bus cannot serve right now.
     #[error("unavailable: {0}")]
     Unavailable(String),
@@ -86,6 +92,10 @@ impl IntoResponse for Error {
                 "this room is archived: it is read-only",
             )
             .into_response(),
+            Self::Conflict(why) => {
+                ApiError::new(StatusCode::CONFLICT, "conflict", why).into_response()
+            }
+            Self::RateLimited(wait) => wait.into_api_error("messages").into_response(),
             Self::Unavailable(cause) => {
                 tracing::warn!(%cause, "dependency unavailable");
                 ApiError::unavailable().into_response()
@@ -105,10 +115,7 @@ pub(crate) async fn reader(
 }
 
 pub(crate) fn actor(user: &AuthUser) -> Actor {
-    Actor {
-        id: user.id,
-        name: user.username.clone(),
-    }
+    Actor::of(user.id, user.username.clone(), user.bot.clone())
 }
 
 fn message_id(raw: &str) -> Result<uuid::Uuid, Error> {
@@ -295,6 +302,8 @@ struct MemberView {
     username: banter_core::Username,
     role: banter_core::Role,
     online: bool,
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    bot: bool,
 }
 
 /// `GET /api/v1/rooms/{room}/members`: its members, with their role and whether online.
@@ -305,12 +314,14 @@ pub async fn members(
 ) -> Result<Envelope<serde_json::Value>, Error> {
     let reader = reader(&state, &user, &room).await?;
     let online = state.hub.online(reader.room());
+    let bots = state.store.bot_ids().await?;
     let members: Vec<MemberView> = state
         .directory
         .members(reader.room())
         .await?
         .into_iter()
-        .map(|(_, m)| MemberView {
+        .map(|(id, m)| MemberView {
+            bot: bots.contains(&id),
             online: online
                 .iter()
                 .any(|o| o.eq_ignore_ascii_case(m.user.as_str())),

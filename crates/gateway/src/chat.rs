@@ -23,15 +23,17 @@
 //!   deletes; the owner (or an admin) sets the topic; members move their read position;
 //! - an admin archives a room (read-only: history, read positions, muting, leaving and
 //!   deletes still work; nothing new is said), deletes one (gone for everyone at once), and
-//!   purges a person's messages wherever they are.
+//!   purges a person's messages wherever they are;
+//! - a bot is a member like anyone, and its messages are marked as a bot's; a bot limited to
+//!   some rooms is refused every other room here, before any rule above.
 
 use std::sync::Arc;
 
 use banter_bus::{BusError, DynBus};
 use banter_core::{
-    mention_candidates, Appended, Attachment, Change, ClientId, Cursor, Emoji, LoggedEvent,
-    MessageBody, NewChange, NewMessage, NewRoomChange, Role, RoomChange, RoomEntry, RoomEvent,
-    RoomKind, RoomName, Topic, UserId, UserRef, Username,
+    mention_candidates, Appended, Attachment, BotLabel, BotPost, Change, ClientId, Cursor, Emoji,
+    LoggedEvent, MessageBody, NewChange, NewMessage, NewRoomChange, Role, RoomChange, RoomEntry,
+    RoomEvent, RoomKind, RoomName, Topic, UserId, UserRef, Username,
 };
 use banter_store::{DynStore, PurgeItem, SearchScope, StoreError};
 use chrono::{DateTime, Utc};
@@ -86,11 +88,44 @@ impl From<BusError> for ChatError {
     }
 }
 
-/// Who is acting: the signed-in user, as their token says.
+/// Who is acting: the signed-in user (or bot), as their token says.
 #[derive(Debug, Clone)]
 pub struct Actor {
     pub id: UserId,
     pub name: Username,
+    /// Set when a bot acts (behind an `Arc`: an actor is held across every await of a
+    /// connection's task, whose size every idle connection pays).
+    pub bot: Option<Arc<BotActor>>,
+}
+
+/// A bot acting: where it may go, and the label its messages are posted under (an incoming
+/// webhook's `username`).
+#[derive(Debug, Clone)]
+pub struct BotActor {
+    pub scope: banter_auth::BotScope,
+    pub label: Option<BotLabel>,
+}
+
+impl Actor {
+    /// A person, or a bot when `bot` is its scope.
+    pub fn of(id: UserId, name: Username, bot: Option<banter_auth::BotScope>) -> Self {
+        Self {
+            id,
+            name,
+            bot: bot.map(|scope| Arc::new(BotActor { scope, label: None })),
+        }
+    }
+
+    /// Whether the actor's token reaches `room` at all (a limited bot's does not reach
+    /// the others).
+    fn may_use(&self, room: &RoomName) -> Result<(), ChatError> {
+        match &self.bot {
+            Some(bot) if !bot.scope.admits(room) => {
+                Err(ChatError::Forbidden("this bot may not use that room"))
+            }
+            _ => Ok(()),
+        }
+    }
 }
 
 /// Proof that a user may read (and so write to) a room. Only [`Chat::reader`] makes one.
@@ -143,6 +178,9 @@ pub struct Acked {
     pub room: RoomName,
     pub cursor: Cursor,
     pub at: DateTime<Utc>,
+    /// The message, when the event is one (moved out of the log's answer, not copied):
+    /// what the HTTP API answers a send with. Boxed: acks wait in every connection's task.
+    pub message: Option<Box<NewMessage>>,
 }
 
 /// The kind of a room that exists, or `not_found`.
@@ -157,13 +195,18 @@ fn self_ref(actor: &Actor) -> UserRef {
     }
 }
 
-fn acked_of(logged: &LoggedEvent) -> Acked {
-    Acked {
+fn acked_of(logged: LoggedEvent) -> Acked {
+    let mut acked = Acked {
         id: logged.event.message_id(),
         room: logged.room().clone(),
         cursor: logged.cursor,
         at: logged.event.at(),
+        message: None,
+    };
+    if let RoomEvent::Message(m) = logged.event {
+        acked.message = Some(Box::new(m));
     }
+    acked
 }
 
 /// Resolves once the event is durable (or refused).
@@ -209,6 +252,7 @@ impl Chat {
 
     /// The right to read and write `room`, or `forbidden`.
     pub async fn reader(&self, actor: &Actor, room: RoomName) -> Result<Reader, ChatError> {
+        actor.may_use(&room)?;
         if !room.admits(&actor.name) {
             return Err(ChatError::Forbidden(
                 "that direct-message room belongs to two other users",
@@ -296,6 +340,7 @@ impl Chat {
         kind: RoomKind,
         topic: Topic,
     ) -> Result<Acked, ChatError> {
+        actor.may_use(&room)?;
         if room.direct_members().is_some() {
             return Err(ChatError::Forbidden(
                 "direct-message rooms make themselves with their first message",
@@ -573,8 +618,12 @@ impl Chat {
     /// heard lately of the user's memberships (persist may not have stored it yet).
     pub async fn rooms(&self, user: &Actor) -> Result<Vec<RoomEntry>, ChatError> {
         let mut entries = self.store.memberships(user.id).await?;
+        entries.retain(|e| user.may_use(&e.room).is_ok());
         for room in self.recent.rooms_changed_for(user.id) {
             let listed = entries.iter().position(|e| e.room == room);
+            if user.may_use(&room).is_err() {
+                continue;
+            }
             match (self.entry(user, &room).await?, listed) {
                 (Some(fresh), None) => entries.insert(0, fresh),
                 (None, Some(at)) => {
@@ -589,6 +638,13 @@ impl Chat {
     /// Where a search by `user` of their rooms looks: their memberships as the store has
     /// them, corrected by the changes of them this gateway heard lately (the store may lag).
     pub async fn search_scope(&self, user: &Actor) -> Result<SearchScope, ChatError> {
+        // A limited bot may be a member of rooms it may not use (someone added it): it
+        // searches one of its rooms at a time.
+        if user.bot.as_ref().is_some_and(|b| b.scope.rooms.is_some()) {
+            return Err(ChatError::Forbidden(
+                "this bot is limited to some rooms: search one of them (room=)",
+            ));
+        }
         let (mut also, mut except) = (Vec::new(), Vec::new());
         for room in self.recent.rooms_changed_for(user.id) {
             match self.directory.lookup(&room, user.id).await? {
@@ -717,6 +773,7 @@ impl Chat {
             thread_root,
             mentions,
             attachments,
+            bot: actor.bot.as_ref().map(|b| BotPost::new(b.label.clone())),
         };
         let room = message.room.clone();
         self.submit(RoomEvent::Message(message), room).await
@@ -850,7 +907,7 @@ impl Chat {
         };
         match self.bus.first_copy(actor.id, client_id).await? {
             Some(first) => {
-                let acked = acked_of(&first);
+                let acked = acked_of(first);
                 Ok(Box::pin(async move { Ok(acked) }))
             }
             None => Err(refusal),
@@ -867,15 +924,16 @@ impl Chat {
                     // What the gateway's own user just did is known here at once, ahead of
                     // the log's fan-out (their next request may depend on it).
                     directory.apply_acked(&logged);
-                    Ok(acked_of(&logged))
+                    Ok(acked_of(logged))
                 }
                 // A re-sent client id answers with its first event, whatever it was.
-                Appended::Duplicate(logged) => Ok(acked_of(&logged)),
+                Appended::Duplicate(logged) => Ok(acked_of(logged)),
                 Appended::Unchanged { message, cursor } => Ok(Acked {
                     id: message,
                     room,
                     cursor,
                     at: banter_store::now(),
+                    message: None,
                 }),
                 // Deleted before this event's turn came in the log.
                 Appended::Missing => Err(NO_MESSAGE),

@@ -70,18 +70,20 @@ fn kick_reason(code: u16) -> &'static str {
 pub struct Peer {
     pub id: UserId,
     pub username: Username,
-    /// Unix time at which the current token expires.
+    /// Unix time at which the current token expires (a bot's: never, `i64::MAX`).
     pub expires_at: i64,
+    /// Set for a bot, with the rooms it may use.
+    pub bot: Option<banter_auth::BotScope>,
 }
 
 impl Peer {
     fn actor(&self) -> Actor {
-        Actor {
-            id: self.id,
-            name: self.username.clone(),
-        }
+        Actor::of(self.id, self.username.clone(), self.bot.clone())
     }
 }
+
+/// The furthest ahead a socket's expiry is timed (ten years): a bot's never comes.
+const LONGEST_EXPIRY: i64 = 10 * 365 * 24 * 3600;
 
 /// An error frame for a refusal of the chat service, echoing the client's id.
 fn refused(e: &ChatError, client_id: Option<&ClientId>) -> FrameError {
@@ -292,7 +294,12 @@ where
     }
 
     fn expiry_instant(&self) -> Instant {
-        let left = self.peer.expires_at - chrono::Utc::now().timestamp();
+        let left = self
+            .peer
+            .expires_at
+            .saturating_sub(chrono::Utc::now().timestamp());
+        // A bot's token does not expire: its socket is closed when the bot is revoked.
+        let left = left.clamp(0, LONGEST_EXPIRY);
         Instant::now() + Duration::from_secs(u64::try_from(left).unwrap_or(0))
     }
 
@@ -579,7 +586,7 @@ where
     fn within_rate(&self, client_id: Option<&ClientId>) -> Result<(), FrameError> {
         self.state
             .limits
-            .sends
+            .sends_of(self.peer.bot.is_some())
             .check(&self.peer.id)
             .map_err(|wait| {
                 let mut e = FrameError::new(
@@ -749,8 +756,9 @@ where
     }
 
     async fn on_auth(&mut self, token: &str) -> Result<Option<Instant>, End> {
-        let claims = match self.state.tokens.verify(token) {
-            Ok(claims) => claims,
+        // Boxed: a re-auth is rare, and its future would sit in every idle connection's.
+        let who = match Box::pin(self.state.tokens.authenticate(token)).await {
+            Ok(who) => who,
             Err(banter_auth::Error::AccountDisabled) => {
                 return Err(End::Close(
                     CLOSE_ACCOUNT_DISABLED,
@@ -768,7 +776,7 @@ where
                 return Ok(None);
             }
         };
-        if claims.user_id().ok() != Some(self.peer.id) {
+        if who.id != self.peer.id {
             self.send_error(&FrameError::new(
                 "forbidden",
                 "the token is for another user",
@@ -776,9 +784,13 @@ where
             .await?;
             return Ok(None);
         }
-        self.peer.expires_at = claims.exp;
+        self.peer.expires_at = who.expires_at.unwrap_or(i64::MAX);
         self.send_frame(&ServerFrame::Authenticated {
-            expires_in: claims.exp - chrono::Utc::now().timestamp(),
+            expires_in: self
+                .peer
+                .expires_at
+                .saturating_sub(chrono::Utc::now().timestamp())
+                .min(LONGEST_EXPIRY),
         })
         .await?;
         Ok(Some(self.expiry_instant()))

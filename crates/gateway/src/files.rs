@@ -33,7 +33,6 @@ use futures::{Stream, StreamExt};
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
-use crate::chat::Actor;
 use crate::{images, GatewayState};
 
 /// The settings of attachments.
@@ -394,10 +393,7 @@ async fn readable(state: &GatewayState, user: &AuthUser, raw: &str) -> Result<Up
             .filter(|m| m.event.actor_id() == upload.uploader)
             .map(|m| m.room().clone()),
     };
-    let actor = Actor {
-        id: user.id,
-        name: user.username.clone(),
-    };
+    let actor = crate::api::actor(user);
     if upload.uploader == user.id {
         // Even its uploader's: a deleted room's files go with it at once (the sweep removes
         // them later), as everything else of it does.

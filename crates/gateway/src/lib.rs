@@ -12,6 +12,7 @@
 
 pub mod admin;
 pub mod api;
+pub mod bots;
 pub mod chat;
 pub mod conn;
 pub mod directory;
@@ -90,6 +91,9 @@ pub struct GatewayConfig {
     pub push: Option<push::PushApi>,
     /// The admin API's settings.
     pub admin: admin::AdminConfig,
+    /// How clients reach this listener (`http` or `https`), for the URLs it gives out (an
+    /// incoming webhook's) when no trusted proxy says otherwise.
+    pub scheme: &'static str,
 }
 
 impl Default for GatewayConfig {
@@ -109,6 +113,7 @@ impl Default for GatewayConfig {
             files: files::FilesSettings::default(),
             push: None,
             admin: admin::AdminConfig::default(),
+            scheme: "http",
         }
     }
 }
@@ -251,7 +256,8 @@ impl GatewayState {
     }
 }
 
-/// The gateway's routes: `/ws`, the rooms/history/presence/message API, and the web page.
+/// The gateway's routes: `/ws`, the rooms/history/presence/message API, bots and webhooks,
+/// and the web page.
 pub fn router(state: GatewayState) -> Router {
     Router::new()
         .route("/ws", get(ws::upgrade))
@@ -274,7 +280,24 @@ pub fn router(state: GatewayState) -> Router {
             axum::routing::put(api::mark_read),
         )
         .route("/api/v1/rooms/{room}/muted", axum::routing::put(api::mute))
-        .route("/api/v1/rooms/{room}/messages", get(api::history))
+        .route(
+            "/api/v1/rooms/{room}/messages",
+            get(api::history).post(bots::post_message),
+        )
+        .route(
+            "/api/v1/rooms/{room}/webhooks",
+            get(bots::list_webhooks).post(bots::create_webhook),
+        )
+        .route(
+            "/api/v1/rooms/{room}/webhooks/{id}",
+            axum::routing::delete(bots::revoke_webhook),
+        )
+        .route(
+            "/api/v1/hooks/{secret}",
+            axum::routing::post(bots::incoming),
+        )
+        .route("/api/v1/bots", get(bots::list).post(bots::create))
+        .route("/api/v1/bots/{name}", axum::routing::delete(bots::revoke))
         .route("/api/v1/rooms/{room}/presence", get(api::presence))
         .route(
             "/api/v1/messages/{id}",

@@ -1,5 +1,5 @@
-//! The gateway's limits: new connections per address, open connections per user, sends,
-//! typing, uploads and searches per user. A refused upgrade is an HTTP 429 with `Retry-After`; a refused send is an
+//! The gateway's limits: new connections per address, open connections per user, sends
+//! (bots' their own), typing, uploads and searches per user. A refused upgrade is an HTTP 429 with `Retry-After`; a refused send is an
 //! `error` frame `rate_limited` with the send's `client_id` and `retry_after_ms`, and nothing
 //! is stored, so the client sends it again (same `client_id`) after the wait.
 
@@ -15,6 +15,8 @@ use banter_http::limit::{Limiter, Rate};
 pub struct GatewayLimitSettings {
     /// Messages a user may send, over all their connections on this process.
     pub sends: Option<Rate>,
+    /// Messages a bot may send, over HTTP, its sockets and (a webhook's bot) its URL.
+    pub bot_sends: Option<Rate>,
     /// Typing notices a user may send (on top of the one per room per 2 s that is relayed).
     pub typing: Option<Rate>,
     /// Files a user may upload.
@@ -35,6 +37,9 @@ impl Default for GatewayLimitSettings {
         Self {
             // A person types far slower; a bot posting a burst of lines still fits.
             sends: rate("30/s"),
+            // Slack's webhooks take one a second, with short bursts; a CI posting a build's
+            // steps fits.
+            bot_sends: rate("60/min"),
             typing: rate("10/s"),
             // Someone dropping a folder of photos into a room.
             uploads: rate("60/min"),
@@ -55,6 +60,7 @@ impl GatewayLimitSettings {
     pub fn off() -> Self {
         Self {
             sends: None,
+            bot_sends: None,
             typing: None,
             uploads: None,
             searches: None,
@@ -69,6 +75,7 @@ impl GatewayLimitSettings {
 #[derive(Debug)]
 pub struct GatewayLimits {
     pub sends: Limiter<UserId>,
+    pub bot_sends: Limiter<UserId>,
     pub typing: Limiter<UserId>,
     pub uploads: Limiter<UserId>,
     pub searches: Limiter<UserId>,
@@ -82,6 +89,7 @@ impl GatewayLimits {
     pub fn new(settings: &GatewayLimitSettings) -> Self {
         Self {
             sends: Limiter::new("sends", settings.sends),
+            bot_sends: Limiter::new("bot_sends", settings.bot_sends),
             typing: Limiter::new("typing", settings.typing),
             uploads: Limiter::new("uploads", settings.uploads),
             searches: Limiter::new("searches", settings.searches),
@@ -89,6 +97,15 @@ impl GatewayLimits {
             trust_forwarded: settings.trust_forwarded,
             connections_per_user: settings.connections_per_user,
             open: Arc::default(),
+        }
+    }
+
+    /// The limit on sends of a person's account, or of a bot's.
+    pub fn sends_of(&self, bot: bool) -> &Limiter<UserId> {
+        if bot {
+            &self.bot_sends
+        } else {
+            &self.sends
         }
     }
 

@@ -60,6 +60,9 @@ pub async fn subscribe(
     let Some(push) = &state.config.push else {
         return Ok(disabled());
     };
+    if user.bot.is_some() {
+        return Err(Error::Forbidden("bots get no push notifications"));
+    }
     let sub = Subscription::parse(&input, &push.insecure)?;
     state
         .store

@@ -271,6 +271,7 @@ mod tests {
                 thread_root: None,
                 mentions: Vec::new(),
                 attachments: Vec::new(),
+                bot: None,
             })
             .at_cursor(Cursor::new(0, offset)),
         )

@@ -8,7 +8,7 @@ use axum::extract::ws::WebSocketUpgrade;
 use axum::extract::{Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
-use banter_core::{RoomName, Username};
+use banter_core::RoomName;
 use banter_http::limit::PeerAddr;
 use banter_http::ApiError;
 
@@ -47,23 +47,16 @@ pub async fn upgrade(
         return banter_auth::Error::Unauthorized("a token is required: /ws?token=<JWT>")
             .into_response();
     };
-    let claims = match state.tokens.verify(token) {
-        Ok(claims) => claims,
+    let who = match state.tokens.authenticate(token).await {
+        Ok(who) => who,
         Err(e) => return e.into_response(),
     };
-    let Ok(user_id) = claims.user_id() else {
-        return banter_auth::Error::Unauthorized("the token's subject is not a user id")
-            .into_response();
-    };
-    let username = Username::from_stored(claims.name.clone());
+    let (user_id, username) = (who.id, who.username.clone());
     let room = match RoomName::parse(query.get("room").map_or("general", String::as_str)) {
         Ok(room) => room,
         Err(e) => return ApiError::from(e).into_response(),
     };
-    let actor = crate::chat::Actor {
-        id: user_id,
-        name: username.clone(),
-    };
+    let actor = crate::chat::Actor::of(user_id, username.clone(), who.bot.clone());
     if let Err(e) = state.chat.reader(&actor, room.clone()).await {
         return crate::api::Error::from(e).into_response();
     }
@@ -93,7 +86,8 @@ pub async fn upgrade(
     let peer = Peer {
         id: user_id,
         username,
-        expires_at: claims.exp,
+        expires_at: who.expires_at.unwrap_or(i64::MAX),
+        bot: who.bot,
     };
     let tasks = state.tasks.clone();
     ws.max_message_size(crate::MAX_WS_MESSAGE)

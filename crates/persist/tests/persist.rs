@@ -50,6 +50,7 @@ fn message(user: &banter_core::User, room: &RoomName, body: &str) -> RoomEvent {
         thread_root: None,
         mentions: Vec::new(),
         attachments: Vec::new(),
+        bot: None,
     })
 }
 

@@ -329,6 +329,7 @@ mod tests {
                 .map(|m| Username::parse(m).expect("name"))
                 .collect(),
             attachments: Vec::new(),
+            bot: None,
         })
         .at_cursor(Cursor::new(0, 1))
     }

@@ -27,6 +27,8 @@ pub struct Account {
     pub deactivated_at: Option<DateTime<Utc>>,
     /// Access tokens issued before this instant are refused (see [`Standing`]).
     pub revoked_before: Option<DateTime<Utc>>,
+    /// A bot's account (see [`crate::Bots`]).
+    pub bot: bool,
 }
 
 impl Account {
@@ -258,7 +260,7 @@ pub trait Admin: Send + Sync {
 macro_rules! impl_admin {
     ($store:ty, $backend:expr, $row:ty, $conn:ty) => {
         const ACCOUNT_COLUMNS: &str =
-            "id, username, created_at, is_admin, deactivated_at, revoked_before";
+            "id, username, created_at, is_admin, deactivated_at, revoked_before, is_bot";
 
         fn account_from_row(row: &$row) -> Result<$crate::admin::Account, sqlx::Error> {
             Ok($crate::admin::Account {
@@ -266,6 +268,7 @@ macro_rules! impl_admin {
                 admin: row.try_get("is_admin")?,
                 deactivated_at: row.try_get("deactivated_at")?,
                 revoked_before: row.try_get("revoked_before")?,
+                bot: row.try_get("is_bot")?,
             })
         }
 

@@ -16,6 +16,7 @@
 //! `Unavailable`; anything else is an internal fault they log and hide.
 
 mod admin;
+mod bots;
 mod postgres;
 mod queries;
 mod sqlite;
@@ -34,6 +35,7 @@ pub use admin::{
     Account, Admin, AdminRoom, AuditEntry, Invite, NewAccount, NewAudit, NewInvite, PurgeItem,
     PurgeRange, Registered,
 };
+pub use bots::{Bot, BotLogin, Bots, NewBot, NewWebhook, Webhook, NO_PASSWORD};
 pub use postgres::PostgresStore;
 pub use sqlite::SqliteStore;
 
@@ -167,7 +169,7 @@ impl Backend {
 
 /// The storage operations banter needs. Every method is one transaction.
 #[async_trait]
-pub trait Store: Admin + Send + Sync + std::fmt::Debug + 'static {
+pub trait Store: Admin + Bots + Send + Sync + std::fmt::Debug + 'static {
     fn backend(&self) -> Backend;
 
     /// Applies the embedded migrations; safe to run from several processes at once.

@@ -7,17 +7,17 @@
 use std::time::Duration;
 
 use banter_core::{
-    attachments_from_json, attachments_json, Appended, Attachment, Change, ClientId, Cursor,
-    EarlierBody, Emoji, LoggedEvent, Membership, Message, NewChange, NewMessage, NewRoomChange,
-    ReactionSummary, Role, RoomChange, RoomEntry, RoomEvent, RoomInfo, RoomKind, RoomName,
-    StoredMessage, Topic, User, UserId, UserRef, Username,
+    attachments_from_json, attachments_json, Appended, Attachment, BotLabel, BotPost, Change,
+    ClientId, Cursor, EarlierBody, Emoji, LoggedEvent, Membership, Message, NewChange, NewMessage,
+    NewRoomChange, ReactionSummary, Role, RoomChange, RoomEntry, RoomEvent, RoomInfo, RoomKind,
+    RoomName, StoredMessage, Topic, User, UserId, UserRef, Username,
 };
 use chrono::{DateTime, Utc};
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::{PgPool, Row};
 use uuid::Uuid;
 
-use crate::queries::{cursor_values, first_copies, mention_text, optional_cursor_values};
+use crate::queries::{bot_text, cursor_values, first_copies, mention_text, optional_cursor_values};
 use crate::{
     Backend, Credentials, NewRefreshToken, PoolStats, PublicRoom, PushSubscription, Rotation,
     Store, StoreError, Upload,
@@ -57,6 +57,13 @@ crate::queries::impl_store!(
 );
 
 crate::admin::impl_admin!(
+    PostgresStore,
+    Backend::Postgres,
+    sqlx::postgres::PgRow,
+    sqlx::PgConnection
+);
+
+crate::bots::impl_bots!(
     PostgresStore,
     Backend::Postgres,
     sqlx::postgres::PgRow,
@@ -160,14 +167,14 @@ impl PostgresStore {
         let done = sqlx::query(
             "INSERT INTO messages \
              (id, part, seq, room, author_id, author, body, created_at, client_id, reply_to, \
-              thread_root, mentions, attachments) \
+              thread_root, mentions, attachments, bot) \
              SELECT t.id, t.part, t.seq, t.room, t.author_id, t.author, t.body, t.created_at, \
-                    t.client_id, t.reply_to, t.thread_root, t.mentions, t.attachments \
+                    t.client_id, t.reply_to, t.thread_root, t.mentions, t.attachments, t.bot \
              FROM UNNEST($1::uuid[], $2::int8[], $3::int8[], $4::text[], $5::int8[], \
                          $6::text[], $7::text[], $8::timestamptz[], $9::text[], $10::uuid[], \
-                         $11::uuid[], $12::text[], $13::text[]) \
+                         $11::uuid[], $12::text[], $13::text[], $14::text[]) \
                AS t(id, part, seq, room, author_id, author, body, created_at, client_id, \
-                    reply_to, thread_root, mentions, attachments) \
+                    reply_to, thread_root, mentions, attachments, bot) \
              WHERE NOT EXISTS (SELECT 1 FROM messages m \
                WHERE t.client_id IS NOT NULL AND m.author_id = t.author_id \
                  AND m.client_id = t.client_id) \
@@ -186,6 +193,7 @@ impl PostgresStore {
         .bind(columns.thread_root)
         .bind(columns.mentions)
         .bind(columns.attachments)
+        .bind(columns.bot)
         .execute(&mut *conn)
         .await
         .map_err(|e| StoreError::from_sqlx(e, "a message is stored at that place"))?;
@@ -237,6 +245,7 @@ struct Columns<'a> {
     thread_root: Vec<Option<Uuid>>,
     mentions: Vec<Option<String>>,
     attachments: Vec<Option<String>>,
+    bot: Vec<Option<String>>,
 }
 
 impl<'a> Columns<'a> {
@@ -255,6 +264,7 @@ impl<'a> Columns<'a> {
             thread_root: Vec::with_capacity(n),
             mentions: Vec::with_capacity(n),
             attachments: Vec::with_capacity(n),
+            bot: Vec::with_capacity(n),
         }
     }
 
@@ -274,5 +284,6 @@ impl<'a> Columns<'a> {
         self.thread_root.push(m.thread_root);
         self.mentions.push(mention_text(m));
         self.attachments.push(attachments_json(&m.attachments));
+        self.bot.push(bot_text(m));
     }
 }

@@ -34,7 +34,7 @@ macro_rules! impl_store {
     }
 
     const MESSAGE_COLUMNS: &str = "id, part, seq, room, author_id, author, body, created_at, \
-         client_id, reply_to, thread_root, edited_at, mentions, attachments";
+         client_id, reply_to, thread_root, edited_at, mentions, attachments, bot";
 
     fn attachments_of(row: &$row) -> Result<Vec<Attachment>, sqlx::Error> {
         attachments_from_json(row.try_get::<Option<String>, _>("attachments")?.as_deref())
@@ -98,6 +98,9 @@ macro_rules! impl_store {
             thread_root: row.try_get("thread_root")?,
             mentions: mentions_of(row)?,
             attachments: attachments_of(row)?,
+            bot: row.try_get::<Option<String>, _>("bot")?.map(|label| {
+                BotPost::new((!label.is_empty()).then(|| BotLabel::from_stored(label)))
+            }),
         };
         Ok((message, cursor))
     }
@@ -125,6 +128,7 @@ macro_rules! impl_store {
             edited_at: row.try_get("edited_at")?,
             reactions: Vec::new(),
             reply_count: u32::try_from(row.try_get::<i64, _>("reply_count")?).unwrap_or(u32::MAX),
+            bot: m.bot,
         })
     }
 
@@ -1659,4 +1663,15 @@ pub(crate) fn mention_text(m: &banter_core::NewMessage) -> Option<String> {
         .map(banter_core::Username::as_str)
         .collect();
     Some(names.join(" "))
+}
+
+/// A message's bot mark as the `bot` column keeps it: `NULL` for a person's message, else the
+/// label it was posted under (`''` for none).
+pub(crate) fn bot_text(m: &banter_core::NewMessage) -> Option<String> {
+    m.bot.as_ref().map(|b| {
+        b.label
+            .as_ref()
+            .map(|l| l.as_str().to_owned())
+            .unwrap_or_default()
+    })
 }

@@ -8,17 +8,17 @@ use std::str::FromStr;
 use std::time::Duration;
 
 use banter_core::{
-    attachments_from_json, attachments_json, Appended, Attachment, Change, ClientId, Cursor,
-    EarlierBody, Emoji, LoggedEvent, Membership, Message, NewChange, NewMessage, NewRoomChange,
-    ReactionSummary, Role, RoomChange, RoomEntry, RoomEvent, RoomInfo, RoomKind, RoomName,
-    StoredMessage, Topic, User, UserId, UserRef, Username,
+    attachments_from_json, attachments_json, Appended, Attachment, BotLabel, BotPost, Change,
+    ClientId, Cursor, EarlierBody, Emoji, LoggedEvent, Membership, Message, NewChange, NewMessage,
+    NewRoomChange, ReactionSummary, Role, RoomChange, RoomEntry, RoomEvent, RoomInfo, RoomKind,
+    RoomName, StoredMessage, Topic, User, UserId, UserRef, Username,
 };
 use chrono::{DateTime, Utc};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::{Row, SqlitePool};
 use uuid::Uuid;
 
-use crate::queries::{cursor_values, first_copies, mention_text, optional_cursor_values};
+use crate::queries::{bot_text, cursor_values, first_copies, mention_text, optional_cursor_values};
 use crate::{
     Backend, Credentials, NewRefreshToken, PoolStats, PublicRoom, PushSubscription, Rotation,
     Store, StoreError, Upload,
@@ -56,7 +56,7 @@ impl SqliteStore {
     }
 }
 
-/// Rows of one `INSERT` of messages: 13 parameters each, far below SQLite's limit of 32,766.
+/// Rows of one `INSERT` of messages: 14 parameters each, far below SQLite's limit of 32,766.
 const ROWS_PER_INSERT: usize = 256;
 /// (actor, client id) pairs asked about in one query: 2 parameters each.
 const PAIRS_PER_QUERY: usize = 1024;
@@ -69,6 +69,13 @@ crate::queries::impl_store!(
 );
 
 crate::admin::impl_admin!(
+    SqliteStore,
+    Backend::Sqlite,
+    sqlx::sqlite::SqliteRow,
+    sqlx::SqliteConnection
+);
+
+crate::bots::impl_bots!(
     SqliteStore,
     Backend::Sqlite,
     sqlx::sqlite::SqliteRow,
@@ -145,14 +152,14 @@ impl SqliteStore {
         for rows in firsts.chunks(ROWS_PER_INSERT) {
             // Anonymous `?`s: sqlx looks a numbered parameter's name up for each one it
             // binds, which SQLite answers with a scan (quadratic over a run).
-            let values = vec!["(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"; rows.len()].join(", ");
+            let values = vec!["(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"; rows.len()].join(", ");
             let sql = format!(
                 "INSERT INTO messages \
                  (id, part, seq, room, author_id, author, body, created_at, client_id, \
-                  reply_to, thread_root, mentions, attachments) \
+                  reply_to, thread_root, mentions, attachments, bot) \
                  SELECT t.column1, t.column2, t.column3, t.column4, t.column5, t.column6, \
                         t.column7, t.column8, t.column9, t.column10, t.column11, t.column12, \
-                        t.column13 \
+                        t.column13, t.column14 \
                  FROM (VALUES {values}) AS t \
                  WHERE NOT EXISTS (SELECT 1 FROM messages m \
                    WHERE t.column9 IS NOT NULL AND m.author_id = t.column5 \
@@ -175,7 +182,8 @@ impl SqliteStore {
                     .bind(m.reply_to)
                     .bind(m.thread_root)
                     .bind(mention_text(m))
-                    .bind(attachments_json(&m.attachments));
+                    .bind(attachments_json(&m.attachments))
+                    .bind(bot_text(m));
             }
             let done = query
                 .execute(&mut *conn)

@@ -12,6 +12,8 @@ use banter_testkit::{Db, TestDb};
 
 #[path = "conformance/admin.rs"]
 mod admin;
+#[path = "conformance/bots.rs"]
+mod bots;
 #[path = "conformance/push.rs"]
 mod push;
 #[path = "conformance/rooms.rs"]
@@ -21,6 +23,7 @@ mod search;
 #[path = "conformance/uploads.rs"]
 mod uploads;
 use admin::*;
+use bots::*;
 use chrono::Duration;
 use push::*;
 use rooms::*;
@@ -104,6 +107,9 @@ conformance!(
     edits_and_deletes_are_what_is_found_from_an_external_log,
     search_pages_newest_first_with_no_overlap_and_no_gap,
     a_deleted_message_leaves_its_files_to_be_removed,
+    a_bot_is_found_by_its_token_until_revoked,
+    a_webhook_is_found_by_its_secret_until_revoked,
+    a_bots_message_keeps_its_mark_on_both_logs,
 );
 
 fn name(s: &str) -> Username {
@@ -376,6 +382,7 @@ fn new_message(author: &User, room_name: &str, body: &str, client_id: Option<&st
         thread_root: None,
         mentions: Vec::new(),
         attachments: Vec::new(),
+        bot: None,
     }
 }
 

@@ -90,6 +90,7 @@ async fn a_seed_database_is_migrated_in_place() {
             thread_root: None,
             mentions: Vec::new(),
             attachments: Vec::new(),
+            bot: None,
         })])
         .await
         .expect("append");

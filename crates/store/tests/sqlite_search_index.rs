@@ -21,6 +21,7 @@ fn message(author: &banter_core::User, body: &str, files: &[&str]) -> NewMessage
         reply_to: None,
         thread_root: None,
         mentions: Vec::new(),
+        bot: None,
         attachments: files
             .iter()
             .map(|name| banter_core::Attachment {

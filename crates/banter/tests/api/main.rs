@@ -2,6 +2,7 @@
 
 mod admin;
 mod auth;
+mod bots;
 mod errors;
 mod files;
 mod ops;

@@ -234,6 +234,7 @@ pub async fn run(args: &SearchArgs) -> anyhow::Result<()> {
                 thread_root: None,
                 mentions: Vec::new(),
                 attachments: Vec::new(),
+                bot: None,
             }))
             .await?;
         if (k + 1) % 100_000 == 0 {

@@ -8,7 +8,8 @@
 //! - no `v` (version 1: the seed's records and banter's before room events): a message;
 //! - `"v":2` with `"type"`: `message`, `edit` (`body` is the new text), `delete`, `react` or
 //!   `unreact` (`emoji`). For a change, `id` is the event's own id, `message` the message it
-//!   changes, and `author` the user who made the change. A message lists its `mentions`.
+//!   changes, and `author` the user who made the change. A message lists its `mentions`;
+//!   a bot's message has `"bot":true` and, when an incoming webhook gave one, its `label`.
 //! - `"v":2` room changes: `created` (`room_kind`, `topic`, and for a DM the other user in
 //!   `member`/`member_id`), `joined`, `left`, `added` and `removed` (`member`/`member_id`),
 //!   `topic` (`topic`), `read` (`cursor`), `muted` (`muted`), `archived` (`archived`) and
@@ -20,8 +21,9 @@
 //! which no room's log keeps.
 
 use banter_core::{
-    Attachment, Change, ClientId, Cursor, Emoji, MessageBody, NewChange, NewMessage, NewRoomChange,
-    RoomChange, RoomEvent, RoomKind, RoomName, Standing, Topic, UserId, UserRef, Username,
+    Attachment, BotLabel, BotPost, Change, ClientId, Cursor, Emoji, MessageBody, NewChange,
+    NewMessage, NewRoomChange, RoomChange, RoomEvent, RoomKind, RoomName, Standing, Topic, UserId,
+    UserRef, Username,
 };
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
@@ -84,6 +86,12 @@ pub struct Record {
     /// Archived or brought back.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub archived: Option<bool>,
+    /// A bot's message.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bot: Option<bool>,
+    /// The label a bot's message is shown under.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub label: Option<String>,
 }
 
 /// Why a record is not a room event banter can use.
@@ -115,6 +123,12 @@ impl Record {
                 emoji: None,
                 mentions: m.mentions.iter().map(|n| n.as_str().to_owned()).collect(),
                 attachments: m.attachments.clone(),
+                bot: m.bot.as_ref().map(|_| true),
+                label: m
+                    .bot
+                    .as_ref()
+                    .and_then(|b| b.label.as_ref())
+                    .map(|l| l.as_str().to_owned()),
                 ..Self::bare(m.room.as_str(), m.id)
             },
             RoomEvent::Change(c) => {
@@ -206,6 +220,8 @@ impl Record {
             archived: None,
             cursor: None,
             muted: None,
+            bot: None,
+            label: None,
         }
     }
 
@@ -308,6 +324,16 @@ impl Record {
                     .collect::<Result<_, _>>()
                     .map_err(bad)?,
                 attachments: self.attachments,
+                bot: match (self.bot, self.label) {
+                    (Some(true), label) => Some(BotPost::new(
+                        label
+                            .as_deref()
+                            .map(BotLabel::parse)
+                            .transpose()
+                            .map_err(bad)?,
+                    )),
+                    _ => None,
+                },
             }));
         }
         if let Some(change) = self.room_change()? {
@@ -625,6 +651,7 @@ mod tests {
                 height: Some(48),
                 thumbnail: true,
             }],
+            bot: Some(BotPost::new(Some(BotLabel::parse("CI").expect("label")))),
         });
         let emoji = Emoji::parse("👍").expect("emoji");
         let room = |change| {

@@ -27,14 +27,14 @@ async fn register(store: &DynStore, username: &str, invite: Option<&[u8]>) -> Re
         .expect("register")
 }
 
-async fn account(store: &DynStore, username: &str) -> Account {
+pub(crate) async fn account(store: &DynStore, username: &str) -> Account {
     match register(store, username, None).await {
         Registered::Created(account) => account,
         other => panic!("nothing could refuse it: {other:?}"),
     }
 }
 
-fn audit(actor: &Account, action: &'static str, target: &str) -> NewAudit {
+pub(crate) fn audit(actor: &Account, action: &'static str, target: &str) -> NewAudit {
     NewAudit {
         at: now(),
         actor_id: Some(actor.user.id),
