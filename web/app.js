@@ -181,6 +181,7 @@ class Room extends RoomLog {
     this.polledOnline = 0;    // `online` of the room's entry in GET /rooms
     this.roster = null;       // every member: username → role ('owner' | 'member'), once fetched
     this.rosterLoading = null;
+    this.bots = new Set();    // members that are bots, as the roster said
     this.rosterAgain = false; // fetch it once more when the one in flight is done
     this.rosterHeard = [];    // `member` frames heard while it was in flight: applied on top
     this.lastMessageAt = null;
@@ -944,6 +945,9 @@ function messageOf(room, m) {
     replyCount: Number(m.reply_count) || 0,
     mentions: mentionsOf(m.mentions),
     attachments: attachmentsOf(m.attachments),
+    // A bot's message: shown with a badge, under the label a webhook gave it, if any.
+    bot: m.bot === true,
+    label: m.bot === true && typeof m.label === 'string' && m.label.trim() ? m.label : null,
     busy: '',       // what an action of mine on it is doing ("Saving…"), until answered
     editing: null,  // 'main' or 'thread': where its inline editor is open
   };
@@ -985,7 +989,15 @@ function buildNode(msg, where) {
   const meta = el('div', 'meta');
   const edited = el('span', 'edited', '(edited)');
   edited.hidden = true;
-  meta.append(el('span', 'author', msg.author), el('time', 'time'), edited, el('span', 'note'));
+  const author = el('span', 'author', msg.label || msg.author);
+  if (msg.label) author.title = `posted by ${msg.author}`;
+  meta.append(author);
+  if (msg.bot) {
+    const badge = el('span', 'bot-badge', 'BOT');
+    badge.title = `${msg.author} is a bot`;
+    meta.append(badge);
+  }
+  meta.append(el('time', 'time'), edited, el('span', 'note'));
   const replies = el('button', 'thread-link');
   replies.type = 'button';
   replies.hidden = true;
@@ -994,7 +1006,7 @@ function buildNode(msg, where) {
   const files = el('div', 'attachments');
   files.hidden = true;
   main.append(quote, meta, el('div', 'body'), files, el('div', 'reactions'), replies);
-  li.append(avatar(msg.author), main, el('div', 'msg-actions'));
+  li.append(avatar(msg.label || msg.author), main, el('div', 'msg-actions'));
   li.view = { where, quote, edited, replies, files, filesKey: '', reactions: main.querySelector('.reactions'), chips: new Map(), body: null, actions: '' };
   paintNode(msg, li);
   return li;
@@ -2364,6 +2376,7 @@ function renderMembers() {
     name.title = `${user}${on ? ', online' : ', offline'}`;
     li.append(dot, name);
     if (roleOf(room, user) === 'owner' && !isDm(room.name)) li.append(el('span', 'member-role', 'owner'));
+    if (room.bots.has(user)) li.append(el('span', 'member-role', 'bot'));
     if (isMe(user)) li.append(el('span', 'member-you', '(you)'));
     else {
       li.append(iconButton('chat', `Message ${user}`, () => openDm(user), 'member-dm'));
@@ -2404,6 +2417,7 @@ async function loadRoster(room, again = false) {
     room.roster = new Map();
     for (const m of Array.isArray(data.members) ? data.members : []) {
       if (m && typeof m.username === 'string') room.roster.set(m.username, m.role === 'owner' ? 'owner' : 'member');
+      if (m && m.bot === true && typeof m.username === 'string') room.bots.add(m.username);
     }
     for (const f of room.rosterHeard) applyMember(room, f);
     if (room === current) renderMembers();
