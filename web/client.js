@@ -359,7 +359,11 @@ export class BanterClient {
     const [first] = this.rooms.keys();
     const base = this.servers[this.server].replace(/^http/, 'ws');
     let url = `${base}/ws?token=${encodeURIComponent(this.token || '')}`;
+    // The first room is joined by the URL itself, resuming after its cursor: no live event of
+    // it can overtake its replay, as one could overtake a second `join` of ours.
     if (first) url += `&room=${encodeURIComponent(first)}`;
+    const since = first && this.rooms.get(first).cursor;
+    if (since) url += `&since=${since}`;
     const socket = new this.Socket(url);
     this.socket = socket;
     // A handshake the network swallowed may never end by itself (nor, in some runtimes,
@@ -378,8 +382,8 @@ export class BanterClient {
       this.attempt = 0;
       for (const [name, log] of this.rooms) {
         log.down();
-        if (name === first) log.expectServerJoin();
-        this.sendJoin(name);
+        if (name === first) log.join(name, this.gen); // the URL's join: answered like ours
+        else this.sendJoin(name);
       }
       this.emit('open', { type: 'open', server: this.servers[this.server] });
       this.settleOpen();

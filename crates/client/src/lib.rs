@@ -1,4 +1,4 @@
-//! banter's reliable client, written once. What a careful client of the protocol does
+//! banter's client library, written once. What a careful client of the protocol does
 //! (docs/protocol.md), as plain state that any socket loop drives — the cluster suite, the
 //! chaos run and the benchmarks all use it instead of each keeping a copy:
 //!
@@ -12,14 +12,19 @@
 //! - [`Gateways`]: which gateway to (re)connect to: the next one after a failure.
 //! - frame builders ([`send_frame`], [`join_frame`], [`change_frame`]).
 //!
-//! No I/O here: the caller owns the socket and the clock (`now` is passed in), so every rule
-//! is unit-tested without a server.
+//! These have no I/O: the caller owns the socket and the clock (`now` is passed in), so every
+//! rule is unit-tested without a server. [`Client`] and [`Session`] put them together with
+//! the I/O (reqwest, tokio-tungstenite): log in (or take a bot's token), connect, and read
+//! typed [`Event`]s while sends are re-sent until acked and rooms resume across reconnects
+//! and gateways. `examples/echo.rs` is a bot with it.
 
 mod outbox;
 mod resume;
+mod session;
 
 pub use outbox::{Answer, Outbox};
 pub use resume::Resume;
+pub use session::{Ack, Client, Error, Event, Message, Send, Session};
 
 use serde_json::{json, Value};
 

@@ -154,14 +154,21 @@ pub fn run(
     state: GatewayState,
     peer: Peer,
     initial: RoomName,
+    since: Option<Cursor>,
 ) -> impl Future<Output = ()> + Send {
     let (sink, stream) = socket.split();
-    serve(sink, stream, state, peer, initial)
+    serve(sink, stream, state, peer, initial, since)
 }
 
 /// The connection loop, generic over the socket halves so it can be driven by channels too.
-pub async fn serve<S, R>(sink: S, mut stream: R, state: GatewayState, peer: Peer, initial: RoomName)
-where
+pub async fn serve<S, R>(
+    sink: S,
+    mut stream: R,
+    state: GatewayState,
+    peer: Peer,
+    initial: RoomName,
+    since: Option<Cursor>,
+) where
     S: Sink<WsMessage, Error = axum::Error> + Unpin + Send,
     R: Stream<Item = Result<WsMessage, axum::Error>> + Unpin + Send,
 {
@@ -192,7 +199,7 @@ where
     ping.tick().await;
     // Joins and frame handling are boxed: they are rare next to deliveries, and inline their
     // state (a replay, a store query) would sit in every idle connection's task for good.
-    let end = match Box::pin(conn.join(initial, None)).await {
+    let end = match Box::pin(conn.join(initial, since)).await {
         Err(end) => end,
         Ok(()) => conn.run(&mut stream, &mut queue, &mut ping, &kick).await,
     };
@@ -800,7 +807,7 @@ where
 #[cfg(test)]
 mod tests {
     /// The size of what `f` returns, from its type alone.
-    fn size_of_output<A, B, C, D, F: FnOnce(A, B, C, D) -> Fut, Fut>(_: F) -> usize {
+    fn size_of_output<A, B, C, D, E, F: FnOnce(A, B, C, D, E) -> Fut, Fut>(_: F) -> usize {
         std::mem::size_of::<Fut>()
     }
 

@@ -8,7 +8,7 @@ use axum::extract::ws::WebSocketUpgrade;
 use axum::extract::{Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
-use banter_core::RoomName;
+use banter_core::{Cursor, RoomName};
 use banter_http::limit::PeerAddr;
 use banter_http::ApiError;
 
@@ -56,6 +56,16 @@ pub async fn upgrade(
         Ok(room) => room,
         Err(e) => return ApiError::from(e).into_response(),
     };
+    // The URL's room may resume too, as a `join` with `since` would: a client that
+    // reconnects hears nothing of it live before its missed events are replayed.
+    let since = match query
+        .get("since")
+        .map(|s| Cursor::parse("since", s))
+        .transpose()
+    {
+        Ok(since) => since,
+        Err(e) => return ApiError::from(e).into_response(),
+    };
     let actor = crate::chat::Actor::of(user_id, username.clone(), who.bot.clone());
     if let Err(e) = state.chat.reader(&actor, room.clone()).await {
         return crate::api::Error::from(e).into_response();
@@ -99,7 +109,7 @@ pub async fn upgrade(
         .write_buffer_size(crate::WS_WRITE_BUFFER)
         .on_upgrade(move |socket| {
             tasks.track_future(async move {
-                conn::run(socket, state, peer, room).await;
+                conn::run(socket, state, peer, room, since).await;
                 // Held for the connection's life: its end gives the user's slot back.
                 drop(slot);
             })
