@@ -50,6 +50,10 @@ pub enum Command {
     PushKey,
     /// Grant or revoke a user's admin rights (admins may delete anyone's messages).
     Admin(AdminArgs),
+    /// Send a message to a room over HTTP, as a bot or a user (for scripts and CI jobs).
+    Send(SendArgs),
+    /// Make, list or revoke bots over HTTP (an admin's token).
+    Bots(BotsArgs),
 }
 
 /// A secret setting: readable only through [`Secret::expose`], redacted in `Debug`.
@@ -843,6 +847,60 @@ pub struct AdminArgs {
     pub data_dir: PathBuf,
     #[command(flatten)]
     pub database: DatabaseArgs,
+}
+
+/// Where a client command finds banter, and with what token.
+#[derive(Debug, Clone, Args)]
+pub struct ServerArgs {
+    /// banter's base URL (several, comma-separated: the next is tried when one is down).
+    #[arg(
+        long,
+        env = "BANTER_URL",
+        default_value = "http://localhost:8080",
+        value_delimiter = ',',
+        global = true
+    )]
+    pub server: Vec<String>,
+    /// A bot's token, or a user's access token.
+    #[arg(long, env = "BANTER_TOKEN", hide_env_values = true, global = true)]
+    pub token: Option<Secret>,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct SendArgs {
+    /// The room to send to.
+    #[arg(long)]
+    pub room: String,
+    /// Makes a re-run of the same command (after a timeout, say) post nothing new.
+    #[arg(long)]
+    pub client_id: Option<String>,
+    /// The message (`-`: read it from standard input).
+    pub body: String,
+    #[command(flatten)]
+    pub server: ServerArgs,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct BotsArgs {
+    #[command(subcommand)]
+    pub action: BotsAction,
+    #[command(flatten)]
+    pub server: ServerArgs,
+}
+
+#[derive(Debug, Clone, Subcommand)]
+pub enum BotsAction {
+    /// Make a bot; prints its token (shown this once) on standard output.
+    Create {
+        name: String,
+        /// Limit it to this room (repeat for several); without: any room a member may use.
+        #[arg(long = "room")]
+        rooms: Vec<String>,
+    },
+    /// List the bots.
+    List,
+    /// Revoke a bot: its token stops working everywhere at once.
+    Revoke { name: String },
 }
 
 #[derive(Debug, Clone, Subcommand)]

@@ -2,6 +2,7 @@
 //! bound listener and a shutdown future, so tests run the real thing on port 0 and stop it
 //! cleanly; `main` only parses the command line and calls [`run`].
 
+mod cli;
 pub mod config;
 mod data_dir;
 pub mod telemetry;
@@ -134,6 +135,8 @@ pub async fn run(command: Command) -> anyhow::Result<()> {
         Command::Gateway(args) => gateway(args).await,
         Command::Persist(args) => persist(args).await,
         Command::Admin(args) => admin(args).await,
+        Command::Send(args) => cli::send(args).await,
+        Command::Bots(args) => cli::bots(args).await,
         Command::Notify(args) => notify(args).await,
         Command::PushKey => {
             push_key();

@@ -409,3 +409,107 @@ async fn admin_grants_and_revokes_on_serves_data_dir() {
     };
     assert_eq!(entries, [by_cli(true), by_cli(false), by_cli(true)]);
 }
+
+/// `banter` with `args` against `base` with `token`: (success, stdout, stderr).
+fn client_command(base: &str, token: &str, args: &[&str]) -> (bool, String, String) {
+    let out = banter()
+        .args(args)
+        .env("BANTER_URL", base)
+        .env("BANTER_TOKEN", token)
+        .output()
+        .expect("run");
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[tokio::test]
+async fn bots_are_made_listed_and_revoked_and_send_posts_from_a_script() {
+    let data = tempfile::tempdir().expect("tempdir");
+    let mut server = serve_in(data.path());
+    let base = server.base.clone();
+    post(
+        &base,
+        "/api/v1/register",
+        json!({"username": "root", "password": "password123"}),
+        None,
+    )
+    .await;
+    let (_, login) = post(
+        &base,
+        "/api/v1/login",
+        json!({"username": "root", "password": "password123"}),
+        None,
+    )
+    .await;
+    let admin = login["data"]["token"].as_str().expect("token").to_owned();
+
+    let (ok, token, err) = client_command(
+        &base,
+        &admin,
+        &["bots", "create", "ci-bot", "--room", "builds"],
+    );
+    assert!(ok, "{err}");
+    let token = token.trim().to_owned();
+    assert!(token.starts_with("bnt_"), "{token}");
+    assert!(err.contains("shown this once"), "{err}");
+
+    let (ok, out, err) = client_command(
+        &base,
+        &token,
+        &[
+            "send",
+            "--room",
+            "builds",
+            "--client-id",
+            "build-7",
+            "build 7 passed",
+        ],
+    );
+    assert!(ok, "{err}");
+    let (id, cursor) = out.trim().split_once(' ').expect("id and cursor");
+    assert_eq!(cursor.len(), 24, "{out}");
+    // The same command again (a CI retry) posts nothing new.
+    let (ok, again, _) = client_command(
+        &base,
+        &token,
+        &[
+            "send",
+            "--room",
+            "builds",
+            "--client-id",
+            "build-7",
+            "build 7 passed",
+        ],
+    );
+    assert!(ok);
+    assert_eq!(again.trim().split_once(' ').map(|p| p.0), Some(id));
+    let (_, history) = get(&base, "/api/v1/rooms/builds/messages", Some(&admin)).await;
+    let messages = history["data"]["messages"].as_array().expect("messages");
+    assert_eq!(messages.len(), 1, "{history}");
+    assert_eq!(
+        (messages[0]["author"].as_str(), messages[0]["bot"].as_bool()),
+        (Some("ci-bot"), Some(true))
+    );
+
+    let (ok, listed, _) = client_command(&base, &admin, &["bots", "list"]);
+    assert!(ok);
+    assert!(
+        listed.starts_with("ci-bot\trooms=builds\tby=root\t"),
+        "{listed}"
+    );
+    // A refusal is a failure with the server's reason, not a crash.
+    let (ok, _, err) = client_command(&base, &token, &["send", "--room", "general", "elsewhere"]);
+    assert!(!ok);
+    assert!(err.contains("forbidden"), "{err}");
+    let (ok, _, err) = client_command(&base, &admin, &["bots", "revoke", "ci-bot"]);
+    assert!(ok, "{err}");
+    let (ok, _, err) = client_command(&base, &token, &["send", "--room", "builds", "after"]);
+    assert!(!ok);
+    assert!(err.contains("unauthorized"), "{err}");
+    let (ok, listed, _) = client_command(&base, &admin, &["bots", "list"]);
+    assert!(ok && listed.trim_end().ends_with("revoked"), "{listed}");
+    server.terminate();
+}

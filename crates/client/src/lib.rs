@@ -23,6 +23,8 @@ mod resume;
 mod session;
 
 pub use outbox::{Answer, Outbox};
+/// The HTTP method of [`Client::api`].
+pub use reqwest::Method;
 pub use resume::Resume;
 pub use session::{Ack, Client, Error, Event, Message, Send, Session};
 
