@@ -54,6 +54,8 @@ pub enum Command {
     Send(SendArgs),
     /// Make, list or revoke bots over HTTP (an admin's token).
     Bots(BotsArgs),
+    /// Print the OpenAPI 3.1 document of the HTTP API (what GET /api/v1/openapi.json serves).
+    Openapi,
 }
 
 /// A secret setting: readable only through [`Secret::expose`], redacted in `Debug`.

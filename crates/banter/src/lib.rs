@@ -137,6 +137,17 @@ pub async fn run(command: Command) -> anyhow::Result<()> {
         Command::Admin(args) => admin(args).await,
         Command::Send(args) => cli::send(args).await,
         Command::Bots(args) => cli::bots(args).await,
+        Command::Openapi => {
+            use std::io::Write;
+            let doc = banter_gateway::openapi::document();
+            // Written, not printed: a closed pipe (`| head`) is an error, not a panic.
+            writeln!(
+                std::io::stdout().lock(),
+                "{}",
+                serde_json::to_string_pretty(&doc)?
+            )?;
+            Ok(())
+        }
         Command::Notify(args) => notify(args).await,
         Command::PushKey => {
             push_key();

@@ -21,6 +21,7 @@ pub use banter_core::frames;
 pub mod hub;
 mod images;
 pub mod limits;
+pub mod openapi;
 pub mod origins;
 pub mod presence;
 pub mod push;
@@ -296,6 +297,7 @@ pub fn router(state: GatewayState) -> Router {
             "/api/v1/hooks/{secret}",
             axum::routing::post(bots::incoming),
         )
+        .route("/api/v1/openapi.json", get(openapi::serve))
         .route("/api/v1/bots", get(bots::list).post(bots::create))
         .route("/api/v1/bots/{name}", axum::routing::delete(bots::revoke))
         .route("/api/v1/rooms/{room}/presence", get(api::presence))

@@ -5,6 +5,7 @@ mod auth;
 mod bots;
 mod errors;
 mod files;
+mod openapi;
 mod ops;
 mod push;
 mod search;
