@@ -205,18 +205,21 @@ export class Outbox {
  *   await client.send('general', 'hello');   // resolves with the ack, once durable
  *
  * `token` is a bot's token or a user's access token; or call `login(username, password)`.
+ * `auth`: the auth API's base URL when it is not on the servers (`banter auth` beside the
+ * gateways); login, refresh and `me` go there.
  * Options for other runtimes and tests: `WebSocket`, `fetch`, `random`, `timers`, and
  * `connectTimeoutMs` (10 s: a handshake not done by then is given up, the next server tried).
  */
 export class BanterClient {
   constructor({
-    servers, token = null, refreshToken = null, WebSocket: Socket = globalThis.WebSocket,
+    servers, auth = null, token = null, refreshToken = null, WebSocket: Socket = globalThis.WebSocket,
     fetch: fetchFn = globalThis.fetch, random = Math.random, timers = defaultTimers,
     connectTimeoutMs = 10000,
   }) {
     if (!Array.isArray(servers) || servers.length === 0) throw new Error('BanterClient needs servers: [base URL, …]');
     if (typeof Socket !== 'function') throw new Error('no WebSocket here: pass one (Node 20: run with --experimental-websocket)');
     this.servers = servers.map((s) => String(s).replace(/\/+$/, ''));
+    this.auth = auth ? String(auth).replace(/\/+$/, '') : null; // the auth API, when elsewhere
     this.token = token;
     this.refreshToken = refreshToken;
     this.username = null;
@@ -279,7 +282,8 @@ export class BanterClient {
     if (auth && this.token) headers.Authorization = `Bearer ${this.token}`;
     let response;
     try {
-      response = await this.fetch(this.servers[this.server] + path, {
+      const base = this.auth && AUTH_PATHS.has(path) ? this.auth : this.servers[this.server];
+      response = await this.fetch(base + path, {
         method, headers, body: body === undefined ? undefined : JSON.stringify(body),
       });
     } catch (e) {
@@ -479,6 +483,9 @@ export class BanterClient {
     this.outbox.clear();
   }
 }
+
+// The auth API's paths: sent to `auth` when it is not on the servers (a split deployment).
+const AUTH_PATHS = new Set(['/api/v1/register', '/api/v1/login', '/api/v1/refresh', '/api/v1/logout', '/api/v1/me']);
 
 /** A refusal of the server: its HTTP status (0: none), its `error` code, its message. */
 export class BanterError extends Error {

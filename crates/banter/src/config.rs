@@ -507,6 +507,8 @@ pub struct GatewayArgs {
     #[command(flatten)]
     pub limits: GatewayLimitArgs,
     #[command(flatten)]
+    pub hooks: HookArgs,
+    #[command(flatten)]
     pub proxy: ProxyArgs,
     #[command(flatten)]
     pub push: GatewayPushArgs,
@@ -771,6 +773,8 @@ pub struct ServeArgs {
     #[command(flatten)]
     pub gateway_limits: GatewayLimitArgs,
     #[command(flatten)]
+    pub hooks: HookArgs,
+    #[command(flatten)]
     pub proxy: ProxyArgs,
     /// Push notifications of DMs and mentions to browsers with no connection.
     #[arg(long = "push", env = "BANTER_PUSH", value_enum, default_value_t = OnOff::On)]
@@ -849,6 +853,28 @@ pub struct AdminArgs {
     pub data_dir: PathBuf,
     #[command(flatten)]
     pub database: DatabaseArgs,
+}
+
+/// Outgoing webhooks.
+#[derive(Debug, Clone, Args)]
+pub struct HookArgs {
+    /// Let outgoing webhooks reach loopback and private addresses (a receiver on this machine
+    /// or network). Off: a member could otherwise make the server call into its network.
+    #[arg(long, env = "BANTER_HOOKS_ALLOW_PRIVATE", default_value_t = false, action = clap::ArgAction::Set)]
+    pub hooks_allow_private: bool,
+    /// On Kafka, the consumer group in which the gateways deliver outgoing webhooks.
+    #[arg(long, env = "BANTER_HOOKS_GROUP", default_value = "hooks-svc")]
+    pub hooks_group: String,
+}
+
+impl HookArgs {
+    pub fn settings(&self) -> banter_gateway::outgoing::HookSettings {
+        banter_gateway::outgoing::HookSettings {
+            allow_private: self.hooks_allow_private,
+            group: self.hooks_group.clone(),
+            ..banter_gateway::outgoing::HookSettings::default()
+        }
+    }
 }
 
 /// Where a client command finds banter, and with what token.

@@ -193,6 +193,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
             limits: args.gateway_limits.settings(&args.proxy),
             ws_origins: args.web.ws_origins()?,
             files: args.files.settings(),
+            hooks: args.hooks.settings(),
             ..GatewayConfig::default()
         },
         files,
@@ -266,6 +267,7 @@ async fn gateway(args: GatewayArgs) -> anyhow::Result<()> {
     config.limits = args.limits.settings(&args.proxy);
     config.ws_origins = args.web.ws_origins()?;
     config.files = args.files.settings();
+    config.hooks = args.hooks.settings();
     config.push = args.push.api()?;
     config.admin.registration = args.registration.policy();
     if config.push.is_none() {
@@ -458,6 +460,19 @@ pub async fn launch_serve(
         }
         (None, _) => None,
     };
+    // Outgoing webhooks, after the fact: from the in-process log, or as the gateways' group.
+    let hooks = match &options.kafka {
+        None => tokio::spawn(banter_gateway::outgoing::run_local(
+            gateway.clone(),
+            bus.subscribe(),
+            stop_worker.clone(),
+        )),
+        Some(persist) => tokio::spawn(banter_gateway::outgoing::run_group(
+            gateway.clone(),
+            persist.kafka.clone(),
+            stop_worker.clone(),
+        )),
+    };
     let mut checks = database_check(&store);
     if let Some(persist) = &options.kafka {
         checks.push(kafka_check(&persist.kafka)?);
@@ -475,6 +490,7 @@ pub async fn launch_serve(
     if let Some(notifier) = notifier {
         let _ = notifier.await;
     }
+    let _ = hooks.await;
     store.close().await;
     Ok(())
 }
@@ -493,7 +509,7 @@ pub async fn launch_gateway(
     let tokens = token_keys(&options, &store)?;
     let mut checks = database_check(&store);
     checks.push(kafka_check(&kafka)?);
-    let bus = KafkaBus::start(kafka, StorePorts::first_copies(&store))
+    let bus = KafkaBus::start(kafka.clone(), StorePorts::first_copies(&store))
         .await
         .map_err(anyhow::Error::msg)?;
     // Said once the bus is up, so "listening" means ready to chat.
@@ -514,12 +530,21 @@ pub async fn launch_gateway(
         files,
         CancellationToken::new(),
     );
+    // The gateways deliver outgoing webhooks as a consumer group of their own.
+    let stop_hooks = CancellationToken::new();
+    let hooks = tokio::spawn(banter_gateway::outgoing::run_group(
+        gateway.clone(),
+        kafka,
+        stop_hooks.clone(),
+    ));
     let app =
         banter_gateway::router(gateway.clone()).merge(ops::router(checks, pool_gauges(&store)));
     serve_http(listener, ops::finish(app), shutdown, async move {
         gateway.drain(DRAIN_GRACE).await;
     })
     .await?;
+    stop_hooks.cancel();
+    let _ = hooks.await;
     store.close().await;
     Ok(())
 }

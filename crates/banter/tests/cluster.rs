@@ -16,7 +16,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use banter_client::{Answer, Gateways, Outbox, Resume};
+use banter_client::{Answer, Client, Event, Gateways, Outbox, Resume};
 use futures::{SinkExt, StreamExt};
 use serde_json::{json, Value};
 use sqlx::{PgPool, Row};
@@ -1410,4 +1410,211 @@ async fn a_message_sent_through_one_gateway_is_found_through_the_other_once_pers
     for gw in [gw_a, gw_b] {
         search_until(gw, &bob, &word, "the delete", <[Value]>::is_empty).await;
     }
+}
+
+/// The next message a banter-client session hands out, skipping other events.
+async fn next_message(session: &mut banter_client::Session) -> Box<banter_client::Message> {
+    loop {
+        let event = tokio::time::timeout(Duration::from_secs(60), session.next())
+            .await
+            .expect("an event within a minute")
+            .expect("the session is open");
+        if let Event::Message(m) = event {
+            return m;
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_rust_client_resumes_on_the_other_gateway_when_its_gateway_dies() {
+    let (_turn, cluster, _db) = begin().await;
+    let room = rooms(1).remove(0);
+    let (_, ann) = cluster.user("ann").await;
+    let (_, bob) = cluster.user("bob").await;
+    // Ann on gateway-1 (then gateway-2), Bob on gateway-2; auth on its own, as deployed.
+    let mut ann = Client::with_token(cluster.gateways.clone(), ann)
+        .auth_url(&cluster.auth)
+        .connect(&[room.as_str()])
+        .await
+        .expect("ann connects");
+    let mut bob = Client::with_token(vec![cluster.gateways[1].clone()], bob)
+        .auth_url(&cluster.auth)
+        .connect(&[room.as_str()])
+        .await
+        .expect("bob connects");
+    bob.send(&room, "before").await.expect("acked");
+    assert_eq!(next_message(&mut ann).await.body, "before");
+
+    cluster.script(&["kill", "gateway-1"]).await;
+    loop {
+        match tokio::time::timeout(Duration::from_secs(60), ann.next()).await {
+            Ok(Some(Event::Disconnected)) => break,
+            Ok(Some(_)) => continue,
+            other => panic!("ann should notice her gateway died: {other:?}"),
+        }
+    }
+    for n in 1..=3 {
+        bob.send(&room, &format!("missed {n}"))
+            .await
+            .expect("acked");
+    }
+    let sending = std::future::IntoFuture::into_future(ann.send(&room, "ann is back"));
+    let (acked, got) = tokio::join!(sending, async {
+        let mut got = Vec::new();
+        while got.len() < 4 {
+            got.push(next_message(&mut ann).await);
+        }
+        got
+    });
+    let acked = acked.expect("acked through gateway-2");
+    let bodies: Vec<&str> = got.iter().map(|m| m.body.as_str()).collect();
+    assert_eq!(bodies, ["missed 1", "missed 2", "missed 3", "ann is back"]);
+    assert_eq!(got[3].cursor, acked.cursor);
+    // Bob hears it once too, and the next message is the marker: nothing twice.
+    let mut heard = Vec::new();
+    while heard.len() < 5 {
+        heard.push(next_message(&mut bob).await.body);
+    }
+    assert_eq!(
+        heard,
+        ["before", "missed 1", "missed 2", "missed 3", "ann is back"]
+    );
+    bob.send(&room, "marker").await.expect("acked");
+    assert_eq!(next_message(&mut ann).await.body, "marker");
+}
+
+/// What a receiver of outgoing webhooks got: each delivery's `X-Banter-Delivery` and text.
+type Deliveries = Arc<std::sync::Mutex<Vec<(String, String)>>>;
+
+async fn receive_hook(
+    axum::extract::State(got): axum::extract::State<Deliveries>,
+    headers: axum::http::HeaderMap,
+    body: axum::body::Bytes,
+) -> axum::Json<Value> {
+    let delivery = headers["x-banter-delivery"]
+        .to_str()
+        .expect("ascii")
+        .to_owned();
+    let v: Value = serde_json::from_slice(&body).expect("json");
+    let text = v["text"].as_str().expect("text").to_owned();
+    got.lock().expect("lock").push((delivery, text.clone()));
+    axum::Json(json!({ "text": format!("heard: {text}") }))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_outgoing_webhook_is_delivered_once_by_the_gateways_group_and_answered() {
+    let (_turn, cluster, _db) = begin().await;
+    let room = rooms(1).remove(0);
+    let (_, ann) = cluster.user("ann").await;
+    let (_, bob) = cluster.user("bob").await;
+    let got: Deliveries = Arc::default();
+    let receiver = axum::Router::new()
+        .route("/hook", axum::routing::post(receive_hook))
+        .with_state(got.clone());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let url = format!("http://{}/hook", listener.local_addr().expect("addr"));
+    tokio::spawn(async move { axum::serve(listener, receiver).await });
+
+    let (gw_a, gw_b) = (&cluster.gateways[0], &cluster.gateways[1]);
+    let (status, made) = api(
+        gw_a,
+        reqwest::Method::POST,
+        "/api/v1/rooms",
+        Some(json!({ "name": room })),
+        &ann,
+    )
+    .await;
+    assert_eq!(status, 201, "{made}");
+    let (status, made) = api(
+        gw_a,
+        reqwest::Method::POST,
+        &format!("/api/v1/rooms/{room}/outgoing-webhooks"),
+        Some(json!({ "url": url, "name": format!("hook{}", &room[4..12]) })),
+        &ann,
+    )
+    .await;
+    assert_eq!(status, 201, "{made}");
+    let hook_bot = made["data"]["name"].as_str().expect("name").to_owned();
+    // Bob, on the other gateway, says five things over HTTP.
+    for n in 1..=5 {
+        let (status, sent) = api(
+            gw_b,
+            reqwest::Method::POST,
+            &format!("/api/v1/rooms/{room}/messages"),
+            Some(json!({ "body": format!("line {n}") })),
+            &bob,
+        )
+        .await;
+        assert_eq!(status, 201, "{sent}");
+    }
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while got.lock().expect("lock").len() < 5 {
+        assert!(Instant::now() < deadline, "five deliveries within a minute");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // The replies come back through the chat service, as the webhook's bot, once each.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let replies = loop {
+        let (_, page) = api(
+            gw_b,
+            reqwest::Method::GET,
+            &format!("/api/v1/rooms/{room}/messages?limit=100"),
+            None,
+            &bob,
+        )
+        .await;
+        let replies: Vec<String> = page["data"]["messages"]
+            .as_array()
+            .expect("messages")
+            .iter()
+            .filter(|m| m["author"] == hook_bot.as_str())
+            .map(|m| m["body"].as_str().unwrap_or_default().to_owned())
+            .collect();
+        if replies.len() >= 5 {
+            break replies;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "five replies within a minute: {replies:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    let mut replies = replies;
+    replies.sort();
+    assert_eq!(
+        replies,
+        (1..=5)
+            .map(|n| format!("heard: line {n}"))
+            .collect::<Vec<_>>()
+    );
+    // A marker after the replies: it is the next delivery, so no reply was delivered and no
+    // message twice.
+    let (status, _) = api(
+        gw_b,
+        reqwest::Method::POST,
+        &format!("/api/v1/rooms/{room}/messages"),
+        Some(json!({ "body": "marker" })),
+        &bob,
+    )
+    .await;
+    assert_eq!(status, 201);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while got.lock().expect("lock").len() < 6 {
+        assert!(
+            Instant::now() < deadline,
+            "the marker delivered within a minute"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let got = got.lock().expect("lock").clone();
+    let ids: std::collections::HashSet<&String> = got.iter().map(|(id, _)| id).collect();
+    assert_eq!(
+        ids.len(),
+        6,
+        "each message delivered by one gateway, once: {got:?}"
+    );
+    assert_eq!(got.len(), 6, "the bot's replies are not delivered: {got:?}");
+    assert_eq!(got[5].1, "marker");
 }

@@ -104,9 +104,20 @@ pub struct Ack {
 pub struct Client {
     http: reqwest::Client,
     servers: Vec<String>,
+    /// Where the auth API is when it is not on the servers (a split deployment).
+    auth: Option<String>,
     token: String,
     refresh_token: Option<String>,
 }
+
+/// The auth API's paths: on `auth` when it is elsewhere.
+const AUTH_PATHS: [&str; 5] = [
+    "/api/v1/register",
+    "/api/v1/login",
+    "/api/v1/refresh",
+    "/api/v1/logout",
+    "/api/v1/me",
+];
 
 #[derive(Deserialize)]
 struct Envelope {
@@ -128,19 +139,34 @@ impl Client {
                 .into_iter()
                 .map(|s| s.trim_end_matches('/').to_owned())
                 .collect(),
+            auth: None,
             token: token.into(),
             refresh_token: None,
         }
     }
 
-    /// Logs in as a user (its access token is refreshed when it expires).
+    /// The auth API's base URL, when it is not on the servers (`banter auth` beside
+    /// gateways); login, refresh and `me` go there.
+    pub fn auth_url(mut self, auth: impl Into<String>) -> Self {
+        self.auth = Some(auth.into().trim_end_matches('/').to_owned());
+        self
+    }
+
+    /// Logs in as a user (its access token is refreshed when it expires). For an auth API
+    /// elsewhere: `Client::with_token(servers, "").auth_url(auth)`, then [`Client::log_in`].
     pub async fn login(
         servers: Vec<String>,
         username: &str,
         password: &str,
     ) -> Result<Self, Error> {
         let mut client = Self::with_token(servers, "");
-        let data = client
+        client.log_in(username, password).await?;
+        Ok(client)
+    }
+
+    /// Logs in as a user, keeping its tokens.
+    pub async fn log_in(&mut self, username: &str, password: &str) -> Result<(), Error> {
+        let data = self
             .call(
                 reqwest::Method::POST,
                 "/api/v1/login",
@@ -148,8 +174,8 @@ impl Client {
                 false,
             )
             .await?;
-        client.take_tokens(&data);
-        Ok(client)
+        self.take_tokens(&data);
+        Ok(())
     }
 
     pub fn token(&self) -> &str {
@@ -204,7 +230,12 @@ impl Client {
         auth: bool,
     ) -> Result<Value, Error> {
         let mut last = String::new();
-        for server in &self.servers {
+        let elsewhere = self
+            .auth
+            .as_ref()
+            .filter(|_| AUTH_PATHS.contains(&path))
+            .map(std::slice::from_ref);
+        for server in elsewhere.unwrap_or(&self.servers) {
             let mut request = self.http.request(method.clone(), format!("{server}{path}"));
             if auth {
                 request = request.bearer_auth(&self.token);

@@ -70,7 +70,7 @@ fn conflict(why: &'static str) -> Response {
     ApiError::new(StatusCode::CONFLICT, "conflict", why).into_response()
 }
 
-fn store_conflict(e: StoreError, why: &'static str) -> Response {
+pub(crate) fn store_conflict(e: StoreError, why: &'static str) -> Response {
     match e {
         StoreError::Conflict(_) => conflict(why),
         other => Error::from(other).into_response(),
@@ -341,7 +341,7 @@ pub async fn create_webhook(
     }
     let name = match &input.name {
         Some(name) => bot_name(name)?,
-        None => default_hook_name(&room)?,
+        None => default_name(&room, "hook")?,
     };
     let secret = BotSecret::generate(HOOK_PREFIX);
     let id = Uuid::now_v7();
@@ -388,11 +388,12 @@ pub async fn create_webhook(
 }
 
 /// A bot's name, read like a username (the same rules), named `name` as the input calls it.
-fn bot_name(input: &str) -> Result<Username, ValidationError> {
+pub(crate) fn bot_name(input: &str) -> Result<Username, ValidationError> {
     Username::parse(input).map_err(|e| ValidationError::new("name", e.message))
 }
 
-fn default_hook_name(room: &RoomName) -> Result<Username, Error> {
+/// A webhook's bot's name when its maker gave none: `<room>-<kind>-<4 hex>`.
+pub(crate) fn default_name(room: &RoomName, kind: &str) -> Result<Username, Error> {
     let tail: String = Uuid::new_v4().simple().to_string()[..4].to_owned();
     let stem: String = room
         .as_str()
@@ -401,7 +402,7 @@ fn default_hook_name(room: &RoomName) -> Result<Username, Error> {
         .take(Username::MAX_LEN - 10)
         .collect();
     let stem = if stem.is_empty() { "room".into() } else { stem };
-    Ok(Username::parse(&format!("{stem}-hook-{tail}"))?)
+    Ok(Username::parse(&format!("{stem}-{kind}-{tail}"))?)
 }
 
 fn member_audit(user: &AuthUser, action: &'static str, target: &str, room: &RoomName) -> NewAudit {

@@ -23,6 +23,7 @@ mod images;
 pub mod limits;
 pub mod openapi;
 pub mod origins;
+pub mod outgoing;
 pub mod presence;
 pub mod push;
 pub mod recent;
@@ -95,6 +96,8 @@ pub struct GatewayConfig {
     /// How clients reach this listener (`http` or `https`), for the URLs it gives out (an
     /// incoming webhook's) when no trusted proxy says otherwise.
     pub scheme: &'static str,
+    /// How outgoing webhooks are delivered.
+    pub hooks: outgoing::HookSettings,
 }
 
 impl Default for GatewayConfig {
@@ -115,6 +118,7 @@ impl Default for GatewayConfig {
             push: None,
             admin: admin::AdminConfig::default(),
             scheme: "http",
+            hooks: outgoing::HookSettings::default(),
         }
     }
 }
@@ -147,6 +151,11 @@ pub struct GatewayState {
     pub files: Option<banter_files::Files>,
     /// What the admin API keeps between requests.
     pub admin: Arc<admin::AdminState>,
+    /// The rooms' outgoing webhooks, as lately read.
+    pub hooks: Arc<outgoing::Known>,
+    /// The client outgoing webhooks are delivered with: no redirects followed (a redirect
+    /// could lead where the URL check would refuse).
+    pub webhook_http: reqwest::Client,
 }
 
 impl FromRef<GatewayState> for Arc<TokenKeys> {
@@ -238,6 +247,11 @@ impl GatewayState {
             tasks,
             files,
             admin,
+            hooks: Arc::default(),
+            webhook_http: reqwest::Client::builder()
+                .redirect(reqwest::redirect::Policy::none())
+                .build()
+                .expect("an HTTP client with rustls"),
         }
     }
 
@@ -292,6 +306,14 @@ pub fn router(state: GatewayState) -> Router {
         .route(
             "/api/v1/rooms/{room}/webhooks/{id}",
             axum::routing::delete(bots::revoke_webhook),
+        )
+        .route(
+            "/api/v1/rooms/{room}/outgoing-webhooks",
+            get(outgoing::list).post(outgoing::create),
+        )
+        .route(
+            "/api/v1/rooms/{room}/outgoing-webhooks/{id}",
+            axum::routing::delete(outgoing::revoke),
         )
         .route(
             "/api/v1/hooks/{secret}",

@@ -131,6 +131,9 @@ pub const ROUTES: &[Route] = &[
     route("post", "/api/v1/rooms/{room}/webhooks", "bots", "Make an incoming webhook for a room; its URL is shown once", Bearer).body("NewWebhook").created(),
     route("get", "/api/v1/rooms/{room}/webhooks", "bots", "A room's incoming webhooks (never their URLs)", Bearer),
     route("delete", "/api/v1/rooms/{room}/webhooks/{id}", "bots", "Revoke an incoming webhook (its maker, or an admin)", Bearer),
+    route("post", "/api/v1/rooms/{room}/outgoing-webhooks", "bots", "Make an outgoing webhook: the room's messages POSTed to a URL, signed; its secret is shown once", Bearer).body("NewOutgoingWebhook").created(),
+    route("get", "/api/v1/rooms/{room}/outgoing-webhooks", "bots", "A room's outgoing webhooks (never their secrets)", Bearer),
+    route("delete", "/api/v1/rooms/{room}/outgoing-webhooks/{id}", "bots", "Revoke an outgoing webhook (its maker, or an admin)", Bearer),
     route("post", "/api/v1/hooks/{secret}", "bots", "Post through an incoming webhook (Slack's body); the URL is the secret", Public).body("IncomingWebhook"),
     // Administration.
     route("get", "/api/v1/admin/users", "admin", "Accounts, by name", Admin).query(&["q", "after", "limit"]),
@@ -338,6 +341,7 @@ fn schemas() -> Value {
         "NewBot": object(&[("name", s())], &[("rooms", json!({ "type": ["array", "null"], "items": { "type": "string" } }))]),
         "NewWebhook": object(&[], &[("name", s())]),
         "IncomingWebhook": object(&[("text", s())], &[("username", s())]),
+        "NewOutgoingWebhook": object(&[("url", s())], &[("trigger", s()), ("name", s())]),
         "AdminFlag": object(&[("admin", b())], &[]),
         "Purge": object(&[("dry_run", b())], &[("from", s()), ("to", s())]),
         "Archived": object(&[("archived", b())], &[]),

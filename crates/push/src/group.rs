@@ -1,10 +1,11 @@
 //! The notifier on Kafka (`banter notify`): a consumer group of its own on `chat-in`, so any
 //! number of processes share the partitions, each message is considered by one of them, and
-//! what it decided survives a crash.
+//! what it decided survives a crash. [`run_jobs`] is that loop for any work done after the
+//! fact per record (the gateways' outgoing webhooks use it too, as a group of their own).
 //!
-//! - Each record is handed to [`Notifier::notify`] as it is read (in the background, at most
-//!   `max_in_flight` at once), so a push service that is slow or retrying never holds up the
-//!   others.
+//! - Each record is handed to its job as it is read ([`Notifier::notify`] for the notifier;
+//!   in the background, at most `max_in_flight` at once), so a push service that is slow or
+//!   retrying never holds up the others.
 //! - A partition's offset is committed up to the first record whose pushes are not yet sent
 //!   or given up: nothing is skipped by a crash. Commits are made every `commit_every`, when
 //!   a rebalance takes a partition away, and at a clean stop, which gives up no push: those
@@ -20,7 +21,8 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use banter_bus::{KafkaSettings, Record};
-use banter_core::Cursor;
+use banter_core::{Cursor, LoggedEvent};
+use futures::future::BoxFuture;
 use rdkafka::client::ClientContext;
 use rdkafka::consumer::{
     BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance, StreamConsumer,
@@ -133,7 +135,29 @@ fn lock(pending: &Mutex<Pending>) -> MutexGuard<'_, Pending> {
 struct GroupContext {
     pending: Arc<Mutex<Pending>>,
     topic: String,
+    metrics: GroupMetrics,
 }
+
+/// The names a group's figures are published under.
+#[derive(Debug, Clone, Copy)]
+pub struct GroupMetrics {
+    /// A gauge: partitions this process holds.
+    pub partitions: &'static str,
+    /// A counter: commit rounds made (tests and dashboards wait on it).
+    pub commit_rounds: &'static str,
+    /// What the logs call the worker.
+    pub name: &'static str,
+}
+
+const NOTIFIER: GroupMetrics = GroupMetrics {
+    partitions: "banter_notify_partitions",
+    commit_rounds: "banter_notify_commit_rounds_total",
+    name: "notifier",
+};
+
+/// A record's work, done in the background: true once done or given up, false when the
+/// stop cut it short (then it is not committed, and the partition's next owner does it).
+pub type Job = BoxFuture<'static, bool>;
 
 impl ClientContext for GroupContext {}
 
@@ -145,33 +169,56 @@ impl ConsumerContext for GroupContext {
             if !last.is_empty() {
                 if let Err(e) = consumer.commit(&offsets_list(&self.topic, &last), CommitMode::Sync)
                 {
-                    tracing::debug!(error = %e, "notifier commit at a rebalance");
+                    tracing::debug!(error = %e, "commit at a rebalance");
                 }
             }
-            metrics::gauge!("banter_notify_partitions").set(0.0);
+            metrics::gauge!(self.metrics.partitions).set(0.0);
         }
     }
 
     fn post_rebalance(&self, _consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
         if let Rebalance::Assign(list) = rebalance {
             #[allow(clippy::cast_precision_loss)]
-            metrics::gauge!("banter_notify_partitions").set(list.count() as f64);
+            metrics::gauge!(self.metrics.partitions).set(list.count() as f64);
         }
     }
 }
 
-/// Runs the group until `shutdown`. Errors only when Kafka cannot be set up.
+/// Runs the notifier's group until `shutdown`. Errors only when Kafka cannot be set up.
 pub async fn run(
     settings: GroupSettings,
     notifier: Notifier,
     shutdown: CancellationToken,
 ) -> Result<(), String> {
+    let job = move |logged: LoggedEvent, stop: CancellationToken| -> Option<Job> {
+        let notice = Notice::of(&logged)?;
+        let notifier = notifier.clone();
+        let heard = Instant::now();
+        Some(Box::pin(async move {
+            notifier.notify(notice, heard, &stop).await
+        }))
+    };
+    run_jobs(settings, NOTIFIER, job, shutdown).await
+}
+
+/// Runs a group whose `job` is asked about each record as it is read (`None`: nothing to do
+/// for it), until `shutdown`. Errors only when Kafka cannot be set up.
+pub async fn run_jobs<F>(
+    settings: GroupSettings,
+    names: GroupMetrics,
+    job: F,
+    shutdown: CancellationToken,
+) -> Result<(), String>
+where
+    F: Fn(LoggedEvent, CancellationToken) -> Option<Job>,
+{
     banter_bus::ensure_topics(&settings.kafka).await?;
     let topic = settings.kafka.topic.clone();
     let pending = Arc::new(Mutex::new(Pending::default()));
     let context = GroupContext {
         pending: pending.clone(),
         topic: topic.clone(),
+        metrics: names,
     };
     let consumer: StreamConsumer<GroupContext> = settings
         .kafka
@@ -189,7 +236,7 @@ pub async fn run(
     consumer
         .subscribe(&[&topic])
         .map_err(|e| format!("subscribing to {topic}: {e}"))?;
-    tracing::info!(group = %settings.group, %topic, "notifier started");
+    tracing::info!(group = %settings.group, %topic, worker = names.name, "consumer group started");
 
     // The notifications' own stop: a clean stop lets sends in flight end first.
     let stop_sends = CancellationToken::new();
@@ -211,7 +258,7 @@ pub async fn run(
                 let commits = lock(&pending).commits();
                 commit(&consumer, &topic, &commits, CommitMode::Async);
                 // Tells tests (and dashboards) that what was done before now is committed.
-                metrics::counter!("banter_notify_commit_rounds_total").increment(1);
+                metrics::counter!(names.commit_rounds).increment(1);
             }
             record = consumer.recv(), if !full => {
                 let record = match record {
@@ -222,27 +269,24 @@ pub async fn run(
                     }
                 };
                 let (partition, offset) = (record.partition(), record.offset());
-                let notice = Cursor::of_record(partition, offset)
+                let work = Cursor::of_record(partition, offset)
                     .and_then(|cursor| {
                         Record::decode(record.payload().unwrap_or_default())
                             .ok()
                             .map(|event| event.at_cursor(cursor))
                     })
-                    .and_then(|logged| Notice::of(&logged));
-                let Some(notice) = notice else {
-                    // Not a message anyone is told about (or not one at all: persist's
-                    // dead letters deal with those).
+                    .and_then(|logged| job(logged, stop_sends.clone()));
+                let Some(work) = work else {
+                    // Nothing to do for it (or not a room event at all: persist's dead
+                    // letters deal with those).
                     lock(&pending).read(partition, offset, true);
                     continue;
                 };
                 lock(&pending).read(partition, offset, false);
-                let notifier = notifier.clone();
                 let done = done_tx.clone();
-                let stop = stop_sends.clone();
-                let heard = Instant::now();
                 running += 1;
                 tokio::spawn(async move {
-                    let finished = notifier.notify(notice, heard, &stop).await;
+                    let finished = work.await;
                     let _ = done.send((partition, offset, finished));
                 });
             }
@@ -266,7 +310,7 @@ pub async fn run(
     let last = lock(&pending).commits();
     commit(&consumer, &topic, &last, CommitMode::Sync);
     consumer.unsubscribe();
-    tracing::info!("notifier stopped");
+    tracing::info!(worker = names.name, "consumer group stopped");
     Ok(())
 }
 
@@ -289,7 +333,7 @@ fn commit<C: Consumer<GroupContext>>(
     }
     // Refused in the middle of a rebalance: sent again at the next round.
     if let Err(e) = consumer.commit(&offsets_list(topic, offsets), mode) {
-        tracing::debug!(error = %e, "notifier commit");
+        tracing::debug!(error = %e, "commit");
     }
 }
 

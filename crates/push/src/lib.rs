@@ -16,7 +16,7 @@ pub mod sender;
 pub mod subscription;
 pub mod vapid;
 
-pub use group::GroupSettings;
+pub use group::{GroupMetrics, GroupSettings, Job};
 pub use notifier::{run_local, Connections, Notice, Notifier, NotifySettings};
 pub use payload::{Payload, Reason};
 pub use sender::{Outcome, Sender, SenderSettings};

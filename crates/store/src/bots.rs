@@ -1,7 +1,9 @@
 //! Bots and incoming webhooks as the store keeps them: a bot is an account marked as one
 //! (its name from the users' space, no password that can log in), with a long-lived token kept
 //! as its SHA-256 digest and, optionally, the rooms it may use; an incoming webhook is a secret
-//! (kept as its digest) that lets whoever holds its URL post to one room as its own bot.
+//! (kept as its digest) that lets whoever holds its URL post to one room as its own bot; an
+//! outgoing webhook is a URL a room's new messages are sent to, signed with a secret kept as
+//! it is (signing needs it), whose answers its own bot posts back.
 //!
 //! These are the server's own records, like invites: written here directly, each in one
 //! transaction with its audit entry. What a bot then does in a room (being added, posting)
@@ -73,6 +75,36 @@ pub struct Webhook {
     pub revoked_at: Option<DateTime<Utc>>,
 }
 
+/// An outgoing webhook about to be made, with its bot (limited to the webhook's room).
+#[derive(Debug, Clone)]
+pub struct NewOutgoing<'a> {
+    pub id: Uuid,
+    pub room: RoomName,
+    pub bot: &'a Username,
+    pub url: String,
+    /// Only messages that start with this word are sent (all: `None`).
+    pub trigger: Option<String>,
+    /// What deliveries are signed with (HMAC-SHA256): kept as it is, since signing needs it.
+    pub secret: String,
+    pub created_by: UserId,
+    pub created_at: DateTime<Utc>,
+}
+
+/// An outgoing webhook.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Outgoing {
+    pub id: Uuid,
+    pub room: RoomName,
+    pub bot: User,
+    pub url: String,
+    pub trigger: Option<String>,
+    pub secret: String,
+    pub created_by: UserId,
+    pub created_by_name: Username,
+    pub created_at: DateTime<Utc>,
+    pub revoked_at: Option<DateTime<Utc>>,
+}
+
 /// The storage of bots and webhooks. Every method is one transaction.
 #[async_trait]
 pub trait Bots: Send + Sync {
@@ -117,6 +149,26 @@ pub trait Bots: Send + Sync {
         id: Uuid,
         audit: &NewAudit,
     ) -> Result<Option<Webhook>, StoreError>;
+
+    /// Makes an outgoing webhook and its bot, with `audit`. `Conflict` when the bot's name is
+    /// taken.
+    async fn create_outgoing(
+        &self,
+        hook: &NewOutgoing<'_>,
+        audit: &NewAudit,
+    ) -> Result<Outgoing, StoreError>;
+
+    /// The live outgoing webhooks of `room`, oldest first.
+    async fn outgoing_of(&self, room: &RoomName) -> Result<Vec<Outgoing>, StoreError>;
+
+    async fn outgoing(&self, id: Uuid) -> Result<Option<Outgoing>, StoreError>;
+
+    /// Revokes an outgoing webhook and deactivates its bot, with `audit`. `None`: no such one.
+    async fn revoke_outgoing(
+        &self,
+        id: Uuid,
+        audit: &NewAudit,
+    ) -> Result<Option<Outgoing>, StoreError>;
 }
 
 /// Room names as the `bots.rooms` column keeps them.
@@ -174,6 +226,44 @@ macro_rules! impl_bots {
             })
         }
 
+        const OUTGOING_SELECT: &str = "SELECT w.id AS hook_id, w.room AS hook_room, w.url, \
+             w.trigger, w.secret, w.created_by AS maker_id, c.username AS maker, \
+             w.created_at AS made_at, w.revoked_at, u.id, u.username, u.created_at \
+             FROM outgoing_webhooks w JOIN users u ON u.id = w.bot_id \
+             JOIN users c ON c.id = w.created_by";
+
+        fn outgoing_from_row(row: &$row) -> Result<$crate::bots::Outgoing, sqlx::Error> {
+            Ok($crate::bots::Outgoing {
+                id: row.try_get("hook_id")?,
+                room: RoomName::from_stored(row.try_get("hook_room")?),
+                bot: user_from_row(row)?,
+                url: row.try_get("url")?,
+                trigger: row.try_get("trigger")?,
+                secret: row.try_get("secret")?,
+                created_by: UserId(row.try_get("maker_id")?),
+                created_by_name: Username::from_stored(row.try_get("maker")?),
+                created_at: row.try_get("made_at")?,
+                revoked_at: row.try_get("revoked_at")?,
+            })
+        }
+
+        /// Deactivates a webhook's bot, in `conn`.
+        async fn deactivate_bot(
+            conn: &mut $conn,
+            bot_id: i64,
+            at: DateTime<Utc>,
+        ) -> Result<(), sqlx::Error> {
+            sqlx::query(
+                "UPDATE users SET deactivated_at = COALESCE(deactivated_at, $1), \
+                 revoked_before = $1 WHERE id = $2",
+            )
+            .bind(at)
+            .bind(bot_id)
+            .execute(conn)
+            .await?;
+            Ok(())
+        }
+
         /// Makes the account and the `bots` row of a bot, in `tx`.
         async fn insert_bot(
             conn: &mut $conn,
@@ -228,6 +318,8 @@ macro_rules! impl_bots {
                 let rows = sqlx::query(&format!(
                     "{BOT_SELECT} WHERE NOT EXISTS \
                        (SELECT 1 FROM webhooks w WHERE w.bot_id = b.user_id) \
+                     AND NOT EXISTS \
+                       (SELECT 1 FROM outgoing_webhooks o WHERE o.bot_id = b.user_id) \
                      ORDER BY {key}"
                 ))
                 .fetch_all(&self.pool)
@@ -386,20 +478,106 @@ macro_rules! impl_bots {
                     tx.rollback().await?;
                     return Ok(None);
                 };
-                sqlx::query(
-                    "UPDATE users SET deactivated_at = COALESCE(deactivated_at, $1), \
-                     revoked_before = $1 WHERE id = $2",
-                )
-                .bind(audit.at)
-                .bind(row.try_get::<i64, _>("bot_id")?)
-                .execute(&mut *tx)
-                .await?;
+                deactivate_bot(&mut *tx, row.try_get::<i64, _>("bot_id")?, audit.at).await?;
                 insert_audit(&mut *tx, audit).await?;
                 let row = sqlx::query(&format!("{WEBHOOK_SELECT} WHERE w.id = $1"))
                     .bind(id)
                     .fetch_one(&mut *tx)
                     .await?;
                 let hook = webhook_from_row(&row)?;
+                tx.commit().await?;
+                Ok(Some(hook))
+            }
+
+            async fn create_outgoing(
+                &self,
+                hook: &$crate::bots::NewOutgoing<'_>,
+                audit: &$crate::admin::NewAudit,
+            ) -> Result<$crate::bots::Outgoing, StoreError> {
+                let mut tx = self.pool.begin_with(begin_write()).await?;
+                let bot = $crate::bots::NewBot {
+                    name: hook.bot,
+                    token_hash: None,
+                    created_by: hook.created_by,
+                    created_at: hook.created_at,
+                    rooms: Some(vec![hook.room.clone()]),
+                };
+                let bot_id = insert_bot(&mut *tx, &bot).await?;
+                sqlx::query(
+                    "INSERT INTO outgoing_webhooks \
+                     (id, room, bot_id, url, trigger, secret, created_by, created_at) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+                )
+                .bind(hook.id)
+                .bind(hook.room.as_str())
+                .bind(bot_id.0)
+                .bind(&hook.url)
+                .bind(&hook.trigger)
+                .bind(&hook.secret)
+                .bind(hook.created_by.0)
+                .bind(hook.created_at)
+                .execute(&mut *tx)
+                .await?;
+                insert_audit(&mut *tx, audit).await?;
+                let row = sqlx::query(&format!("{OUTGOING_SELECT} WHERE w.id = $1"))
+                    .bind(hook.id)
+                    .fetch_one(&mut *tx)
+                    .await?;
+                let made = outgoing_from_row(&row)?;
+                tx.commit().await?;
+                Ok(made)
+            }
+
+            async fn outgoing_of(
+                &self,
+                room: &RoomName,
+            ) -> Result<Vec<$crate::bots::Outgoing>, StoreError> {
+                let rows = sqlx::query(&format!(
+                    "{OUTGOING_SELECT} WHERE w.room = $1 AND w.revoked_at IS NULL \
+                     ORDER BY w.created_at, w.id"
+                ))
+                .bind(room.as_str())
+                .fetch_all(&self.pool)
+                .await?;
+                Ok(rows.iter().map(outgoing_from_row).collect::<Result<_, _>>()?)
+            }
+
+            async fn outgoing(
+                &self,
+                id: Uuid,
+            ) -> Result<Option<$crate::bots::Outgoing>, StoreError> {
+                let row = sqlx::query(&format!("{OUTGOING_SELECT} WHERE w.id = $1"))
+                    .bind(id)
+                    .fetch_optional(&self.pool)
+                    .await?;
+                Ok(row.as_ref().map(outgoing_from_row).transpose()?)
+            }
+
+            async fn revoke_outgoing(
+                &self,
+                id: Uuid,
+                audit: &$crate::admin::NewAudit,
+            ) -> Result<Option<$crate::bots::Outgoing>, StoreError> {
+                let mut tx = self.pool.begin_with(begin_write()).await?;
+                let row = sqlx::query(
+                    "UPDATE outgoing_webhooks SET revoked_at = COALESCE(revoked_at, $1) \
+                     WHERE id = $2 RETURNING bot_id",
+                )
+                .bind(audit.at)
+                .bind(id)
+                .fetch_optional(&mut *tx)
+                .await?;
+                let Some(row) = row else {
+                    tx.rollback().await?;
+                    return Ok(None);
+                };
+                deactivate_bot(&mut *tx, row.try_get::<i64, _>("bot_id")?, audit.at).await?;
+                insert_audit(&mut *tx, audit).await?;
+                let row = sqlx::query(&format!("{OUTGOING_SELECT} WHERE w.id = $1"))
+                    .bind(id)
+                    .fetch_one(&mut *tx)
+                    .await?;
+                let hook = outgoing_from_row(&row)?;
                 tx.commit().await?;
                 Ok(Some(hook))
             }

@@ -35,7 +35,9 @@ pub use admin::{
     Account, Admin, AdminRoom, AuditEntry, Invite, NewAccount, NewAudit, NewInvite, PurgeItem,
     PurgeRange, Registered,
 };
-pub use bots::{Bot, BotLogin, Bots, NewBot, NewWebhook, Webhook, NO_PASSWORD};
+pub use bots::{
+    Bot, BotLogin, Bots, NewBot, NewOutgoing, NewWebhook, Outgoing, Webhook, NO_PASSWORD,
+};
 pub use postgres::PostgresStore;
 pub use sqlite::SqliteStore;
 

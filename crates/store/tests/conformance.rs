@@ -110,6 +110,7 @@ conformance!(
     a_bot_is_found_by_its_token_until_revoked,
     a_webhook_is_found_by_its_secret_until_revoked,
     a_bots_message_keeps_its_mark_on_both_logs,
+    an_outgoing_webhook_is_listed_for_its_room_until_revoked,
 );
 
 fn name(s: &str) -> Username {

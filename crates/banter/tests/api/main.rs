@@ -7,6 +7,7 @@ mod errors;
 mod files;
 mod openapi;
 mod ops;
+mod outgoing;
 mod push;
 mod search;
 mod web;

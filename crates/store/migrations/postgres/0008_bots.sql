@@ -1,5 +1,5 @@
--- Bots and integrations (issue 21): bot accounts with long-lived tokens, and incoming
--- webhooks. Like invites and refresh tokens these are the server's own records, written by
+-- Bots and integrations (issue 21): bot accounts with long-lived tokens, and incoming and
+-- outgoing webhooks. Like invites and refresh tokens these are the server's own records, written by
 -- the bots API directly; what a bot does in a room (a message, being added) goes through the
 -- room's log like anyone's.
 
@@ -34,3 +34,19 @@ CREATE TABLE webhooks (
     revoked_at TIMESTAMPTZ
 );
 CREATE INDEX webhooks_room_idx ON webhooks (room);
+
+-- Outgoing webhooks: a room's new messages (those starting with `trigger`, if set) are
+-- POSTed to `url`, signed with `secret` (HMAC-SHA256), and what the receiver answers is
+-- posted back as the webhook's own bot. The secret is kept as it is: signing needs it.
+CREATE TABLE outgoing_webhooks (
+    id UUID PRIMARY KEY,
+    room TEXT NOT NULL,
+    bot_id BIGINT NOT NULL REFERENCES users(id),
+    url TEXT NOT NULL,
+    trigger TEXT,
+    secret TEXT NOT NULL,
+    created_by BIGINT NOT NULL REFERENCES users(id),
+    created_at TIMESTAMPTZ NOT NULL,
+    revoked_at TIMESTAMPTZ
+);
+CREATE INDEX outgoing_webhooks_room_idx ON outgoing_webhooks (room) WHERE revoked_at IS NULL;

@@ -4,7 +4,7 @@
 //! and label on both logs.
 
 use banter_core::{Appended, BotLabel, BotPost, Cursor, LoggedEvent, RoomEvent, RoomName};
-use banter_store::{now, DynStore, NewBot, NewWebhook, StoreError};
+use banter_store::{now, DynStore, NewBot, NewOutgoing, NewWebhook, StoreError};
 use uuid::Uuid;
 
 use super::{account, audit, name, new_message};
@@ -261,4 +261,77 @@ pub async fn a_bots_message_keeps_its_mark_on_both_logs(store: DynStore) {
         );
         assert!(events[2].message().expect("m").bot.is_none());
     }
+}
+
+pub async fn an_outgoing_webhook_is_listed_for_its_room_until_revoked(store: DynStore) {
+    let ann = account(&store, "ann").await;
+    let bot = name("deploy-out");
+    let id = Uuid::now_v7();
+    let made = store
+        .create_outgoing(
+            &NewOutgoing {
+                id,
+                room: room("builds"),
+                bot: &bot,
+                url: "https://hooks.example.com/banter".into(),
+                trigger: Some("!deploy".into()),
+                secret: "bws_secret".into(),
+                created_by: ann.user.id,
+                created_at: now(),
+            },
+            &audit(&ann, "webhook.create", &id.to_string()),
+        )
+        .await
+        .expect("create");
+    assert_eq!(made.bot.username.as_str(), "deploy-out");
+    assert_eq!(made.secret, "bws_secret", "kept as it is: signing needs it");
+    assert_eq!(made.trigger.as_deref(), Some("!deploy"));
+    assert_eq!(
+        store.outgoing_of(&room("builds")).await.expect("of"),
+        vec![made.clone()]
+    );
+    assert!(store
+        .outgoing_of(&room("general"))
+        .await
+        .expect("of")
+        .is_empty());
+    assert!(
+        store.bots().await.expect("bots").is_empty(),
+        "listed with its webhook"
+    );
+    let taken = store
+        .create_outgoing(
+            &NewOutgoing {
+                id: Uuid::now_v7(),
+                room: room("builds"),
+                bot: &bot,
+                url: "https://hooks.example.com/other".into(),
+                trigger: None,
+                secret: "bws_other".into(),
+                created_by: ann.user.id,
+                created_at: now(),
+            },
+            &audit(&ann, "webhook.create", "x"),
+        )
+        .await;
+    assert!(matches!(taken, Err(StoreError::Conflict(_))), "{taken:?}");
+    let revoked = store
+        .revoke_outgoing(id, &audit(&ann, "webhook.revoke", &id.to_string()))
+        .await
+        .expect("revoke")
+        .expect("found");
+    assert!(revoked.revoked_at.is_some());
+    assert!(store
+        .outgoing_of(&room("builds"))
+        .await
+        .expect("of")
+        .is_empty());
+    assert!(store.outgoing(id).await.expect("get").is_some());
+    assert!(store
+        .account("deploy-out")
+        .await
+        .expect("a")
+        .expect("bot")
+        .deactivated_at
+        .is_some());
 }

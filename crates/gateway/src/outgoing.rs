@@ -1,0 +1,715 @@
+//! Outgoing webhooks: a room's new messages (those starting with a trigger word, if the
+//! webhook has one) POSTed as JSON to a URL, signed, retried, and what the receiver answers
+//! posted back to the room as the webhook's own bot.
+//!
+//! - Made by a member (in a private room, by whoever may add members), like an incoming
+//!   webhook; its bot is limited to the room and added to it through the room's log. Its
+//!   secret is shown once; deliveries carry `X-Banter-Timestamp` (Unix seconds) and
+//!   `X-Banter-Signature: v1=<hex HMAC-SHA256 of "<timestamp>.<body>">`.
+//! - Delivered after the fact, from the log, never on the send's path: on `serve` from the
+//!   in-process log ([`run_local`]); on Kafka by the gateways as a consumer group of their
+//!   own (`hooks-svc`, [`job`]), so each message is delivered by one of them and a crash
+//!   leaves it to the next (at least once: `X-Banter-Delivery` names the message).
+//! - Retried with backoff after a network error, a timeout, 408, 429 or 5xx, up to
+//!   `attempts`; given up after that, and at once after another 4xx. Messages of bots are
+//!   never sent (no loops between bots).
+//! - The URL must be `http(s)`, with no user or password, and not reach a loopback, private,
+//!   link-local or unique-local address (checked when made, and on every delivery against
+//!   what its name resolves to) unless the operator allows it (`BANTER_HOOKS_ALLOW_PRIVATE`).
+//! - A reply: a 2xx answer whose JSON has a `text` (Slack's and Mattermost's outgoing
+//!   webhooks answer so) is sent to the room by the webhook's bot through the chat service,
+//!   with a client id of the delivery's, so a delivery made twice replies once.
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::extract::{Path, State};
+use axum::response::{IntoResponse, Response};
+use banter_auth::{AuthUser, BotScope};
+use banter_bus::Event;
+use banter_core::{
+    ClientId, LoggedEvent, Message, MessageBody, RoomEvent, RoomName, ValidationError,
+};
+use banter_http::{ApiJson, Envelope};
+use banter_store::{NewAudit, NewOutgoing, Outgoing};
+use futures::future::BoxFuture;
+use hmac::{Hmac, Mac};
+use serde::{Deserialize, Serialize};
+use sha2::Sha256;
+use tokio::sync::{mpsc, Semaphore};
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use uuid::Uuid;
+
+use crate::api::{actor, Error};
+use crate::chat::{Actor, BotActor};
+use crate::GatewayState;
+
+/// How outgoing webhooks are delivered.
+#[derive(Debug, Clone)]
+pub struct HookSettings {
+    /// Let URLs reach loopback and private addresses (`BANTER_HOOKS_ALLOW_PRIVATE`): for a
+    /// receiver on the same machine or network. Off by default: a member could otherwise make
+    /// the server call into its own network.
+    pub allow_private: bool,
+    /// Tries of one delivery before it is given up.
+    pub attempts: u32,
+    /// The wait before the second try; it doubles for each one after (at most a minute).
+    pub first_retry: Duration,
+    /// How long one try may take.
+    pub timeout: Duration,
+    /// Deliveries at once in one process; on `serve`, past it a delivery is given up rather
+    /// than hold the log's fan-out up.
+    pub max_in_flight: usize,
+    /// On Kafka, the gateways' consumer group that delivers (`BANTER_HOOKS_GROUP`).
+    pub group: String,
+}
+
+impl Default for HookSettings {
+    fn default() -> Self {
+        Self {
+            allow_private: false,
+            attempts: 5,
+            first_retry: Duration::from_secs(1),
+            timeout: Duration::from_secs(10),
+            max_in_flight: 256,
+            group: "hooks-svc".into(),
+        }
+    }
+}
+
+/// A trigger word: 1 to 32 characters, no spaces.
+const MAX_TRIGGER: usize = 32;
+/// How long a room's webhooks are taken as known before the store is asked again.
+const KNOWN_FOR: Duration = Duration::from_secs(5);
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NewOutgoingInput {
+    url: String,
+    trigger: Option<String>,
+    name: Option<String>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct OutgoingView {
+    id: Uuid,
+    room: RoomName,
+    /// Its bot's name.
+    name: banter_core::Username,
+    url: String,
+    trigger: Option<String>,
+    created_by: banter_core::Username,
+    created_at: String,
+}
+
+impl From<Outgoing> for OutgoingView {
+    fn from(o: Outgoing) -> Self {
+        Self {
+            id: o.id,
+            room: o.room,
+            name: o.bot.username,
+            url: o.url,
+            trigger: o.trigger,
+            created_by: o.created_by_name,
+            created_at: o
+                .created_at
+                .to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+        }
+    }
+}
+
+/// Whether an address is one a webhook may not reach unless the operator allows it.
+fn is_private(ip: IpAddr) -> bool {
+    match ip {
+        IpAddr::V4(v4) => {
+            v4.is_loopback()
+                || v4.is_private()
+                || v4.is_link_local()
+                || v4.is_unspecified()
+                || v4.is_broadcast()
+                // CGNAT, 100.64.0.0/10.
+                || (v4.octets()[0] == 100 && (v4.octets()[1] & 0xc0) == 64)
+        }
+        IpAddr::V6(v6) => {
+            v6.is_loopback()
+                || v6.is_unspecified()
+                // Unique local fc00::/7 and link-local fe80::/10.
+                || (v6.segments()[0] & 0xfe00) == 0xfc00
+                || (v6.segments()[0] & 0xffc0) == 0xfe80
+                || v6.to_ipv4_mapped().is_some_and(|v4| is_private(IpAddr::V4(v4)))
+        }
+    }
+}
+
+/// A webhook's URL, checked.
+fn check_url(raw: &str, allow_private: bool) -> Result<url::Url, ValidationError> {
+    let bad = |why: &str| ValidationError::new("url", why.to_owned());
+    let url = url::Url::parse(raw.trim()).map_err(|_| bad("is not a URL"))?;
+    if !matches!(url.scheme(), "http" | "https") {
+        return Err(bad("must be http:// or https://"));
+    }
+    if !url.username().is_empty() || url.password().is_some() {
+        return Err(bad("may not carry a user or password"));
+    }
+    let private = match url.host() {
+        None => return Err(bad("needs a host")),
+        Some(url::Host::Ipv4(ip)) => is_private(IpAddr::V4(ip)),
+        Some(url::Host::Ipv6(ip)) => is_private(IpAddr::V6(ip)),
+        Some(url::Host::Domain(name)) => {
+            name.eq_ignore_ascii_case("localhost")
+                || name.to_ascii_lowercase().ends_with(".localhost")
+        }
+    };
+    if private && !allow_private {
+        return Err(bad(
+            "may not reach a loopback or private address (the operator can allow it: BANTER_HOOKS_ALLOW_PRIVATE)",
+        ));
+    }
+    Ok(url)
+}
+
+fn check_trigger(raw: &str) -> Result<String, ValidationError> {
+    let t = raw.trim();
+    if t.is_empty() || t.chars().count() > MAX_TRIGGER || t.chars().any(char::is_whitespace) {
+        return Err(ValidationError::new(
+            "trigger",
+            format!("must be one word of 1 to {MAX_TRIGGER} characters"),
+        ));
+    }
+    Ok(t.to_owned())
+}
+
+fn audit_of(user: &AuthUser, action: &'static str, id: Uuid, room: &RoomName) -> NewAudit {
+    NewAudit {
+        at: banter_store::now(),
+        actor_id: Some(user.id),
+        actor: user.username.as_str().to_owned(),
+        action,
+        target: id.to_string(),
+        detail: serde_json::json!({ "room": room.as_str() }),
+        address: None,
+    }
+}
+
+/// `POST /api/v1/rooms/{room}/outgoing-webhooks` `{"url","trigger"?,"name"?}` (a member; in a
+/// private room, whoever may add members): the webhook, and its secret, shown this once.
+pub async fn create(
+    State(state): State<GatewayState>,
+    user: AuthUser,
+    Path(room): Path<String>,
+    ApiJson(input): ApiJson<NewOutgoingInput>,
+) -> Result<Response, Error> {
+    if user.bot.is_some() {
+        return Err(Error::Forbidden("bots do not make webhooks"));
+    }
+    let room = RoomName::parse(&room)?;
+    let maker = actor(&user);
+    let reader = state.chat.reader(&maker, room.clone()).await?;
+    if !reader.is_member() {
+        return Err(Error::Forbidden(
+            "only the room's members make its webhooks",
+        ));
+    }
+    if room.direct_members().is_some() {
+        return Err(Error::Forbidden("direct-message rooms have no webhooks"));
+    }
+    let url = check_url(&input.url, state.config.hooks.allow_private)?;
+    let trigger = input.trigger.as_deref().map(check_trigger).transpose()?;
+    let name = match &input.name {
+        Some(name) => crate::bots::bot_name(name)?,
+        None => crate::bots::default_name(&room, "out")?,
+    };
+    let secret = banter_auth::bot::BotSecret::generate("bws_").token;
+    let id = Uuid::now_v7();
+    let audit = audit_of(&user, "webhook.create", id, &room);
+    let made = state
+        .store
+        .create_outgoing(
+            &NewOutgoing {
+                id,
+                room: room.clone(),
+                bot: &name,
+                url: url.to_string(),
+                trigger,
+                secret: secret.clone(),
+                created_by: user.id,
+                created_at: audit.at,
+            },
+            &audit,
+        )
+        .await;
+    let made = match made {
+        Ok(made) => made,
+        Err(e) => return Ok(crate::bots::store_conflict(e, "that name is taken")),
+    };
+    if let Err(e) = state
+        .chat
+        .add_member(&maker, room.clone(), made.bot.username.as_str())
+        .await
+    {
+        let undo = audit_of(&user, "webhook.revoke", id, &room);
+        if let Err(undo_err) = state.store.revoke_outgoing(id, &undo).await {
+            tracing::warn!(error = %undo_err, %id, "revoking a webhook whose bot was not added");
+        }
+        return Err(e.into());
+    }
+    state.hooks.forget(&room);
+    let mut view = serde_json::to_value(OutgoingView::from(made)).expect("json");
+    view["secret"] = serde_json::Value::String(secret);
+    Ok(Envelope::created("Webhook created; its secret is shown this once", view).into_response())
+}
+
+/// `GET /api/v1/rooms/{room}/outgoing-webhooks` (its members, and admins).
+pub async fn list(
+    State(state): State<GatewayState>,
+    user: AuthUser,
+    Path(room): Path<String>,
+) -> Result<Envelope<serde_json::Value>, Error> {
+    let room = RoomName::parse(&room)?;
+    let member = state
+        .chat
+        .reader(&actor(&user), room.clone())
+        .await
+        .is_ok_and(|r| r.is_member());
+    if !member && !state.store.is_admin(user.id).await? {
+        return Err(Error::Forbidden("only the room's members see its webhooks"));
+    }
+    let hooks: Vec<OutgoingView> = state
+        .store
+        .outgoing_of(&room)
+        .await?
+        .into_iter()
+        .map(OutgoingView::from)
+        .collect();
+    Ok(Envelope::ok(
+        "Outgoing webhooks",
+        serde_json::json!({ "webhooks": hooks }),
+    ))
+}
+
+/// `DELETE /api/v1/rooms/{room}/outgoing-webhooks/{id}` (its maker, and admins).
+pub async fn revoke(
+    State(state): State<GatewayState>,
+    user: AuthUser,
+    Path((room, id)): Path<(String, String)>,
+) -> Result<Envelope<serde_json::Value>, Error> {
+    const NO_HOOK: Error = Error::NotFound("no such webhook");
+    let room = RoomName::parse(&room)?;
+    let id = Uuid::parse_str(&id).map_err(|_| NO_HOOK)?;
+    let hook = state.store.outgoing(id).await?.ok_or(NO_HOOK)?;
+    if hook.room != room || hook.revoked_at.is_some() {
+        return Err(NO_HOOK);
+    }
+    if hook.created_by != user.id && !state.store.is_admin(user.id).await? {
+        return Err(Error::Forbidden(
+            "only its maker or an admin revokes a webhook",
+        ));
+    }
+    let audit = audit_of(&user, "webhook.revoke", id, &room);
+    state
+        .store
+        .revoke_outgoing(id, &audit)
+        .await?
+        .ok_or(NO_HOOK)?;
+    state.hooks.forget(&room);
+    Ok(Envelope::ok(
+        "Webhook revoked",
+        serde_json::json!({ "id": id, "revoked": true }),
+    ))
+}
+
+/// A room's webhooks, and when they were read.
+type Seen = (Instant, Arc<Vec<Outgoing>>);
+
+/// The rooms' webhooks as lately read from the store (see [`KNOWN_FOR`]).
+#[derive(Debug, Default)]
+pub struct Known {
+    rooms: Mutex<HashMap<RoomName, Seen>>,
+}
+
+impl Known {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<RoomName, Seen>> {
+        self.rooms
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// A webhook of the room was made or revoked here: read it again next time.
+    pub fn forget(&self, room: &RoomName) {
+        self.lock().remove(room);
+    }
+
+    /// Known lately to have none: the common case, decided without a task or a query.
+    fn none_in(&self, room: &RoomName) -> bool {
+        self.lock()
+            .get(room)
+            .is_some_and(|(at, hooks)| hooks.is_empty() && at.elapsed() < KNOWN_FOR)
+    }
+
+    async fn of(&self, state: &GatewayState, room: &RoomName) -> Vec<Outgoing> {
+        if let Some((at, hooks)) = self.lock().get(room) {
+            if at.elapsed() < KNOWN_FOR {
+                return hooks.as_ref().clone();
+            }
+        }
+        let hooks = match state.store.outgoing_of(room).await {
+            Ok(hooks) => hooks,
+            Err(e) => {
+                tracing::warn!(error = %e, %room, "reading a room's outgoing webhooks");
+                return Vec::new();
+            }
+        };
+        let mut rooms = self.lock();
+        if rooms.len() > 10_000 {
+            rooms.retain(|_, (at, _)| at.elapsed() < KNOWN_FOR);
+        }
+        rooms.insert(room.clone(), (Instant::now(), Arc::new(hooks.clone())));
+        hooks
+    }
+}
+
+/// The message of an event that webhooks may be told about: a person's (never a bot's), in
+/// a room that may have webhooks. Decided before anything is copied: on `serve` this runs
+/// for every event, as the log hands it out.
+fn candidate(known: &Known, logged: &LoggedEvent) -> Option<Message> {
+    match &logged.event {
+        RoomEvent::Message(m)
+            if m.bot.is_none() && m.room.direct_members().is_none() && !known.none_in(&m.room) =>
+        {
+            logged.message()
+        }
+        _ => None,
+    }
+}
+
+/// Whether `hook` wants `body`: every message, or those whose first word is its trigger.
+fn wants(hook: &Outgoing, body: &str) -> bool {
+    match &hook.trigger {
+        None => true,
+        Some(trigger) => body
+            .strip_prefix(trigger.as_str())
+            .is_some_and(|rest| rest.is_empty() || rest.starts_with(char::is_whitespace)),
+    }
+}
+
+/// The work for one logged event: `None` when it is no message webhooks are told about.
+/// Resolves true once every delivery is done or given up, false when `stop` cut it short.
+pub fn job(
+    state: &GatewayState,
+    logged: &LoggedEvent,
+    stop: CancellationToken,
+) -> Option<BoxFuture<'static, bool>> {
+    let message = candidate(&state.hooks, logged)?;
+    let state = state.clone();
+    Some(Box::pin(async move {
+        let hooks = state.hooks.of(&state, &message.room).await;
+        let mut finished = true;
+        for hook in hooks.into_iter().filter(|h| wants(h, &message.body)) {
+            finished &= deliver(&state, &hook, &message, &stop).await;
+        }
+        finished
+    }))
+}
+
+/// The signature of a delivery: `v1=` and the hex HMAC-SHA256 of `<timestamp>.<body>`.
+pub fn signature(secret: &str, timestamp: i64, body: &[u8]) -> String {
+    let mut mac = Hmac::<Sha256>::new_from_slice(secret.as_bytes()).expect("any key length");
+    mac.update(timestamp.to_string().as_bytes());
+    mac.update(b".");
+    mac.update(body);
+    format!("v1={}", hex::encode(mac.finalize().into_bytes()))
+}
+
+/// The body a receiver gets: banter's message, and the fields Slack's and Mattermost's
+/// outgoing webhooks send, so bots written for them read it as it is.
+fn payload(hook: &Outgoing, message: &Message) -> serde_json::Value {
+    serde_json::json!({
+        "webhook_id": hook.id,
+        "room": message.room,
+        "message": message,
+        "trigger": hook.trigger,
+        "text": message.body,
+        "user_name": message.author,
+        "channel_name": message.room,
+        "post_id": message.id,
+        "trigger_word": hook.trigger.clone().unwrap_or_default(),
+        "timestamp": message.created_at.timestamp_millis(),
+    })
+}
+
+/// What one try came to.
+enum Try {
+    Done(Option<String>),
+    Again(String),
+    GiveUp(String),
+}
+
+async fn deliver(
+    state: &GatewayState,
+    hook: &Outgoing,
+    message: &Message,
+    stop: &CancellationToken,
+) -> bool {
+    let settings = &state.config.hooks;
+    let body = serde_json::to_vec(&payload(hook, message)).expect("json");
+    let mut wait = settings.first_retry;
+    for attempt in 1..=settings.attempts.max(1) {
+        let outcome = tokio::select! {
+            () = stop.cancelled() => return false,
+            outcome = try_once(state, hook, message, &body) => outcome,
+        };
+        match outcome {
+            Try::Done(reply) => {
+                metrics::counter!("banter_webhook_deliveries_total", "outcome" => "delivered")
+                    .increment(1);
+                if let Some(text) = reply {
+                    reply_as_bot(state, hook, message, &text).await;
+                }
+                return true;
+            }
+            Try::GiveUp(why) => {
+                metrics::counter!("banter_webhook_deliveries_total", "outcome" => "refused")
+                    .increment(1);
+                tracing::warn!(webhook = %hook.id, room = %hook.room, %why, "an outgoing webhook refused a delivery; given up");
+                return true;
+            }
+            Try::Again(why) if attempt < settings.attempts => {
+                tracing::debug!(webhook = %hook.id, attempt, %why, "retrying an outgoing webhook");
+                tokio::select! {
+                    () = stop.cancelled() => return false,
+                    () = tokio::time::sleep(wait) => {}
+                }
+                wait = (wait * 2).min(Duration::from_secs(60));
+            }
+            Try::Again(why) => {
+                metrics::counter!("banter_webhook_deliveries_total", "outcome" => "given_up")
+                    .increment(1);
+                tracing::warn!(webhook = %hook.id, room = %hook.room, %why, attempts = settings.attempts, "an outgoing webhook failed every try; given up");
+                return true;
+            }
+        }
+    }
+    true
+}
+
+async fn try_once(state: &GatewayState, hook: &Outgoing, message: &Message, body: &[u8]) -> Try {
+    let settings = &state.config.hooks;
+    let Ok(url) = url::Url::parse(&hook.url) else {
+        return Try::GiveUp("its URL does not parse".into());
+    };
+    // What the name resolves to now, not when the webhook was made.
+    if !settings.allow_private {
+        let host = url
+            .host_str()
+            .unwrap_or_default()
+            .trim_matches(['[', ']'])
+            .to_owned();
+        let port = url.port_or_known_default().unwrap_or(443);
+        let resolved = tokio::net::lookup_host((host.as_str(), port))
+            .await
+            .map(|addrs| addrs.into_iter().any(|a| is_private(a.ip())));
+        match resolved {
+            Ok(true) => return Try::GiveUp(format!("{host} resolves to a private address")),
+            Ok(false) => {}
+            Err(e) => return Try::Again(format!("resolving {host}: {e}")),
+        }
+    }
+    let timestamp = chrono::Utc::now().timestamp();
+    let request = state
+        .webhook_http
+        .post(url)
+        .timeout(settings.timeout)
+        .header("content-type", "application/json")
+        .header(
+            "user-agent",
+            concat!("banter-webhooks/", env!("CARGO_PKG_VERSION")),
+        )
+        .header("x-banter-webhook-id", hook.id.to_string())
+        .header("x-banter-delivery", message.id.to_string())
+        .header("x-banter-timestamp", timestamp.to_string())
+        .header(
+            "x-banter-signature",
+            signature(&hook.secret, timestamp, body),
+        )
+        .body(body.to_vec());
+    let response = match request.send().await {
+        Ok(response) => response,
+        Err(e) => return Try::Again(format!("sending: {e}")),
+    };
+    let status = response.status();
+    if status.is_success() {
+        // A reply is at most a message's length; a larger answer is no reply.
+        let text = response.bytes().await.ok().and_then(|b| {
+            (b.len() <= 64 * 1024)
+                .then(|| serde_json::from_slice::<serde_json::Value>(&b).ok())
+                .flatten()
+        });
+        let reply = text
+            .as_ref()
+            .and_then(|v| v["text"].as_str())
+            .map(str::trim)
+            .filter(|t| !t.is_empty())
+            .map(str::to_owned);
+        return Try::Done(reply);
+    }
+    if status.is_server_error() || status.as_u16() == 408 || status.as_u16() == 429 {
+        Try::Again(format!("answered {status}"))
+    } else {
+        Try::GiveUp(format!("answered {status}"))
+    }
+}
+
+/// Posts a receiver's reply as the webhook's bot, through the chat service like any send.
+async fn reply_as_bot(state: &GatewayState, hook: &Outgoing, message: &Message, text: &str) {
+    let Ok(body) = MessageBody::parse(text) else {
+        tracing::warn!(webhook = %hook.id, "an outgoing webhook's reply is no message (empty or too long)");
+        return;
+    };
+    let bot = Actor {
+        id: hook.bot.id,
+        name: hook.bot.username.clone(),
+        bot: Some(Arc::new(BotActor {
+            scope: BotScope {
+                rooms: Some(Arc::from(vec![hook.room.clone()])),
+            },
+            label: None,
+        })),
+    };
+    // One reply per delivery, however many times it is delivered.
+    let client_id = ClientId::parse(&format!(
+        "hook-{}-{}",
+        &hook.id.simple().to_string()[..12],
+        message.id.simple()
+    ))
+    .ok();
+    let sent = async {
+        let mut reader = state.chat.reader(&bot, hook.room.clone()).await?;
+        state
+            .chat
+            .send(&bot, &mut reader, body, client_id, None, &[])
+            .await?
+            .await
+    };
+    if let Err(e) = sent.await {
+        tracing::warn!(webhook = %hook.id, error = %e, "posting an outgoing webhook's reply");
+    }
+}
+
+/// The figures of the gateways' delivering group.
+pub const GROUP_METRICS: banter_push::GroupMetrics = banter_push::GroupMetrics {
+    partitions: "banter_hooks_partitions",
+    commit_rounds: "banter_hooks_commit_rounds_total",
+    name: "outgoing webhooks",
+};
+
+/// The deliverer on Kafka: the gateways' consumer group of their own (`hooks-svc`) on
+/// `chat-in`, until `shutdown`; each message is delivered by one gateway, again by the next
+/// owner of its partition after a crash.
+pub async fn run_group(
+    state: GatewayState,
+    kafka: banter_bus::KafkaSettings,
+    shutdown: CancellationToken,
+) {
+    let mut settings = banter_push::GroupSettings::new(kafka);
+    settings.group.clone_from(&state.config.hooks.group);
+    settings.max_in_flight = state.config.hooks.max_in_flight.max(1);
+    let work = move |logged: LoggedEvent, stop: CancellationToken| job(&state, &logged, stop);
+    if let Err(e) = banter_push::group::run_jobs(settings, GROUP_METRICS, work, shutdown).await {
+        tracing::error!(error = %e, "outgoing webhooks' consumer group stopped");
+    }
+}
+
+/// The deliverer of `banter serve`: hears every event of the in-process log as it is logged
+/// and delivers in the background, until `shutdown` (deliveries still being retried then are
+/// given up: `serve`'s log is not read again).
+pub async fn run_local(
+    state: GatewayState,
+    mut events: mpsc::Receiver<Event>,
+    shutdown: CancellationToken,
+) {
+    let tasks = TaskTracker::new();
+    let slots = Arc::new(Semaphore::new(state.config.hooks.max_in_flight.max(1)));
+    loop {
+        let event = tokio::select! {
+            () = shutdown.cancelled() => break,
+            event = events.recv() => match event {
+                Some(event) => event,
+                None => break,
+            },
+        };
+        let Event::Room(logged) = event else { continue };
+        let Some(work) = job(&state, &logged, shutdown.clone()) else {
+            continue;
+        };
+        let Ok(slot) = slots.clone().try_acquire_owned() else {
+            metrics::counter!("banter_webhook_deliveries_total", "outcome" => "dropped")
+                .increment(1);
+            tracing::warn!("too many webhook deliveries in flight; one was not made");
+            continue;
+        };
+        tasks.spawn(async move {
+            let _ = work.await;
+            drop(slot);
+        });
+    }
+    tasks.close();
+    tasks.wait().await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn private_and_loopback_urls_are_refused_unless_allowed() {
+        for bad in [
+            "http://127.0.0.1:9/x",
+            "http://localhost/x",
+            "http://api.localhost/x",
+            "http://10.1.2.3/",
+            "http://192.168.0.1/",
+            "http://172.16.5.4/",
+            "http://169.254.169.254/latest/meta-data",
+            "http://100.64.0.1/",
+            "http://[::1]/",
+            "http://[fd00::1]/",
+            "http://[::ffff:127.0.0.1]/",
+            "http://0.0.0.0/",
+        ] {
+            assert_eq!(check_url(bad, false).expect_err(bad).field, "url", "{bad}");
+            assert!(check_url(bad, true).is_ok(), "{bad} allowed by the setting");
+        }
+        for bad in [
+            "ftp://example.com/",
+            "not a url",
+            "http://user:pw@example.com/",
+        ] {
+            assert!(check_url(bad, true).is_err(), "{bad}");
+        }
+        assert!(check_url("https://hooks.example.com/banter", false).is_ok());
+        assert!(check_url("http://8.8.8.8/", false).is_ok());
+    }
+
+    #[test]
+    fn the_signature_is_an_hmac_of_the_timestamp_and_the_body() {
+        // Python's hmac.new(b"key", b'1700000000.{"text":"hi"}', sha256).hexdigest().
+        let sig = signature("key", 1_700_000_000, b"{\"text\":\"hi\"}");
+        assert_eq!(
+            sig,
+            "v1=e0fb27bbd98eedf3b560379f4c21ed82331fa6f39b2c39ccf439a53c12cd1485"
+        );
+        assert_ne!(sig, signature("other", 1_700_000_000, b"{\"text\":\"hi\"}"));
+        assert_ne!(sig, signature("key", 1_700_000_001, b"{\"text\":\"hi\"}"));
+    }
+
+    #[test]
+    fn triggers_are_whole_first_words() {
+        assert!(check_trigger("!deploy").is_ok());
+        assert!(check_trigger("two words").is_err());
+        assert!(check_trigger("").is_err());
+    }
+}
