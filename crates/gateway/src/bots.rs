@@ -325,20 +325,7 @@ pub async fn create_webhook(
     Path(room): Path<String>,
     ApiJson(input): ApiJson<NewWebhookInput>,
 ) -> Result<Response, Error> {
-    if user.bot.is_some() {
-        return Err(Error::Forbidden("bots do not make webhooks"));
-    }
-    let room = RoomName::parse(&room)?;
-    let maker = actor(&user);
-    let reader = state.chat.reader(&maker, room.clone()).await?;
-    if !reader.is_member() {
-        return Err(Error::Forbidden(
-            "only the room's members make its webhooks",
-        ));
-    }
-    if room.direct_members().is_some() {
-        return Err(Error::Forbidden("direct-message rooms have no webhooks"));
-    }
+    let (maker, room) = hook_maker(&state, &user, &room).await?;
     let name = match &input.name {
         Some(name) => bot_name(name)?,
         None => default_name(&room, "hook")?,
@@ -364,19 +351,11 @@ pub async fn create_webhook(
         Ok(made) => made,
         Err(e) => return Ok(store_conflict(e, "that name is taken")),
     };
-    // Its bot becomes a member through the room's log, like anyone added; if the maker may
-    // not add members here, the webhook goes again.
-    if let Err(e) = state
-        .chat
-        .add_member(&maker, room.clone(), made.bot.username.as_str())
-        .await
-    {
-        let undo = member_audit(&user, "webhook.revoke", &id.to_string(), &room);
-        if let Err(undo_err) = state.store.revoke_webhook(id, &undo).await {
-            tracing::warn!(error = %undo_err, %id, "revoking a webhook whose bot was not added");
-        }
-        return Err(e.into());
-    }
+    let undo = member_audit(&user, "webhook.revoke", &id.to_string(), &room);
+    add_hook_bot(&state, &maker, &room, &made.bot.username, async {
+        state.store.revoke_webhook(id, &undo).await.map(|_| ())
+    })
+    .await?;
     let url = format!(
         "{}/api/v1/hooks/{}",
         base_url(&state, &headers),
@@ -385,6 +364,85 @@ pub async fn create_webhook(
     let mut view = serde_json::to_value(WebhookView::from(made)).expect("json");
     view["url"] = serde_json::Value::String(url);
     Ok(Envelope::created("Webhook created; its URL is shown this once", view).into_response())
+}
+
+/// The maker of a webhook (incoming or outgoing) of the room `raw`: a member of it, not a
+/// bot, in a room that is no DM. (In a private room, adding the webhook's bot is the owner's
+/// right, checked when it is added: [`add_hook_bot`].)
+pub(crate) async fn hook_maker(
+    state: &GatewayState,
+    user: &AuthUser,
+    raw: &str,
+) -> Result<(Actor, RoomName), Error> {
+    if user.bot.is_some() {
+        return Err(Error::Forbidden("bots do not make webhooks"));
+    }
+    let room = RoomName::parse(raw)?;
+    let maker = actor(user);
+    let reader = state.chat.reader(&maker, room.clone()).await?;
+    if !reader.is_member() {
+        return Err(Error::Forbidden(
+            "only the room's members make its webhooks",
+        ));
+    }
+    if room.direct_members().is_some() {
+        return Err(Error::Forbidden("direct-message rooms have no webhooks"));
+    }
+    Ok((maker, room))
+}
+
+/// Adds a new webhook's bot to the room through the room's log, like anyone added; when the
+/// maker may not add members there, `undo` revokes the webhook again and the refusal is the
+/// answer.
+pub(crate) async fn add_hook_bot(
+    state: &GatewayState,
+    maker: &Actor,
+    room: &RoomName,
+    bot: &Username,
+    undo: impl std::future::Future<Output = Result<(), StoreError>>,
+) -> Result<(), Error> {
+    let Err(refused) = state
+        .chat
+        .add_member(maker, room.clone(), bot.as_str())
+        .await
+    else {
+        return Ok(());
+    };
+    if let Err(e) = undo.await {
+        tracing::warn!(error = %e, %room, "revoking a webhook whose bot was not added");
+    }
+    Err(refused.into())
+}
+
+/// Whether `user` sees the room's webhooks: its members do, and admins.
+pub(crate) async fn may_see_hooks(
+    state: &GatewayState,
+    user: &AuthUser,
+    room: &RoomName,
+) -> Result<(), Error> {
+    let member = state
+        .chat
+        .reader(&actor(user), room.clone())
+        .await
+        .is_ok_and(|r| r.is_member());
+    if !member && !state.store.is_admin(user.id).await? {
+        return Err(Error::Forbidden("only the room's members see its webhooks"));
+    }
+    Ok(())
+}
+
+/// Whether `user` revokes a webhook `maker` made: its maker does, and admins.
+pub(crate) async fn may_revoke_hook(
+    state: &GatewayState,
+    user: &AuthUser,
+    maker: banter_core::UserId,
+) -> Result<(), Error> {
+    if maker != user.id && !state.store.is_admin(user.id).await? {
+        return Err(Error::Forbidden(
+            "only its maker or an admin revokes a webhook",
+        ));
+    }
+    Ok(())
 }
 
 /// A bot's name, read like a username (the same rules), named `name` as the input calls it.
@@ -405,7 +463,12 @@ pub(crate) fn default_name(room: &RoomName, kind: &str) -> Result<Username, Erro
     Ok(Username::parse(&format!("{stem}-{kind}-{tail}"))?)
 }
 
-fn member_audit(user: &AuthUser, action: &'static str, target: &str, room: &RoomName) -> NewAudit {
+pub(crate) fn member_audit(
+    user: &AuthUser,
+    action: &'static str,
+    target: &str,
+    room: &RoomName,
+) -> NewAudit {
     NewAudit {
         at: banter_store::now(),
         actor_id: Some(user.id),
@@ -424,14 +487,7 @@ pub async fn list_webhooks(
     Path(room): Path<String>,
 ) -> Result<Envelope<serde_json::Value>, Error> {
     let room = RoomName::parse(&room)?;
-    let member = state
-        .chat
-        .reader(&actor(&user), room.clone())
-        .await
-        .is_ok_and(|r| r.is_member());
-    if !member && !state.store.is_admin(user.id).await? {
-        return Err(Error::Forbidden("only the room's members see its webhooks"));
-    }
+    may_see_hooks(&state, &user, &room).await?;
     let hooks: Vec<WebhookView> = state
         .store
         .webhooks(Some(&room))
@@ -458,11 +514,7 @@ pub async fn revoke_webhook(
     if hook.room != room || hook.revoked_at.is_some() {
         return Err(NO_HOOK);
     }
-    if hook.created_by != user.id && !state.store.is_admin(user.id).await? {
-        return Err(Error::Forbidden(
-            "only its maker or an admin revokes a webhook",
-        ));
-    }
+    may_revoke_hook(&state, &user, hook.created_by).await?;
     let audit = member_audit(&user, "webhook.revoke", &id.to_string(), &room);
     let hook = state
         .store

@@ -33,18 +33,18 @@ use banter_core::{
     ClientId, LoggedEvent, Message, MessageBody, RoomEvent, RoomName, ValidationError,
 };
 use banter_http::{ApiJson, Envelope};
-use banter_store::{NewAudit, NewOutgoing, Outgoing};
+use banter_store::{NewOutgoing, Outgoing};
 use futures::future::BoxFuture;
 use hmac::{Hmac, Mac};
 use serde::{Deserialize, Serialize};
 use sha2::Sha256;
-use tokio::sync::{mpsc, Semaphore};
+use tokio::sync::mpsc;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
-use tokio_util::task::TaskTracker;
 use uuid::Uuid;
 
-use crate::api::{actor, Error};
+use crate::api::Error;
+use crate::bots::member_audit;
 use crate::chat::{Actor, BotActor};
 use crate::GatewayState;
 
@@ -183,18 +183,6 @@ fn check_trigger(raw: &str) -> Result<String, ValidationError> {
     Ok(t.to_owned())
 }
 
-fn audit_of(user: &AuthUser, action: &'static str, id: Uuid, room: &RoomName) -> NewAudit {
-    NewAudit {
-        at: banter_store::now(),
-        actor_id: Some(user.id),
-        actor: user.username.as_str().to_owned(),
-        action,
-        target: id.to_string(),
-        detail: serde_json::json!({ "room": room.as_str() }),
-        address: None,
-    }
-}
-
 /// `POST /api/v1/rooms/{room}/outgoing-webhooks` `{"url","trigger"?,"name"?}` (a member; in a
 /// private room, whoever may add members): the webhook, and its secret, shown this once.
 pub async fn create(
@@ -203,20 +191,7 @@ pub async fn create(
     Path(room): Path<String>,
     ApiJson(input): ApiJson<NewOutgoingInput>,
 ) -> Result<Response, Error> {
-    if user.bot.is_some() {
-        return Err(Error::Forbidden("bots do not make webhooks"));
-    }
-    let room = RoomName::parse(&room)?;
-    let maker = actor(&user);
-    let reader = state.chat.reader(&maker, room.clone()).await?;
-    if !reader.is_member() {
-        return Err(Error::Forbidden(
-            "only the room's members make its webhooks",
-        ));
-    }
-    if room.direct_members().is_some() {
-        return Err(Error::Forbidden("direct-message rooms have no webhooks"));
-    }
+    let (maker, room) = crate::bots::hook_maker(&state, &user, &room).await?;
     let url = check_url(&input.url, state.config.hooks.allow_private)?;
     let trigger = input.trigger.as_deref().map(check_trigger).transpose()?;
     let name = match &input.name {
@@ -225,7 +200,7 @@ pub async fn create(
     };
     let secret = banter_auth::bot::BotSecret::generate("bws_").token;
     let id = Uuid::now_v7();
-    let audit = audit_of(&user, "webhook.create", id, &room);
+    let audit = member_audit(&user, "webhook.create", &id.to_string(), &room);
     let made = state
         .store
         .create_outgoing(
@@ -246,17 +221,11 @@ pub async fn create(
         Ok(made) => made,
         Err(e) => return Ok(crate::bots::store_conflict(e, "that name is taken")),
     };
-    if let Err(e) = state
-        .chat
-        .add_member(&maker, room.clone(), made.bot.username.as_str())
-        .await
-    {
-        let undo = audit_of(&user, "webhook.revoke", id, &room);
-        if let Err(undo_err) = state.store.revoke_outgoing(id, &undo).await {
-            tracing::warn!(error = %undo_err, %id, "revoking a webhook whose bot was not added");
-        }
-        return Err(e.into());
-    }
+    let undo = member_audit(&user, "webhook.revoke", &id.to_string(), &room);
+    crate::bots::add_hook_bot(&state, &maker, &room, &made.bot.username, async {
+        state.store.revoke_outgoing(id, &undo).await.map(|_| ())
+    })
+    .await?;
     state.hooks.forget(&room);
     let mut view = serde_json::to_value(OutgoingView::from(made)).expect("json");
     view["secret"] = serde_json::Value::String(secret);
@@ -270,14 +239,7 @@ pub async fn list(
     Path(room): Path<String>,
 ) -> Result<Envelope<serde_json::Value>, Error> {
     let room = RoomName::parse(&room)?;
-    let member = state
-        .chat
-        .reader(&actor(&user), room.clone())
-        .await
-        .is_ok_and(|r| r.is_member());
-    if !member && !state.store.is_admin(user.id).await? {
-        return Err(Error::Forbidden("only the room's members see its webhooks"));
-    }
+    crate::bots::may_see_hooks(&state, &user, &room).await?;
     let hooks: Vec<OutgoingView> = state
         .store
         .outgoing_of(&room)
@@ -304,12 +266,8 @@ pub async fn revoke(
     if hook.room != room || hook.revoked_at.is_some() {
         return Err(NO_HOOK);
     }
-    if hook.created_by != user.id && !state.store.is_admin(user.id).await? {
-        return Err(Error::Forbidden(
-            "only its maker or an admin revokes a webhook",
-        ));
-    }
-    let audit = audit_of(&user, "webhook.revoke", id, &room);
+    crate::bots::may_revoke_hook(&state, &user, hook.created_by).await?;
+    let audit = member_audit(&user, "webhook.revoke", &id.to_string(), &room);
     state
         .store
         .revoke_outgoing(id, &audit)
@@ -617,7 +575,7 @@ pub async fn run_group(
     let mut settings = banter_push::GroupSettings::new(kafka);
     settings.group.clone_from(&state.config.hooks.group);
     settings.max_in_flight = state.config.hooks.max_in_flight.max(1);
-    let work = move |logged: LoggedEvent, stop: CancellationToken| job(&state, &logged, stop);
+    let work = move |logged: &LoggedEvent, stop: CancellationToken| job(&state, logged, stop);
     if let Err(e) = banter_push::group::run_jobs(settings, GROUP_METRICS, work, shutdown).await {
         tracing::error!(error = %e, "outgoing webhooks' consumer group stopped");
     }
@@ -628,36 +586,16 @@ pub async fn run_group(
 /// given up: `serve`'s log is not read again).
 pub async fn run_local(
     state: GatewayState,
-    mut events: mpsc::Receiver<Event>,
+    events: mpsc::Receiver<Event>,
     shutdown: CancellationToken,
 ) {
-    let tasks = TaskTracker::new();
-    let slots = Arc::new(Semaphore::new(state.config.hooks.max_in_flight.max(1)));
-    loop {
-        let event = tokio::select! {
-            () = shutdown.cancelled() => break,
-            event = events.recv() => match event {
-                Some(event) => event,
-                None => break,
-            },
-        };
-        let Event::Room(logged) = event else { continue };
-        let Some(work) = job(&state, &logged, shutdown.clone()) else {
-            continue;
-        };
-        let Ok(slot) = slots.clone().try_acquire_owned() else {
-            metrics::counter!("banter_webhook_deliveries_total", "outcome" => "dropped")
-                .increment(1);
-            tracing::warn!("too many webhook deliveries in flight; one was not made");
-            continue;
-        };
-        tasks.spawn(async move {
-            let _ = work.await;
-            drop(slot);
-        });
-    }
-    tasks.close();
-    tasks.wait().await;
+    let max = state.config.hooks.max_in_flight;
+    let work = move |logged: &LoggedEvent, stop: CancellationToken| job(&state, logged, stop);
+    let dropped = || {
+        metrics::counter!("banter_webhook_deliveries_total", "outcome" => "dropped").increment(1);
+        tracing::warn!("too many webhook deliveries in flight; one was not made");
+    };
+    banter_push::group::run_local_jobs(events, max, work, dropped, shutdown).await;
 }
 
 #[cfg(test)]

@@ -1,7 +1,8 @@
 //! The notifier on Kafka (`banter notify`): a consumer group of its own on `chat-in`, so any
 //! number of processes share the partitions, each message is considered by one of them, and
 //! what it decided survives a crash. [`run_jobs`] is that loop for any work done after the
-//! fact per record (the gateways' outgoing webhooks use it too, as a group of their own).
+//! fact per record (the gateways' outgoing webhooks use it too, as a group of their own), and
+//! [`run_local_jobs`] its counterpart on `banter serve`'s in-process log.
 //!
 //! - Each record is handed to its job as it is read ([`Notifier::notify`] for the notifier;
 //!   in the background, at most `max_in_flight` at once), so a push service that is slow or
@@ -184,14 +185,57 @@ impl ConsumerContext for GroupContext {
     }
 }
 
+/// [`run_jobs`] for `banter serve`'s in-process log: each event `events` hands out is given
+/// to `job` as it comes, its work run in the background, at most `max_in_flight` at once
+/// (past that, `dropped` is called and the work not done: the log's fan-out waits for no
+/// one), until `shutdown`; what is still running then is stopped (the local log is not read
+/// again).
+pub async fn run_local_jobs<F>(
+    mut events: mpsc::Receiver<banter_bus::Event>,
+    max_in_flight: usize,
+    job: F,
+    dropped: fn(),
+    shutdown: CancellationToken,
+) where
+    F: Fn(&LoggedEvent, CancellationToken) -> Option<Job>,
+{
+    let tasks = tokio_util::task::TaskTracker::new();
+    let slots = Arc::new(tokio::sync::Semaphore::new(max_in_flight.max(1)));
+    loop {
+        let event = tokio::select! {
+            () = shutdown.cancelled() => break,
+            event = events.recv() => match event {
+                Some(event) => event,
+                None => break,
+            },
+        };
+        let banter_bus::Event::Room(logged) = event else {
+            continue;
+        };
+        let Some(work) = job(&logged, shutdown.clone()) else {
+            continue;
+        };
+        let Ok(slot) = slots.clone().try_acquire_owned() else {
+            dropped();
+            continue;
+        };
+        tasks.spawn(async move {
+            let _ = work.await;
+            drop(slot);
+        });
+    }
+    tasks.close();
+    tasks.wait().await;
+}
+
 /// Runs the notifier's group until `shutdown`. Errors only when Kafka cannot be set up.
 pub async fn run(
     settings: GroupSettings,
     notifier: Notifier,
     shutdown: CancellationToken,
 ) -> Result<(), String> {
-    let job = move |logged: LoggedEvent, stop: CancellationToken| -> Option<Job> {
-        let notice = Notice::of(&logged)?;
+    let job = move |logged: &LoggedEvent, stop: CancellationToken| -> Option<Job> {
+        let notice = Notice::of(logged)?;
         let notifier = notifier.clone();
         let heard = Instant::now();
         Some(Box::pin(async move {
@@ -210,7 +254,7 @@ pub async fn run_jobs<F>(
     shutdown: CancellationToken,
 ) -> Result<(), String>
 where
-    F: Fn(LoggedEvent, CancellationToken) -> Option<Job>,
+    F: Fn(&LoggedEvent, CancellationToken) -> Option<Job>,
 {
     banter_bus::ensure_topics(&settings.kafka).await?;
     let topic = settings.kafka.topic.clone();
@@ -275,7 +319,7 @@ where
                             .ok()
                             .map(|event| event.at_cursor(cursor))
                     })
-                    .and_then(|logged| job(logged, stop_sends.clone()));
+                    .and_then(|logged| job(&logged, stop_sends.clone()));
                 let Some(work) = work else {
                     // Nothing to do for it (or not a room event at all: persist's dead
                     // letters deal with those).

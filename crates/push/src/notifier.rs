@@ -20,10 +20,9 @@ use std::time::Duration;
 use banter_bus::Event;
 use banter_core::{LoggedEvent, Message, RoomEvent, Username};
 use banter_store::{DynStore, PushSubscription, StoreError};
-use tokio::sync::{mpsc, Semaphore};
+use tokio::sync::mpsc;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
-use tokio_util::task::TaskTracker;
 
 use crate::payload::{topic, Payload, Reason};
 use crate::sender::{Outcome, Push, Sender};
@@ -271,41 +270,22 @@ impl Notifier {
 /// given up.
 pub async fn run_local(
     notifier: Notifier,
-    mut events: mpsc::Receiver<Event>,
+    events: mpsc::Receiver<Event>,
     shutdown: CancellationToken,
 ) {
-    let tasks = TaskTracker::new();
-    let slots = Arc::new(Semaphore::new(MAX_IN_FLIGHT));
-    loop {
-        let event = tokio::select! {
-            () = shutdown.cancelled() => break,
-            event = events.recv() => match event {
-                Some(event) => event,
-                None => break,
-            },
-        };
-        let Event::Room(logged) = event else {
-            continue;
-        };
-        let Some(notice) = Notice::of(&logged) else {
-            continue;
-        };
-        let Ok(slot) = slots.clone().try_acquire_owned() else {
-            metrics::counter!("banter_push_dropped_total").increment(1);
-            tracing::warn!("too many notifications in flight; one was not sent");
-            continue;
-        };
+    let job = move |logged: &LoggedEvent, stop: CancellationToken| -> Option<crate::group::Job> {
+        let notice = Notice::of(logged)?;
         let notifier = notifier.clone();
-        let shutdown = shutdown.clone();
         let heard = Instant::now();
-        tasks.spawn(async move {
-            // At shutdown what is not sent is given up: `serve`'s log is not read again.
-            let _ = notifier.notify(notice, heard, &shutdown).await;
-            drop(slot);
-        });
-    }
-    tasks.close();
-    tasks.wait().await;
+        Some(Box::pin(async move {
+            notifier.notify(notice, heard, &stop).await
+        }))
+    };
+    let dropped = || {
+        metrics::counter!("banter_push_dropped_total").increment(1);
+        tracing::warn!("too many notifications in flight; one was not sent");
+    };
+    crate::group::run_local_jobs(events, MAX_IN_FLIGHT, job, dropped, shutdown).await;
 }
 
 #[cfg(test)]
