@@ -80,9 +80,30 @@ test('typing a word finds an old message, and a click opens it in its room, mark
   assert.equal(await gap.count(), 1, 'the messages between its context and the newest are a button away');
   await bob.page.screenshot({ path: path.join(shots, 'search-opened.png') });
   // Reading down: the gap closes once it reaches the newest page, with every message once.
-  while (await gap.count()) {
-    await gap.click();
-    await until('the gap to load', async () => (await gap.count()) === 0 || (await gap.getAttribute('aria-disabled')) === 'false');
+  // While a page loads its button is named "Loading…", so the gap is found by its place in
+  // the list, and a click is done when the gap is gone or its button is enabled again.
+  const gapDone = () => bob.page.evaluate(() => {
+    const item = document.querySelector('#message-list > li.gap');
+    return !item || item.querySelector('button').getAttribute('aria-disabled') === 'false';
+  });
+  // The first page is held back until its button has shown that it is loading.
+  let release;
+  const held = new Promise((resolve) => { release = resolve; });
+  let holding = true;
+  await bob.page.route(/\/messages\?after=/, async (route) => {
+    if (holding) { holding = false; await held; }
+    await route.continue();
+  });
+  await bob.page.locator('#message-list > li.gap button').click();
+  const busy = bob.page.locator('#message-list > li.gap button');
+  assert.equal(await busy.innerText(), 'Loading…');
+  assert.equal(await busy.getAttribute('aria-disabled'), 'true');
+  release();
+  await until('the gap to load', gapDone);
+  assert.equal(holding, false, 'the page after the gap went through the hold');
+  while (await bob.page.locator('#message-list > li.gap').count()) {
+    await bob.page.locator('#message-list > li.gap button').click();
+    await until('the gap to load', gapDone);
   }
   const shown = await bob.page.locator('#message-list > li.msg .body').allTextContents();
   const chatter = shown.filter((b) => b.startsWith('chatter'));
