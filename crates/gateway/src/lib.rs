@@ -226,6 +226,7 @@ impl GatewayState {
                 shutdown.clone(),
             ));
         }
+        let webhook_http = outgoing::http_client(config.hooks.allow_private);
         Self {
             hub,
             node,
@@ -248,10 +249,7 @@ impl GatewayState {
             files,
             admin,
             hooks: Arc::default(),
-            webhook_http: reqwest::Client::builder()
-                .redirect(reqwest::redirect::Policy::none())
-                .build()
-                .expect("an HTTP client with rustls"),
+            webhook_http,
         }
     }
 

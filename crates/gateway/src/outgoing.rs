@@ -14,14 +14,17 @@
 //!   `attempts`; given up after that, and at once after another 4xx. Messages of bots are
 //!   never sent (no loops between bots).
 //! - The URL must be `http(s)`, with no user or password, and not reach a loopback, private,
-//!   link-local or unique-local address (checked when made, and on every delivery against
-//!   what its name resolves to) unless the operator allows it (`BANTER_HOOKS_ALLOW_PRIVATE`).
+//!   link-local or unique-local address unless the operator allows it
+//!   (`BANTER_HOOKS_ALLOW_PRIVATE`): checked when it is made, and on every delivery by the
+//!   client's own resolver ([`http_client`]), so the addresses checked are the ones connected
+//!   to (a name that changes its answer between a check and a connection gains nothing), and
+//!   redirects are not followed.
 //! - A reply: a 2xx answer whose JSON has a `text` (Slack's and Mattermost's outgoing
 //!   webhooks answer so) is sent to the room by the webhook's bot through the chat service,
 //!   with a client id of the delivery's, so a delivery made twice replies once.
 
 use std::collections::HashMap;
-use std::net::IpAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -143,6 +146,63 @@ fn is_private(ip: IpAddr) -> bool {
                 || v6.to_ipv4_mapped().is_some_and(|v4| is_private(IpAddr::V4(v4)))
         }
     }
+}
+
+/// The HTTP client of deliveries. Unless private addresses are allowed, its resolver refuses
+/// a name any of whose addresses is private; an address in the URL itself was checked when
+/// the webhook was made, and a stored URL does not change. Redirects are not followed: the
+/// place they point to was never checked.
+pub fn http_client(allow_private: bool) -> reqwest::Client {
+    let builder = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none());
+    let builder = if allow_private {
+        builder
+    } else {
+        builder.dns_resolver(Arc::new(PublicOnly))
+    };
+    builder.build().expect("an HTTP client with rustls")
+}
+
+/// A resolver that gives a name's addresses only if none of them is private.
+struct PublicOnly;
+
+/// Why [`PublicOnly`] refused a name: found in a send's error to give up at once.
+#[derive(Debug)]
+struct PrivateAddress(String);
+
+impl std::fmt::Display for PrivateAddress {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} resolves to a private address", self.0)
+    }
+}
+
+impl std::error::Error for PrivateAddress {}
+
+impl reqwest::dns::Resolve for PublicOnly {
+    fn resolve(&self, name: reqwest::dns::Name) -> reqwest::dns::Resolving {
+        let host = name.as_str().to_owned();
+        Box::pin(async move {
+            let addrs: Vec<SocketAddr> =
+                tokio::net::lookup_host((host.as_str(), 0)).await?.collect();
+            if addrs.iter().any(|a| is_private(a.ip())) {
+                return Err(
+                    Box::new(PrivateAddress(host)) as Box<dyn std::error::Error + Send + Sync>
+                );
+            }
+            Ok(Box::new(addrs.into_iter()) as reqwest::dns::Addrs)
+        })
+    }
+}
+
+/// The [`PrivateAddress`] somewhere in an error's chain of sources, if it is there.
+fn private_address<'a>(e: &'a (dyn std::error::Error + 'static)) -> Option<&'a PrivateAddress> {
+    let mut next = Some(e);
+    while let Some(e) = next {
+        if let Some(found) = e.downcast_ref::<PrivateAddress>() {
+            return Some(found);
+        }
+        next = e.source();
+    }
+    None
 }
 
 /// A webhook's URL, checked.
@@ -459,23 +519,6 @@ async fn try_once(state: &GatewayState, hook: &Outgoing, message: &Message, body
     let Ok(url) = url::Url::parse(&hook.url) else {
         return Try::GiveUp("its URL does not parse".into());
     };
-    // What the name resolves to now, not when the webhook was made.
-    if !settings.allow_private {
-        let host = url
-            .host_str()
-            .unwrap_or_default()
-            .trim_matches(['[', ']'])
-            .to_owned();
-        let port = url.port_or_known_default().unwrap_or(443);
-        let resolved = tokio::net::lookup_host((host.as_str(), port))
-            .await
-            .map(|addrs| addrs.into_iter().any(|a| is_private(a.ip())));
-        match resolved {
-            Ok(true) => return Try::GiveUp(format!("{host} resolves to a private address")),
-            Ok(false) => {}
-            Err(e) => return Try::Again(format!("resolving {host}: {e}")),
-        }
-    }
     let timestamp = chrono::Utc::now().timestamp();
     let request = state
         .webhook_http
@@ -496,7 +539,13 @@ async fn try_once(state: &GatewayState, hook: &Outgoing, message: &Message, body
         .body(body.to_vec());
     let response = match request.send().await {
         Ok(response) => response,
-        Err(e) => return Try::Again(format!("sending: {e}")),
+        Err(e) => {
+            // What the name resolves to now, not when the webhook was made: no use trying again.
+            if let Some(private) = private_address(&e) {
+                return Try::GiveUp(private.to_string());
+            }
+            return Try::Again(format!("sending: {e}"));
+        }
     };
     let status = response.status();
     if status.is_success() {
@@ -630,6 +679,51 @@ mod tests {
         }
         assert!(check_url("https://hooks.example.com/banter", false).is_ok());
         assert!(check_url("http://8.8.8.8/", false).is_ok());
+    }
+
+    /// A name that resolves to loopback is refused by the deliveries' client, which never
+    /// connects: the first connection the receiver sees is the allowed client's, after it.
+    #[tokio::test]
+    async fn the_client_refuses_names_that_resolve_to_private_addresses() {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!(
+            "http://localhost:{}/hook",
+            listener.local_addr().unwrap().port()
+        );
+        let receiver = tokio::spawn(async move {
+            let (mut conn, _) = listener.accept().await.unwrap();
+            let mut seen = Vec::new();
+            let mut buf = [0u8; 1024];
+            while !seen.windows(4).any(|w| w == b"\r\n\r\n") {
+                let n = conn.read(&mut buf).await.unwrap();
+                assert!(n > 0, "the request ended early");
+                seen.extend_from_slice(&buf[..n]);
+            }
+            conn.write_all(b"HTTP/1.1 204 No Content\r\ncontent-length: 0\r\n\r\n")
+                .await
+                .unwrap();
+            String::from_utf8_lossy(&seen).into_owned()
+        });
+
+        let refused = http_client(false)
+            .post(&url)
+            .header("x-try", "refused")
+            .send()
+            .await
+            .expect_err("localhost is a private address");
+        let why = private_address(&refused).expect("refused by the resolver");
+        assert_eq!(why.to_string(), "localhost resolves to a private address");
+
+        let allowed = http_client(true)
+            .post(&url)
+            .header("x-try", "allowed")
+            .send()
+            .await
+            .expect("allowed by the setting");
+        assert_eq!(allowed.status(), 204);
+        let first = receiver.await.unwrap();
+        assert!(first.contains("x-try: allowed"), "{first}");
     }
 
     #[test]
