@@ -11,8 +11,9 @@
 //!   own (`hooks-svc`, [`job`]), so each message is delivered by one of them and a crash
 //!   leaves it to the next (at least once: `X-Banter-Delivery` names the message).
 //! - Retried with backoff after a network error, a timeout, 408, 429 or 5xx, up to
-//!   `attempts`; given up after that, and at once after another 4xx. Messages of bots are
-//!   never sent (no loops between bots).
+//!   `attempts`; given up after that, and at once after another 4xx. Whether the webhook
+//!   still stands is read before every try (a revocation on another gateway is not heard
+//!   here). Messages of bots are never sent (no loops between bots).
 //! - The URL must be `http(s)`, with no user or password, and not reach a loopback, private,
 //!   link-local or unique-local address unless the operator allows it
 //!   (`BANTER_HOOKS_ALLOW_PRIVATE`): checked when it is made, and on every delivery by the
@@ -464,6 +465,8 @@ enum Try {
     Done(Option<String>),
     Again(String),
     GiveUp(String),
+    /// Revoked since the room's webhooks were read (maybe on another gateway).
+    Revoked,
 }
 
 async fn deliver(
@@ -487,6 +490,12 @@ async fn deliver(
                 if let Some(text) = reply {
                     reply_as_bot(state, hook, message, &text).await;
                 }
+                return true;
+            }
+            Try::Revoked => {
+                metrics::counter!("banter_webhook_deliveries_total", "outcome" => "revoked")
+                    .increment(1);
+                tracing::debug!(webhook = %hook.id, "an outgoing webhook was revoked; not sent");
                 return true;
             }
             Try::GiveUp(why) => {
@@ -519,6 +528,14 @@ async fn try_once(state: &GatewayState, hook: &Outgoing, message: &Message, body
     let Ok(url) = url::Url::parse(&hook.url) else {
         return Try::GiveUp("its URL does not parse".into());
     };
+    // The room's webhooks are known for a while (KNOWN_FOR), and a revocation on another
+    // gateway is not heard here: whether it still stands is read before every try, so a
+    // revoked webhook is sent nothing once its revocation is stored.
+    match state.store.outgoing(hook.id).await {
+        Ok(Some(now)) if now.revoked_at.is_none() => {}
+        Ok(_) => return Try::Revoked,
+        Err(e) => return Try::Again(format!("reading the webhook: {e}")),
+    }
     let timestamp = chrono::Utc::now().timestamp();
     let request = state
         .webhook_http

@@ -1,8 +1,9 @@
 //! Outgoing webhooks against a receiver on loopback (allowed by the setting, as an operator
 //! would for a receiver on the same machine): deliveries are signed and timestamped, only
 //! messages with the trigger word go, a 500 is retried, a receiver that keeps failing is given
-//! up after the bound, a reply is posted back as the webhook's bot, and a private address is
-//! refused when the setting is off (the default).
+//! up after the bound, a webhook revoked between tries is sent nothing more, a reply is posted
+//! back as the webhook's bot, and a private address is refused when the setting is off (the
+//! default).
 
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
@@ -214,6 +215,12 @@ async fn deliveries_are_signed_retried_after_a_500_and_replies_come_back() {
 
 /// `banter_webhook_deliveries_total{outcome="given_up"}` as /metrics says.
 async fn given_up(app: &TestApp) -> u64 {
+    deliveries(app, "given_up").await
+}
+
+/// `banter_webhook_deliveries_total{outcome=...}` as /metrics says.
+async fn deliveries(app: &TestApp, outcome: &str) -> u64 {
+    let line = format!("banter_webhook_deliveries_total{{outcome=\"{outcome}\"}}");
     let text = app
         .client
         .get(app.url("/metrics"))
@@ -224,7 +231,7 @@ async fn given_up(app: &TestApp) -> u64 {
         .await
         .expect("text");
     text.lines()
-        .find(|l| l.starts_with("banter_webhook_deliveries_total{outcome=\"given_up\"}"))
+        .find(|l| l.starts_with(&line))
         .and_then(|l| l.rsplit(' ').next())
         .and_then(|v| v.parse().ok())
         .unwrap_or(0)
@@ -299,4 +306,58 @@ async fn private_addresses_are_refused_unless_the_operator_allows_them() {
         .get("/api/v1/rooms/builds/outgoing-webhooks", Some(&ann))
         .await;
     assert_eq!(list["data"]["webhooks"], json!([]), "nothing was made");
+}
+
+/// A webhook revoked while a delivery to it waits to be tried again is sent nothing more:
+/// whether it still stands is read before every try (on the cluster it may be revoked on a
+/// gateway other than the one delivering, which knows the room's webhooks for a while).
+#[tokio::test]
+async fn a_webhook_revoked_between_tries_is_sent_nothing_more() {
+    let app = TestApp::spawn_with(Db::Sqlite, loopback_allowed()).await;
+    app.signup("root").await;
+    let ann = token(&app.signup("ann").await);
+    let mut ws = app.ws(&ann, Some("builds")).await;
+    // The receiver answers 500, but only once the test has revoked the webhook: the next try
+    // comes after the revocation whatever the machine's speed.
+    let (arrived_tx, mut arrived) = watch::channel(0usize);
+    let (revoked_tx, revoked) = watch::channel(false);
+    let held = move || {
+        let (arrived_tx, mut revoked) = (arrived_tx.clone(), revoked.clone());
+        async move {
+            arrived_tx.send_modify(|n| *n += 1);
+            revoked.wait_for(|r| *r).await.expect("the test is running");
+            AxumStatus::INTERNAL_SERVER_ERROR
+        }
+    };
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let url = format!("http://{}/hook", listener.local_addr().expect("addr"));
+    let receiver = axum::Router::new().route("/hook", axum::routing::post(held));
+    tokio::spawn(async move { axum::serve(listener, receiver).await });
+
+    let (status, made) = make(&app, &ann, "builds", json!({ "url": url })).await;
+    assert_eq!(status, StatusCode::CREATED, "{made}");
+    let id = made["data"]["id"].as_str().expect("id").to_owned();
+    let before = deliveries(&app, "revoked").await;
+    ws.say("builds", "deploy please", "d1").await;
+    until_count(&mut arrived, 1).await;
+    let (status, _) = app
+        .call(
+            Method::DELETE,
+            &format!("/api/v1/rooms/builds/outgoing-webhooks/{id}"),
+            None,
+            Some(&ann),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    revoked_tx.send_replace(true);
+    tokio::time::timeout(Duration::from_secs(20), async {
+        while deliveries(&app, "revoked").await <= before {
+            tokio::task::yield_now().await;
+        }
+    })
+    .await
+    .expect("the next try finds it revoked within 20 s");
+    assert_eq!(*arrived.borrow(), 1, "one try, before the revocation");
 }
