@@ -1618,3 +1618,119 @@ async fn an_outgoing_webhook_is_delivered_once_by_the_gateways_group_and_answere
     assert_eq!(got.len(), 6, "the bot's replies are not delivered: {got:?}");
     assert_eq!(got[5].1, "marker");
 }
+
+/// What a receiver of several outgoing webhooks got: each delivery's webhook id and text.
+type ByHook = Arc<tokio::sync::watch::Sender<Vec<(String, String)>>>;
+
+async fn receive_by_hook(
+    axum::extract::State(got): axum::extract::State<ByHook>,
+    headers: axum::http::HeaderMap,
+    body: axum::body::Bytes,
+) -> axum::http::StatusCode {
+    let hook = headers["x-banter-webhook-id"]
+        .to_str()
+        .expect("ascii")
+        .to_owned();
+    let v: Value = serde_json::from_slice(&body).expect("json");
+    let text = v["text"].as_str().expect("text").to_owned();
+    got.send_modify(|got| got.push((hook, text)));
+    axum::http::StatusCode::NO_CONTENT
+}
+
+async fn say_over_http(gateway: &str, room: &str, token: &str, text: &str) {
+    let path = format!("/api/v1/rooms/{room}/messages");
+    let (status, sent) = api(
+        gateway,
+        reqwest::Method::POST,
+        &path,
+        Some(json!({ "body": text })),
+        token,
+    )
+    .await;
+    assert_eq!(status, 201, "{sent}");
+}
+
+async fn make_outgoing(gateway: &str, room: &str, token: &str, url: &str, name: &str) -> String {
+    let path = format!("/api/v1/rooms/{room}/outgoing-webhooks");
+    let body = json!({ "url": url, "name": name });
+    let (status, made) = api(gateway, reqwest::Method::POST, &path, Some(body), token).await;
+    assert_eq!(status, 201, "{made}");
+    made["data"]["id"].as_str().expect("id").to_owned()
+}
+
+/// Waits for every (webhook id, text) of `want` to have been delivered.
+async fn until_delivered(
+    got: &mut tokio::sync::watch::Receiver<Vec<(String, String)>>,
+    want: &[(String, &str)],
+) {
+    let all = |got: &Vec<(String, String)>| {
+        want.iter()
+            .all(|(h, t)| got.iter().any(|(gh, gt)| gh == h && gt == t))
+    };
+    tokio::time::timeout(Duration::from_secs(60), got.wait_for(all))
+        .await
+        .unwrap_or_else(|_| panic!("{want:?} delivered within a minute"))
+        .expect("the receiver is up");
+}
+
+/// The gateways know a room's webhooks for a while; one made on the other gateway is heard of
+/// through the log (its bot's joining), so the very next message reaches it whichever
+/// gateway delivers: webhooks are made on each gateway in turn, each followed at once by a
+/// message. A message said before a webhook was made never goes to it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_webhook_made_on_either_gateway_hears_the_next_message_and_no_earlier_one() {
+    let (_turn, cluster, _db) = begin().await;
+    let room = rooms(1).remove(0);
+    let tag = &room[4..12];
+    let (_, ann) = cluster.user("ann").await;
+    let (_, bob) = cluster.user("bob").await;
+    let (tx, mut got) = tokio::sync::watch::channel(Vec::new());
+    let receiver = axum::Router::new()
+        .route("/hook", axum::routing::post(receive_by_hook))
+        .with_state(Arc::new(tx));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let url = format!("http://{}/hook", listener.local_addr().expect("addr"));
+    tokio::spawn(async move { axum::serve(listener, receiver).await });
+    let (gw_a, gw_b) = (&cluster.gateways[0], &cluster.gateways[1]);
+    let (status, made) = api(
+        gw_a,
+        reqwest::Method::POST,
+        "/api/v1/rooms",
+        Some(json!({ "name": room })),
+        &ann,
+    )
+    .await;
+    assert_eq!(status, 201, "{made}");
+    say_over_http(gw_b, &room, &bob, "said before any webhook").await;
+
+    // The first webhook, and a delivery: the delivering gateway now knows the room's webhooks.
+    let one = make_outgoing(gw_a, &room, &ann, &url, &format!("h{tag}a")).await;
+    say_over_http(gw_b, &room, &bob, "line 1").await;
+    until_delivered(&mut got, &[(one.clone(), "line 1")]).await;
+    // One more on each gateway, each heard by the next message.
+    let two = make_outgoing(gw_a, &room, &ann, &url, &format!("h{tag}b")).await;
+    say_over_http(gw_b, &room, &bob, "line 2").await;
+    until_delivered(&mut got, &[(two.clone(), "line 2")]).await;
+    let three = make_outgoing(gw_b, &room, &ann, &url, &format!("h{tag}c")).await;
+    say_over_http(gw_b, &room, &bob, "line 3").await;
+    let want = vec![
+        (one.clone(), "line 1"),
+        (one.clone(), "line 2"),
+        (two.clone(), "line 2"),
+        (one.clone(), "line 3"),
+        (two.clone(), "line 3"),
+        (three.clone(), "line 3"),
+    ];
+    until_delivered(&mut got, &want).await;
+    let mut got = got.borrow().clone();
+    got.sort();
+    let mut want: Vec<(String, String)> =
+        want.into_iter().map(|(h, t)| (h, t.to_owned())).collect();
+    want.sort();
+    assert_eq!(
+        got, want,
+        "each message to the webhooks made before it, once"
+    );
+}

@@ -34,7 +34,7 @@ use axum::response::{IntoResponse, Response};
 use banter_auth::{AuthUser, BotScope};
 use banter_bus::Event;
 use banter_core::{
-    ClientId, LoggedEvent, Message, MessageBody, RoomEvent, RoomName, ValidationError,
+    ClientId, LoggedEvent, Message, MessageBody, RoomChange, RoomEvent, RoomName, ValidationError,
 };
 use banter_http::{ApiJson, Envelope};
 use banter_store::{NewOutgoing, Outgoing};
@@ -344,37 +344,54 @@ pub async fn revoke(
 /// A room's webhooks, and when they were read.
 type Seen = (Instant, Arc<Vec<Outgoing>>);
 
-/// The rooms' webhooks as lately read from the store (see [`KNOWN_FOR`]).
+/// The rooms' webhooks as lately read from the store (see [`KNOWN_FOR`]). A webhook made on
+/// another gateway is heard of through the log: its bot is added to the room before anything
+/// is delivered, and that event makes the room's webhooks be read again ([`candidate`]).
 #[derive(Debug, Default)]
 pub struct Known {
-    rooms: Mutex<HashMap<RoomName, Seen>>,
+    inner: Mutex<Inner>,
+}
+
+#[derive(Debug, Default)]
+struct Inner {
+    rooms: HashMap<RoomName, Seen>,
+    /// How many times a room was forgotten: a read that began before one is not kept, since
+    /// it may be older than what made the room be forgotten.
+    forgotten: u64,
 }
 
 impl Known {
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<RoomName, Seen>> {
-        self.rooms
+    fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
+        self.inner
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
-    /// A webhook of the room was made or revoked here: read it again next time.
+    /// A webhook of the room was made or revoked, or a member added: read it again next time.
     pub fn forget(&self, room: &RoomName) {
-        self.lock().remove(room);
+        let mut inner = self.lock();
+        inner.rooms.remove(room);
+        inner.forgotten += 1;
     }
 
     /// Known lately to have none: the common case, decided without a task or a query.
     fn none_in(&self, room: &RoomName) -> bool {
         self.lock()
+            .rooms
             .get(room)
             .is_some_and(|(at, hooks)| hooks.is_empty() && at.elapsed() < KNOWN_FOR)
     }
 
     async fn of(&self, state: &GatewayState, room: &RoomName) -> Vec<Outgoing> {
-        if let Some((at, hooks)) = self.lock().get(room) {
-            if at.elapsed() < KNOWN_FOR {
-                return hooks.as_ref().clone();
+        let began = {
+            let inner = self.lock();
+            if let Some((at, hooks)) = inner.rooms.get(room) {
+                if at.elapsed() < KNOWN_FOR {
+                    return hooks.as_ref().clone();
+                }
             }
-        }
+            inner.forgotten
+        };
         let hooks = match state.store.outgoing_of(room).await {
             Ok(hooks) => hooks,
             Err(e) => {
@@ -382,24 +399,33 @@ impl Known {
                 return Vec::new();
             }
         };
-        let mut rooms = self.lock();
-        if rooms.len() > 10_000 {
-            rooms.retain(|_, (at, _)| at.elapsed() < KNOWN_FOR);
+        let mut inner = self.lock();
+        if inner.forgotten == began {
+            if inner.rooms.len() > 10_000 {
+                inner.rooms.retain(|_, (at, _)| at.elapsed() < KNOWN_FOR);
+            }
+            inner
+                .rooms
+                .insert(room.clone(), (Instant::now(), Arc::new(hooks.clone())));
         }
-        rooms.insert(room.clone(), (Instant::now(), Arc::new(hooks.clone())));
         hooks
     }
 }
 
 /// The message of an event that webhooks may be told about: a person's (never a bot's), in
 /// a room that may have webhooks. Decided before anything is copied: on `serve` this runs
-/// for every event, as the log hands it out.
+/// for every event, as the log hands it out, in the log's order. A member added may be a new
+/// webhook's bot, maybe made on another gateway: the room's webhooks are read again.
 fn candidate(known: &Known, logged: &LoggedEvent) -> Option<Message> {
     match &logged.event {
         RoomEvent::Message(m)
             if m.bot.is_none() && m.room.direct_members().is_none() && !known.none_in(&m.room) =>
         {
             logged.message()
+        }
+        RoomEvent::Room(change) if matches!(change.change, RoomChange::Added { .. }) => {
+            known.forget(&change.room);
+            None
         }
         _ => None,
     }
@@ -427,7 +453,13 @@ pub fn job(
     Some(Box::pin(async move {
         let hooks = state.hooks.of(&state, &message.room).await;
         let mut finished = true;
-        for hook in hooks.into_iter().filter(|h| wants(h, &message.body)) {
+        // A room's new messages: one said before the webhook was made is not for it, however
+        // late it is read here (a consumer catching up).
+        let fresh = |h: &Outgoing| message.created_at >= h.created_at;
+        for hook in hooks
+            .into_iter()
+            .filter(|h| fresh(h) && wants(h, &message.body))
+        {
             finished &= deliver(&state, &hook, &message, &stop).await;
         }
         finished
@@ -753,6 +785,61 @@ mod tests {
         );
         assert_ne!(sig, signature("other", 1_700_000_000, b"{\"text\":\"hi\"}"));
         assert_ne!(sig, signature("key", 1_700_000_001, b"{\"text\":\"hi\"}"));
+    }
+
+    /// A room known to have no webhooks skips its messages without a query, until a member
+    /// is added (a new webhook's bot, maybe made on another gateway): then it is read again.
+    #[test]
+    fn a_member_added_makes_the_rooms_webhooks_be_read_again() {
+        use banter_core::{Cursor, NewMessage, NewRoomChange, UserId, UserRef, Username};
+        let room = RoomName::parse("builds").expect("room");
+        let ann = UserRef {
+            id: UserId(1),
+            name: Username::parse("ann").expect("name"),
+        };
+        let said = |n: u64| {
+            RoomEvent::Message(NewMessage {
+                id: Uuid::now_v7(),
+                room: room.clone(),
+                author_id: ann.id,
+                author: ann.name.clone(),
+                body: format!("line {n}"),
+                created_at: chrono::Utc::now(),
+                client_id: None,
+                reply_to: None,
+                thread_root: None,
+                mentions: Vec::new(),
+                attachments: Vec::new(),
+                bot: None,
+            })
+            .at_cursor(Cursor::new(0, n))
+        };
+        let known = Known::default();
+        known
+            .lock()
+            .rooms
+            .insert(room.clone(), (Instant::now(), Arc::default()));
+        assert!(candidate(&known, &said(1)).is_none(), "known to have none");
+
+        let added = RoomEvent::Room(NewRoomChange {
+            id: Uuid::now_v7(),
+            room: room.clone(),
+            user_id: ann.id,
+            user: ann.name.clone(),
+            at: chrono::Utc::now(),
+            client_id: None,
+            change: RoomChange::Added {
+                member: UserRef {
+                    id: UserId(2),
+                    name: Username::parse("ci-out").expect("name"),
+                },
+            },
+        })
+        .at_cursor(Cursor::new(0, 2));
+        assert!(candidate(&known, &added).is_none(), "no message");
+        let next = candidate(&known, &said(3)).expect("read again");
+        assert_eq!(next.body, "line 3");
+        assert_eq!(known.lock().forgotten, 1);
     }
 
     #[test]

@@ -121,6 +121,22 @@ fn hex_of(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
+async fn revoke(app: &TestApp, token: &str, room: &str, id: &str) -> StatusCode {
+    let path = format!("/api/v1/rooms/{room}/outgoing-webhooks/{id}");
+    app.call(Method::DELETE, &path, None, Some(token)).await.0
+}
+
+/// Waits for `banter_webhook_deliveries_total{outcome}` to pass `before`.
+async fn until_more(app: &TestApp, outcome: &str, before: u64) {
+    tokio::time::timeout(Duration::from_secs(20), async {
+        while deliveries(app, outcome).await <= before {
+            tokio::task::yield_now().await;
+        }
+    })
+    .await
+    .unwrap_or_else(|_| panic!("a delivery {outcome} within 20 s"));
+}
+
 async fn make(app: &TestApp, token: &str, room: &str, body: Value) -> (StatusCode, Value) {
     app.post(
         &format!("/api/v1/rooms/{room}/outgoing-webhooks"),
@@ -198,24 +214,11 @@ async fn deliveries_are_signed_retried_after_a_500_and_replies_come_back() {
     assert_eq!(hooks.len(), 1);
     assert!(hooks[0].get("secret").is_none());
     let id = made["data"]["id"].as_str().expect("id");
-    let (status, _) = app
-        .call(
-            Method::DELETE,
-            &format!("/api/v1/rooms/builds/outgoing-webhooks/{id}"),
-            None,
-            Some(&ann),
-        )
-        .await;
-    assert_eq!(status, StatusCode::OK);
+    assert_eq!(revoke(&app, &ann, "builds", id).await, StatusCode::OK);
     let (_, list) = app
         .get("/api/v1/rooms/builds/outgoing-webhooks", Some(&ann))
         .await;
     assert_eq!(list["data"]["webhooks"], json!([]));
-}
-
-/// `banter_webhook_deliveries_total{outcome="given_up"}` as /metrics says.
-async fn given_up(app: &TestApp) -> u64 {
-    deliveries(app, "given_up").await
 }
 
 /// `banter_webhook_deliveries_total{outcome=...}` as /metrics says.
@@ -246,16 +249,10 @@ async fn a_receiver_that_keeps_failing_is_given_up_after_the_bound() {
     let (receiver, url, mut count) = receiver(&[(500, ""); 10]).await;
     let (status, made) = make(&app, &ann, "builds", json!({ "url": url })).await;
     assert_eq!(status, StatusCode::CREATED, "{made}");
-    let before = given_up(&app).await;
+    let before = deliveries(&app, "given_up").await;
     ws.say("builds", "deploy please", "d1").await;
     until_count(&mut count, 3).await;
-    tokio::time::timeout(Duration::from_secs(20), async {
-        while given_up(&app).await <= before {
-            tokio::task::yield_now().await;
-        }
-    })
-    .await
-    .expect("given up within 20 s");
+    until_more(&app, "given_up", before).await;
     assert_eq!(
         receiver.got.lock().expect("lock").len(),
         3,
@@ -342,22 +339,9 @@ async fn a_webhook_revoked_between_tries_is_sent_nothing_more() {
     let before = deliveries(&app, "revoked").await;
     ws.say("builds", "deploy please", "d1").await;
     until_count(&mut arrived, 1).await;
-    let (status, _) = app
-        .call(
-            Method::DELETE,
-            &format!("/api/v1/rooms/builds/outgoing-webhooks/{id}"),
-            None,
-            Some(&ann),
-        )
-        .await;
-    assert_eq!(status, StatusCode::OK);
+    assert_eq!(revoke(&app, &ann, "builds", &id).await, StatusCode::OK);
     revoked_tx.send_replace(true);
-    tokio::time::timeout(Duration::from_secs(20), async {
-        while deliveries(&app, "revoked").await <= before {
-            tokio::task::yield_now().await;
-        }
-    })
-    .await
-    .expect("the next try finds it revoked within 20 s");
+    // The next try finds it revoked.
+    until_more(&app, "revoked", before).await;
     assert_eq!(*arrived.borrow(), 1, "one try, before the revocation");
 }
